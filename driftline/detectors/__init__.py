@@ -1,0 +1,1 @@
+"""Pure, vectorised drift detection core: no I/O."""
