@@ -1,0 +1,169 @@
+"""What an inference service imports: log predictions and labels to Kafka.
+
+    from driftline.client import PredictionLogger
+
+    with PredictionLogger("127.0.0.1:9092") as logger:
+        logger.log(
+            prediction_id="txn-123", model="fraud", model_version="7",
+            features={"amount": 42.5, "country": "FR"},
+            prediction=1, score=0.91, latency_ms=12.0,
+        )
+    # leaving the block flushes; a record Kafka refused raises DeliveryError there
+
+Messages are keyed by `prediction_id` and partitioned with murmur2, like the Java client and
+Faust, so a label lands on the same partition as its prediction. The producer is idempotent
+(no duplicates from its own retries) and batches on its own (`linger.ms`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import orjson
+from confluent_kafka import KafkaError, Message, Producer
+
+__all__ = ["DeliveryError", "LabelLogger", "PredictionLogger"]
+
+Scalar = float | int | str | None
+
+
+class DeliveryError(RuntimeError):
+    """Kafka did not accept some records; `failures` holds (key, reason) pairs."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        sample = "; ".join(f"{key}: {reason}" for key, reason in failures[:3])
+        super().__init__(f"{len(failures)} record(s) were not delivered ({sample})")
+
+
+class _Logger:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str,
+        *,
+        settings: Mapping[str, str | int | float | bool] | None = None,
+    ) -> None:
+        self.topic = topic
+        conf: dict[str, Any] = {
+            "bootstrap.servers": bootstrap_servers,
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",  # the Java client's (and Faust's) partitioner
+            "linger.ms": 20,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+        conf.update(settings or {})
+        self._producer = Producer(conf)
+        self._failures: list[tuple[str, str]] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            key = msg.key()
+            self._failures.append((key.decode() if key else "", str(err)))
+
+    def _send(self, key: str, record: Mapping[str, Any]) -> None:
+        value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, value=value, key=key, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:  # local queue full: let librdkafka drain, then retry
+                self._producer.poll(0.1)
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Wait until every record is acknowledged; raise DeliveryError if some were refused."""
+        remaining = self._producer.flush(timeout)
+        failures, self._failures = self._failures, []
+        if remaining:
+            failures.append(("", f"{remaining} record(s) still queued after {timeout} s"))
+        if failures:
+            raise DeliveryError(failures)
+
+    def close(self) -> None:
+        self.flush()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class PredictionLogger(_Logger):
+    """Publish prediction records to the predictions topic."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str = "driftline.predictions",
+        *,
+        settings: Mapping[str, str | int | float | bool] | None = None,
+    ) -> None:
+        super().__init__(bootstrap_servers, topic, settings=settings)
+
+    def log(
+        self,
+        *,
+        prediction_id: str,
+        model: str,
+        model_version: str,
+        features: Mapping[str, Scalar],
+        prediction: Scalar,
+        score: float | None = None,
+        probabilities: Mapping[str, float] | None = None,
+        attributions: Mapping[str, float] | None = None,
+        latency_ms: float | None = None,
+        error: str | None = None,
+        timestamp: float | None = None,
+    ) -> None:
+        record: dict[str, Any] = {
+            "prediction_id": prediction_id,
+            "model": model,
+            "model_version": model_version,
+            "timestamp": time.time() if timestamp is None else timestamp,
+            "features": features,
+            "prediction": prediction,
+        }
+        optional = {
+            "score": score,
+            "probabilities": probabilities,
+            "attributions": attributions,
+            "latency_ms": latency_ms,
+            "error": error,
+        }
+        record.update({k: v for k, v in optional.items() if v is not None})
+        self._send(prediction_id, record)
+
+
+class LabelLogger(_Logger):
+    """Publish ground-truth labels, keyed by the prediction they belong to."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        topic: str = "driftline.labels",
+        *,
+        settings: Mapping[str, str | int | float | bool] | None = None,
+    ) -> None:
+        super().__init__(bootstrap_servers, topic, settings=settings)
+
+    def log(self, *, prediction_id: str, label: Scalar, timestamp: float | None = None) -> None:
+        record = {
+            "prediction_id": prediction_id,
+            "label": label,
+            "timestamp": time.time() if timestamp is None else timestamp,
+        }
+        self._send(prediction_id, record)

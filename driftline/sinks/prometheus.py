@@ -1,0 +1,32 @@
+"""Prometheus metrics exported by the worker (prometheus-client), named the Prometheus way.
+
+One module-level registry so every metric is defined once, here; `serve()` exposes it on
+`worker.metrics_port`. Label values are only what driftline controls (topic names, reasons from a
+fixed set), so cardinality stays bounded.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, start_http_server
+
+__all__ = ["DLQ_RECORDS", "RECORDS_PROCESSED", "REGISTRY", "serve"]
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECORDS_PROCESSED = Counter(
+    "driftline_records_processed",
+    "Records parsed and accepted by the worker.",
+    ["topic"],
+    registry=REGISTRY,
+)
+DLQ_RECORDS = Counter(
+    "driftline_dlq_records",
+    "Records sent to the dead-letter topic, by reason class.",
+    ["topic", "reason"],
+    registry=REGISTRY,
+)
+
+
+def serve(port: int, addr: str = "127.0.0.1") -> None:
+    """Expose /metrics on addr:port (a daemon thread)."""
+    start_http_server(port, addr=addr, registry=REGISTRY)

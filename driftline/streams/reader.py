@@ -1,0 +1,66 @@
+"""Read a topic outside any consumer group: for `driftline demo`, `alerts tail` and the tests.
+
+Assigns every partition explicitly (no group, no rebalance, nothing committed), starting at the
+end as of construction (only what comes next) or at the beginning.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Literal
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+
+from driftline.config import Config
+
+__all__ = ["TopicReader"]
+
+
+class TopicReader:
+    def __init__(
+        self, config: Config, topic: str, start: Literal["end", "beginning"] = "end"
+    ) -> None:
+        self.topic = topic
+        self._consumer = Consumer(
+            {
+                **config.kafka.confluent_settings(),
+                "group.id": f"driftline-reader-{uuid.uuid4()}",  # never committed
+                "enable.auto.commit": False,
+                "enable.partition.eof": False,
+            }
+        )
+        metadata = self._consumer.list_topics(topic, timeout=30)
+        if metadata.topics[topic].error is not None:
+            raise RuntimeError(f"topic {topic}: {metadata.topics[topic].error}")
+        partitions = sorted(metadata.topics[topic].partitions)
+        assignment = []
+        for p in partitions:
+            if start == "end":
+                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                assignment.append(TopicPartition(topic, p, high))
+            else:
+                assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
+        self._consumer.assign(assignment)
+
+    def messages(
+        self, timeout: float, idle: float | None = None, stop: Callable[[], bool] | None = None
+    ) -> Iterator[Message]:
+        """Yield messages until `timeout` seconds pass, `idle` seconds go by without one, or
+        `stop()` says so (e.g. the process that should write them died)."""
+        deadline = time.monotonic() + timeout
+        last = time.monotonic()
+        while time.monotonic() < deadline and not (stop and stop()):
+            batch = self._consumer.consume(1000, timeout=0.2)
+            if batch:
+                last = time.monotonic()
+            elif idle is not None and time.monotonic() - last > idle:
+                return
+            for message in batch:
+                if message.error() is not None:
+                    raise RuntimeError(f"reading {self.topic}: {message.error()}")
+                yield message
+
+    def close(self) -> None:
+        self._consumer.close()
