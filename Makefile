@@ -27,7 +27,7 @@ demo: up
 	$(VENV)/bin/driftline --config config/driftline.yaml demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check driftline tests benchmarks deploy
+	$(VENV)/bin/ruff check
 	$(VENV)/bin/mypy
 
 # Unit tests only: no services needed.
@@ -35,7 +35,7 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
 test: lint up
-	source deploy/local/env.sh && $(VENV)/bin/pytest -q
+	source deploy/local/env.sh && OPENBLAS_NUM_THREADS=1 $(VENV)/bin/pytest -q
 
 bench: up
 	source deploy/local/env.sh && for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,11 @@ from pathlib import Path
 from driftline.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
 
 __all__ = ["main"]
+
+# One worker process per core is how driftline scales; a multi-threaded BLAS inside each process
+# only oversubscribes the cores (MMD went from 13 ms to 71 ms on 2 busy cores). Set before numpy
+# is imported; an explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 
 def _config(args: argparse.Namespace) -> Config:
