@@ -61,6 +61,104 @@ def cmd_dashboards_write(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from driftline.simulate import parse_drift, publish
+
+    config = _config(args)
+    try:
+        schedule = [parse_drift(text) for text in args.drift]
+    except ValueError as exc:
+        print(f"driftline simulate: {exc}", file=sys.stderr)
+        return 2
+    sent = publish(
+        config.kafka.bootstrap_servers,
+        config.topics.predictions,
+        config.topics.labels,
+        n=args.records,
+        seed=args.seed,
+        rate_per_second=args.rate,
+        start_time=args.start_time,
+        schedule=schedule,
+        label_delay=args.label_delay,
+        realtime=args.realtime,
+        model=args.model,
+        model_version=args.model_version,
+        settings=config.kafka.confluent_settings(),
+        progress=not args.quiet,
+    )
+    print(f"published {sent} predictions and their labels to {config.topics.predictions}")
+    return 0
+
+
+def cmd_reference_build(args: argparse.Namespace) -> int:
+    from driftline.detectors.profile import ReferenceProfile
+
+    if args.csv is not None:
+        profile = ReferenceProfile.from_csv(
+            args.csv,
+            model=args.model,
+            model_version=args.model_version,
+            prediction_column=args.prediction_column,
+            score_column=args.score_column,
+            label_column=args.label_column,
+            bins=args.bins,
+        )
+    else:
+        from driftline.simulate import simulate
+
+        records, labels = simulate(
+            args.simulated, seed=args.seed, model=args.model, model_version=args.model_version
+        )
+        profile = ReferenceProfile.from_records(
+            records,
+            model=args.model,
+            model_version=args.model_version,
+            labels=[label["label"] for label in labels],
+            bins=args.bins,
+        )
+    out = (
+        args.out
+        or Path(_config(args).worker.reference_dir) / f"{args.model}@{args.model_version}.json"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    profile.save(out)
+    print(
+        f"wrote {out}: {len(profile.numeric)} numeric, {len(profile.categorical)} categorical features"
+    )
+    return 0
+
+
+def cmd_alerts_tail(args: argparse.Namespace) -> int:
+    import orjson
+
+    from driftline.streams.reader import TopicReader
+
+    config = _config(args)
+    reader = TopicReader(
+        config, config.topics.alerts, start="beginning" if args.from_beginning else "end"
+    )
+    try:
+        for message in reader.messages(timeout=args.timeout):
+            event = orjson.loads(message.value() or b"{}")
+            if args.json:
+                print(orjson.dumps(event).decode(), flush=True)
+                continue
+            where = event.get("feature") or event.get("test") or ""
+            p_value = event.get("p_value")
+            print(
+                f"{event.get('severity', '?').upper():8} {event.get('type')} {event.get('model')}/"
+                f"{event.get('model_version')} {where} window [{event.get('window_start')}, "
+                f"{event.get('window_end')}) stat={event.get('statistic')} "
+                f"p={p_value if p_value is None else f'{p_value:.3g}'} id={event.get('event_id')}",
+                flush=True,
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        reader.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline",
@@ -94,6 +192,77 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = config_commands.add_parser("show", help="print the validated config (secrets masked)")
     show.set_defaults(func=cmd_config_show)
+
+    simulate = commands.add_parser(
+        "simulate", help="publish realistic fraud-model traffic, with drift"
+    )
+    simulate.add_argument("--records", type=int, default=100_000, help="predictions to publish")
+    simulate.add_argument(
+        "--rate", type=float, default=1_000.0, help="predictions per second of event time"
+    )
+    simulate.add_argument(
+        "--seed", type=int, default=0, help="random seed (same seed, same stream)"
+    )
+    simulate.add_argument(
+        "--start-time",
+        type=float,
+        default=None,
+        help="event time of the first record (default: now)",
+    )
+    simulate.add_argument(
+        "--label-delay", type=float, default=60.0, help="seconds between a prediction and its label"
+    )
+    simulate.add_argument(
+        "--drift",
+        action="append",
+        default=[],
+        metavar="KIND:START[-END][:MAGNITUDE]",
+        help="a drift, seconds after the start: abrupt, gradual, recurring, concept, latency, errors (repeatable)",
+    )
+    simulate.add_argument(
+        "--realtime", action="store_true", help="pace publishing to the event-time rate"
+    )
+    simulate.add_argument("--model", default="fraud")
+    simulate.add_argument("--model-version", default="1")
+    simulate.add_argument("--quiet", action="store_true", help="no progress bar")
+    simulate.set_defaults(func=cmd_simulate)
+
+    reference = commands.add_parser("reference", help="reference profiles")
+    reference_commands = reference.add_subparsers(
+        dest="reference_command", required=True, metavar="ACTION"
+    )
+    build = reference_commands.add_parser(
+        "build", help="build a reference profile from a training set"
+    )
+    source = build.add_mutually_exclusive_group(required=True)
+    source.add_argument("--csv", type=Path, help="training data, one row per example, header row")
+    source.add_argument(
+        "--simulated", type=int, metavar="N", help="N records of `driftline simulate` traffic"
+    )
+    build.add_argument("--model", required=True)
+    build.add_argument("--model-version", required=True)
+    build.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="default: <worker.reference_dir>/<model>@<version>.json",
+    )
+    build.add_argument("--bins", type=int, default=20, help="quantile bins per numeric feature")
+    build.add_argument("--prediction-column")
+    build.add_argument("--score-column")
+    build.add_argument("--label-column")
+    build.add_argument("--seed", type=int, default=0)
+    build.set_defaults(func=cmd_reference_build)
+
+    alerts = commands.add_parser("alerts", help="drift events on the alerts topic")
+    alerts_commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    tail = alerts_commands.add_parser("tail", help="follow the alerts topic and print events")
+    tail.add_argument("--json", action="store_true", help="one JSON object per line")
+    tail.add_argument("--from-beginning", action="store_true")
+    tail.add_argument(
+        "--timeout", type=float, default=float("inf"), help="stop after this many seconds"
+    )
+    tail.set_defaults(func=cmd_alerts_tail)
 
     dashboards = commands.add_parser("dashboards", help="generate the Grafana dashboards")
     dashboards_commands = dashboards.add_subparsers(

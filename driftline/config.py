@@ -120,6 +120,8 @@ class WorkerConfig:
     batch_timeout_seconds: float = 0.5
     metrics_port: int = 9108
     data_dir: str = ".cache/worker"
+    reference_dir: str = "config/references"
+    thresholds_file: str = "config/drift_thresholds.yaml"
 
     def __post_init__(self) -> None:
         _at_least(1, worker_batch_size=self.batch_size, worker_metrics_port=self.metrics_port)
@@ -131,10 +133,13 @@ class WorkerConfig:
 class WindowConfig:
     size_seconds: int = 300
     allowed_lateness_seconds: int = 60
+    idle_timeout_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         _at_least(1, windows_size_seconds=self.size_seconds)
         _at_least(0, windows_allowed_lateness_seconds=self.allowed_lateness_seconds)
+        if self.idle_timeout_seconds <= 0:
+            raise ConfigError("windows.idle_timeout_seconds: must be > 0")
 
 
 @dataclass(frozen=True)

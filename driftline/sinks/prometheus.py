@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
-__all__ = ["DLQ_RECORDS", "RECORDS_PROCESSED", "REGISTRY", "serve"]
+__all__ = [
+    "DLQ_RECORDS",
+    "DRIFT_EVENTS",
+    "LATE_RECORDS",
+    "RECORDS_PROCESSED",
+    "RECORDS_WITHOUT_REFERENCE",
+    "REGISTRY",
+    "WINDOWS_CLOSED",
+    "serve",
+]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -23,6 +32,29 @@ DLQ_RECORDS = Counter(
     "driftline_dlq_records",
     "Records sent to the dead-letter topic, by reason class.",
     ["topic", "reason"],
+    registry=REGISTRY,
+)
+
+RECORDS_WITHOUT_REFERENCE = Counter(
+    "driftline_records_without_reference",
+    "Records of model versions that have no reference profile (counted, not windowed).",
+    registry=REGISTRY,
+)
+LATE_RECORDS = Counter(
+    "driftline_late_records",
+    "Records whose event-time window had already closed when they arrived.",
+    registry=REGISTRY,
+)
+WINDOWS_CLOSED = Counter(
+    "driftline_windows_closed",
+    "Windows closed and evaluated, by status (evaluated, insufficient_samples).",
+    ["status"],
+    registry=REGISTRY,
+)
+DRIFT_EVENTS = Counter(
+    "driftline_drift_events",
+    "Drift events published to the alerts topic.",
+    ["type", "severity"],
     registry=REGISTRY,
 )
 

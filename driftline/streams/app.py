@@ -1,28 +1,42 @@
-"""The Faust application: agents on the predictions topic, wired to parsing and the DLQ.
+"""The Faust application: two agents and a timer, wired to `Pipeline` (pipeline.py).
 
 Faust gives us agents, consumer groups and producers; event-time windows stay in our own code
 (Faust's windowed tables close on wall-clock time: see docs/DESIGN.md).
-Data flow here: topic -> `take_events` batch -> `parse_predictions` -> accepted batch / DLQ.
+
+- `consume_predictions`: predictions topic -> `Pipeline.on_predictions` (stage 1)
+- `consume_partials`: the partials topic (keyed by model) -> `Pipeline.on_partials` (stage 2)
+- `close_idle_windows`: every second, `Pipeline.on_timer`
+
+Every message a batch produces (DLQ, partials, events, summaries, checkpoints) is confirmed by
+the broker before the agent takes the next batch, i.e. before the batch can be acked.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
-import time
-from collections import Counter as Tally
+from collections.abc import Awaitable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
+from faust.types import TP
 
 from driftline.config import Config
-from driftline.sinks import prometheus as metrics
-from driftline.streams.records import parse_predictions
+from driftline.detectors.profile import ReferenceProfile
+from driftline.detectors.thresholds import DriftThresholds, load_thresholds
+from driftline.streams.checkpoint import (
+    MAX_CHECKPOINT_BYTES,
+    checkpoint_topic,
+    partials_topic,
+    read_checkpoints,
+)
+from driftline.streams.pipeline import Message, Pipeline, Topics
 
 log = logging.getLogger(__name__)
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "load_profiles"]
 
 
 def _credentials(config: Config) -> Any:
@@ -45,8 +59,32 @@ def _credentials(config: Config) -> Any:
     return None
 
 
-def create_app(config: Config) -> faust.App:
-    """Build the Faust app and its agents from a validated config."""
+def load_profiles(directory: str | Path) -> dict[tuple[str, str], ReferenceProfile]:
+    """Every `*.json` reference profile in a directory, by (model, model_version)."""
+    profiles: dict[tuple[str, str], ReferenceProfile] = {}
+    path = Path(directory)
+    if not path.is_dir():
+        log.warning("reference directory %s does not exist: no model will be windowed", path)
+        return profiles
+    for file in sorted(path.glob("*.json")):
+        profile = ReferenceProfile.load(file)
+        profiles[(profile.model, profile.model_version)] = profile
+    log.info("loaded %d reference profiles from %s", len(profiles), path)
+    return profiles
+
+
+def _thresholds(config: Config) -> DriftThresholds:
+    path = Path(config.worker.thresholds_file)
+    if path.exists():
+        return load_thresholds(path)
+    from driftline.detectors.thresholds import thresholds_from_dict
+
+    log.warning("thresholds file %s does not exist: using the built-in defaults", path)
+    return thresholds_from_dict({})
+
+
+def create_app(config: Config, n_sources: int) -> faust.App:
+    """Build the Faust app, its agents and the pipeline from a validated config."""
     worker = config.worker
     app = faust.App(
         worker.app_id,
@@ -60,14 +98,80 @@ def create_app(config: Config) -> faust.App:
         broker_max_poll_records=worker.batch_size,
         stream_buffer_maxsize=max(4 * worker.batch_size, 4096),
         producer_acks=-1,
+        producer_max_request_size=MAX_CHECKPOINT_BYTES,
+        producer_compression_type="lz4",
+        consumer_max_fetch_size=MAX_CHECKPOINT_BYTES,
     )
-    predictions = app.topic(
-        config.topics.predictions, key_serializer="raw", value_serializer="raw", internal=False
+    raw = {"key_serializer": "raw", "value_serializer": "raw", "internal": False}
+    predictions = app.topic(config.topics.predictions, **raw)  # type: ignore[arg-type]
+    partials = app.topic(partials_topic(config), **raw)  # type: ignore[arg-type]
+    outputs = {
+        name: app.topic(name, **raw)  # type: ignore[arg-type]
+        for name in (
+            config.topics.dlq,
+            config.topics.alerts,
+            config.topics.metrics,
+            partials_topic(config),
+            checkpoint_topic(config),
+        )
+    }
+    pending: list[Awaitable[Any]] = []
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
+    ) -> None:
+        # force=True: publish now, not as an attachment released when the source event is acked.
+        pending.append(await outputs[topic].send(key=key, value=value, headers=headers, force=True))
+
+    async def confirm() -> None:
+        batch = list(pending)
+        pending.clear()
+        await asyncio.gather(*batch)
+
+    async def load_checkpoints() -> dict[str, Any]:
+        await confirm()  # our own checkpoints must be on the broker before we read them back
+        return await asyncio.get_running_loop().run_in_executor(None, read_checkpoints, config)
+
+    pipeline = Pipeline(
+        config,
+        profiles=load_profiles(worker.reference_dir),
+        thresholds=_thresholds(config),
+        topics=Topics(
+            predictions=config.topics.predictions,
+            dlq=config.topics.dlq,
+            partials=partials_topic(config),
+            alerts=config.topics.alerts,
+            metrics=config.topics.metrics,
+            checkpoints=checkpoint_topic(config),
+        ),
+        n_sources=n_sources,
+        send=send,
+        load_checkpoints=load_checkpoints,
     )
-    dlq = app.topic(config.topics.dlq, key_serializer="raw", value_serializer="raw", internal=False)
-    summaries = app.topic(
-        config.topics.metrics, key_serializer="raw", value_serializer="raw", internal=False
-    )
+    app.pipeline = pipeline  # type: ignore[attr-defined]
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]
+    async def assigned(app: faust.App, assigned: set[Any], **kwargs: Any) -> None:
+        pipeline.assign_partitions((tp.topic, tp.partition) for tp in assigned)
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]
+    async def forget(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
+        pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)
+
+    async def run(events: Sequence[Any], handler: Any, what: str) -> None:
+        # Catch everything: an agent that raises still acks its events, losing the batch.
+        try:
+            await handler([event.message for event in events])
+            await confirm()
+        except Exception:
+            log.exception("%s batch of %d messages failed; dead-lettering it", what, len(events))
+            pending.clear()
+            for event in events:
+                message: Message = event.message
+                await pipeline.dead_letter(
+                    message, "worker_error", f"worker error processing the {what} batch", None
+                )
+            await confirm()
 
     @app.agent(predictions)
     async def consume_predictions(stream: faust.StreamT[bytes]) -> None:
@@ -75,58 +179,29 @@ def create_app(config: Config) -> faust.App:
         async for events in stream.take_events(
             worker.batch_size, within=worker.batch_timeout_seconds
         ):
-            # Catch everything: an agent that raises still acks its events, losing the batch.
-            try:
-                await _process_batch(events, dlq, summaries)
-            except Exception:
-                log.exception("batch of %d events failed; sending it to the DLQ", len(events))
-                for event in events:
-                    await _to_dlq(
-                        dlq, event, "worker_error", "worker error while processing the batch", None
-                    )
+            await run(events, pipeline.on_predictions, "predictions")
+
+    @app.agent(partials)
+    async def consume_partials(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, faust.Stream)
+        async for events in stream.take_events(
+            worker.batch_size, within=worker.batch_timeout_seconds
+        ):
+            await run(events, pipeline.on_partials, "partials")
+
+    @app.timer(1.0)  # type: ignore[untyped-decorator]
+    async def declare_idle_partitions() -> None:
+        try:
+            quiet = pipeline.quiet_partitions()
+            if quiet:
+                tps = [TP(config.topics.predictions, p) for p in quiet]
+                ends = await app.consumer.highwaters(*tps)
+                positions = {tp.partition: await app.consumer.position(tp) for tp in tps}
+                await pipeline.declare_idle(
+                    {tp.partition: int(o) for tp, o in ends.items()}, positions
+                )
+                await confirm()
+        except Exception:
+            log.exception("declaring idle partitions failed; retrying on the next tick")
 
     return app
-
-
-async def _process_batch(events: Any, dlq: faust.TopicT, summaries: faust.TopicT) -> None:
-    per_model: Tally[str] = Tally()
-    per_partition: dict[int, list[int]] = {}
-    accepted = 0
-    for event in events:
-        message = event.message
-        valid, rejected = parse_predictions(message.value)
-        for reject in rejected:
-            await _to_dlq(dlq, event, reject.kind, reject.reason, reject.index)
-        for record in valid:
-            per_model[f"{record['model']}@{record['model_version']}"] += 1
-        accepted += len(valid)
-        span = per_partition.setdefault(message.partition, [0, message.offset, message.offset])
-        span[0] += len(valid)
-        span[1] = min(span[1], message.offset)
-        span[2] = max(span[2], message.offset)
-    topic = events[0].message.topic if events else ""
-    metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
-    summary = {
-        "type": "batch_summary",
-        "records": accepted,
-        "messages": len(events),
-        "per_model": dict(per_model),
-        "partitions": {str(p): span for p, span in per_partition.items()},
-        "processed_at": time.time(),
-    }
-    await summaries.send(key=b"batch_summary", value=orjson.dumps(summary))
-
-
-async def _to_dlq(dlq: faust.TopicT, event: Any, kind: str, reason: str, index: int | None) -> None:
-    message = event.message
-    headers = {
-        "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode(),
-        "driftline.source.topic": message.topic.encode(),
-        "driftline.source.partition": str(message.partition).encode(),
-        "driftline.source.offset": str(message.offset).encode(),
-    }
-    if index is not None:
-        headers["driftline.source.index"] = str(index).encode()
-    metrics.DLQ_RECORDS.labels(message.topic, kind).inc()
-    await dlq.send(key=message.key, value=message.value, headers=headers)

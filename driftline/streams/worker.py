@@ -7,6 +7,7 @@ import logging
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
 from driftline.streams.app import create_app
+from driftline.streams.checkpoint import ensure_internal_topics
 from driftline.streams.topics import check_copartitioned
 
 log = logging.getLogger(__name__)
@@ -20,9 +21,10 @@ def run_worker(config: Config) -> int:
 
     partitions = check_copartitioned(config)
     log.info("predictions and labels co-partitioned over %d partitions", partitions)
+    ensure_internal_topics(config)
     metrics.serve(config.worker.metrics_port)
     log.info("metrics on http://127.0.0.1:%d/metrics", config.worker.metrics_port)
-    app = create_app(config)
+    app = create_app(config, n_sources=partitions)
     # Faust's Worker installs signal handlers and stops cleanly on SIGTERM.
     Worker(app, loglevel="info").execute_from_commandline()
     return 0

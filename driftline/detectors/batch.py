@@ -1,0 +1,271 @@
+"""Columnar batches of prediction records.
+
+The streaming layer parses prediction records (plain dicts) and calls
+:meth:`RecordBatch.from_records` once per batch; everything downstream (window
+assignment, sketch updates) then works on numpy arrays, never record by record.
+
+A prediction record is a dict with these fields::
+
+    prediction_id   str
+    model           str
+    model_version   str
+    timestamp       epoch seconds (float) or ISO-8601 string (naive = UTC)
+    features        {name: number | str | None}
+    prediction      class label (str or number)
+    score           float in [0, 1]            } one of the two, optional
+    probabilities   {class: probability}       } score = probability of the predicted class
+    attributions    {feature: float}           optional
+    latency_ms      float                      optional
+    error           str                        optional
+
+Missing and invalid values (the convention used by the whole detection core):
+
+* numeric feature: ``NaN`` means *missing* (``None``, absent key, or NaN sent);
+  ``+inf``/``-inf`` mean *invalid* (an infinite number was sent, or a value that is
+  not a number such as ``"abc"``, stored as ``+inf``). Booleans count as 1.0/0.0.
+* categorical feature: ``None`` means missing; any other value is kept as ``str``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+FeatureType = Literal["numeric", "categorical"]
+
+__all__ = ["FeatureType", "RecordBatch", "parse_timestamp"]
+
+
+def parse_timestamp(value: Any) -> float:
+    """Epoch seconds from a number or an ISO-8601 string (naive means UTC); NaN if unusable.
+
+    >>> parse_timestamp("1970-01-01T00:01:00Z")
+    60.0
+    >>> parse_timestamp(12.5)
+    12.5
+    """
+    if isinstance(value, bool) or value is None:
+        return math.nan
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return math.nan
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.timestamp()
+    return math.nan
+
+
+def _to_float(value: Any) -> float:
+    """One numeric feature value: NaN when missing, +inf when not a number."""
+    if value is None:
+        return math.nan
+    if isinstance(value, int | float):  # bool included: True is 1.0, as numpy does
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return math.inf
+    return math.inf
+
+
+def _float_column(values: list[Any]) -> NDArray[np.float64]:
+    """Fast path through numpy (None becomes NaN); per-value fallback on odd inputs."""
+    try:
+        out = np.array(values, dtype=np.float64)
+        if out.ndim == 1:
+            return out
+    except (TypeError, ValueError):
+        pass
+    return np.array([_to_float(v) for v in values], dtype=np.float64)
+
+
+def _object_column(values: list[Any]) -> NDArray[np.object_]:
+    out = np.empty(len(values), dtype=object)
+    out[:] = [None if v is None else v if isinstance(v, str) else str(v) for v in values]
+    return out
+
+
+@dataclass(slots=True)
+class RecordBatch:
+    """A columnar batch of prediction records (one numpy array per field).
+
+    Parameters
+    ----------
+    numeric
+        Numeric feature columns; NaN = missing, +/-inf = invalid.
+    categorical
+        Categorical feature columns (``object`` arrays of ``str``); None = missing.
+    event_time
+        Event time in epoch seconds (NaN when the timestamp was unusable).
+    prediction
+        Predicted class labels as given (``object`` array).
+    score
+        Model score in [0, 1] (NaN when absent), or None when no record has one.
+    latency_seconds
+        Serving latency (NaN when absent).
+    error
+        Error text (None when the record has no error).
+    attributions
+        Per-feature attributions (NaN when absent), or None when no record has any.
+
+    Examples
+    --------
+    >>> records = [
+    ...     {"prediction_id": "a", "model": "fraud", "model_version": "1", "timestamp": 10.0,
+    ...      "features": {"amount": 12.5, "country": "FR"}, "prediction": "ok", "score": 0.1},
+    ...     {"prediction_id": "b", "model": "fraud", "model_version": "1",
+    ...      "timestamp": "1970-01-01T00:00:20Z",
+    ...      "features": {"amount": None, "country": "DE"}, "prediction": "fraud",
+    ...      "probabilities": {"ok": 0.3, "fraud": 0.7}, "latency_ms": 4.0},
+    ... ]
+    >>> batch = RecordBatch.from_records(records, {"amount": "numeric", "country": "categorical"})
+    >>> len(batch), batch.numeric["amount"].tolist(), batch.event_time.tolist()
+    (2, [12.5, nan], [10.0, 20.0])
+    >>> batch.score.tolist(), batch.latency_seconds.tolist()
+    ([0.1, 0.7], [nan, 0.004])
+    >>> batch.take(batch.event_time >= 15).categorical["country"].tolist()
+    ['DE']
+    """
+
+    numeric: dict[str, NDArray[np.float64]]
+    categorical: dict[str, NDArray[np.object_]]
+    event_time: NDArray[np.float64]
+    prediction: NDArray[np.object_]
+    score: NDArray[np.float64] | None = None
+    latency_seconds: NDArray[np.float64] = field(
+        default_factory=lambda: np.empty(0, dtype=np.float64)
+    )
+    error: NDArray[np.object_] = field(default_factory=lambda: np.empty(0, dtype=object))
+    attributions: dict[str, NDArray[np.float64]] | None = None
+    record_keys: NDArray[np.uint64] | None = None
+    """Stable identity per record (e.g. partition, offset, index): decides the sketch sample."""
+
+    def __post_init__(self) -> None:
+        n = len(self.event_time)
+        if len(self.latency_seconds) == 0 and n:
+            self.latency_seconds = np.full(n, np.nan)
+        if len(self.error) == 0 and n:
+            self.error = np.full(n, None, dtype=object)
+        columns: dict[str, Any] = {
+            "prediction": self.prediction,
+            "latency_seconds": self.latency_seconds,
+            "error": self.error,
+        }
+        if self.score is not None:
+            columns["score"] = self.score
+        if self.record_keys is not None:
+            columns["record_keys"] = self.record_keys
+        columns.update({f"numeric.{k}": v for k, v in self.numeric.items()})
+        columns.update({f"categorical.{k}": v for k, v in self.categorical.items()})
+        if self.attributions is not None:
+            columns.update({f"attributions.{k}": v for k, v in self.attributions.items()})
+        for name, col in columns.items():
+            if len(col) != n:
+                raise ValueError(f"RecordBatch column {name!r} has {len(col)} rows, expected {n}")
+
+    def __len__(self) -> int:
+        return len(self.event_time)
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Sequence[Mapping[str, Any]],
+        schema: Mapping[str, FeatureType],
+        record_keys: NDArray[np.uint64] | None = None,
+    ) -> RecordBatch:
+        """Build a batch from parsed prediction records.
+
+        ``schema`` maps each monitored feature to ``"numeric"`` or ``"categorical"``
+        (typically ``profile.feature_types``); features outside it are ignored.
+        """
+        n = len(records)
+        feats = [r.get("features") or {} for r in records]
+        numeric = {
+            name: _float_column([f.get(name) for f in feats])
+            for name, kind in schema.items()
+            if kind == "numeric"
+        }
+        categorical = {
+            name: _object_column([f.get(name) for f in feats])
+            for name, kind in schema.items()
+            if kind == "categorical"
+        }
+        raw_ts = [r.get("timestamp") for r in records]
+        try:
+            event_time = np.array(raw_ts, dtype=np.float64)
+        except (TypeError, ValueError):
+            event_time = np.array([parse_timestamp(t) for t in raw_ts], dtype=np.float64)
+        prediction = np.empty(n, dtype=object)
+        prediction[:] = [r.get("prediction") for r in records]
+
+        score: NDArray[np.float64] | None = None
+        if any("score" in r or "probabilities" in r for r in records):
+            score = np.array([_record_score(r) for r in records], dtype=np.float64)
+        latency = _float_column([r.get("latency_ms") for r in records]) / 1000.0
+        error = np.empty(n, dtype=object)
+        error[:] = [r.get("error") or None for r in records]
+
+        attributions: dict[str, NDArray[np.float64]] | None = None
+        attr_rows = [r.get("attributions") for r in records]
+        if any(attr_rows):
+            names = sorted({k for a in attr_rows if a for k in a})
+            attributions = {
+                k: _float_column([a.get(k) if a else None for a in attr_rows]) for k in names
+            }
+        return cls(
+            numeric=numeric,
+            categorical=categorical,
+            event_time=event_time,
+            prediction=prediction,
+            score=score,
+            latency_seconds=latency,
+            error=error,
+            attributions=attributions,
+            record_keys=record_keys,
+        )
+
+    def take(self, index: NDArray[np.bool_] | NDArray[np.integer[Any]]) -> RecordBatch:
+        """The rows selected by a boolean mask or an index array (e.g. one event-time window)."""
+        return RecordBatch(
+            numeric={k: v[index] for k, v in self.numeric.items()},
+            categorical={k: v[index] for k, v in self.categorical.items()},
+            event_time=self.event_time[index],
+            prediction=self.prediction[index],
+            score=None if self.score is None else self.score[index],
+            latency_seconds=self.latency_seconds[index],
+            error=self.error[index],
+            attributions=None
+            if self.attributions is None
+            else {k: v[index] for k, v in self.attributions.items()},
+            record_keys=None if self.record_keys is None else self.record_keys[index],
+        )
+
+
+def _record_score(record: Mapping[str, Any]) -> float:
+    score = record.get("score")
+    if score is not None:
+        return _to_float(score)
+    probabilities = record.get("probabilities")
+    if not probabilities:
+        return math.nan
+    predicted = record.get("prediction")
+    if predicted is not None:
+        for key in (predicted, str(predicted)):
+            if key in probabilities:
+                return _to_float(probabilities[key])
+    return max(_to_float(p) for p in probabilities.values())

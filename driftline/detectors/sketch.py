@@ -1,0 +1,681 @@
+"""Window sketches: bounded, mergeable, JSON-serialisable summaries of one event-time window.
+
+A :class:`WindowSketch` summarises the records of one (model, version, window) on the bins
+of a :class:`~driftline.detectors.profile.ReferenceProfile`. Its size does not depend on the
+traffic: a window of ten million records costs as much memory as one of ten.
+
+What it keeps, and how two sketches merge (``merge(a, b)`` equals the sketch of the
+concatenated records; exactly for counts, histograms and moments up to float rounding,
+in distribution for the sample):
+
+==========================  ==================================================  ===============
+field                       content                                             merge
+==========================  ==================================================  ===============
+numeric histograms          counts on the reference bins + underflow/overflow   sum
+numeric moments             n, mean, M2 of the finite values, min, max           Chan et al.
+missing / invalid           NaN = missing, +/-inf (or not a number) = invalid   sum
+reservoir                   joint numeric rows with the k smallest random keys  k smallest keys
+categorical counts          reference categories, the rest in ``__other__``     sum
+unseen categories           values absent from the reference (capped)           sum, capped
+score histogram             50 bins over [0, 1], overall and per class          sum
+latency                     relative-error log buckets (DDSketch, alpha=1%)     sum
+classes / errors            counts per predicted class / error type (capped)    sum, capped
+records, event time         record count, min/max event time                    sum, min/max
+attributions                sum of |attribution| and count per feature          sum
+==========================  ==================================================  ===============
+
+The reservoir is priority sampling (Efraimidis and Spirakis, 2006, with equal weights): each
+record draws a uniform key and the sketch keeps the ``reservoir_size`` (default 2,000) rows
+with the smallest keys, so the union of two sketches is sampled by keeping the smallest keys
+of both. When the batch carries ``record_keys`` (a stable 64-bit identity per record, e.g.
+Kafka partition, offset and index), a record's key is a hash of its identity (splitmix64):
+the sample then depends only on *which* records a window holds, not on how they were split
+into batches or partitions, so one worker and several give the same sample, and a replay
+after a crash rebuilds it exactly. Without ``record_keys``, keys come from
+``numpy.random.default_rng([seed, n_updates])``: reproducible, and sketches of the same window
+built in parallel must be given distinct seeds for the merged sample to be uniform. The
+reservoir is kept sorted by key, so equal samples are equal arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.profile import (
+    OTHER,
+    SCORE_BINS,
+    ReferenceProfile,
+    score_bin_index,
+)
+
+__all__ = ["LatencySketch", "SketchMismatchError", "WindowSketch"]
+
+MAX_CLASSES = 100
+MAX_SCORE_CLASSES = 20
+MAX_ERROR_TYPES = 50
+MAX_UNSEEN = 50
+MAX_ATTRIBUTION_FEATURES = 500
+ERROR_TYPE_CHARS = 100
+
+
+class SketchMismatchError(ValueError):
+    """Two sketches that do not describe the same model, version and reference bins."""
+
+
+def _none_if_nan(x: float) -> float | None:
+    return None if math.isnan(x) else x
+
+
+def _nan_if_none(x: float | None) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _add_capped(target: dict[str, int], key: str, count: int, cap: int) -> None:
+    if key in target or len(target) < cap or key == OTHER:
+        target[key] = target.get(key, 0) + count
+    else:
+        target[OTHER] = target.get(OTHER, 0) + count
+
+
+def _merge_capped(a: Mapping[str, int], b: Mapping[str, int], cap: int) -> dict[str, int]:
+    out = dict(a)
+    for key, count in b.items():
+        _add_capped(out, key, count, cap)
+    return out
+
+
+# -- latency -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class LatencySketch:
+    """Relative-error quantile sketch (DDSketch; Masson, Rim and Lee, VLDB 2019).
+
+    A value ``x > min_value`` goes to bucket ``ceil(log(x) / log(gamma))`` with
+    ``gamma = (1 + alpha) / (1 - alpha)``; every quantile is then returned within a relative
+    error ``alpha`` (default 1%, the paper's). Values ``<= min_value`` (default 1 µs) share a
+    zero bucket. At most ``max_buckets`` (default 2,048, enough for 1 µs .. 10^8 s at 1%)
+    are kept; beyond that the lowest buckets are collapsed, as in the paper. Merging sums the
+    buckets (same ``alpha`` required).
+
+    >>> sketch = LatencySketch()
+    >>> sketch.update(np.linspace(0.001, 1.0, 1000))
+    >>> abs(sketch.quantile(0.5) - 0.5) / 0.5 < 0.01
+    True
+    """
+
+    alpha: float = 0.01
+    min_value: float = 1e-6
+    max_buckets: int = 2048
+    buckets: dict[int, int] = field(default_factory=dict)
+    zero_count: int = 0
+
+    @property
+    def gamma(self) -> float:
+        return (1.0 + self.alpha) / (1.0 - self.alpha)
+
+    @property
+    def count(self) -> int:
+        return self.zero_count + sum(self.buckets.values())
+
+    def update(self, values: NDArray[np.float64]) -> None:
+        x = values[np.isfinite(values)]
+        if x.size == 0:
+            return
+        small = x <= self.min_value
+        self.zero_count += int(small.sum())
+        keys = np.ceil(np.log(x[~small]) / math.log(self.gamma)).astype(np.int64)
+        if keys.size == 0:
+            return
+        base = int(keys.min())
+        counts = np.bincount(keys - base)
+        for i in np.flatnonzero(counts).tolist():
+            self.buckets[base + i] = self.buckets.get(base + i, 0) + int(counts[i])
+        self._collapse()
+
+    def _collapse(self) -> None:
+        if len(self.buckets) <= self.max_buckets:
+            return
+        keys = sorted(self.buckets)
+        excess = keys[: len(keys) - self.max_buckets + 1]
+        folded = sum(self.buckets.pop(k) for k in excess)
+        target = keys[len(excess)]
+        self.buckets[target] = self.buckets.get(target, 0) + folded
+
+    def merge(self, other: LatencySketch) -> LatencySketch:
+        if other.alpha != self.alpha:
+            raise SketchMismatchError(f"latency alpha {self.alpha} != {other.alpha}")
+        out = LatencySketch(self.alpha, self.min_value, self.max_buckets, dict(self.buckets))
+        out.zero_count = self.zero_count + other.zero_count
+        for k, c in other.buckets.items():
+            out.buckets[k] = out.buckets.get(k, 0) + c
+        out._collapse()
+        return out
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile (0 <= q <= 1), None when the sketch is empty."""
+        n = self.count
+        if n == 0:
+            return None
+        rank = q * (n - 1)
+        seen = self.zero_count
+        if rank < seen:
+            return 0.0
+        for k in sorted(self.buckets):
+            seen += self.buckets[k]
+            if rank < seen:
+                return 2.0 * self.gamma**k / (self.gamma + 1.0)
+        return 2.0 * self.gamma ** max(self.buckets) / (self.gamma + 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = sorted(self.buckets)
+        return {
+            "alpha": self.alpha,
+            "min_value": self.min_value,
+            "max_buckets": self.max_buckets,
+            "keys": keys,
+            "counts": [self.buckets[k] for k in keys],
+            "zero_count": self.zero_count,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LatencySketch:
+        buckets = {int(k): int(c) for k, c in zip(d["keys"], d["counts"], strict=True)}
+        return cls(
+            float(d["alpha"]), float(d["min_value"]), int(d["max_buckets"]), buckets,
+            int(d["zero_count"]),
+        )
+
+
+# -- numeric -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NumericSketch:
+    """Histogram on the reference bins and moments of one numeric feature in one window."""
+
+    cuts: NDArray[np.float64]
+    low: float
+    high: float
+    counts: NDArray[np.int64]
+    n: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    min: float = math.inf
+    max: float = -math.inf
+    missing: int = 0
+    invalid: int = 0
+
+    @property
+    def _lower_edges(self) -> NDArray[np.float64]:
+        return np.concatenate(([self.low], self.cuts))
+
+    @property
+    def variance(self) -> float:
+        """Population variance of the finite values (0 when fewer than two)."""
+        return self.m2 / self.n if self.n > 1 else 0.0
+
+    def update(self, values: NDArray[np.float64]) -> None:
+        finite = np.isfinite(values)
+        n_b = int(finite.sum())
+        bad = values.size - n_b
+        if bad:
+            nan = int(np.isnan(values).sum())
+            self.missing += nan
+            self.invalid += bad - nan
+            x = values[finite]
+        else:
+            x = values
+        if n_b == 0:
+            return
+        xs = np.sort(x)
+        below = np.searchsorted(xs, self._lower_edges, side="left")
+        upto_high = int(np.searchsorted(xs, self.high, side="right"))
+        self.counts[: len(below)] += np.diff(below, prepend=0)
+        self.counts[-2] += upto_high - int(below[-1])
+        self.counts[-1] += n_b - upto_high
+        mean_b = float(xs.mean())
+        d = xs - mean_b
+        self._combine(n_b, mean_b, float(d @ d), float(xs[0]), float(xs[-1]))
+
+    def _combine(self, n_b: int, mean_b: float, m2_b: float, min_b: float, max_b: float) -> None:
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        self.mean += delta * n_b / n
+        self.m2 += m2_b + delta * delta * self.n * n_b / n
+        self.n = n
+        self.min = min(self.min, min_b)
+        self.max = max(self.max, max_b)
+
+    def merged(self, other: NumericSketch) -> NumericSketch:
+        out = NumericSketch(self.cuts, self.low, self.high, self.counts + other.counts, self.n,
+                            self.mean, self.m2, self.min, self.max,
+                            self.missing + other.missing, self.invalid + other.invalid)
+        if other.n:
+            out._combine(other.n, other.mean, other.m2, other.min, other.max)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "cuts": self.cuts.tolist(), "low": self.low, "high": self.high,
+            "counts": self.counts.tolist(), "n": self.n, "mean": self.mean, "m2": self.m2,
+            "min": self.min if self.n else None, "max": self.max if self.n else None,
+            "missing": self.missing, "invalid": self.invalid,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> NumericSketch:
+        return cls(
+            np.asarray(d["cuts"], dtype=np.float64), float(d["low"]), float(d["high"]),
+            np.asarray(d["counts"], dtype=np.int64), int(d["n"]), float(d["mean"]),
+            float(d["m2"]), math.inf if d["min"] is None else float(d["min"]),
+            -math.inf if d["max"] is None else float(d["max"]), int(d["missing"]),
+            int(d["invalid"]),
+        )
+
+
+# -- categorical ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CategoricalSketch:
+    """Counts over the reference categories (+ ``__other__``); unseen values also listed apart."""
+
+    counts: dict[str, int]
+    unseen: dict[str, int] = field(default_factory=dict)
+    missing: int = 0
+
+    def update(self, values: NDArray[np.object_]) -> None:
+        tally = Counter(values.tolist())
+        self.missing += tally.pop(None, 0)
+        counts = self.counts
+        for key, c in tally.items():
+            k = key if isinstance(key, str) else str(key)
+            if k in counts and k != OTHER:
+                counts[k] += c
+            else:
+                counts[OTHER] += c
+                _add_capped(self.unseen, k, c, MAX_UNSEEN)
+
+    def merged(self, other: CategoricalSketch) -> CategoricalSketch:
+        counts = {k: v + other.counts.get(k, 0) for k, v in self.counts.items()}
+        return CategoricalSketch(counts, _merge_capped(self.unseen, other.unseen, MAX_UNSEEN),
+                                 self.missing + other.missing)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "unseen": dict(self.unseen), "missing": self.missing}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CategoricalSketch:
+        return cls({str(k): int(v) for k, v in d["counts"].items()},
+                   {str(k): int(v) for k, v in d["unseen"].items()}, int(d["missing"]))
+
+
+# -- window --------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WindowSketch:
+    """Bounded, mergeable summary of one (model, version, window) on a profile's bins.
+
+    Create it with :meth:`empty`, feed it :class:`RecordBatch` es with :meth:`update`
+    (vectorised: ``np.searchsorted`` on the reference edges and ``np.bincount``), combine
+    partial sketches with :meth:`merge`, store it with :meth:`to_dict` / :meth:`from_dict`
+    (plain JSON types only, never pickle).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> profile = ReferenceProfile.from_columns({"x": rng.normal(size=2_000)},
+    ...                                         model="m", model_version="1", bins=10)
+    >>> def batch(n):
+    ...     return RecordBatch(numeric={"x": rng.normal(size=n)}, categorical={},
+    ...                        event_time=np.arange(n, dtype=float),
+    ...                        prediction=np.full(n, "ok", dtype=object))
+    >>> a = WindowSketch.empty(profile, 0.0, 60.0, seed=1)
+    >>> a.update(batch(300))
+    >>> b = WindowSketch.empty(profile, 0.0, 60.0, seed=2)
+    >>> b.update(batch(700))
+    >>> merged = a.merge(b)
+    >>> merged.n_records, int(merged.numeric["x"].counts.sum()), merged.reservoir_rows.shape
+    (1000, 1000, (1000, 1))
+    >>> WindowSketch.from_dict(merged.to_dict()).class_counts
+    {'ok': 1000}
+    """
+
+    model: str
+    model_version: str
+    window_start: float
+    window_end: float
+    profile_fingerprint: str
+    numeric: dict[str, NumericSketch]
+    categorical: dict[str, CategoricalSketch]
+    reservoir_columns: list[str]
+    reservoir_keys: NDArray[np.float64]
+    reservoir_rows: NDArray[np.float64]
+    reservoir_size: int = 2_000
+    seed: int = 0
+    n_updates: int = 0
+    n_records: int = 0
+    event_time_min: float = math.inf
+    event_time_max: float = -math.inf
+    class_counts: dict[str, int] = field(default_factory=dict)
+    score_counts: NDArray[np.int64] = field(
+        default_factory=lambda: np.zeros(SCORE_BINS, dtype=np.int64)
+    )
+    score_counts_by_class: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    score_sum: float = 0.0
+    score_n: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
+    error_counts: dict[str, int] = field(default_factory=dict)
+    attribution_abs_sum: dict[str, float] = field(default_factory=dict)
+    attribution_n: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def empty(
+        cls,
+        profile: ReferenceProfile,
+        window_start: float,
+        window_end: float,
+        *,
+        seed: int = 0,
+        reservoir_size: int = 2_000,
+        latency_alpha: float = 0.01,
+    ) -> WindowSketch:
+        """An empty sketch of one window on ``profile``'s bins and categories."""
+        columns = list(profile.sample_columns)
+        return cls(
+            model=profile.model,
+            model_version=profile.model_version,
+            window_start=float(window_start),
+            window_end=float(window_end),
+            profile_fingerprint=profile.fingerprint,
+            numeric={
+                k: NumericSketch(p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64))
+                for k, p in profile.numeric.items()
+            },
+            categorical={
+                k: CategoricalSketch({c: 0 for c in [*p.counts, OTHER]})
+                for k, p in profile.categorical.items()
+            },
+            reservoir_columns=columns,
+            reservoir_keys=np.empty(0),
+            reservoir_rows=np.empty((0, len(columns))),
+            reservoir_size=reservoir_size,
+            seed=seed,
+            latency=LatencySketch(alpha=latency_alpha),
+        )
+
+    # -- update ------------------------------------------------------------------------------
+
+    def update(self, batch: RecordBatch) -> None:
+        """Add a batch of records (all assumed to belong to this window)."""
+        n = len(batch)
+        if n == 0:
+            return
+        missing_col = np.full(n, np.nan)
+        for name, sk in self.numeric.items():
+            sk.update(batch.numeric.get(name, missing_col))
+        for name, cs in self.categorical.items():
+            values = batch.categorical.get(name)
+            if values is None:
+                cs.missing += n
+            else:
+                cs.update(values)
+        self._update_reservoir(batch, n)
+        self.n_records += n
+        self.n_updates += 1
+        times = batch.event_time[np.isfinite(batch.event_time)]
+        if times.size:
+            self.event_time_min = min(self.event_time_min, float(times.min()))
+            self.event_time_max = max(self.event_time_max, float(times.max()))
+        self._update_predictions(batch)
+        self.latency.update(batch.latency_seconds)
+        self._update_errors(batch.error)
+        if batch.attributions:
+            for name, attr in batch.attributions.items():
+                if name not in self.attribution_n and len(self.attribution_n) >= (
+                    MAX_ATTRIBUTION_FEATURES
+                ):
+                    continue
+                finite = attr[np.isfinite(attr)]
+                self.attribution_abs_sum[name] = self.attribution_abs_sum.get(name, 0.0) + float(
+                    np.abs(finite).sum()
+                )
+                self.attribution_n[name] = self.attribution_n.get(name, 0) + int(finite.size)
+
+    def _update_reservoir(self, batch: RecordBatch, n: int) -> None:
+        k = self.reservoir_size
+        if batch.record_keys is not None:
+            keys = uniform_from_keys(batch.record_keys)
+        else:
+            keys = np.random.default_rng([self.seed, self.n_updates]).random(n)
+        chosen = np.argpartition(keys, k - 1)[:k] if n > k else np.arange(n)
+        if len(self.reservoir_keys) >= k:  # only rows that beat the current largest key
+            chosen = chosen[keys[chosen] < self.reservoir_keys.max()]
+        if chosen.size == 0:
+            return
+        rows = np.empty((chosen.size, len(self.reservoir_columns)))
+        for j, name in enumerate(self.reservoir_columns):
+            column = batch.numeric.get(name)
+            rows[:, j] = np.nan if column is None else column[chosen]
+        rows[~np.isfinite(rows)] = np.nan
+        self.reservoir_keys, self.reservoir_rows = _smallest(
+            np.concatenate([self.reservoir_keys, keys[chosen]]),
+            np.concatenate([self.reservoir_rows, rows]),
+            k,
+        )
+
+    def _update_predictions(self, batch: RecordBatch) -> None:
+        tally = Counter(batch.prediction.tolist())
+        tally.pop(None, None)
+        for key, c in tally.items():
+            _add_capped(self.class_counts, str(key), c, MAX_CLASSES)
+        if batch.score is None:
+            return
+        finite = np.isfinite(batch.score)
+        s = batch.score[finite]
+        bins = score_bin_index(s)
+        self.score_counts += np.bincount(bins, minlength=SCORE_BINS)
+        self.score_sum += float(s.sum())
+        self.score_n += int(s.size)
+        if len(tally) > MAX_SCORE_CLASSES:
+            return
+        pred = batch.prediction[finite]
+        for key in tally:
+            name = str(key)
+            if name not in self.score_counts_by_class:
+                if len(self.score_counts_by_class) >= MAX_SCORE_CLASSES:
+                    continue
+                self.score_counts_by_class[name] = np.zeros(SCORE_BINS, np.int64)
+            self.score_counts_by_class[name] += np.bincount(
+                bins[pred == key], minlength=SCORE_BINS
+            )
+
+    def _update_errors(self, error: NDArray[np.object_]) -> None:
+        present = error[error.nonzero()[0]]  # None and "" are falsy: no error
+        if present.size == 0:
+            return
+        tally = Counter(present.tolist())
+        for text, c in tally.items():
+            _add_capped(self.error_counts, error_type(text), c, MAX_ERROR_TYPES)
+
+    # -- merge -------------------------------------------------------------------------------
+
+    def merge(self, other: WindowSketch) -> WindowSketch:
+        """Sketch of the records of both (window = the union of both time ranges).
+
+        Also used to carry a window with too few records forward into the next one.
+        """
+        if (self.model, self.model_version, self.profile_fingerprint) != (
+            other.model, other.model_version, other.profile_fingerprint,
+        ):
+            raise SketchMismatchError(
+                f"cannot merge sketches of {self.model}/{self.model_version} "
+                f"(profile {self.profile_fingerprint}) and {other.model}/{other.model_version} "
+                f"(profile {other.profile_fingerprint})"
+            )
+        if self.reservoir_columns != other.reservoir_columns:
+            raise SketchMismatchError("sketches have different reservoir columns")
+        k = min(self.reservoir_size, other.reservoir_size)
+        keys, rows = _smallest(
+            np.concatenate([self.reservoir_keys, other.reservoir_keys]),
+            np.concatenate([self.reservoir_rows, other.reservoir_rows]),
+            k,
+        )
+        by_class = {k2: v.copy() for k2, v in self.score_counts_by_class.items()}
+        for name, counts in other.score_counts_by_class.items():
+            if name in by_class:
+                by_class[name] += counts
+            elif len(by_class) < MAX_SCORE_CLASSES:
+                by_class[name] = counts.copy()
+        attr_sum = dict(self.attribution_abs_sum)
+        attr_n = dict(self.attribution_n)
+        for name, total in other.attribution_abs_sum.items():
+            if name in attr_n or len(attr_n) < MAX_ATTRIBUTION_FEATURES:
+                attr_sum[name] = attr_sum.get(name, 0.0) + total
+                attr_n[name] = attr_n.get(name, 0) + other.attribution_n[name]
+        return WindowSketch(
+            model=self.model,
+            model_version=self.model_version,
+            window_start=min(self.window_start, other.window_start),
+            window_end=max(self.window_end, other.window_end),
+            profile_fingerprint=self.profile_fingerprint,
+            numeric={k2: v.merged(other.numeric[k2]) for k2, v in self.numeric.items()},
+            categorical={k2: v.merged(other.categorical[k2]) for k2, v in self.categorical.items()},
+            reservoir_columns=list(self.reservoir_columns),
+            reservoir_keys=keys,
+            reservoir_rows=rows,
+            reservoir_size=k,
+            seed=(self.seed * 1_000_003 + other.seed + 1) % (2**63),
+            n_updates=self.n_updates + other.n_updates,
+            n_records=self.n_records + other.n_records,
+            event_time_min=min(self.event_time_min, other.event_time_min),
+            event_time_max=max(self.event_time_max, other.event_time_max),
+            class_counts=_merge_capped(self.class_counts, other.class_counts, MAX_CLASSES),
+            score_counts=self.score_counts + other.score_counts,
+            score_counts_by_class=by_class,
+            score_sum=self.score_sum + other.score_sum,
+            score_n=self.score_n + other.score_n,
+            latency=self.latency.merge(other.latency),
+            error_counts=_merge_capped(self.error_counts, other.error_counts, MAX_ERROR_TYPES),
+            attribution_abs_sum=attr_sum,
+            attribution_n=attr_n,
+        )
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def mean_abs_attribution(self) -> dict[str, float]:
+        """Mean |attribution| per feature over the records that carried one."""
+        return {k: self.attribution_abs_sum[k] / n for k, n in self.attribution_n.items() if n}
+
+    # -- serialisation -----------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types only (NaN stored as None)."""
+        return {
+            "model": self.model,
+            "model_version": self.model_version,
+            "window_start": self.window_start,
+            "window_end": self.window_end,
+            "profile_fingerprint": self.profile_fingerprint,
+            "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
+            "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
+            "reservoir_columns": list(self.reservoir_columns),
+            "reservoir_keys": self.reservoir_keys.tolist(),
+            "reservoir_rows": [[_none_if_nan(x) for x in r] for r in self.reservoir_rows.tolist()],
+            "reservoir_size": self.reservoir_size,
+            "seed": self.seed,
+            "n_updates": self.n_updates,
+            "n_records": self.n_records,
+            "event_time_min": self.event_time_min if self.n_records else None,
+            "event_time_max": self.event_time_max if self.n_records else None,
+            "class_counts": dict(self.class_counts),
+            "score_counts": self.score_counts.tolist(),
+            "score_counts_by_class": {k: v.tolist() for k, v in self.score_counts_by_class.items()},
+            "score_sum": self.score_sum,
+            "score_n": self.score_n,
+            "latency": self.latency.to_dict(),
+            "error_counts": dict(self.error_counts),
+            "attribution_abs_sum": dict(self.attribution_abs_sum),
+            "attribution_n": dict(self.attribution_n),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> WindowSketch:
+        columns = [str(c) for c in d["reservoir_columns"]]
+        rows = np.array(
+            [[_nan_if_none(x) for x in r] for r in d["reservoir_rows"]], dtype=np.float64
+        ).reshape(-1, len(columns))
+        t_min, t_max = d["event_time_min"], d["event_time_max"]
+        return cls(
+            model=str(d["model"]),
+            model_version=str(d["model_version"]),
+            window_start=float(d["window_start"]),
+            window_end=float(d["window_end"]),
+            profile_fingerprint=str(d["profile_fingerprint"]),
+            numeric={k: NumericSketch.from_dict(v) for k, v in d["numeric"].items()},
+            categorical={k: CategoricalSketch.from_dict(v) for k, v in d["categorical"].items()},
+            reservoir_columns=columns,
+            reservoir_keys=np.asarray(d["reservoir_keys"], dtype=np.float64),
+            reservoir_rows=rows,
+            reservoir_size=int(d["reservoir_size"]),
+            seed=int(d["seed"]),
+            n_updates=int(d["n_updates"]),
+            n_records=int(d["n_records"]),
+            event_time_min=math.inf if t_min is None else float(t_min),
+            event_time_max=-math.inf if t_max is None else float(t_max),
+            class_counts={str(k): int(v) for k, v in d["class_counts"].items()},
+            score_counts=np.asarray(d["score_counts"], dtype=np.int64),
+            score_counts_by_class={
+                str(k): np.asarray(v, dtype=np.int64)
+                for k, v in d["score_counts_by_class"].items()
+            },
+            score_sum=float(d["score_sum"]),
+            score_n=int(d["score_n"]),
+            latency=LatencySketch.from_dict(d["latency"]),
+            error_counts={str(k): int(v) for k, v in d["error_counts"].items()},
+            attribution_abs_sum={str(k): float(v) for k, v in d["attribution_abs_sum"].items()},
+            attribution_n={str(k): int(v) for k, v in d["attribution_n"].items()},
+        )
+
+
+def error_type(text: Any) -> str:
+    """Error type of an error text: what precedes the first ':' (at most 100 characters).
+
+    >>> error_type("TimeoutError: upstream took 3s")
+    'TimeoutError'
+    """
+    s = str(text)
+    return s.split(":", 1)[0].strip()[:ERROR_TYPE_CHARS] or "error"
+
+
+def _smallest(
+    keys: NDArray[np.float64], rows: NDArray[np.float64], k: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """The k rows with the smallest keys, sorted by key (a canonical order)."""
+    keep = np.argpartition(keys, k - 1)[:k] if len(keys) > k else np.arange(len(keys))
+    keep = keep[np.argsort(keys[keep], kind="stable")]
+    return keys[keep], rows[keep]
+
+
+def uniform_from_keys(record_keys: NDArray[np.uint64]) -> NDArray[np.float64]:
+    """A uniform number in [0, 1) per record identity: splitmix64, vectorised.
+
+    >>> uniform_from_keys(np.array([1, 2, 1], dtype=np.uint64)).round(6).tolist()
+    [0.566562, 0.59119, 0.566562]
+    """
+    with np.errstate(over="ignore"):
+        z = record_keys.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))

@@ -1,0 +1,134 @@
+"""Drift events: the public output on the alerts topic (schema: config/schemas/drift_event.schema.json).
+
+Pure functions from an evaluation to events. `event_id` is a hash of what identifies the finding
+(model, version, type, window, feature, test), not of when it was found, so a window evaluated
+twice (a replay after a crash, a second worker) yields the same id and consumers can deduplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Literal
+
+from driftline.detectors.evaluate import WindowEvaluation
+
+__all__ = ["SCHEMA_VERSION", "EventType", "drift_event", "window_events"]
+
+SCHEMA_VERSION = 1
+EventType = Literal[
+    "data_drift",
+    "multivariate_drift",
+    "concept_drift",
+    "performance_drop",
+    "estimated_performance_drop",
+    "error_rate",
+    "latency",
+    "feature_importance_shift",
+]
+Severity = Literal["warning", "critical"]
+
+
+def drift_event(
+    *,
+    type: EventType,
+    severity: Severity,
+    model: str,
+    model_version: str,
+    window_start: float | None,
+    window_end: float | None,
+    detected_at: float,
+    feature: str | None = None,
+    test: str | None = None,
+    statistic: float | None = None,
+    p_value: float | None = None,
+    threshold: float | None = None,
+    evidence: dict[str, Any] | None = None,
+    identity: str = "",
+) -> dict[str, Any]:
+    """One drift event. `identity` adds to the id what else makes the finding unique
+    (e.g. the sample index of a concept-drift detection)."""
+    parts = [
+        model,
+        model_version,
+        type,
+        f"{window_start}",
+        f"{window_end}",
+        feature or "",
+        test or "",
+        identity,
+    ]
+    event_id = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "type": type,
+        "severity": severity,
+        "model": model,
+        "model_version": model_version,
+        "feature": feature,
+        "test": test,
+        "statistic": statistic,
+        "p_value": p_value,
+        "threshold": threshold,
+        "window_start": window_start,
+        "window_end": window_end,
+        "detected_at": detected_at,
+        "evidence": evidence or {},
+    }
+
+
+def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
+    """The events of one evaluated window: one per drifted feature, one for multivariate drift.
+
+    Nothing when the model-level verdict is "no drift" (false-alarm control happens there).
+    """
+    if not evaluation.drifted:
+        return []
+    common = {
+        "model": evaluation.model,
+        "model_version": evaluation.model_version,
+        "window_start": evaluation.window_start,
+        "window_end": evaluation.window_end,
+        "detected_at": detected_at,
+    }
+    events = []
+    for name in evaluation.drifted_features:
+        feature = evaluation.features[name]
+        verdict = feature.tests[feature.verdict_test]
+        events.append(
+            drift_event(
+                type="data_drift",
+                severity="critical" if feature.critical else "warning",
+                feature=name,
+                test=feature.verdict_test,
+                statistic=verdict.statistic,
+                p_value=feature.adjusted_p_value,
+                threshold=feature.alpha,
+                evidence={
+                    "raw_p_value": feature.p_value,
+                    "effect_measure": feature.effect_measure,
+                    "effect": feature.effect,
+                    "min_effect": feature.min_effect,
+                    "n": feature.n,
+                    "drift_share": evaluation.drift_share,
+                    "tests": {k: t.to_dict() for k, t in feature.tests.items()},
+                },
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    multivariate = evaluation.multivariate
+    if multivariate is not None and multivariate.drifted:
+        best = min(multivariate.adjusted_p_values, key=multivariate.adjusted_p_values.__getitem__)
+        events.append(
+            drift_event(
+                type="multivariate_drift",
+                severity="warning",
+                test=best,
+                statistic=multivariate.tests[best].statistic,
+                p_value=multivariate.adjusted_p_values[best],
+                threshold=multivariate.alpha,
+                evidence=multivariate.to_dict(),
+                **common,  # type: ignore[arg-type]
+            )
+        )
+    return events

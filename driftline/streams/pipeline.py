@@ -1,0 +1,372 @@
+"""What the worker does with each batch, independent of Faust (app.py only wires it).
+
+Data flow, in the order of the methods below:
+
+    predictions batch -> parse (records.py) -> DLQ for rejects
+                      -> per partition, per model version: RecordBatch -> PartitionWindows (stage 1)
+                      -> closed partial sketches + watermarks -> partials topic (keyed by model)
+    partials batch    -> ModelWindows (stage 2) -> merged window -> evaluate_window (the core)
+                      -> drift events -> alerts topic;  window summary -> metrics topic
+
+State is checkpointed after each batch (checkpoint.py) before the batch can be acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from driftline.config import Config
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.evaluate import evaluate_window
+from driftline.detectors.profile import ReferenceProfile
+from driftline.detectors.sketch import WindowSketch
+from driftline.detectors.thresholds import DriftThresholds
+from driftline.sinks import prometheus as metrics
+from driftline.streams.events import window_events
+from driftline.streams.records import parse_predictions
+from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Message", "Pipeline", "Topics", "record_key"]
+
+Send = Callable[[str, bytes | None, bytes, Mapping[str, bytes] | None], Awaitable[None]]
+LoadCheckpoints = Callable[[], Awaitable[dict[str, Any]]]
+WATERMARK_INTERVAL_SECONDS = 1.0
+
+
+class Message(Protocol):
+    """The part of a Kafka message the pipeline reads (Faust's and confluent's both fit)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def record_key(partition: int, offset: int, index: int) -> int:
+    """A stable 64-bit identity per record: (partition, offset, index inside a batch message).
+
+    Sketch samples are chosen by a hash of it, so the sample of a window does not depend on
+    which worker read the record or how the stream was cut into batches.
+
+    >>> record_key(1, 2, 3) == (1 << 48) | (2 << 12) | 3
+    True
+    """
+    return ((partition & 0xFFFF) << 48) | ((offset & 0xFFFFFFFFF) << 12) | (index & 0xFFF)
+
+
+@dataclass(frozen=True)
+class Topics:
+    predictions: str
+    dlq: str
+    partials: str
+    alerts: str
+    metrics: str
+    checkpoints: str
+
+
+class Pipeline:
+    def __init__(
+        self,
+        config: Config,
+        profiles: Mapping[tuple[str, str], ReferenceProfile],
+        thresholds: DriftThresholds,
+        topics: Topics,
+        n_sources: int,
+        send: Send,
+        load_checkpoints: LoadCheckpoints,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.profiles = dict(profiles)
+        self.models = sorted({model for model, _ in self.profiles})
+        self.thresholds = thresholds
+        self.topics = topics
+        self.n_sources = n_sources
+        self._send = send
+        self._load_checkpoints = load_checkpoints
+        self._clock = clock
+        self._checkpoints: dict[str, Any] | None = None  # cache, reset on rebalance
+        self.stage1: dict[int, PartitionWindows] = {}
+        self.stage2: dict[str, ModelWindows] = {}
+        self._stage2_partition: dict[str, int] = {}
+        self._watermark_sent_at: dict[int, float] = {}
+        self._last_record_at: dict[int, float] = {}  # assigned source partitions -> wall clock
+        self._idle: set[int] = set()
+        self._stage1_lock = asyncio.Lock()
+        self._stage2_lock = asyncio.Lock()
+
+    # -- rebalance ---------------------------------------------------------------------------
+
+    def assign_partitions(self, topic_partitions: Iterable[tuple[str, int]]) -> None:
+        """Newly assigned source partitions get `idle_timeout` of grace before being idle."""
+        now = self._clock()
+        for topic, partition in topic_partitions:
+            if topic == self.topics.predictions:
+                self._last_record_at.setdefault(partition, now)
+
+    def forget_partitions(self, topic_partitions: Iterable[tuple[str, int]]) -> None:
+        """Drop in-memory state of revoked partitions; whoever gets them restores the checkpoint."""
+        for topic, partition in topic_partitions:
+            if topic == self.topics.partials:
+                for model in [m for m, p in self._stage2_partition.items() if p == partition]:
+                    self.stage2.pop(model, None)
+                    self._stage2_partition.pop(model, None)
+            elif topic == self.topics.predictions:
+                self.stage1.pop(partition, None)
+                self._last_record_at.pop(partition, None)
+                self._idle.discard(partition)
+        self._checkpoints = None
+
+    async def _checkpoint(self, key: str) -> Any:
+        if self._checkpoints is None:
+            self._checkpoints = await self._load_checkpoints()
+        return self._checkpoints.get(key)
+
+    async def _partition_state(self, partition: int) -> PartitionWindows:
+        state = self.stage1.get(partition)
+        if state is None:
+            saved = await self._checkpoint(f"s1/{partition}")
+            if saved is not None:
+                state = PartitionWindows.from_dict(saved)
+                log.info(
+                    "partition %d: restored %d open windows, last offset %d",
+                    partition,
+                    len(state.open),
+                    state.last_offset,
+                )
+            else:
+                windows = self.config.windows
+                state = PartitionWindows(
+                    partition, float(windows.size_seconds), float(windows.allowed_lateness_seconds)
+                )
+            self.stage1[partition] = state
+        return state
+
+    # -- stage 1: predictions ------------------------------------------------------------------
+
+    async def on_predictions(self, messages: list[Message]) -> None:
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition].append(message)
+        async with self._stage1_lock:
+            for partition, part in by_partition.items():
+                self._last_record_at[partition] = self._clock()
+                await self._partition_batch(partition, sorted(part, key=lambda m: m.offset))
+
+    async def _partition_batch(self, partition: int, messages: list[Message]) -> None:
+        state = await self._partition_state(partition)
+        fresh = [
+            m for m in messages if m.offset > state.last_offset
+        ]  # skip what the checkpoint has
+        if not fresh:
+            return
+        topic = fresh[0].topic
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        keys: dict[tuple[str, str], list[int]] = defaultdict(list)
+        max_time = -np.inf
+        accepted = 0
+        for message in fresh:
+            valid, rejected = parse_predictions(message.value or b"")
+            for reject in rejected:
+                await self.dead_letter(message, reject.kind, reject.reason, reject.index)
+            for i, record in enumerate(valid):
+                group = (record["model"], str(record["model_version"]))
+                groups[group].append(record)
+                keys[group].append(record_key(partition, message.offset, i))
+                max_time = max(max_time, record["timestamp"])
+            accepted += len(valid)
+        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+        for (model, version), records in groups.items():
+            profile = self.profiles.get((model, version))
+            if profile is None:
+                state.unknown_records += len(records)
+                metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
+                continue
+            batch = RecordBatch.from_records(
+                records,
+                profile.feature_types,
+                record_keys=np.array(keys[(model, version)], dtype=np.uint64),
+            )
+            late_before = state.late_records
+            state.add(model, version, batch, profile)
+            metrics.LATE_RECORDS.inc(state.late_records - late_before)
+        state.advance(max_time, fresh[-1].offset)
+        was_idle = partition in self._idle
+        self._idle.discard(partition)
+        await self._hand_on(state, force_watermark=was_idle)
+
+    async def _hand_on(self, state: PartitionWindows, force_watermark: bool = False) -> None:
+        """Send closed partials and (at most every second) the watermark; checkpoint."""
+        partition = state.partition
+        idle = partition in self._idle
+        for sketch in state.close_ready():
+            payload = {
+                "kind": "partial",
+                "source": partition,
+                "watermark": state.watermark,
+                "idle": idle,
+                "sketch": sketch.to_dict(),
+            }
+            await self._send(
+                self.topics.partials, sketch.model.encode(), orjson.dumps(payload), None
+            )
+        now = self._clock()
+        if (
+            force_watermark
+            or now - self._watermark_sent_at.get(partition, -1e18) >= WATERMARK_INTERVAL_SECONDS
+        ):
+            self._watermark_sent_at[partition] = now
+            wm = state.watermark if np.isfinite(state.watermark) else None
+            for model in self.models:
+                payload = {"kind": "watermark", "source": partition, "watermark": wm, "idle": idle}
+                await self._send(self.topics.partials, model.encode(), orjson.dumps(payload), None)
+        await self._send(
+            self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(state.to_dict()), None
+        )
+
+    def quiet_partitions(self) -> list[int]:
+        """Assigned source partitions that delivered no record for `idle_timeout` seconds."""
+        now = self._clock()
+        timeout = self.config.windows.idle_timeout_seconds
+        return sorted(p for p, at in self._last_record_at.items() if now - at > timeout)
+
+    async def declare_idle(
+        self, end_offsets: Mapping[int, int], positions: Mapping[int, int | None]
+    ) -> None:
+        """Quiet partitions that are also caught up (nothing left to read: a quiet partition
+        with a backlog is only slow) are idle: catch their watermark up with the worker's
+        highest, hand on the windows that closes, and tell stage 2 they are idle."""
+        async with self._stage1_lock:
+            idle = []
+            for p in self.quiet_partitions():
+                state = self.stage1.get(p)
+                processed = state.last_offset + 1 if state is not None else positions.get(p)
+                if p in end_offsets and processed is not None and processed >= end_offsets[p]:
+                    idle.append(p)
+            await self._declare_idle(idle)
+
+    async def _declare_idle(self, partitions: list[int]) -> None:
+        if not partitions:
+            return
+        states = [await self._partition_state(p) for p in partitions]
+        highest = max((s.watermark for s in self.stage1.values()), default=-np.inf)
+        for state in states:
+            newly_idle = state.partition not in self._idle
+            self._idle.add(state.partition)
+            state.mark_idle(highest)
+            await self._hand_on(state, force_watermark=newly_idle)
+
+    async def dead_letter(
+        self, message: Message, kind: str, reason: str, index: int | None
+    ) -> None:
+        headers = {
+            "driftline.reason.kind": kind.encode(),
+            "driftline.reason": reason.encode(),
+            "driftline.source.topic": message.topic.encode(),
+            "driftline.source.partition": str(message.partition).encode(),
+            "driftline.source.offset": str(message.offset).encode(),
+        }
+        if index is not None:
+            headers["driftline.source.index"] = str(index).encode()
+        metrics.DLQ_RECORDS.labels(message.topic, kind).inc()
+        await self._send(self.topics.dlq, message.key, message.value or b"", headers)
+
+    # -- stage 2: partials ---------------------------------------------------------------------
+
+    async def _model_state(self, model: str, partition: int) -> ModelWindows:
+        state = self.stage2.get(model)
+        if state is None:
+            saved = await self._checkpoint(f"s2/{model}")
+            state = (
+                ModelWindows.from_dict(saved)
+                if saved is not None
+                else ModelWindows(model, self.n_sources)
+            )
+            self.stage2[model] = state
+        self._stage2_partition[model] = partition
+        return state
+
+    async def on_partials(self, messages: list[Message]) -> None:
+        async with self._stage2_lock:
+            changed: set[str] = set()
+            touched: set[str] = set()
+            for message in messages:
+                model = (message.key or b"").decode()
+                payload = orjson.loads(message.value or b"{}")
+                state = await self._model_state(model, message.partition)
+                source, watermark = int(payload["source"]), payload["watermark"]
+                state.add_watermark(
+                    source,
+                    -np.inf if watermark is None else float(watermark),
+                    bool(payload.get("idle")),
+                )
+                if payload["kind"] == "partial":
+                    state.add_partial(source, payload["sketch"])
+                    changed.add(model)
+                touched.add(model)
+            for model in sorted(touched):
+                if await self._close_windows(model):
+                    changed.add(model)
+            for model in sorted(changed):
+                await self._save_model(model)
+
+    async def _save_model(self, model: str) -> None:
+        value = orjson.dumps(self.stage2[model].to_dict())
+        await self._send(self.topics.checkpoints, f"s2/{model}".encode(), value, None)
+
+    async def _close_windows(self, model: str) -> bool:
+        state = self.stage2[model]
+        closed = state.close_ready()
+        for window in closed:
+            await self._publish_window(state, window)
+        return bool(closed)
+
+    async def _publish_window(self, state: ModelWindows, window: ClosedWindow) -> None:
+        sketch = window.sketch
+        carried = state.carry.pop(sketch.model_version, None)
+        if carried is not None:  # too few records last time: merged forward into this window
+            sketch = WindowSketch.from_dict(carried).merge(sketch)
+        profile = self.profiles[(sketch.model, sketch.model_version)]
+        evaluation = evaluate_window(profile, sketch, self.thresholds.for_model(sketch.model))
+        if evaluation.status == "insufficient_samples":
+            state.carry[sketch.model_version] = sketch.to_dict()
+        detected_at = self._clock()
+        events = window_events(evaluation, detected_at)
+        for event in events:
+            await self._send(self.topics.alerts, sketch.model.encode(), orjson.dumps(event), None)
+            metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
+        summary = {
+            "type": "window",
+            "sources": list(window.sources),
+            "event_ids": [e["event_id"] for e in events],
+            "evaluation": evaluation.to_dict(),
+        }
+        await self._send(
+            self.topics.metrics,
+            sketch.model.encode(),
+            orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY),
+            None,
+        )
+        metrics.WINDOWS_CLOSED.labels(evaluation.status).inc()
+        log.info(
+            "window %s/%s [%s, %s) closed: %d records, %s%s",
+            sketch.model,
+            sketch.model_version,
+            sketch.window_start,
+            sketch.window_end,
+            sketch.n_records,
+            evaluation.status,
+            f", drift: {', '.join(evaluation.reasons)}" if evaluation.drifted else "",
+        )

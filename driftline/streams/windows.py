@@ -1,0 +1,263 @@
+"""Event-time tumbling windows: where records are assigned to windows and where windows close.
+
+Two stages, both pure state machines (no Kafka here, the clock is passed in), both serialisable
+to JSON for the checkpoint topic:
+
+1. `PartitionWindows` (one per source partition of the predictions topic): assigns each record
+   to the window `[floor(t / size) * size, + size)` of its event time, updates that window's
+   partial `WindowSketch`, and tracks the partition's watermark = max event time - allowed
+   lateness. A window whose end is at or below the watermark is closed: its partial sketch is
+   handed on (to the repartition topic, keyed by model). A record whose window is already closed
+   is late: counted, not added.
+2. `ModelWindows` (one per model, wherever the repartition topic's partition for that model is
+   consumed): collects the partial sketches of every source partition and closes a window when
+   the watermark of every source partition that is not idle has passed its end. A source
+   partition that has not reported yet holds windows open. Idleness is declared by the source
+   (stage 1: no record for `idle_timeout` seconds of wall-clock time); an idle partition first
+   advances its watermark to the highest one of its worker, which closes and hands on its own
+   open windows, so declaring idleness loses nothing. The partials of one window are merged in
+   source-partition order, so one worker and several workers give the same result.
+
+Replays (at-least-once delivery after a crash) are harmless: stage 1 skips offsets at or below
+the last one it applied; stage 2 replaces a partial by source (idempotent) and ignores partials
+of windows it already closed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.profile import ReferenceProfile
+from driftline.detectors.sketch import WindowSketch
+
+__all__ = ["ClosedWindow", "ModelWindows", "PartitionWindows", "window_starts"]
+
+ProfileLookup = Callable[[str, str], ReferenceProfile | None]
+MAX_CLOSED_REMEMBERED = 512
+
+
+def window_starts(
+    event_time: np.ndarray[Any, np.dtype[np.float64]], size: float
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Start of the tumbling window of each event time (vectorised).
+
+    >>> window_starts(np.array([0.0, 59.9, 60.0, 125.0]), 60.0).tolist()
+    [0.0, 0.0, 60.0, 120.0]
+    """
+    return np.floor(event_time / size) * size
+
+
+def _key(model_version: str, window_start: float) -> str:
+    return f"{model_version}@{window_start:.3f}"
+
+
+@dataclass
+class PartitionWindows:
+    """Open windows of one source partition, for every model seen on it (stage 1)."""
+
+    partition: int
+    size: float
+    lateness: float
+    max_event_time: float = -math.inf
+    last_offset: int = -1
+    open: dict[tuple[str, str, float], WindowSketch] = field(default_factory=dict)
+    late_records: int = 0
+    unknown_records: int = 0  # records of model versions without a reference profile
+
+    @property
+    def watermark(self) -> float:
+        return self.max_event_time - self.lateness
+
+    def add(
+        self,
+        model: str,
+        model_version: str,
+        batch: RecordBatch,
+        profile: ReferenceProfile,
+    ) -> None:
+        """Add one model version's records (in offset order) to their windows."""
+        starts = window_starts(batch.event_time, self.size)
+        for start in np.unique(starts[np.isfinite(starts)]).tolist():
+            mask = starts == start
+            if start + self.size <= self.watermark:
+                self.late_records += int(mask.sum())
+                continue
+            key = (model, model_version, start)
+            sketch = self.open.get(key)
+            if sketch is None:
+                sketch = WindowSketch.empty(profile, start, start + self.size, seed=self.partition)
+                self.open[key] = sketch
+            sketch.update(batch.take(mask))
+
+    def advance(self, max_event_time: float, last_offset: int) -> None:
+        """Move the watermark after a batch (never backwards) and remember the last offset."""
+        if math.isfinite(max_event_time):
+            self.max_event_time = max(self.max_event_time, max_event_time)
+        self.last_offset = max(self.last_offset, last_offset)
+
+    def mark_idle(self, watermark: float) -> None:
+        """No records for a while: let the watermark catch up with `watermark` (the worker's
+        highest), so that this partition's open windows up to there close now."""
+        if math.isfinite(watermark):
+            self.max_event_time = max(self.max_event_time, watermark + self.lateness)
+
+    def close_ready(self) -> list[WindowSketch]:
+        """Pop the windows whose end the watermark has passed, oldest first."""
+        ready = sorted(
+            (key for key in self.open if key[2] + self.size <= self.watermark),
+            key=lambda k: (k[2], k[0], k[1]),
+        )
+        return [self.open.pop(key) for key in ready]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "partition": self.partition,
+            "size": self.size,
+            "lateness": self.lateness,
+            "max_event_time": None
+            if not math.isfinite(self.max_event_time)
+            else self.max_event_time,
+            "last_offset": self.last_offset,
+            "late_records": self.late_records,
+            "unknown_records": self.unknown_records,
+            "open": [sketch.to_dict() for sketch in self.open.values()],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PartitionWindows:
+        state = cls(
+            partition=int(d["partition"]),
+            size=float(d["size"]),
+            lateness=float(d["lateness"]),
+            max_event_time=-math.inf if d["max_event_time"] is None else float(d["max_event_time"]),
+            last_offset=int(d["last_offset"]),
+            late_records=int(d["late_records"]),
+            unknown_records=int(d.get("unknown_records", 0)),
+        )
+        for raw in d["open"]:
+            sketch = WindowSketch.from_dict(raw)
+            state.open[(sketch.model, sketch.model_version, sketch.window_start)] = sketch
+        return state
+
+
+@dataclass(frozen=True)
+class ClosedWindow:
+    """A window of one model version, merged over every source partition that reported."""
+
+    sketch: WindowSketch
+    sources: tuple[int, ...]
+
+
+@dataclass
+class ModelWindows:
+    """Partial sketches of one model from every source partition (stage 2)."""
+
+    model: str
+    n_sources: int
+    source_watermarks: dict[int, float] = field(default_factory=dict)
+    idle_sources: set[int] = field(default_factory=set)
+    pending: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    closed: list[str] = field(default_factory=list)  # recent closed keys, oldest first
+    late_partials: int = 0
+    carry: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> too-small window
+
+    def add_watermark(self, source: int, watermark: float, idle: bool = False) -> None:
+        if math.isfinite(watermark):
+            self.source_watermarks[source] = max(
+                self.source_watermarks.get(source, -math.inf), watermark
+            )
+        else:
+            self.source_watermarks.setdefault(source, -math.inf)
+        if idle:
+            self.idle_sources.add(source)
+        else:
+            self.idle_sources.discard(source)
+
+    def add_partial(self, source: int, sketch: Mapping[str, Any]) -> bool:
+        """Keep a source's partial sketch of a window; False if that window is already closed."""
+        key = _key(str(sketch["model_version"]), float(sketch["window_start"]))
+        if key in self.closed:
+            self.late_partials += 1
+            return False
+        self.pending.setdefault(key, {})[source] = dict(sketch)  # replace: replays are idempotent
+        return True
+
+    def effective_watermark(self) -> float:
+        """The lowest watermark among the sources that are not idle (all idle: the highest).
+
+        >>> state = ModelWindows("m", n_sources=2)
+        >>> state.add_watermark(0, 100.0)
+        >>> state.effective_watermark()  # source 1 has not reported: it holds windows open
+        -inf
+        >>> state.add_watermark(1, 50.0)
+        >>> state.effective_watermark()
+        50.0
+        >>> state.add_watermark(1, 50.0, idle=True)
+        >>> state.effective_watermark()
+        100.0
+        """
+        if len(self.source_watermarks) < self.n_sources:
+            return -math.inf
+        active = [w for s, w in self.source_watermarks.items() if s not in self.idle_sources]
+        if active:
+            return min(active)
+        return max(self.source_watermarks.values(), default=-math.inf)
+
+    def close_ready(self) -> list[ClosedWindow]:
+        watermark = self.effective_watermark()
+        ready = []
+        for key, partials in self.pending.items():
+            any_partial = next(iter(partials.values()))
+            if float(any_partial["window_end"]) <= watermark:
+                ready.append((float(any_partial["window_start"]), key))
+        closed = []
+        for _, key in sorted(ready):
+            partials = self.pending.pop(key)
+            sources = tuple(sorted(partials))
+            sketch = WindowSketch.from_dict(partials[sources[0]])
+            for source in sources[1:]:
+                sketch = sketch.merge(WindowSketch.from_dict(partials[source]))
+            closed.append(ClosedWindow(sketch, sources))
+            self.closed.append(key)
+        del self.closed[:-MAX_CLOSED_REMEMBERED]
+        return closed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "n_sources": self.n_sources,
+            "source_watermarks": {
+                str(k): v if math.isfinite(v) else None for k, v in self.source_watermarks.items()
+            },
+            "idle_sources": sorted(self.idle_sources),
+            "pending": {
+                key: {str(s): p for s, p in parts.items()} for key, parts in self.pending.items()
+            },
+            "closed": list(self.closed),
+            "late_partials": self.late_partials,
+            "carry": self.carry,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelWindows:
+        return cls(
+            model=str(d["model"]),
+            n_sources=int(d["n_sources"]),
+            source_watermarks={
+                int(k): -math.inf if v is None else float(v)
+                for k, v in d["source_watermarks"].items()
+            },
+            idle_sources={int(s) for s in d["idle_sources"]},
+            pending={
+                key: {int(s): p for s, p in parts.items()} for key, parts in d["pending"].items()
+            },
+            closed=[str(k) for k in d["closed"]],
+            late_partials=int(d["late_partials"]),
+            carry=dict(d.get("carry", {})),
+        )

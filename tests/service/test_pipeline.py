@@ -1,0 +1,312 @@
+"""The streaming pipeline on the real broker: drift end to end, scale-out, kill -9 recovery,
+and window results equal to the detection core's computed offline on the same records.
+
+One input stream serves every test (module fixture): 7 minutes of event time at 100
+predictions/s (windows of 60 s, 6,000 records each), `amount` shifted by 1 std from minute 3,
+a few malformed messages mixed in. Three consumer groups read it:
+  A: one worker;  B: two workers;  C: one worker killed with SIGKILL mid-stream and restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from driftline.config import Config, load_config
+from driftline.demo import start_worker_process
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.evaluate import evaluate_window
+from driftline.detectors.profile import ReferenceProfile
+from driftline.detectors.sketch import WindowSketch
+from driftline.detectors.thresholds import load_thresholds
+from driftline.simulate import Drift, simulate
+from driftline.streams.pipeline import record_key
+from driftline.streams.reader import TopicReader
+from driftline.streams.records import parse_predictions
+from driftline.streams.topics import ensure_topics
+
+pytestmark = pytest.mark.service
+
+ROOT = Path(__file__).resolve().parents[2]
+START = 1_767_225_600.0
+RATE = 100.0
+WINDOW = 60.0
+PHASE_1 = 19_000  # 190 s: the kill happens inside window [180, 240)
+TOTAL = 42_000  # 420 s: windows [0, 360) close (watermark 415 s), [360, 420) stays open
+ONSET = 180.0
+CLOSED_WINDOWS = 6
+MALFORMED = [b"{not json", b'{"model": "fraud"}', b'[{"prediction_id": 1}]']
+
+
+@dataclass
+class Group:
+    name: str
+    config: Config
+    env: dict[str, str]
+    workers: list[subprocess.Popen[bytes]]
+    logs: Path
+
+
+@dataclass
+class Run:
+    input: Config
+    groups: dict[str, Group]
+    reference: ReferenceProfile
+    summaries: dict[str, list[dict[str, Any]]]
+    alerts: dict[str, list[dict[str, Any]]]
+
+
+def _env(base: dict[str, str], group: str, suffix: str, tmp: Path, metrics_port: int) -> dict[str, str]:
+    return {
+        **base,
+        "DRIFTLINE_WORKER_APP_ID": f"pipe-{suffix}-{group}",
+        "DRIFTLINE_TOPICS_ALERTS": f"pipe-{suffix}-{group}.alerts",
+        "DRIFTLINE_TOPICS_METRICS": f"pipe-{suffix}-{group}.metrics",
+        "DRIFTLINE_TOPICS_DLQ": f"pipe-{suffix}-{group}.dlq",
+        "DRIFTLINE_WORKER_METRICS_PORT": str(metrics_port),
+        "DRIFTLINE_WORKER_DATA_DIR": str(tmp / group),
+    }
+
+
+def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None:
+    producer = Producer({**config.kafka.confluent_settings(), "partitioner": "murmur2_random"})
+    schedule = [Drift("abrupt", ONSET, magnitude=1.0)]
+    for block in range(first, first + n, 5_000):
+        records, _ = simulate(min(5_000, first + n - block), seed=11, first_index=block, start_time=START,
+                              rate_per_second=RATE, schedule=schedule)
+        for record in records:
+            producer.produce(config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record))
+        producer.poll(0)
+    for payload in malformed:
+        producer.produce(config.topics.predictions, key=b"malformed", value=payload)
+    assert producer.flush(30) == 0
+
+
+def _read_windows(config: Config, until: int, workers: list[subprocess.Popen[bytes]], timeout: float = 120) -> list[dict[str, Any]]:
+    reader = TopicReader(config, config.topics.metrics, start="beginning")
+    seen: list[dict[str, Any]] = []
+    try:
+        for message in reader.messages(timeout=timeout, stop=lambda: all(w.poll() is not None for w in workers)):
+            seen.append(orjson.loads(message.value() or b"{}"))
+            if len({w["evaluation"]["window_start"] for w in seen}) >= until:
+                break
+    finally:
+        reader.close()
+    return seen
+
+
+def _read_all(config: Config, topic: str) -> list[dict[str, Any]]:
+    reader = TopicReader(config, topic, start="beginning")
+    try:
+        return [orjson.loads(m.value() or b"{}") for m in reader.messages(timeout=20, idle=3)]
+    finally:
+        reader.close()
+
+
+def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+@pytest.fixture(scope="module")
+def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+    from tests.conftest import free_port
+
+    tmp = tmp_path_factory.mktemp("pipeline")
+    suffix = uuid.uuid4().hex[:8]
+    references = tmp / "references"
+    references.mkdir()
+    records, labels = simulate(20_000, seed=99)
+    reference = ReferenceProfile.from_records(records, model="fraud", model_version="1",
+                                              labels=[lb["label"] for lb in labels])
+    reference.save(references / "fraud@1.json")
+    base = {
+        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DRIFTLINE_TOPICS_PREDICTIONS": f"pipe-{suffix}.predictions",
+        "DRIFTLINE_TOPICS_LABELS": f"pipe-{suffix}.labels",
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WORKER_THRESHOLDS_FILE": str(ROOT / "config" / "drift_thresholds.yaml"),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": str(int(WINDOW)),
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+        "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
+    }
+    groups: dict[str, Group] = {}
+    for name in ("A", "B", "C"):
+        env = _env(base, name, suffix, tmp, free_port())
+        config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+        ensure_topics(config)
+        groups[name] = Group(name, config, env, [], tmp / f"{name}.log")
+    input_config = groups["A"].config
+    _produce(input_config, 0, PHASE_1, MALFORMED[:2])
+    try:
+        for name, count in (("A", 1), ("B", 2), ("C", 1)):
+            group = groups[name]
+            for i in range(count):
+                env = {**group.env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())}
+                group.workers.append(start_worker_process(None, tmp / f"{name}{i}.log", env=env))
+        # C: wait until it has closed windows and is inside [180, 240), then SIGKILL it.
+        c = groups["C"]
+        first_windows = _read_windows(c.config, until=3, workers=c.workers)
+        assert len({w["evaluation"]["window_start"] for w in first_windows}) >= 3, (tmp / "C0.log").read_text()[-3000:]
+        time.sleep(1.0)
+        c.workers[0].send_signal(signal.SIGKILL)
+        c.workers[0].wait(10)
+        _produce(input_config, PHASE_1, TOTAL - PHASE_1, MALFORMED[2:])
+        c.workers.append(start_worker_process(None, tmp / "C1.log", env={**c.env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())}))
+        summaries = {}
+        for name, group in groups.items():
+            summaries[name] = _read_windows(group.config, until=CLOSED_WINDOWS, workers=group.workers[-1:])
+        time.sleep(3)  # let duplicates, if any, arrive
+        for name, group in groups.items():
+            summaries[name] = _read_all(group.config, group.config.topics.metrics)
+        alerts = {name: _read_all(g.config, g.config.topics.alerts) for name, g in groups.items()}
+        yield Run(input_config, groups, reference, summaries, alerts)
+    finally:
+        for group in groups.values():
+            _stop(group.workers)
+
+
+def _by_window(summaries: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
+    windows: dict[float, list[dict[str, Any]]] = defaultdict(list)
+    for summary in summaries:
+        windows[summary["evaluation"]["window_start"]].append(summary)
+    return windows
+
+
+def _verdicts(summary: dict[str, Any]) -> dict[str, Any]:
+    evaluation = summary["evaluation"]
+    return {
+        "status": evaluation["status"],
+        "drifted": evaluation["drifted"],
+        "drifted_features": evaluation["drifted_features"],
+        "n_records": evaluation["summary"]["n_records"],
+        "event_ids": summary["event_ids"],
+    }
+
+
+def _close(a: Any, b: Any, path: str = "") -> None:
+    """Equal, floats to 1e-9 relative (partial moments merge in a different order)."""
+    if isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for key in a:
+            _close(a[key], b[key], f"{path}.{key}")
+    elif isinstance(a, list):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _close(x, y, f"{path}[{i}]")
+    elif isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-9, abs=1e-12), path
+    else:
+        assert a == b, path
+
+
+def test_drift_is_detected_in_the_first_window_after_onset(run: Run) -> None:
+    windows = _by_window(run.summaries["A"])
+    starts = sorted(windows)[:CLOSED_WINDOWS]
+    assert starts == [START + WINDOW * i for i in range(CLOSED_WINDOWS)]
+    for start in starts:
+        (summary,) = windows[start]
+        assert summary["evaluation"]["summary"]["n_records"] == 6_000
+        before_onset = start + WINDOW <= START + ONSET
+        assert summary["evaluation"]["drifted"] is (not before_onset), summary["evaluation"]["reasons"]
+    first_after = windows[START + ONSET][0]
+    assert "amount" in first_after["evaluation"]["drifted_features"]
+    events = [e for e in run.alerts["A"] if e["window_start"] == START + ONSET]
+    assert any(e["type"] == "data_drift" and e["feature"] == "amount" for e in events)
+    assert {e["event_id"] for e in events} == set(first_after["event_ids"])
+    assert all(e["window_start"] >= START + ONSET for e in run.alerts["A"])
+
+
+def test_malformed_records_go_to_the_dead_letter_topic(run: Run) -> None:
+    group = run.groups["A"]
+    reader = TopicReader(group.config, group.config.topics.dlq, start="beginning")
+    try:
+        dead = list(reader.messages(timeout=20, idle=3))
+    finally:
+        reader.close()
+    assert sorted(m.value() for m in dead) == sorted(MALFORMED)
+    kinds = sorted(dict(m.headers() or [])["driftline.reason.kind"] for m in dead)
+    assert kinds == [b"invalid_json", b"schema_violation", b"schema_violation"]
+
+
+def test_two_workers_give_the_same_windows_as_one(run: Run) -> None:
+    one = _by_window(run.summaries["A"])
+    two = _by_window(run.summaries["B"])
+    assert sorted(one) == sorted(two)
+    for start in one:
+        assert len(two[start]) == 1, f"window {start} closed {len(two[start])} times by two workers"
+        _close(one[start][0], two[start][0], f"window {start}")
+
+
+def test_kill_9_mid_window_loses_nothing_and_duplicates_nothing(run: Run) -> None:
+    reference = _by_window(run.summaries["A"])
+    recovered = _by_window(run.summaries["C"])
+    assert sorted(recovered) == sorted(reference)
+    for start, summaries in recovered.items():
+        for summary in summaries:  # a replayed close may repeat a window, with the same content
+            _close(summary, reference[start][0], f"window {start}")
+
+
+def test_window_results_equal_the_core_offline(run: Run) -> None:
+    """Read the records back with their partitions and offsets, build each window's sketch with
+    the core directly (per partition in offset order, merged in partition order) and evaluate."""
+    partials: dict[float, dict[int, WindowSketch]] = defaultdict(dict)
+    reader = TopicReader(run.input, run.input.topics.predictions, start="beginning")
+    per_partition: dict[int, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    try:
+        for message in reader.messages(timeout=30, idle=3):
+            valid, _ = parse_predictions(message.value() or b"")
+            for i, record in enumerate(valid):
+                per_partition[message.partition()].append((record_key(message.partition(), message.offset(), i), record))
+    finally:
+        reader.close()
+    profile = run.reference
+    for partition, items in per_partition.items():
+        by_window: dict[float, list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+        for key, record in items:
+            by_window[np.floor(record["timestamp"] / WINDOW) * WINDOW].append((key, record))
+        for start, rows in by_window.items():
+            sketch = WindowSketch.empty(profile, start, start + WINDOW, seed=partition)
+            sketch.update(RecordBatch.from_records([r for _, r in rows], profile.feature_types,
+                                                   record_keys=np.array([k for k, _ in rows], dtype=np.uint64)))
+            partials[start][partition] = sketch
+    thresholds = load_thresholds(ROOT / "config" / "drift_thresholds.yaml").for_model("fraud")
+    pipeline = _by_window(run.summaries["A"])
+    for start, summaries in pipeline.items():
+        parts = partials[start]
+        merged = parts[min(parts)]
+        for partition in sorted(parts)[1:]:
+            merged = merged.merge(parts[partition])
+        offline = evaluate_window(profile, merged, thresholds)
+        _close(summaries[0]["evaluation"], orjson.loads(orjson.dumps(offline.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)),
+               f"window {start}")
+        assert summaries[0]["sources"] == sorted(parts)
+
+
+def test_worker_logs_have_no_errors(run: Run) -> None:
+    for group in run.groups.values():
+        for log in group.logs.parent.glob(f"{group.name}*.log"):
+            text = log.read_text()
+            assert "Traceback" not in text, f"{log.name}:\n{text[-4000:]}"
+    if os.environ.get("DRIFTLINE_DEBUG_LOGS"):
+        print(next(iter(run.groups.values())).logs.parent)
