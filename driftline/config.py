@@ -27,6 +27,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "KafkaConfig",
+    "LabelsConfig",
     "PostgresConfig",
     "Secret",
     "TopicsConfig",
@@ -143,6 +144,21 @@ class WindowConfig:
 
 
 @dataclass(frozen=True)
+class LabelsConfig:
+    horizon_seconds: float = 3600.0
+    ttl_seconds: float = 86400.0
+    max_pending_per_partition: int = 1_000_000
+    max_accuracy_drop: float = 0.05
+
+    def __post_init__(self) -> None:
+        _at_least(1, labels_max_pending_per_partition=self.max_pending_per_partition)
+        if self.horizon_seconds < 0 or self.ttl_seconds <= 0:
+            raise ConfigError("labels.horizon_seconds must be >= 0 and labels.ttl_seconds > 0")
+        if not 0 < self.max_accuracy_drop < 1:
+            raise ConfigError("labels.max_accuracy_drop: must be between 0 and 1")
+
+
+@dataclass(frozen=True)
 class PostgresConfig:
     url: Secret = field(
         default_factory=lambda: Secret("postgresql://driftline:driftline@127.0.0.1:5432/driftline")
@@ -159,6 +175,7 @@ class Config:
     topics: TopicsConfig = field(default_factory=TopicsConfig)
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
+    labels: LabelsConfig = field(default_factory=LabelsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
 
 

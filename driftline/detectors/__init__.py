@@ -38,6 +38,7 @@ from driftline.detectors.performance import regression_metrics as regression_met
 from driftline.detectors.performance import relative_drop as relative_drop
 from driftline.detectors.performance import roc_auc as roc_auc
 from driftline.detectors.performance import roc_auc_from_histograms as roc_auc_from_histograms
+
 # --- end concept/performance/estimation/importance ------------------------------------------
 
 # --- statistical tests and multiple-testing correction (stats.py, multiple_testing.py) -------
@@ -53,6 +54,7 @@ from driftline.detectors.stats import ks_exact as ks_exact
 from driftline.detectors.stats import mmd as mmd
 from driftline.detectors.stats import psi as psi
 from driftline.detectors.stats import wasserstein as wasserstein
+
 # --- end statistical tests --------------------------------------------------------------------
 
 # --- batches, profiles, sketches, thresholds, window evaluation ------------------------------

@@ -18,8 +18,8 @@ Keys (defaults in brackets, where they come from in parentheses):
 * ``min_effect_numeric`` [0.12]: normalised Wasserstein distance a numeric feature must reach
   to be called drifted (Evidently's 0.1 raised to 0.12: with 1,000-record windows, features
   that pass Holm by chance have a Wasserstein distance of 0.10-0.13).
-* ``min_effect_categorical`` [0.075]: Jensen-Shannon distance (base 2) a categorical feature
-  must reach; below Evidently's 0.1 because a 10-point move between two large categories
+* ``min_effect_categorical`` [0.075]: Jensen-Shannon distance (base 2, small-sample bias
+  removed) a categorical feature must reach; below Evidently's 0.1 because a 10-point move between two large categories
   gives only about 0.085, above the 0.05-0.07 that 8 categories reach by chance in 1,000
   records.
 * ``min_effect_correlation`` [0.1]: largest change of a pairwise Pearson correlation the

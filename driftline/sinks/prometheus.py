@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, start_http_server
 __all__ = [
     "DLQ_RECORDS",
     "DRIFT_EVENTS",
+    "LABELS_PROCESSED",
     "LATE_RECORDS",
     "RECORDS_PROCESSED",
     "RECORDS_WITHOUT_REFERENCE",
@@ -38,6 +39,11 @@ DLQ_RECORDS = Counter(
 RECORDS_WITHOUT_REFERENCE = Counter(
     "driftline_records_without_reference",
     "Records of model versions that have no reference profile (counted, not windowed).",
+    registry=REGISTRY,
+)
+LABELS_PROCESSED = Counter(
+    "driftline_labels_processed",
+    "Label records parsed and handed to the join.",
     registry=REGISTRY,
 )
 LATE_RECORDS = Counter(

@@ -189,6 +189,16 @@ def create_app(config: Config, n_sources: int) -> faust.App:
         ):
             await run(events, pipeline.on_partials, "partials")
 
+    labels = app.topic(config.topics.labels, **raw)  # type: ignore[arg-type]
+
+    @app.agent(labels)
+    async def consume_labels(stream: faust.StreamT[bytes]) -> None:
+        assert isinstance(stream, faust.Stream)
+        async for events in stream.take_events(
+            worker.batch_size, within=worker.batch_timeout_seconds
+        ):
+            await run(events, pipeline.on_labels, "labels")
+
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def declare_idle_partitions() -> None:
         try:

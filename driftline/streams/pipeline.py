@@ -26,12 +26,15 @@ import orjson
 
 from driftline.config import Config
 from driftline.detectors.batch import RecordBatch
+from driftline.detectors.estimation import expected_confusion_from_histogram
 from driftline.detectors.evaluate import evaluate_window
-from driftline.detectors.profile import ReferenceProfile
+from driftline.detectors.performance import binary_metrics, relative_drop, roc_auc_from_histograms
+from driftline.detectors.profile import SCORE_BINS, ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.streams.events import window_events
+from driftline.streams.events import drift_event, window_events
+from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
 from driftline.streams.records import parse_predictions
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
@@ -99,6 +102,7 @@ class Pipeline:
         self._clock = clock
         self._checkpoints: dict[str, Any] | None = None  # cache, reset on rebalance
         self.stage1: dict[int, PartitionWindows] = {}
+        self.labels: dict[int, PartitionLabels] = {}
         self.stage2: dict[str, ModelWindows] = {}
         self._stage2_partition: dict[str, int] = {}
         self._watermark_sent_at: dict[int, float] = {}
@@ -125,6 +129,7 @@ class Pipeline:
                     self._stage2_partition.pop(model, None)
             elif topic == self.topics.predictions:
                 self.stage1.pop(partition, None)
+                self.labels.pop(partition, None)
                 self._last_record_at.pop(partition, None)
                 self._idle.discard(partition)
         self._checkpoints = None
@@ -151,6 +156,16 @@ class Pipeline:
                 state = PartitionWindows(
                     partition, float(windows.size_seconds), float(windows.allowed_lateness_seconds)
                 )
+            labels = self.config.labels
+            self.labels[partition] = PartitionLabels(
+                partition,
+                float(self.config.windows.size_seconds),
+                labels.horizon_seconds,
+                labels.ttl_seconds,
+                labels.max_pending_per_partition,
+            )
+            if saved is not None and "labels" in saved:
+                self.labels[partition].restore(saved["labels"])
             self.stage1[partition] = state
         return state
 
@@ -188,6 +203,7 @@ class Pipeline:
                 max_time = max(max_time, record["timestamp"])
             accepted += len(valid)
         metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+        joins = self.labels[partition]
         for (model, version), records in groups.items():
             profile = self.profiles.get((model, version))
             if profile is None:
@@ -202,6 +218,7 @@ class Pipeline:
             late_before = state.late_records
             state.add(model, version, batch, profile)
             metrics.LATE_RECORDS.inc(state.late_records - late_before)
+            await self._concept_events(partition, joins.add_predictions(records))
         state.advance(max_time, fresh[-1].offset)
         was_idle = partition in self._idle
         self._idle.discard(partition)
@@ -211,6 +228,7 @@ class Pipeline:
         """Send closed partials and (at most every second) the watermark; checkpoint."""
         partition = state.partition
         idle = partition in self._idle
+        joins = self.labels[partition]
         for sketch in state.close_ready():
             payload = {
                 "kind": "partial",
@@ -222,6 +240,18 @@ class Pipeline:
             await self._send(
                 self.topics.partials, sketch.model.encode(), orjson.dumps(payload), None
             )
+            joins.expect_window(sketch.model, sketch.model_version, sketch.window_start)
+        for partial in joins.close_ready(state.watermark, state.open):
+            payload = {
+                "kind": "performance",
+                "source": partition,
+                "watermark": None,
+                "idle": idle,
+                "partial": partial.to_dict(),
+            }
+            await self._send(
+                self.topics.partials, partial.model.encode(), orjson.dumps(payload), None
+            )
         now = self._clock()
         if (
             force_watermark
@@ -232,9 +262,69 @@ class Pipeline:
             for model in self.models:
                 payload = {"kind": "watermark", "source": partition, "watermark": wm, "idle": idle}
                 await self._send(self.topics.partials, model.encode(), orjson.dumps(payload), None)
+        await self._save_partition(partition)
+
+    async def _save_partition(self, partition: int) -> None:
+        value = {**self.stage1[partition].to_dict(), "labels": self.labels[partition].to_dict()}
         await self._send(
-            self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(state.to_dict()), None
+            self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
         )
+
+    # -- stage 1: labels -------------------------------------------------------------------------
+
+    async def on_labels(self, messages: list[Message]) -> None:
+        """Join labels to their predictions (same partition number: co-partitioned topics)."""
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for message in messages:
+            by_partition[message.partition].append(message)
+        async with self._stage1_lock:
+            for partition, part in by_partition.items():
+                await self._partition_state(partition)
+                joins = self.labels[partition]
+                fresh = [
+                    m
+                    for m in sorted(part, key=lambda m: m.offset)
+                    if m.offset > joins.last_label_offset
+                ]
+                if not fresh:
+                    continue
+                labels = []
+                for message in fresh:
+                    label = _parse_label(message.value or b"")
+                    if isinstance(label, str):
+                        await self.dead_letter(message, "schema_violation", label, None)
+                    else:
+                        labels.append(label)
+                metrics.LABELS_PROCESSED.inc(len(labels))
+                await self._concept_events(partition, joins.add_labels(labels))
+                joins.last_label_offset = fresh[-1].offset
+                await self._hand_on(self.stage1[partition])  # label time may close performance
+
+    async def _concept_events(self, partition: int, detections: list[Joined]) -> None:
+        """A concept-drift detection is published at once, not at window close."""
+        for found in detections:
+            record = found.record
+            event = drift_event(
+                type="concept_drift",
+                severity="warning",
+                model=found.model,
+                model_version=found.model_version,
+                window_start=None,
+                window_end=None,
+                detected_at=self._clock(),
+                test=record.detector,
+                evidence={
+                    "detector": record.detector,
+                    "stream": record.stream,
+                    "sample": record.sample,
+                    "source_partition": partition,
+                    "prediction_id": found.prediction_id,
+                    "event_time": found.event_time,
+                },
+                identity=f"{partition}/{record.detector}/{record.sample}",
+            )
+            await self._send(self.topics.alerts, found.model.encode(), orjson.dumps(event), None)
+            metrics.DRIFT_EVENTS.labels("concept_drift", "warning").inc()
 
     def quiet_partitions(self) -> list[int]:
         """Assigned source partitions that delivered no record for `idle_timeout` seconds."""
@@ -315,6 +405,9 @@ class Pipeline:
                 if payload["kind"] == "partial":
                     state.add_partial(source, payload["sketch"])
                     changed.add(model)
+                elif payload["kind"] == "performance":
+                    state.add_performance(source, payload["partial"])
+                    changed.add(model)
                 touched.add(model)
             for model in sorted(touched):
                 if await self._close_windows(model):
@@ -331,7 +424,62 @@ class Pipeline:
         closed = state.close_ready()
         for window in closed:
             await self._publish_window(state, window)
-        return bool(closed)
+        performance = state.close_performance_ready()
+        for partials, n_records in performance:
+            await self._publish_performance(partials, n_records)
+        return bool(closed or performance)
+
+    async def _publish_performance(
+        self, partials: Mapping[int, Mapping[str, Any]], n_records: int
+    ) -> None:
+        sources = sorted(partials)
+        merged = PerformancePartial.from_dict(partials[sources[0]])
+        for source in sources[1:]:
+            merged = merged.merge(PerformancePartial.from_dict(partials[source]))
+        realised = dict(binary_metrics(merged.confusion, positive_label="1"))
+        realised["roc_auc"] = roc_auc_from_histograms(
+            merged.positive_scores, merged.negative_scores
+        )
+        profile = self.profiles.get((merged.model, merged.model_version))
+        baseline = (profile.performance or {}).get("accuracy") if profile else None
+        drop = relative_drop(realised["accuracy"], baseline)
+        labelled = merged.confusion.n
+        summary = {
+            "type": "performance_window",
+            "model": merged.model,
+            "model_version": merged.model_version,
+            "window_start": merged.window_start,
+            "window_end": merged.window_end,
+            "sources": sources,
+            "labelled": labelled,
+            "label_coverage": labelled / n_records if n_records else None,
+            "metrics": realised,
+            "baseline_accuracy": baseline,
+            "accuracy_drop": drop,
+        }
+        limit = self.config.labels.max_accuracy_drop
+        if drop is not None and drop > limit:
+            event = drift_event(
+                type="performance_drop",
+                severity="critical" if drop > 2 * limit else "warning",
+                model=merged.model,
+                model_version=merged.model_version,
+                window_start=merged.window_start,
+                window_end=merged.window_end,
+                detected_at=self._clock(),
+                test="accuracy",
+                statistic=realised["accuracy"],
+                threshold=limit,
+                evidence={
+                    "baseline_accuracy": baseline,
+                    "relative_drop": drop,
+                    "labelled": labelled,
+                },
+            )
+            await self._send(self.topics.alerts, merged.model.encode(), orjson.dumps(event), None)
+            metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
+            summary["event_ids"] = [event["event_id"]]
+        await self._send(self.topics.metrics, merged.model.encode(), orjson.dumps(summary), None)
 
     async def _publish_window(self, state: ModelWindows, window: ClosedWindow) -> None:
         sketch = window.sketch
@@ -344,6 +492,34 @@ class Pipeline:
             state.carry[sketch.model_version] = sketch.to_dict()
         detected_at = self._clock()
         events = window_events(evaluation, detected_at)
+        estimate = _estimated_performance(sketch)
+        baseline = (profile.performance or {}).get("accuracy")
+        estimated_drop = relative_drop(estimate.get("accuracy"), baseline)
+        limit = self.config.labels.max_accuracy_drop
+        if (
+            evaluation.status == "evaluated"
+            and estimated_drop is not None
+            and estimated_drop > limit
+        ):
+            events.append(
+                drift_event(
+                    type="estimated_performance_drop",
+                    severity="warning",
+                    model=sketch.model,
+                    model_version=sketch.model_version,
+                    window_start=sketch.window_start,
+                    window_end=sketch.window_end,
+                    detected_at=detected_at,
+                    test="cbpe_accuracy",
+                    statistic=estimate.get("accuracy"),
+                    threshold=limit,
+                    evidence={
+                        "estimate": estimate,
+                        "baseline_accuracy": baseline,
+                        "relative_drop": estimated_drop,
+                    },
+                )
+            )
         for event in events:
             await self._send(self.topics.alerts, sketch.model.encode(), orjson.dumps(event), None)
             metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
@@ -351,6 +527,7 @@ class Pipeline:
             "type": "window",
             "sources": list(window.sources),
             "event_ids": [e["event_id"] for e in events],
+            "estimated_performance": estimate,
             "evaluation": evaluation.to_dict(),
         }
         await self._send(
@@ -370,3 +547,34 @@ class Pipeline:
             evaluation.status,
             f", drift: {', '.join(evaluation.reasons)}" if evaluation.drifted else "",
         )
+
+
+_SCORE_MIDPOINTS = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
+
+
+def _estimated_performance(sketch: WindowSketch) -> dict[str, float | None]:
+    """Label-free estimate (CBPE, expected confusion matrix) from the window's score
+    histogram, assuming calibrated scores and a 0.5 decision threshold."""
+    if sketch.score_n == 0:
+        return {}
+    confusion = expected_confusion_from_histogram(
+        sketch.score_counts, _SCORE_MIDPOINTS, _SCORE_MIDPOINTS >= 0.5
+    )
+    return confusion.metrics()
+
+
+def _parse_label(payload: bytes) -> dict[str, Any] | str:
+    """A label record, or the reason it is not one."""
+    try:
+        label = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        return f"not valid JSON: {exc}"
+    if not isinstance(label, dict):
+        return "expected a JSON object"
+    for name in ("prediction_id", "label", "timestamp"):
+        if name not in label:
+            return f"missing required field '{name}'"
+    t = label["timestamp"]
+    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 <= t < 1e11:
+        return "field 'timestamp' must be epoch seconds (a number)"
+    return label

@@ -166,6 +166,9 @@ class ModelWindows:
     closed: list[str] = field(default_factory=list)  # recent closed keys, oldest first
     late_partials: int = 0
     carry: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> too-small window
+    performance_pending: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # closed data window -> (records, contributing sources), until its performance closes
+    window_records: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
 
     def add_watermark(self, source: int, watermark: float, idle: bool = False) -> None:
         if math.isfinite(watermark):
@@ -187,6 +190,27 @@ class ModelWindows:
             return False
         self.pending.setdefault(key, {})[source] = dict(sketch)  # replace: replays are idempotent
         return True
+
+    def add_performance(self, source: int, partial: Mapping[str, Any]) -> None:
+        """A source's realised-performance partial of a window (replace: idempotent)."""
+        key = _key(str(partial["model_version"]), float(partial["window_start"]))
+        if key in self.closed and key not in self.window_records:
+            return  # a replay: this window's performance is already published
+        self.performance_pending.setdefault(key, {})[source] = dict(partial)
+
+    def close_performance_ready(self) -> list[tuple[dict[int, dict[str, Any]], int]]:
+        """(partials by source, records in the data window) of the performance windows whose
+        every contributing source (those of the closed data window) has handed on its partial."""
+        ready = []
+        for key, parts in self.performance_pending.items():
+            window = self.window_records.get(key)
+            if window is not None and set(window[1]) <= set(parts):
+                ready.append((float(next(iter(parts.values()))["window_start"]), key))
+        closed = []
+        for _, key in sorted(ready):
+            n_records, _ = self.window_records.pop(key)
+            closed.append((self.performance_pending.pop(key), n_records))
+        return closed
 
     def effective_watermark(self) -> float:
         """The lowest watermark among the sources that are not idle (all idle: the highest).
@@ -225,7 +249,10 @@ class ModelWindows:
                 sketch = sketch.merge(WindowSketch.from_dict(partials[source]))
             closed.append(ClosedWindow(sketch, sources))
             self.closed.append(key)
+            self.window_records[key] = (sketch.n_records, list(sources))
         del self.closed[:-MAX_CLOSED_REMEMBERED]
+        for stale in list(self.window_records)[:-MAX_CLOSED_REMEMBERED]:
+            del self.window_records[stale]
         return closed
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,6 +269,11 @@ class ModelWindows:
             "closed": list(self.closed),
             "late_partials": self.late_partials,
             "carry": self.carry,
+            "performance_pending": {
+                key: {str(s): p for s, p in parts.items()}
+                for key, parts in self.performance_pending.items()
+            },
+            "window_records": {k: [n, s] for k, (n, s) in self.window_records.items()},
         }
 
     @classmethod
@@ -260,4 +292,12 @@ class ModelWindows:
             closed=[str(k) for k in d["closed"]],
             late_partials=int(d["late_partials"]),
             carry=dict(d.get("carry", {})),
+            performance_pending={
+                key: {int(s): p for s, p in parts.items()}
+                for key, parts in d.get("performance_pending", {}).items()
+            },
+            window_records={
+                k: (int(v[0]), [int(s) for s in v[1]])
+                for k, v in d.get("window_records", {}).items()
+            },
         )
