@@ -69,7 +69,9 @@ class Run:
     alerts: dict[str, list[dict[str, Any]]]
 
 
-def _env(base: dict[str, str], group: str, suffix: str, tmp: Path, metrics_port: int) -> dict[str, str]:
+def _env(
+    base: dict[str, str], group: str, suffix: str, tmp: Path, metrics_port: int
+) -> dict[str, str]:
     return {
         **base,
         "DRIFTLINE_WORKER_APP_ID": f"pipe-{suffix}-{group}",
@@ -85,21 +87,33 @@ def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None
     producer = Producer({**config.kafka.confluent_settings(), "partitioner": "murmur2_random"})
     schedule = [Drift("abrupt", ONSET, magnitude=1.0)]
     for block in range(first, first + n, 5_000):
-        records, _ = simulate(min(5_000, first + n - block), seed=11, first_index=block, start_time=START,
-                              rate_per_second=RATE, schedule=schedule)
+        records, _ = simulate(
+            min(5_000, first + n - block),
+            seed=11,
+            first_index=block,
+            start_time=START,
+            rate_per_second=RATE,
+            schedule=schedule,
+        )
         for record in records:
-            producer.produce(config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record))
+            producer.produce(
+                config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+            )
         producer.poll(0)
     for payload in malformed:
         producer.produce(config.topics.predictions, key=b"malformed", value=payload)
     assert producer.flush(30) == 0
 
 
-def _read_windows(config: Config, until: int, workers: list[subprocess.Popen[bytes]], timeout: float = 120) -> list[dict[str, Any]]:
+def _read_windows(
+    config: Config, until: int, workers: list[subprocess.Popen[bytes]], timeout: float = 120
+) -> list[dict[str, Any]]:
     reader = TopicReader(config, config.topics.metrics, start="beginning")
     seen: list[dict[str, Any]] = []
     try:
-        for message in reader.messages(timeout=timeout, stop=lambda: all(w.poll() is not None for w in workers)):
+        for message in reader.messages(
+            timeout=timeout, stop=lambda: all(w.poll() is not None for w in workers)
+        ):
             seen.append(orjson.loads(message.value() or b"{}"))
             if len({w["evaluation"]["window_start"] for w in seen}) >= until:
                 break
@@ -136,8 +150,9 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     references = tmp / "references"
     references.mkdir()
     records, labels = simulate(20_000, seed=99)
-    reference = ReferenceProfile.from_records(records, model="fraud", model_version="1",
-                                              labels=[lb["label"] for lb in labels])
+    reference = ReferenceProfile.from_records(
+        records, model="fraud", model_version="1", labels=[lb["label"] for lb in labels]
+    )
     reference.save(references / "fraud@1.json")
     base = {
         "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
@@ -167,15 +182,25 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         # C: wait until it has closed windows and is inside [180, 240), then SIGKILL it.
         c = groups["C"]
         first_windows = _read_windows(c.config, until=3, workers=c.workers)
-        assert len({w["evaluation"]["window_start"] for w in first_windows}) >= 3, (tmp / "C0.log").read_text()[-3000:]
+        assert len({w["evaluation"]["window_start"] for w in first_windows}) >= 3, (
+            tmp / "C0.log"
+        ).read_text()[-3000:]
         time.sleep(1.0)
         c.workers[0].send_signal(signal.SIGKILL)
         c.workers[0].wait(10)
         _produce(input_config, PHASE_1, TOTAL - PHASE_1, MALFORMED[2:])
-        c.workers.append(start_worker_process(None, tmp / "C1.log", env={**c.env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())}))
+        c.workers.append(
+            start_worker_process(
+                None,
+                tmp / "C1.log",
+                env={**c.env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())},
+            )
+        )
         summaries = {}
         for name, group in groups.items():
-            summaries[name] = _read_windows(group.config, until=CLOSED_WINDOWS, workers=group.workers[-1:])
+            summaries[name] = _read_windows(
+                group.config, until=CLOSED_WINDOWS, workers=group.workers[-1:]
+            )
         time.sleep(3)  # let duplicates, if any, arrive
         for name, group in groups.items():
             summaries[name] = _read_all(group.config, group.config.topics.metrics)
@@ -228,7 +253,9 @@ def test_drift_is_detected_in_the_first_window_after_onset(run: Run) -> None:
         (summary,) = windows[start]
         assert summary["evaluation"]["summary"]["n_records"] == 6_000
         before_onset = start + WINDOW <= START + ONSET
-        assert summary["evaluation"]["drifted"] is (not before_onset), summary["evaluation"]["reasons"]
+        assert summary["evaluation"]["drifted"] is (not before_onset), summary["evaluation"][
+            "reasons"
+        ]
     first_after = windows[START + ONSET][0]
     assert "amount" in first_after["evaluation"]["drifted_features"]
     events = [e for e in run.alerts["A"] if e["window_start"] == START + ONSET]
@@ -277,7 +304,9 @@ def test_window_results_equal_the_core_offline(run: Run) -> None:
         for message in reader.messages(timeout=30, idle=3):
             valid, _ = parse_predictions(message.value() or b"")
             for i, record in enumerate(valid):
-                per_partition[message.partition()].append((record_key(message.partition(), message.offset(), i), record))
+                per_partition[message.partition()].append(
+                    (record_key(message.partition(), message.offset(), i), record)
+                )
     finally:
         reader.close()
     profile = run.reference
@@ -287,8 +316,13 @@ def test_window_results_equal_the_core_offline(run: Run) -> None:
             by_window[np.floor(record["timestamp"] / WINDOW) * WINDOW].append((key, record))
         for start, rows in by_window.items():
             sketch = WindowSketch.empty(profile, start, start + WINDOW, seed=partition)
-            sketch.update(RecordBatch.from_records([r for _, r in rows], profile.feature_types,
-                                                   record_keys=np.array([k for k, _ in rows], dtype=np.uint64)))
+            sketch.update(
+                RecordBatch.from_records(
+                    [r for _, r in rows],
+                    profile.feature_types,
+                    record_keys=np.array([k for k, _ in rows], dtype=np.uint64),
+                )
+            )
             partials[start][partition] = sketch
     thresholds = load_thresholds(ROOT / "config" / "drift_thresholds.yaml").for_model("fraud")
     pipeline = _by_window(run.summaries["A"])
@@ -298,8 +332,11 @@ def test_window_results_equal_the_core_offline(run: Run) -> None:
         for partition in sorted(parts)[1:]:
             merged = merged.merge(parts[partition])
         offline = evaluate_window(profile, merged, thresholds)
-        _close(summaries[0]["evaluation"], orjson.loads(orjson.dumps(offline.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)),
-               f"window {start}")
+        _close(
+            summaries[0]["evaluation"],
+            orjson.loads(orjson.dumps(offline.to_dict(), option=orjson.OPT_SERIALIZE_NUMPY)),
+            f"window {start}",
+        )
         assert summaries[0]["sources"] == sorted(parts)
 
 

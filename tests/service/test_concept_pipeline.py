@@ -1,0 +1,146 @@
+"""Concept drift through the pipeline, on one partition: the worker's detections are at exactly
+the indices river's detectors give on the same ordered error stream; performance windows show
+the drop with full label coverage."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+from river.drift import ADWIN
+from river.drift.binary import DDM
+
+from driftline.config import load_config
+from driftline.demo import start_worker_process
+from driftline.detectors.profile import ReferenceProfile
+from driftline.simulate import Drift, simulate
+from driftline.streams.reader import TopicReader
+from driftline.streams.topics import ensure_topics
+
+pytestmark = pytest.mark.service
+
+ROOT = Path(__file__).resolve().parents[2]
+START = 1_767_225_600.0
+N = 24_000  # 240 s at 100/s
+ONSET = 120.0
+
+
+def _wait_for(
+    reader: TopicReader, predicate: Any, timeout: float, worker: Any
+) -> list[dict[str, Any]]:
+    seen = []
+    for message in reader.messages(timeout=timeout, stop=lambda: worker.poll() is not None):
+        seen.append(orjson.loads(message.value() or b"{}"))
+        if predicate(seen):
+            break
+    return seen
+
+
+def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    suffix = uuid.uuid4().hex[:8]
+    references = tmp_path / "references"
+    references.mkdir()
+    records, labels = simulate(20_000, seed=99)
+    ReferenceProfile.from_records(
+        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
+    ).save(references / "fraud@1.json")
+    env = {
+        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DRIFTLINE_TOPICS_PREDICTIONS": f"concept-{suffix}.predictions",
+        "DRIFTLINE_TOPICS_LABELS": f"concept-{suffix}.labels",
+        "DRIFTLINE_TOPICS_ALERTS": f"concept-{suffix}.alerts",
+        "DRIFTLINE_TOPICS_DLQ": f"concept-{suffix}.dlq",
+        "DRIFTLINE_TOPICS_METRICS": f"concept-{suffix}.metrics",
+        "DRIFTLINE_TOPICS_PARTITIONS": "1",
+        "DRIFTLINE_WORKER_APP_ID": f"concept-{suffix}",
+        "DRIFTLINE_WORKER_METRICS_PORT": str(free_port()),
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WORKER_THRESHOLDS_FILE": str(ROOT / "config" / "drift_thresholds.yaml"),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+        "DRIFTLINE_LABELS_HORIZON_SECONDS": "20",
+        "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
+    }
+    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+    ensure_topics(config)
+    stream, truth = simulate(
+        N, seed=5, start_time=START, rate_per_second=100.0, schedule=[Drift("concept", ONSET)]
+    )
+    producer = Producer(config.kafka.confluent_settings())
+    for record in stream:
+        producer.produce(
+            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+        )
+    assert producer.flush(30) == 0
+
+    alerts = TopicReader(config, config.topics.alerts, start="beginning")
+    summaries = TopicReader(config, config.topics.metrics, start="beginning")
+    worker = start_worker_process(None, tmp_path / "worker.log", env=env)
+    try:
+        # All predictions processed first (the windows up to 180 s closed), so that the join
+        # order is the label order and the error stream is known exactly.
+        _wait_for(summaries, lambda seen: sum(s["type"] == "window" for s in seen) >= 3, 90, worker)
+        time.sleep(1)
+        for label in truth:
+            label = {**label, "timestamp": label["timestamp"] + 5}
+            producer.produce(
+                config.topics.labels, key=label["prediction_id"], value=orjson.dumps(label)
+            )
+        assert producer.flush(30) == 0
+        performance = _wait_for(
+            summaries,
+            lambda seen: sum(s["type"] == "performance_window" for s in seen) >= 3,
+            90,
+            worker,
+        )
+        events = [
+            e
+            for e in _wait_for(alerts, lambda seen: False, 15, worker)
+            if e["type"] == "concept_drift"
+        ]
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+        alerts.close()
+        summaries.close()
+    log = (tmp_path / "worker.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
+
+    errors = [
+        int(str(label["label"]) != str(record["prediction"]))
+        for record, label in zip(stream, truth, strict=True)
+    ]
+    expected: dict[str, list[int]] = {"adwin_error": [], "ddm_error": []}
+    adwin, ddm = ADWIN(), DDM(warm_start=1000)
+    for i, error in enumerate(errors):
+        adwin.update(error)
+        ddm.update(error)
+        if adwin.drift_detected:
+            expected["adwin_error"].append(i)
+        if ddm.drift_detected:
+            expected["ddm_error"].append(i)
+    found: dict[str, list[int]] = {"adwin_error": [], "ddm_error": []}
+    for event in events:
+        found[event["evidence"]["detector"]].append(event["evidence"]["sample"])
+    assert {k: sorted(v) for k, v in found.items()} == expected
+    assert expected["adwin_error"] and min(expected["adwin_error"]) >= ONSET * 100, (
+        "river itself flags the onset"
+    )
+    for event in events:
+        index = event["evidence"]["sample"]
+        assert event["evidence"]["prediction_id"] == stream[index]["prediction_id"]
+
+    windows = {p["window_start"]: p for p in performance if p["type"] == "performance_window"}
+    before, after = windows[START], windows[START + ONSET]
+    assert before["label_coverage"] == 1.0 and after["label_coverage"] == 1.0
+    assert before["accuracy_drop"] < 0.05 and not before.get("event_ids")
+    assert after["accuracy_drop"] > 0.5 and after["event_ids"]

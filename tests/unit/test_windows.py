@@ -1,0 +1,133 @@
+"""Event-time windows and the label join as pure state machines (no Kafka)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import orjson
+
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.profile import ReferenceProfile
+from driftline.streams.labels import PartitionLabels
+from driftline.streams.windows import ModelWindows, PartitionWindows
+
+RNG = np.random.default_rng(0)
+PROFILE = ReferenceProfile.from_columns({"x": RNG.normal(size=2_000)}, model="m", model_version="1")
+
+
+def batch(times: list[float]) -> RecordBatch:
+    n = len(times)
+    return RecordBatch(
+        numeric={"x": RNG.normal(size=n)},
+        categorical={},
+        event_time=np.asarray(times, dtype=float),
+        prediction=np.full(n, "0", dtype=object),
+        record_keys=np.arange(n, dtype=np.uint64) + np.uint64(int(times[0] * 1000) if n else 0),
+    )
+
+
+def test_records_go_to_their_window_and_windows_close_on_the_watermark() -> None:
+    state = PartitionWindows(partition=0, size=60.0, lateness=10.0)
+    state.add("m", "1", batch([1.0, 59.0, 61.0]), PROFILE)
+    state.advance(61.0, last_offset=2)
+    assert state.close_ready() == []  # watermark 51 < 60
+    state.add("m", "1", batch([70.0]), PROFILE)
+    state.advance(70.0, last_offset=3)
+    (closed,) = state.close_ready()  # watermark 60 closes [0, 60)
+    assert (closed.window_start, closed.n_records) == (0.0, 2)
+    state.add("m", "1", batch([5.0]), PROFILE)  # its window is closed: late
+    assert state.late_records == 1
+    assert [k[2] for k in state.open] == [60.0]
+
+
+def test_partition_state_round_trips_through_json() -> None:
+    state = PartitionWindows(partition=3, size=60.0, lateness=5.0)
+    state.add("m", "1", batch([1.0, 2.0]), PROFILE)
+    state.advance(2.0, last_offset=41)
+    restored = PartitionWindows.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    assert restored.last_offset == 41 and restored.watermark == state.watermark
+    assert restored.open.keys() == state.open.keys()
+    assert restored.open[("m", "1", 0.0)].n_records == 2
+
+
+def test_idle_partition_catches_up_and_closes_its_windows() -> None:
+    state = PartitionWindows(partition=0, size=60.0, lateness=5.0)
+    state.add("m", "1", batch([10.0]), PROFILE)
+    state.advance(10.0, 0)
+    state.mark_idle(watermark=200.0)
+    assert [s.window_start for s in state.close_ready()] == [0.0]
+
+
+def partial(source: int, start: float, n: int) -> dict[str, object]:
+    from driftline.detectors.sketch import WindowSketch
+
+    sketch = WindowSketch.empty(PROFILE, start, start + 60.0, seed=source)
+    sketch.update(batch([start + 1.0] * n))
+    return sketch.to_dict()
+
+
+def test_model_window_waits_for_every_source_then_merges_once() -> None:
+    state = ModelWindows("m", n_sources=2)
+    state.add_partial(0, partial(0, 0.0, 3))
+    state.add_watermark(0, 65.0)
+    assert state.close_ready() == []  # source 1 has not reported: it holds the window open
+    state.add_partial(1, partial(1, 0.0, 4))
+    state.add_partial(1, partial(1, 0.0, 4))  # a replay replaces, never adds
+    state.add_watermark(1, 61.0)
+    (closed,) = state.close_ready()
+    assert closed.sources == (0, 1) and closed.sketch.n_records == 7
+    assert state.add_partial(0, partial(0, 0.0, 3)) is False  # already closed: ignored
+    assert state.late_partials == 1
+
+
+def test_idle_source_does_not_hold_windows_open() -> None:
+    state = ModelWindows("m", n_sources=2)
+    state.add_partial(0, partial(0, 0.0, 3))
+    state.add_watermark(0, 100.0)
+    state.add_watermark(1, -math.inf, idle=True)
+    assert [w.sketch.window_start for w in state.close_ready()] == [0.0]
+    restored = ModelWindows.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    assert restored.idle_sources == {1} and restored.closed == state.closed
+
+
+def prediction(pid: str, t: float, pred: int = 1) -> dict[str, object]:
+    return {
+        "prediction_id": pid,
+        "model": "m",
+        "model_version": "1",
+        "timestamp": t,
+        "prediction": pred,
+        "score": 0.9 if pred else 0.1,
+        "features": {},
+    }
+
+
+def test_labels_join_in_either_order_and_performance_closes_once() -> None:
+    joins = PartitionLabels(partition=0, window_size=60.0, horizon=30.0, ttl=1000.0, max_pending=10)
+    joins.add_predictions([prediction("a", 1.0), prediction("b", 2.0, 0)])
+    joins.add_labels(
+        [
+            {"prediction_id": "a", "label": 1, "timestamp": 5.0},
+            {"prediction_id": "c", "label": 0, "timestamp": 6.0},
+        ]
+    )  # c: before its prediction
+    joins.add_predictions([prediction("c", 3.0)])
+    assert joins.joined == 2 and "b" in joins.pending
+    joins.expect_window("m", "1", 0.0)
+    assert joins.close_ready(watermark=70.0, open_windows={}) == []  # label time 6 < 60 + 30
+    joins.add_labels([{"prediction_id": "b", "label": 0, "timestamp": 95.0}])
+    (closed,) = joins.close_ready(watermark=70.0, open_windows={})
+    assert closed.confusion.n == 3
+    assert closed.confusion.matrix[closed.confusion.index("0"), closed.confusion.index("1")] == 1
+    joins.add_predictions([prediction("d", 4.0)])
+    joins.add_labels([{"prediction_id": "d", "label": 1, "timestamp": 96.0}])
+    assert joins.late_labels == 1 and joins.close_ready(200.0, {}) == []
+
+
+def test_join_store_is_bounded_and_counts_what_it_drops() -> None:
+    joins = PartitionLabels(partition=0, window_size=60.0, horizon=0.0, ttl=50.0, max_pending=3)
+    joins.add_predictions([prediction(str(i), float(i)) for i in range(5)])
+    assert len(joins.pending) == 3 and joins.evicted == 2
+    joins.close_ready(watermark=53.5, open_windows={})  # entries older than 3.5 expire
+    assert joins.expired == 2 and list(joins.pending) == ["4"]
