@@ -50,7 +50,7 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftline.demo import run_demo
 
-    return run_demo(_config(args), n_records=args.records, config_path=args.config)
+    return run_demo(_config(args), config_path=args.config)
 
 
 def cmd_dashboards_write(args: argparse.Namespace) -> int:
@@ -274,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     write.set_defaults(func=cmd_dashboards_write)
 
     demo = commands.add_parser(
-        "demo", help="end-to-end run on the local stack: produce, consume, report"
+        "demo", help="end-to-end run on the local stack: simulate drift, run a worker, report"
     )
     demo.add_argument(
         "--records", type=int, default=20_000, help="predictions to produce (default 20000)"
