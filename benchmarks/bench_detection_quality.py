@@ -205,6 +205,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--skip-false-alarms", action="store_true")
     parser.add_argument("--skip-power", action="store_true")
+    parser.add_argument("--sizes", default="1000,10000,100000",
+                        help="false-alarm window sizes, comma-separated")
     opts = parser.parse_args(argv)
     fa_windows = 96 if opts.quick else 1000
     fa_big_windows = 48 if opts.quick else 1000
@@ -214,7 +216,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     with ProcessPoolExecutor(max_workers=opts.workers) as pool:
         if not opts.skip_false_alarms:
             print("False alarms (model-level verdict on stationary windows)")
-            for size, n_win in ((1_000, fa_windows), (10_000, fa_windows), (100_000, fa_big_windows)):
+            for size in (int(v) for v in opts.sizes.split(",")):
+                n_win = fa_big_windows if size >= 100_000 else fa_windows
                 start = time.perf_counter()
                 t = run(pool, size, n_win, Drift(), None, n_refs, seed=size)
                 wall = time.perf_counter() - start

@@ -125,10 +125,10 @@ def run_demo(config: Config, config_path: Path | None) -> int:
             return 1
         events = [orjson.loads(m.value() or b"{}") for m in alerts.messages(timeout=10, idle=3)]
         dead = TopicReader(config, config.topics.dlq, start="beginning")
-        dlq = Counter(
-            bytes(dict(m.headers() or []).get("driftline.reason.kind") or b"?").decode()
-            for m in dead.messages(timeout=10, idle=3)
-        )
+        dlq: Counter[str] = Counter()
+        for message in dead.messages(timeout=10, idle=3):
+            kind = dict(message.headers() or []).get("driftline.reason.kind") or b"?"
+            dlq[kind.decode() if isinstance(kind, bytes) else kind] += 1
         dead.close()
         _report(start, windows, performance, events, dlq)
         ok = len(windows) >= MINUTES - 1 and sum(dlq.values()) == len(MALFORMED)
@@ -151,7 +151,7 @@ def _report(
     windows: dict[float, dict[str, Any]],
     performance: dict[float, dict[str, Any]],
     events: list[dict[str, Any]],
-    dlq: Counter[Any],
+    dlq: Counter[str],
 ) -> None:
     def minute(t: float) -> str:
         offset = int(t - start + 0.5) if t >= start else 0
