@@ -1,0 +1,112 @@
+"""The inference-side client against the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from driftline.client import DeliveryError, LabelLogger, PredictionLogger
+from driftline.streams.reader import TopicReader
+
+pytestmark = pytest.mark.service
+
+
+def _topics(bootstrap: str, *names: str, partitions: int = 4) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # keep it alive until the futures end
+    futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
+    for future in futures.values():
+        future.result()
+
+
+def test_keys_land_where_faust_and_java_put_them(kafka: Any, isolated_config: Any) -> None:
+    """Our producer (librdkafka murmur2) and aiokafka, which Faust uses (Java's murmur2),
+    put every key on the same partition, and a label on its prediction's partition."""
+    config, _ = isolated_config
+    suffix = uuid.uuid4().hex[:8]
+    ours, theirs = f"client-{suffix}.ours", f"client-{suffix}.theirs"
+    _topics(kafka.bootstrap_servers, ours, theirs, config.topics.labels)
+    keys = [f"txn-{i}" for i in range(300)]
+    with PredictionLogger(kafka.bootstrap_servers, ours) as logger:
+        for key in keys:
+            logger.log(
+                prediction_id=key,
+                model="m",
+                model_version="1",
+                features={"x": 1.0},
+                prediction=1,
+                timestamp=1.0,
+            )
+    with LabelLogger(kafka.bootstrap_servers, config.topics.labels) as labels:
+        for key in keys:
+            labels.log(prediction_id=key, label=0, timestamp=2.0)
+
+    async def produce_with_aiokafka() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers)
+        await producer.start()
+        try:
+            for key in keys:
+                await producer.send(theirs, key=key.encode(), value=b"{}")
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_with_aiokafka())
+
+    def placement(topic: str) -> dict[str, int]:
+        reader = TopicReader(config, topic, start="beginning")
+        try:
+            return {m.key().decode(): m.partition() for m in reader.messages(timeout=20, idle=3)}
+        finally:
+            reader.close()
+
+    assert placement(ours) == placement(theirs)
+    assert placement(config.topics.labels) == placement(ours)
+    assert len(set(placement(ours).values())) == 4
+
+
+def test_batch_message_and_its_labels_share_a_partition(kafka: Any, isolated_config: Any) -> None:
+    config, _ = isolated_config
+    _topics(kafka.bootstrap_servers, config.topics.predictions, config.topics.labels)
+    records = [
+        {
+            "prediction_id": f"b-{i}",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": 1.0,
+            "features": {"x": float(i)},
+            "prediction": 0,
+        }
+        for i in range(50)
+    ]
+    with PredictionLogger(kafka.bootstrap_servers, config.topics.predictions) as logger:
+        logger.log_batch(records, key="request-7")
+    with LabelLogger(kafka.bootstrap_servers, config.topics.labels) as labels:
+        for record in records:
+            labels.log(prediction_id=record["prediction_id"], label=1, key="request-7")
+    reader = TopicReader(config, config.topics.predictions, start="beginning")
+    (message,) = list(reader.messages(timeout=20, idle=3))
+    reader.close()
+    assert orjson.loads(message.value())["records"] == records
+    reader = TopicReader(config, config.topics.labels, start="beginning")
+    assert {m.partition() for m in reader.messages(timeout=20, idle=3)} == {message.partition()}
+    reader.close()
+
+
+def test_delivery_failures_reach_the_caller(kafka: Any) -> None:
+    logger = PredictionLogger(
+        kafka.bootstrap_servers,
+        f"missing-{uuid.uuid4().hex[:8]}",
+        settings={"message.timeout.ms": 3000},
+    )
+    logger.log(prediction_id="p1", model="m", model_version="1", features={}, prediction=1)
+    with pytest.raises(DeliveryError) as error:
+        logger.flush(timeout=20)
+    assert error.value.failures[0][0] == "p1"
+    assert "1 record(s) were not delivered" in str(error.value)
