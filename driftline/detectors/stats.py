@@ -161,7 +161,10 @@ def _effect_result(test: str, statistic: float, threshold: float) -> TestResult:
 
 
 def ks_exact(
-    reference: NDArray[np.float64], window: NDArray[np.float64], alpha: float = 0.05
+    reference: NDArray[np.float64],
+    window: NDArray[np.float64],
+    alpha: float = 0.05,
+    method: Literal["auto", "exact", "asymp"] = "auto",
 ) -> TestResult:
     """Two-sample Kolmogorov-Smirnov test on raw values (delegates to scipy).
 
@@ -169,6 +172,8 @@ def ks_exact(
     The p-value is scipy's ``ks_2samp(method="auto")``: exact for small samples,
     asymptotic (Kolmogorov) for large ones. Assumes continuous data; with ties the
     test is conservative. ``alpha=0.05`` is the usual level (Evidently's default too).
+    ``method`` is passed to scipy: ``"asymp"`` is ~10x faster on samples of thousands
+    (the window evaluation uses it for its reported KS; the verdict uses ``ks_binned``).
 
     >>> rng = np.random.default_rng(0)
     >>> r = ks_exact(rng.normal(size=500), rng.normal(0.5, size=500))
@@ -179,7 +184,7 @@ def ks_exact(
     ref, win = _finite_1d(reference), _finite_1d(window)
     if ref.size == 0 or win.size == 0:
         return TestResult("ks", 0.0, 1.0, alpha, False)
-    res = _st.ks_2samp(ref, win)
+    res = _st.ks_2samp(ref, win, method=method)
     return _p_result("ks", float(res.statistic), float(res.pvalue), alpha)
 
 
@@ -209,7 +214,11 @@ def ks_binned(
     d = float(np.max(np.abs(np.cumsum(r) / n - np.cumsum(w) / m)))
     d = min(max(d, 0.0), 1.0)
     en = max(round(n * m / (n + m)), 1)
-    p = float(_st.kstwo.sf(d, en))
+    # kstwo.sf is exact but costs up to 40 ms when en is in the thousands and p is tiny. Where
+    # the limiting distribution already says p < 1e-6 (far below any corrected alpha), its
+    # value is used instead: the verdict cannot change and it is ~100x faster.
+    limit = float(_st.kstwobign.sf(d * math.sqrt(en)))
+    p = limit if limit < 1e-6 else float(_st.kstwo.sf(d, en))
     return _p_result("ks_binned", d, p, alpha)
 
 
