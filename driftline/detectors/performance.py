@@ -163,7 +163,8 @@ class ConfusionCounts:
     def from_dict(cls, data: Mapping[str, Any]) -> ConfusionCounts:
         """Inverse of :meth:`to_dict`."""
         out = cls(data["labels"])
-        matrix = np.asarray(data["matrix"], dtype=np.int64).reshape(len(out.labels), -1)
+        k = len(out.labels)
+        matrix = np.asarray(data["matrix"], dtype=np.int64).reshape(k, k) if k else out.matrix
         if matrix.shape != out.matrix.shape or (matrix < 0).any():
             raise ValueError("matrix must be a non-negative square matrix matching labels")
         out.matrix = matrix

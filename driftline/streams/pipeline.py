@@ -355,8 +355,10 @@ class Pipeline:
         for state in states:
             newly_idle = state.partition not in self._idle
             self._idle.add(state.partition)
+            before = state.max_event_time
             state.mark_idle(highest)
-            await self._hand_on(state, force_watermark=newly_idle)
+            if newly_idle or state.max_event_time != before:  # else nothing to hand on or save
+                await self._hand_on(state, force_watermark=newly_idle)
 
     async def dead_letter(
         self, message: Message, kind: str, reason: str, index: int | None

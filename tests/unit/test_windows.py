@@ -131,3 +131,19 @@ def test_join_store_is_bounded_and_counts_what_it_drops() -> None:
     assert len(joins.pending) == 3 and joins.evicted == 2
     joins.close_ready(watermark=53.5, open_windows={})  # entries older than 3.5 expire
     assert joins.expired == 2 and list(joins.pending) == ["4"]
+
+
+def test_label_state_round_trips_including_empty_performance_windows() -> None:
+    joins = PartitionLabels(partition=2, window_size=60.0, horizon=30.0, ttl=1000.0, max_pending=10)
+    joins.expect_window("m", "1", 0.0)  # a window without any label yet
+    joins.add_predictions([prediction("a", 61.0)])
+    joins.add_labels([{"prediction_id": "a", "label": 1, "timestamp": 70.0}])
+    restored = PartitionLabels(
+        partition=2, window_size=60.0, horizon=30.0, ttl=1000.0, max_pending=10
+    )
+    restored.restore(orjson.loads(orjson.dumps(joins.to_dict())))
+    assert restored.windows.keys() == joins.windows.keys()
+    assert restored.windows[("m", "1", 0.0)].confusion.n == 0
+    assert restored.windows[("m", "1", 60.0)].confusion.n == 1
+    assert restored.label_watermark == 70.0 and restored.joined == 1
+    assert restored.detectors.keys() == joins.detectors.keys()

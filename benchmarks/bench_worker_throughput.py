@@ -1,0 +1,564 @@
+"""Throughput and peak memory of the driftline worker on the real local Kafka.
+
+Run from the repository root, with the local stack up (``make up``)::
+
+    source deploy/local/env.sh
+    .cache/venv/bin/python benchmarks/bench_worker_throughput.py [--quick] [-n 200000]
+
+Everything is measured in the same run on the same topics, because the machine is shared and
+noisy: the figures that travel are the ratios to the in-run baselines.
+
+1. N records of ``driftline.simulate.simulate`` traffic (10 numeric + 3 categorical features)
+   are produced to a fresh 4-partition topic, one record per message, keyed by prediction_id
+   (murmur2_random), and the same records as batch messages (``{"records": [...]}``, 100 per
+   message) to a second topic.
+2. Ceiling: a plain confluent-kafka ``consume(10000)`` loop that parses every message with
+   ``driftline.streams.records.parse_predictions``.
+3. No-op Faust: a tiny Faust app (subprocess, kafka:// transport, ``take_events(5000,
+   within=0.5)``, broker_max_poll_records and stream_buffer_maxsize raised) that only counts.
+4. The driftline worker (``python -m driftline worker``, env-var config, one reference profile,
+   windows of 60 s event time), on the single-record topic and on the batch topic: wall time
+   from the first observation of ``driftline_records_processed_total > 0`` on its Prometheus
+   endpoint until the counter reaches N; rate = records counted in that interval / interval.
+5. Peak RSS (VmHWM) of the worker for 1 model (13 features) and for 100 models x 20 numeric
+   features (synthetic records spread over m000..m099).
+
+Every wait has a timeout; subprocesses are stopped (SIGTERM, then SIGKILL) on the way out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+PARTITIONS = 4
+BATCH_RECORDS = 100
+START = 1_767_225_600.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- topics and producing ----------------------------------------------------------------------
+
+
+def create_topics(names: list[str]) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=PARTITIONS, replication_factor=1) for n in names],
+        operation_timeout=30,
+    )
+    for future in futures.values():
+        future.result(timeout=60)
+
+
+def delete_topics(prefix: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    if names:
+        for future in admin.delete_topics(names, operation_timeout=30).values():
+            try:
+                future.result(timeout=60)
+            except Exception as exc:
+                log(f"could not delete a topic: {exc}")
+
+
+def producer() -> Any:
+    from confluent_kafka import Producer
+
+    return Producer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "partitioner": "murmur2_random",
+            "linger.ms": 50,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": 2_000_000,
+            "message.max.bytes": 10_000_000,
+        }
+    )
+
+
+def produce(topic: str, messages: Iterator[tuple[bytes, bytes]]) -> int:
+    p = producer()
+    n = 0
+    for key, value in messages:
+        while True:
+            try:
+                p.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                p.poll(0.1)
+        n += 1
+        if n % 10_000 == 0:
+            p.poll(0)
+    remaining = p.flush(120)
+    if remaining:
+        raise RuntimeError(f"{remaining} messages to {topic} not delivered")
+    return n
+
+
+def single_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
+    for r in records:
+        yield r["prediction_id"].encode(), orjson.dumps(r)
+
+
+def batch_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
+    for i in range(0, len(records), BATCH_RECORDS):
+        chunk = records[i : i + BATCH_RECORDS]
+        yield chunk[0]["prediction_id"].encode(), orjson.dumps({"records": chunk})
+
+
+def fraud_stream(n: int) -> list[dict[str, Any]]:
+    """n records of simulate() traffic spread over 200 s of event time whatever n is, so that
+    three windows of 60 s close during the run (the fourth stays open)."""
+    from driftline.simulate import simulate
+
+    records: list[dict[str, Any]] = []
+    for first in range(0, n, 50_000):
+        block, _ = simulate(min(50_000, n - first), seed=7, first_index=first, start_time=START,
+                            rate_per_second=n / 200.0)
+        records.extend(block)
+    return records
+
+
+def many_models_stream(n: int, n_models: int, n_features: int, seed: int) -> list[dict[str, Any]]:
+    """Synthetic records with `n_features` numeric features, round-robin over m000..m{n_models-1}."""
+    rng = np.random.default_rng(seed)
+    names = [f"f{j:02d}" for j in range(n_features)]
+    values = np.round(rng.standard_normal((n, n_features)), 6).tolist()
+    scores = np.round(rng.random(n), 6).tolist()
+    records = []
+    for i in range(n):
+        records.append(
+            {
+                "prediction_id": f"s{seed}-{i}",
+                "model": f"m{i % n_models:03d}",
+                "model_version": "1",
+                "timestamp": START + i * (200.0 / n),  # 200 s of event time whatever n is
+                "features": dict(zip(names, values[i], strict=True)),
+                "prediction": int(scores[i] >= 0.5),
+                "score": scores[i],
+                "latency_ms": 10.0,
+            }
+        )
+    return records
+
+
+# -- ceiling: plain confluent-kafka consumer ---------------------------------------------------
+
+
+def ceiling(topic: str, n: int, timeout: float) -> dict[str, float]:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    from driftline.streams.records import parse_predictions
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bench-ceiling-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.max.bytes": 52_428_800,
+            "max.partition.fetch.bytes": 10_485_760,
+            "queued.min.messages": 200_000,
+        }
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
+    seen = 0
+    first = last = None
+    deadline = time.monotonic() + timeout
+    try:
+        while seen < n and time.monotonic() < deadline:
+            batch = consumer.consume(10_000, timeout=1.0)
+            if batch and first is None:
+                first = time.perf_counter()
+            for message in batch:
+                if message.error() is not None:
+                    continue
+                valid, _ = parse_predictions(message.value() or b"")
+                seen += len(valid)
+            last = time.perf_counter()
+    finally:
+        consumer.close()
+    if seen < n or first is None or last is None:
+        raise RuntimeError(f"ceiling: read {seen} of {n} records in {timeout} s")
+    return {"records": seen, "seconds": last - first, "rate": seen / (last - first)}
+
+
+# -- no-op Faust agent (runs in a child process: `--faust-noop`) --------------------------------
+
+
+def faust_noop_child(topic: str, n: int, app_id: str, result_path: str) -> None:
+    import asyncio
+
+    import faust
+
+    app = faust.App(
+        app_id,
+        broker=f"kafka://{BOOTSTRAP}",
+        store="memory://",
+        web_enabled=False,
+        datadir=tempfile.mkdtemp(prefix="bench-faust-"),
+        consumer_auto_offset_reset="earliest",
+        broker_max_poll_records=5000,
+        stream_buffer_maxsize=20_000,
+    )
+    source = app.topic(topic, key_serializer="raw", value_serializer="raw")
+    state: dict[str, Any] = {"count": 0, "first": None}
+
+    @app.agent(source)
+    async def count(stream: Any) -> None:
+        async for events in stream.take_events(5000, within=0.5):
+            if state["first"] is None:
+                state["first"] = time.perf_counter()
+            state["count"] += len(events)
+            if state["count"] >= n and "done" not in state:
+                state["done"] = True
+                elapsed = time.perf_counter() - state["first"]
+                Path(result_path).write_text(
+                    json.dumps({"records": state["count"], "seconds": elapsed})
+                )
+                asyncio.get_running_loop().call_later(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+
+    from faust.worker import Worker
+
+    Worker(app, loglevel="warning").execute_from_commandline()
+
+
+@contextmanager
+def child(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    try:
+        yield proc
+    finally:
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc is not None and proc.poll() is not None:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{tail}")
+        if time.monotonic() > deadline:
+            tail = log_path.read_text()[-3000:] if log_path else ""
+            raise TimeoutError(f"{what}: not done after {timeout} s\n{tail}")
+        time.sleep(0.05)
+
+
+def faust_noop(topic: str, n: int, tmp: Path, timeout: float) -> dict[str, float]:
+    result = tmp / "faust-noop.json"
+    log_path = tmp / "faust-noop.log"
+    command = [sys.executable, __file__, "--faust-noop", topic, str(n), f"bench-noop-{uuid.uuid4().hex[:8]}", str(result), "worker"]
+    with child(command, log_path) as proc:
+        wait_until("no-op Faust agent", result.exists, timeout, proc, log_path)
+        time.sleep(0.1)
+    data = json.loads(result.read_text())
+    data["rate"] = data["records"] / data["seconds"]
+    return data
+
+
+# -- the driftline worker ----------------------------------------------------------------------
+
+
+def processed(port: int, metric: str = "driftline_records_processed_total") -> float | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(metric):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def vm_hwm_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def worker_env(name: str, suffix: str, predictions: str, references: Path, tmp: Path, port: int) -> dict[str, str]:
+    base = f"bench-{suffix}-{name}"
+    return {
+        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
+        "DRIFTLINE_TOPICS_PREDICTIONS": predictions,
+        "DRIFTLINE_TOPICS_LABELS": f"{predictions}.labels",
+        "DRIFTLINE_TOPICS_ALERTS": f"{base}.alerts",
+        "DRIFTLINE_TOPICS_METRICS": f"{base}.metrics",
+        "DRIFTLINE_TOPICS_DLQ": f"{base}.dlq",
+        "DRIFTLINE_WORKER_APP_ID": base,
+        "DRIFTLINE_WORKER_METRICS_PORT": str(port),
+        "DRIFTLINE_WORKER_DATA_DIR": str(tmp / name),
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WORKER_THRESHOLDS_FILE": str(ROOT / "config" / "drift_thresholds.yaml"),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+    }
+
+
+def run_worker(name: str, env: dict[str, str], n: int, tmp: Path, timeout: float, profile_to: str | None = None,
+               windows: int = 3) -> dict[str, float]:
+    """Start a worker on a pre-filled topic; time it from counter > 0 to counter >= n."""
+    from driftline.config import load_config
+    from driftline.streams.topics import ensure_topics
+
+    ensure_topics(load_config(ROOT / "config" / "driftline.yaml", environ=env))
+    port = int(env["DRIFTLINE_WORKER_METRICS_PORT"])
+    log_path = tmp / f"worker-{name}.log"
+    command = [sys.executable]
+    if profile_to:
+        command += ["-m", "cProfile", "-o", profile_to]
+    command += ["-m", "driftline", "--config", str(ROOT / "config" / "driftline.yaml"), "worker"]
+    started = time.monotonic()
+    with child(command, log_path, env=env) as proc:
+        state: dict[str, float] = {}
+
+        def first() -> bool:
+            count = processed(port)
+            if count:
+                state["t0"], state["c0"] = time.perf_counter(), count
+                return True
+            return False
+
+        wait_until(f"worker {name}: first record", first, timeout, proc, log_path)
+        startup = time.monotonic() - started
+
+        def done() -> bool:
+            count = processed(port)
+            if count is not None and count >= n:
+                state["t1"], state["c1"] = time.perf_counter(), count
+                return True
+            return False
+
+        wait_until(f"worker {name}: {n} records", done, timeout, proc, log_path)
+        rss = vm_hwm_mib(proc.pid)
+        state["w1"] = processed(port, "driftline_windows_closed_total") or 0.0
+
+        def closed() -> bool:
+            count = processed(port, "driftline_windows_closed_total")
+            if count is not None and count >= windows:
+                state["t2"], state["w2"] = time.perf_counter(), count
+                return True
+            return False
+
+        try:  # not part of the rate: that the windows closed, i.e. stage 2 ran too
+            wait_until(f"worker {name}: {windows} windows closed", closed, 60.0, proc, log_path)
+        except TimeoutError:
+            state["t2"], state["w2"] = float("nan"), processed(port, "driftline_windows_closed_total") or 0.0
+        rss = max(rss, vm_hwm_mib(proc.pid))
+    checkpoints = checkpoint_stats(f"{env['DRIFTLINE_WORKER_APP_ID']}-checkpoints")
+    text = log_path.read_text()
+    if "Traceback" in text:
+        log(f"worker {name}: its log has a traceback ({log_path})")
+    seconds = state["t1"] - state["t0"]
+    return {
+        "records": state["c1"],
+        "first_count": state["c0"],
+        "seconds": seconds,
+        "rate": (state["c1"] - state["c0"]) / seconds if seconds > 0 else float("nan"),
+        "rate_all": state["c1"] / seconds if seconds > 0 else float("nan"),
+        "startup_seconds": startup,
+        "vm_hwm_mib": rss,
+        "windows_closed_at_n": state["w1"],
+        "windows_closed": state["w2"],
+        "seconds_n_to_windows_closed": state["t2"] - state["t1"],
+        **checkpoints,
+    }
+
+
+def checkpoint_stats(topic: str, sample: int = 50) -> dict[str, float]:
+    """How many checkpoint messages the worker wrote (one per partition batch, plus stage 2 and
+    idle declarations) and the mean size of the last `sample` of them."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-cp-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "fetch.message.max.bytes": 64 * 1024 * 1024})
+    try:
+        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        consumer.assign([TopicPartition(topic, 0, max(low, high - sample))])
+        sizes: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(sizes) < min(sample, high - low) and time.monotonic() < deadline:
+            sizes += [len(m.value() or b"") for m in consumer.consume(100, timeout=1.0) if m.error() is None]
+    finally:
+        consumer.close()
+    return {"checkpoint_messages": float(high - low),
+            "checkpoint_mean_bytes_last": float(np.mean(sizes)) if sizes else float("nan")}
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="50,000 records instead of 200,000")
+    parser.add_argument("-n", type=int, default=None, help="records per scenario")
+    parser.add_argument("--models", type=int, default=100)
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--timeout", type=float, default=600.0, help="per wait, seconds")
+    parser.add_argument("--many-n", type=int, default=None,
+                        help="records of the many-models scenario (default: N, or 25,000 with --quick)")
+    parser.add_argument("--skip-many-models", action="store_true")
+    parser.add_argument("--profile", metavar="PATH", help="run one worker under cProfile, writing PATH")
+    parser.add_argument("--profile-scenario", choices=["single", "batch", "many"], default="single")
+    parser.add_argument("--keep-topics", action="store_true")
+    args = parser.parse_args()
+    n = args.n or (50_000 if args.quick else 200_000)
+    suffix = uuid.uuid4().hex[:8]
+    prefix = f"bench-{suffix}"
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    log(f"N={n}, topics {prefix}.*, logs in {tmp}, load: {os.getloadavg()}")
+
+    from driftline.detectors.profile import ReferenceProfile
+    from driftline.simulate import simulate
+
+    single, batch, many = f"{prefix}.single", f"{prefix}.batch", f"{prefix}.many"
+    create_topics([single, f"{single}.labels", batch, f"{batch}.labels", many, f"{many}.labels"])
+    results: dict[str, Any] = {"n": n, "load_before": os.getloadavg()}
+    try:
+        t = time.perf_counter()
+        records = fraud_stream(n)
+        log(f"simulated {n} records in {time.perf_counter() - t:.1f} s")
+        t = time.perf_counter()
+        produce(single, single_messages(records))
+        produce(batch, batch_messages(records))
+        log(f"produced {n} single + {n // BATCH_RECORDS} batch messages in {time.perf_counter() - t:.1f} s")
+        del records
+
+        references = tmp / "references"
+        references.mkdir()
+        ref_records, ref_labels = simulate(20_000, seed=99)
+        ReferenceProfile.from_records(ref_records, model="fraud", model_version="1",
+                                      labels=[lb["label"] for lb in ref_labels]).save(references / "fraud@1.json")
+
+        results["ceiling"] = ceiling(single, n, args.timeout)
+        log(f"ceiling: {results['ceiling']['rate']:,.0f} records/s")
+        results["ceiling_batch"] = ceiling(batch, n, args.timeout)
+        log(f"ceiling (batch messages): {results['ceiling_batch']['rate']:,.0f} records/s")
+        results["faust_noop"] = faust_noop(single, n, tmp, args.timeout)
+        log(f"no-op Faust: {results['faust_noop']['rate']:,.0f} records/s")
+
+        for name, topic in (("single", single), ("batch", batch)):
+            env = worker_env(name, suffix, topic, references, tmp, free_port())
+            results[f"worker_{name}"] = run_worker(name, env, n, tmp, args.timeout,
+                                                   args.profile if name == args.profile_scenario else None)
+            w = results[f"worker_{name}"]
+            log(f"worker ({name}): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB, started in {w['startup_seconds']:.1f} s")
+
+        if not args.skip_many_models:
+            many_refs = tmp / "references-many"
+            many_refs.mkdir()
+            t = time.perf_counter()
+            ref = many_models_stream(args.models * (1_000 if args.quick else 2_000), args.models, args.features, seed=1)
+            by_model: dict[str, list[dict[str, Any]]] = {}
+            for r in ref:
+                by_model.setdefault(r["model"], []).append(r)
+            for model, rows in by_model.items():
+                ReferenceProfile.from_records(rows, model=model, model_version="1").save(many_refs / f"{model}@1.json")
+            del ref, by_model
+            log(f"built {args.models} profiles x {args.features} features in {time.perf_counter() - t:.1f} s")
+            many_n = args.many_n or (25_000 if args.quick else n)
+            results["many_n"] = many_n
+            stream = many_models_stream(many_n, args.models, args.features, seed=2)
+            produce(many, single_messages(stream))
+            del stream
+            env = worker_env("many", suffix, many, many_refs, tmp, free_port())
+            results["worker_many"] = run_worker("many", env, many_n, tmp, args.timeout,
+                                                args.profile if args.profile_scenario == "many" else None,
+                                                windows=3 * args.models)
+            w = results["worker_many"]
+            log(f"worker ({args.models} models x {args.features} features): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB")
+    finally:
+        if not args.keep_topics:
+            delete_topics(prefix)
+    results["load_after"] = os.getloadavg()
+    report(results, args)
+    (tmp / "results.json").write_text(json.dumps(results, indent=2))
+    log(f"results: {tmp / 'results.json'}")
+    return 0
+
+
+def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    c, f = r["ceiling"]["rate"], r["faust_noop"]["rate"]
+    rows = [
+        ("ceiling: confluent consume(10000) + parse_predictions, single", r["ceiling"]["rate"], "records/s"),
+        ("ceiling: same, batch messages (100 records each)", r["ceiling_batch"]["rate"], "records/s"),
+        ("no-op Faust agent, take_events(5000), single", f, "records/s"),
+        ("driftline worker, single-record messages", r["worker_single"]["rate"], "predictions/s"),
+        ("driftline worker, batch messages (100 records each)", r["worker_batch"]["rate"], "predictions/s"),
+    ]
+    if "worker_many" in r:
+        rows.append((f"driftline worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}", r["worker_many"]["rate"], "predictions/s"))
+    print(f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}\n")
+    print(f"| {'scenario':<66} | {'rate':>10} | unit          | / ceiling | / no-op Faust |")
+    print(f"|{'-' * 68}|{'-' * 12}|---------------|-----------|---------------|")
+    for name, rate, unit in rows:
+        print(f"| {name:<66} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |")
+    print("\nPeak RSS of the worker (VmHWM):")
+    print(f"| {'scenario':<48} | {'MiB':>7} | {'startup s':>9} | {'timed s':>7} | windows closed (s after N) | checkpoint msgs | ckpt KiB (last 50) | records / ckpt |")
+    print(f"|{'-' * 50}|{'-' * 9}|{'-' * 11}|{'-' * 9}|----------------------------|-----------------|--------------------|----------------|")
+    scenarios = [("1 model x 13 features, single-record", "worker_single"), ("1 model x 13 features, batch messages", "worker_batch")]
+    if "worker_many" in r:
+        scenarios.append((f"{args.models} models x {args.features} features, single-record", "worker_many"))
+    for name, key in scenarios:
+        w = r[key]
+        closed = f"{w['windows_closed']:.0f} ({w['seconds_n_to_windows_closed']:.1f} s)"
+        per = w["records"] / w["checkpoint_messages"] if w["checkpoint_messages"] else float("nan")
+        print(f"| {name:<48} | {w['vm_hwm_mib']:>7.0f} | {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
+              f"| {w['checkpoint_messages']:>15,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} | {per:>14,.0f} |")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--faust-noop":
+        _, _, topic, count, app_id, result_path, *rest = sys.argv
+        sys.argv = [sys.argv[0], *rest]
+        faust_noop_child(topic, int(count), app_id, result_path)
+    else:
+        sys.exit(main())
