@@ -25,9 +25,6 @@ import argparse
 import json
 import math
 import os
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from driftline.local import free_port, start_worker_process, stop_worker_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -50,20 +49,8 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def delete_topics(prefix: str) -> None:
@@ -81,7 +68,6 @@ def delete_topics(prefix: str) -> None:
 
 def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes: list[str]) -> dict[str, Any]:
     from driftline.config import load_config
-    from driftline.demo import start_worker_process
     from driftline.simulate import Drift, publish
     from driftline.streams.reader import TopicReader
     from driftline.streams.topics import ensure_topics
@@ -166,7 +152,7 @@ def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes:
         )
         return result
     finally:
-        stop(worker)
+        stop_worker_processes([worker], timeout=20)
         if "Traceback" in (log_path.read_text() if log_path.exists() else ""):
             log(f"run {i}: the worker log has a traceback ({log_path})")
 

@@ -32,7 +32,6 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from driftline.local import free_port, stop_worker_processes
+
 ROOT = Path(__file__).resolve().parents[1]
 BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 PARTITIONS = 4
@@ -58,10 +59,6 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- topics and producing ----------------------------------------------------------------------
@@ -263,17 +260,9 @@ def child(command: list[str], log_path: Path, env: dict[str, str] | None = None)
     try:
         yield proc
     finally:
-        stop(proc)
+        stop_worker_processes([proc], timeout=20)
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None) -> None:

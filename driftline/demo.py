@@ -10,9 +10,6 @@ Topics are this run's own, so runs never see each other's data.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,33 +20,17 @@ from confluent_kafka import Producer
 
 from driftline.config import Config, load_config
 from driftline.detectors.profile import ReferenceProfile
+from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, publish, simulate
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
 
-__all__ = ["run_demo", "start_worker_process"]
+__all__ = ["run_demo"]
 
 MALFORMED = [b"{not json", b'{"model": "fraud"}', b'"a string"']
 WINDOW = 60
 MINUTES = 7
 RATE = 100.0
-
-
-def start_worker_process(
-    config_path: Path | None, log_path: Path, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
-    """Start `driftline worker` as a child process, logging to `log_path`."""
-    command = [sys.executable, "-m", "driftline"]
-    if config_path is not None:
-        command += ["--config", str(config_path)]
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as log_file:
-        return subprocess.Popen(
-            [*command, "worker"],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
-        )
 
 
 def run_demo(config: Config, config_path: Path | None) -> int:
@@ -137,11 +118,7 @@ def run_demo(config: Config, config_path: Path | None) -> int:
         print("demo OK" if ok else "demo FAILED: see above")
         return 0 if ok else 1
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_worker_processes([worker])
         summaries.close()
         alerts.close()
 

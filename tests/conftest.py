@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from driftline.config import Config, load_config
+from driftline.local import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -92,12 +93,6 @@ def prometheus_url() -> str:
     if not _reachable(url.split("//", 1)[1]):
         _missing("Prometheus", url)
     return url
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

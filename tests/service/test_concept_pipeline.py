@@ -4,7 +4,6 @@ the drop with full label coverage."""
 
 from __future__ import annotations
 
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -17,8 +16,8 @@ from river.drift import ADWIN
 from river.drift.binary import DDM
 
 from driftline.config import load_config
-from driftline.demo import start_worker_process
 from driftline.detectors.profile import ReferenceProfile
+from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
@@ -43,7 +42,6 @@ def _wait_for(
 
 
 def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path: Path) -> None:
-    from tests.conftest import free_port
 
     suffix = uuid.uuid4().hex[:8]
     references = tmp_path / "references"
@@ -108,8 +106,7 @@ def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path
             if e["type"] == "concept_drift"
         ]
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop_worker_processes([worker])
         alerts.close()
         summaries.close()
     log = (tmp_path / "worker.log").read_text()

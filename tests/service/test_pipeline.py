@@ -26,12 +26,12 @@ import pytest
 from confluent_kafka import Producer
 
 from driftline.config import Config, load_config
-from driftline.demo import start_worker_process
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import load_thresholds
+from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.pipeline import record_key
 from driftline.streams.reader import TopicReader
@@ -130,20 +130,8 @@ def _read_all(config: Config, topic: str) -> list[dict[str, Any]]:
         reader.close()
 
 
-def _stop(workers: list[subprocess.Popen[bytes]]) -> None:
-    for worker in workers:
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-
-
 @pytest.fixture(scope="module")
 def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    from tests.conftest import free_port
 
     tmp = tmp_path_factory.mktemp("pipeline")
     suffix = uuid.uuid4().hex[:8]
@@ -208,7 +196,7 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         yield Run(input_config, groups, reference, summaries, alerts)
     finally:
         for group in groups.values():
-            _stop(group.workers)
+            stop_worker_processes(group.workers)
 
 
 def _by_window(summaries: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:

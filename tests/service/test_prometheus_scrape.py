@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import time
 import urllib.parse
 import urllib.request
@@ -17,7 +16,7 @@ from confluent_kafka import Producer
 
 from driftline.config import Config
 from driftline.dashboards import DASHBOARD_DIR, DASHBOARDS, render
-from driftline.demo import start_worker_process
+from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import fraud_records
 from driftline.streams.topics import ensure_topics
 
@@ -65,8 +64,7 @@ def scraped_worker(
     try:
         yield config
     finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(30)
+        stop_worker_processes([worker])
 
 
 def wait_for_series(prometheus_url: str, promql: str, timeout: float = 60) -> list[Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import subprocess
 import time
 import urllib.request
 from collections import Counter
@@ -14,7 +13,7 @@ import pytest
 from confluent_kafka import Message, Producer
 
 from driftline.config import Config
-from driftline.demo import start_worker_process
+from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import fraud_records
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import TopicError, check_copartitioned, ensure_topics
@@ -32,16 +31,6 @@ def _counter(url: str, name: str) -> float:
     except OSError:
         return 0.0
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
-
-
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    if worker.poll() is None:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
 
 
 def test_faust_worker_consumes_every_record_on_four_partitions(
@@ -92,7 +81,7 @@ def test_faust_worker_consumes_every_record_on_four_partitions(
         accepted = _counter(metrics_url, "driftline_records_processed_total")
         dlq = list(dead_letters.messages(timeout=30, idle=3))
     finally:
-        _stop(worker)
+        stop_worker_processes([worker])
         dead_letters.close()
 
     log = (tmp_path / "worker.log").read_text()

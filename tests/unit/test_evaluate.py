@@ -115,8 +115,13 @@ def test_model_rules_share_and_critical(profile: ReferenceProfile) -> None:
     strict = ModelThresholds(drift_share=0.5)
     ev = _evaluate(profile, batch, strict)
     assert ev.drifted_features == ["x"] and not ev.drifted
-    config = thresholds_from_dict({"drift_thresholds": {"models": {"m": {
-        "drift_share": 0.5, "features": {"x": {"critical": True}}}}}})
+    config = thresholds_from_dict(
+        {
+            "drift_thresholds": {
+                "models": {"m": {"drift_share": 0.5, "features": {"x": {"critical": True}}}}
+            }
+        }
+    )
     ev = _evaluate(profile, batch, config.for_model("m"))
     assert ev.drifted and ev.reasons == ["critical feature x"]
     gated = replace(ModelThresholds(), min_effect_numeric=5.0)
@@ -127,20 +132,23 @@ def test_thresholds_file_and_errors(tmp_path: Path) -> None:
     shipped = load_thresholds(REPO / "config" / "drift_thresholds.yaml")
     assert shipped.defaults == ModelThresholds()
     cases = {
-        "drift_thresholds.models.fraud.features.amount.psi: expected a number, got 'high'":
-            {"models": {"fraud": {"features": {"amount": {"psi": "high"}}}}},
-        "drift_thresholds.defaults.colour: unknown key":
-            {"defaults": {"colour": 1}},
-        "drift_thresholds.defaults.ks: expected a number in (0, 1), got 1.5":
-            {"defaults": {"ks": 1.5}},
-        "drift_thresholds.models.m.correction: expected one of holm, bh, bonferroni":
-            {"models": {"m": {"correction": "fdr"}}},
-        "drift_thresholds.defaults.min_samples: expected an integer >= 1, got True":
-            {"defaults": {"min_samples": True}},
-        "drift_thresholds.models.m.features.x.critical: expected true or false, got 'yes'":
-            {"models": {"m": {"features": {"x": {"critical": "yes"}}}}},
-        "drift_thresholds.defaults.features: unknown key":
-            {"defaults": {"features": {}}},
+        "drift_thresholds.models.fraud.features.amount.psi: expected a number, got 'high'": {
+            "models": {"fraud": {"features": {"amount": {"psi": "high"}}}}
+        },
+        "drift_thresholds.defaults.colour: unknown key": {"defaults": {"colour": 1}},
+        "drift_thresholds.defaults.ks: expected a number in (0, 1), got 1.5": {
+            "defaults": {"ks": 1.5}
+        },
+        "drift_thresholds.models.m.correction: expected one of holm, bh, bonferroni": {
+            "models": {"m": {"correction": "fdr"}}
+        },
+        "drift_thresholds.defaults.min_samples: expected an integer >= 1, got True": {
+            "defaults": {"min_samples": True}
+        },
+        "drift_thresholds.models.m.features.x.critical: expected true or false, got 'yes'": {
+            "models": {"m": {"features": {"x": {"critical": "yes"}}}}
+        },
+        "drift_thresholds.defaults.features: unknown key": {"defaults": {"features": {}}},
     }
     for message, body in cases.items():
         with pytest.raises(ThresholdsError) as info:
@@ -150,7 +158,8 @@ def test_thresholds_file_and_errors(tmp_path: Path) -> None:
     bad.write_text("drift_thresholds:\n  defaults:\n    psi: high\n")
     with pytest.raises(ThresholdsError, match=r"t\.yaml: drift_thresholds\.defaults\.psi"):
         load_thresholds(bad)
-    merged = thresholds_from_dict({"drift_thresholds": {"defaults": {"psi": 0.3},
-                                                        "models": {"m": {"ks": 0.01}}}})
+    merged = thresholds_from_dict(
+        {"drift_thresholds": {"defaults": {"psi": 0.3}, "models": {"m": {"ks": 0.01}}}}
+    )
     assert merged.for_model("m").tests["psi"] == 0.3 and merged.for_model("m").tests["ks"] == 0.01
     assert merged.for_model("other").tests["ks"] == 0.05

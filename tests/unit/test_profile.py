@@ -22,16 +22,43 @@ from driftline.detectors.profile import (
 
 def _records() -> list[dict[str, object]]:
     return [
-        {"prediction_id": "a", "model": "m", "model_version": "1", "timestamp": 0.0,
-         "features": {"x": 1.0, "c": "u"}, "prediction": "yes", "score": 0.9,
-         "latency_ms": 10.0},
-        {"prediction_id": "b", "model": "m", "model_version": "1",
-         "timestamp": "1970-01-01T00:00:01+00:00", "features": {"x": None, "c": None},
-         "prediction": "no", "probabilities": {"yes": 0.2, "no": 0.8}, "error": "Boom: bad"},
-        {"prediction_id": "c", "model": "m", "model_version": "1", "timestamp": 2,
-         "features": {"x": "abc", "c": 3}, "prediction": 1, "attributions": {"x": -0.5}},
-        {"prediction_id": "d", "model": "m", "model_version": "1", "timestamp": "bad",
-         "features": {"x": math.inf}, "prediction": "yes"},
+        {
+            "prediction_id": "a",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": 0.0,
+            "features": {"x": 1.0, "c": "u"},
+            "prediction": "yes",
+            "score": 0.9,
+            "latency_ms": 10.0,
+        },
+        {
+            "prediction_id": "b",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": "1970-01-01T00:00:01+00:00",
+            "features": {"x": None, "c": None},
+            "prediction": "no",
+            "probabilities": {"yes": 0.2, "no": 0.8},
+            "error": "Boom: bad",
+        },
+        {
+            "prediction_id": "c",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": 2,
+            "features": {"x": "abc", "c": 3},
+            "prediction": 1,
+            "attributions": {"x": -0.5},
+        },
+        {
+            "prediction_id": "d",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": "bad",
+            "features": {"x": math.inf},
+            "prediction": "yes",
+        },
     ]
 
 
@@ -91,7 +118,10 @@ def test_profile_from_columns_types_caps_and_sample() -> None:
     cats = np.array([f"v{i}" for i in rng.integers(0, 10, 3000)], dtype=object)
     profile = ReferenceProfile.from_columns(
         {"x": rng.normal(size=3000), "y": rng.integers(0, 5, 3000), "c": cats},
-        model="m", model_version="2", max_categories=4, sample_size=100,
+        model="m",
+        model_version="2",
+        max_categories=4,
+        sample_size=100,
         feature_types={"y": "categorical"},
     )
     assert profile.feature_types == {"x": "numeric", "y": "categorical", "c": "categorical"}
@@ -107,8 +137,12 @@ def test_profile_json_round_trip_and_version(tmp_path: Path) -> None:
     x[:10] = np.nan
     profile = ReferenceProfile.from_columns(
         {"x": x, "z": rng.normal(size=2000), "c": rng.choice(["a", "b"], 2000)},
-        model="m", model_version="1", prediction=rng.choice(["p", "q"], 2000),
-        score=rng.random(2000), labels=rng.choice(["p", "q"], 2000), sample_size=500,
+        model="m",
+        model_version="1",
+        prediction=rng.choice(["p", "q"], 2000),
+        score=rng.random(2000),
+        labels=rng.choice(["p", "q"], 2000),
+        sample_size=500,
     )
     assert profile.pca is not None
     assert profile.performance is not None and 0.3 < (profile.performance["accuracy"] or 0) < 0.7

@@ -173,8 +173,14 @@ def test_latency_sketch_relative_error_and_merge() -> None:
 
 def test_empty_and_missing_columns(profile: ReferenceProfile) -> None:
     s = WindowSketch.empty(profile, 0, 60)
-    s.update(RecordBatch(numeric={}, categorical={}, event_time=np.zeros(3),
-                         prediction=np.full(3, None, dtype=object)))
+    s.update(
+        RecordBatch(
+            numeric={},
+            categorical={},
+            event_time=np.zeros(3),
+            prediction=np.full(3, None, dtype=object),
+        )
+    )
     assert s.numeric["x"].missing == 3 and s.categorical["c"].missing == 3
     assert s.reservoir_rows.shape == (3, 2) and np.isnan(s.reservoir_rows).all()
     assert s.class_counts == {}
