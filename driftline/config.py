@@ -135,12 +135,19 @@ class WindowConfig:
     size_seconds: int = 300
     allowed_lateness_seconds: int = 60
     idle_timeout_seconds: float = 30.0
+    model_sizes: dict[str, int] = field(default_factory=dict)  # model -> its own size_seconds
 
     def __post_init__(self) -> None:
         _at_least(1, windows_size_seconds=self.size_seconds)
         _at_least(0, windows_allowed_lateness_seconds=self.allowed_lateness_seconds)
         if self.idle_timeout_seconds <= 0:
             raise ConfigError("windows.idle_timeout_seconds: must be > 0")
+        for model, size in self.model_sizes.items():
+            _at_least(1, **{f"windows_model_sizes.{model}": size})
+
+    def size_for(self, model: str) -> int:
+        """The window size of `model`: its own if configured, else `size_seconds`."""
+        return self.model_sizes.get(model, self.size_seconds)
 
 
 @dataclass(frozen=True)
@@ -289,4 +296,24 @@ def _coerce(value: Any, hint: Any, key: str, *, from_env: bool) -> Any:
         if isinstance(value, str) and value:
             return value
         raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+    if origin is dict:
+        key_type, value_type = args
+        if from_env:  # "fraud=60,credit=3600"
+            pairs = [item.partition("=") for item in value.split(",") if item.strip()]
+            if any(not sep for _, sep, _ in pairs):
+                raise ConfigError(f"{key}: expected NAME=VALUE[,NAME=VALUE...], got {value!r}")
+            value = {name.strip(): item.strip() for name, _, item in pairs}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        base, _, source = key.partition(" (from ")
+
+        def inner(name: Any) -> str:
+            return f"{base}.{name}" + (f" (from {source}" if source else "")
+
+        return {
+            _coerce(k, key_type, inner(k), from_env=False): _coerce(
+                v, value_type, inner(k), from_env=from_env
+            )
+            for k, v in value.items()
+        }
     raise ConfigError(f"{key}: unsupported type {hint!r}")  # pragma: no cover - schema bug

@@ -1,8 +1,9 @@
 """`driftline demo`: the main job, end to end, on the real local stack.
 
 Builds a reference profile, starts a worker, publishes seven minutes (event time) of simulated
-fraud-model traffic with its labels: `amount` drifts at minute 3, the label relation flips at
-minute 5, and a few malformed messages are mixed in. Then it prints what the worker found: the
+fraud-model traffic with its labels: an error incident in minute 1, a latency incident in
+minute 2, `amount` drifts from minute 3, the label relation flips from minute 5, and a few
+malformed messages are mixed in. Then it prints what the worker found: the
 window verdicts, the performance windows, the drift events and the dead-letter count.
 Topics are this run's own, so runs never see each other's data.
 """
@@ -70,9 +71,15 @@ def run_demo(config: Config, config_path: Path | None) -> int:
         n = int(MINUTES * WINDOW * RATE)
         # The last seven minutes (window-aligned), replayed fast.
         start = (time.time() // WINDOW - MINUTES) * WINDOW
-        schedule = [Drift("abrupt", 180, magnitude=0.5), Drift("concept", 300)]
+        schedule = [
+            Drift("errors", 60, 120, magnitude=0.1),
+            Drift("latency", 120, 180, magnitude=50.0),
+            Drift("abrupt", 180, magnitude=0.5),
+            Drift("concept", 300),
+        ]
         print(
-            f"publishing {n} predictions and labels: amount +0.5 std at 3:00, labels flip at 5:00"
+            f"publishing {n} predictions and labels: 10% errors 1:00-2:00, latency x50 2:00-3:00, "
+            "amount +0.5 std from 3:00, labels flip from 5:00"
         )
         publish(
             config.kafka.bootstrap_servers,
@@ -114,7 +121,8 @@ def run_demo(config: Config, config_path: Path | None) -> int:
         _report(start, windows, performance, events, dlq)
         ok = len(windows) >= MINUTES - 1 and sum(dlq.values()) == len(MALFORMED)
         ok = ok and any(e["type"] == "data_drift" for e in events)
-        ok = ok and any(e["type"] == "concept_drift" for e in events)
+        found = {e["type"] for e in events}
+        ok = ok and {"data_drift", "concept_drift", "error_rate", "latency"} <= found
         print("demo OK" if ok else "demo FAILED: see above")
         return 0 if ok else 1
     finally:

@@ -199,7 +199,9 @@ class CategoricalProfile:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalProfile:
-        return cls(counts={str(k): int(v) for k, v in d["counts"].items()}, missing=int(d["missing"]))
+        return cls(
+            counts={str(k): int(v) for k, v in d["counts"].items()}, missing=int(d["missing"])
+        )
 
 
 @dataclass(slots=True)
@@ -351,7 +353,9 @@ class ReferenceProfile:
             prediction=pred,
             score=None if score is None else np.asarray(score, dtype=np.float64),
         )
-        return cls.from_batch(batch, model=model, model_version=model_version, labels=labels, **options)
+        return cls.from_batch(
+            batch, model=model, model_version=model_version, labels=labels, **options
+        )
 
     @classmethod
     def from_records(
@@ -374,7 +378,9 @@ class ReferenceProfile:
             types[name] = "numeric" if numeric else "categorical"
         types.update(_check_types(feature_types, types))
         batch = RecordBatch.from_records(records, types)
-        return cls.from_batch(batch, model=model, model_version=model_version, labels=labels, **options)
+        return cls.from_batch(
+            batch, model=model, model_version=model_version, labels=labels, **options
+        )
 
     @classmethod
     def from_csv(
@@ -532,7 +538,9 @@ def _check_types(
         elif kind == "categorical":
             out[name] = "categorical"
         else:
-            raise ValueError(f"feature_types.{name}: expected 'numeric' or 'categorical', got {kind!r}")
+            raise ValueError(
+                f"feature_types.{name}: expected 'numeric' or 'categorical', got {kind!r}"
+            )
     return out
 
 
@@ -618,7 +626,9 @@ def _fit_pca(profile: ReferenceProfile) -> dict[str, Any] | None:
     return result
 
 
-def standardised_sample(profile: ReferenceProfile, rows: NDArray[np.float64]) -> NDArray[np.float64]:
+def standardised_sample(
+    profile: ReferenceProfile, rows: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """Rows of the profile's sample columns, standardised by the reference mean/std.
 
     Missing values become 0 (the reference mean); constant features get a unit std. Used for

@@ -198,7 +198,10 @@ class LatencySketch:
     def from_dict(cls, d: Mapping[str, Any]) -> LatencySketch:
         buckets = {int(k): int(c) for k, c in zip(d["keys"], d["counts"], strict=True)}
         return cls(
-            float(d["alpha"]), float(d["min_value"]), int(d["max_buckets"]), buckets,
+            float(d["alpha"]),
+            float(d["min_value"]),
+            int(d["max_buckets"]),
+            buckets,
             int(d["zero_count"]),
         )
 
@@ -264,28 +267,51 @@ class NumericSketch:
         self.max = max(self.max, max_b)
 
     def merged(self, other: NumericSketch) -> NumericSketch:
-        out = NumericSketch(self.cuts, self.low, self.high, self.counts + other.counts, self.n,
-                            self.mean, self.m2, self.min, self.max,
-                            self.missing + other.missing, self.invalid + other.invalid)
+        out = NumericSketch(
+            self.cuts,
+            self.low,
+            self.high,
+            self.counts + other.counts,
+            self.n,
+            self.mean,
+            self.m2,
+            self.min,
+            self.max,
+            self.missing + other.missing,
+            self.invalid + other.invalid,
+        )
         if other.n:
             out._combine(other.n, other.mean, other.m2, other.min, other.max)
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "cuts": self.cuts.tolist(), "low": self.low, "high": self.high,
-            "counts": self.counts.tolist(), "n": self.n, "mean": self.mean, "m2": self.m2,
-            "min": self.min if self.n else None, "max": self.max if self.n else None,
-            "missing": self.missing, "invalid": self.invalid,
+            "cuts": self.cuts.tolist(),
+            "low": self.low,
+            "high": self.high,
+            "counts": self.counts.tolist(),
+            "n": self.n,
+            "mean": self.mean,
+            "m2": self.m2,
+            "min": self.min if self.n else None,
+            "max": self.max if self.n else None,
+            "missing": self.missing,
+            "invalid": self.invalid,
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericSketch:
         return cls(
-            np.asarray(d["cuts"], dtype=np.float64), float(d["low"]), float(d["high"]),
-            np.asarray(d["counts"], dtype=np.int64), int(d["n"]), float(d["mean"]),
-            float(d["m2"]), math.inf if d["min"] is None else float(d["min"]),
-            -math.inf if d["max"] is None else float(d["max"]), int(d["missing"]),
+            np.asarray(d["cuts"], dtype=np.float64),
+            float(d["low"]),
+            float(d["high"]),
+            np.asarray(d["counts"], dtype=np.int64),
+            int(d["n"]),
+            float(d["mean"]),
+            float(d["m2"]),
+            math.inf if d["min"] is None else float(d["min"]),
+            -math.inf if d["max"] is None else float(d["max"]),
+            int(d["missing"]),
             int(d["invalid"]),
         )
 
@@ -315,16 +341,22 @@ class CategoricalSketch:
 
     def merged(self, other: CategoricalSketch) -> CategoricalSketch:
         counts = {k: v + other.counts.get(k, 0) for k, v in self.counts.items()}
-        return CategoricalSketch(counts, _merge_capped(self.unseen, other.unseen, MAX_UNSEEN),
-                                 self.missing + other.missing)
+        return CategoricalSketch(
+            counts,
+            _merge_capped(self.unseen, other.unseen, MAX_UNSEEN),
+            self.missing + other.missing,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": dict(self.counts), "unseen": dict(self.unseen), "missing": self.missing}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalSketch:
-        return cls({str(k): int(v) for k, v in d["counts"].items()},
-                   {str(k): int(v) for k, v in d["unseen"].items()}, int(d["missing"]))
+        return cls(
+            {str(k): int(v) for k, v in d["counts"].items()},
+            {str(k): int(v) for k, v in d["unseen"].items()},
+            int(d["missing"]),
+        )
 
 
 # -- window --------------------------------------------------------------------------------
@@ -504,9 +536,7 @@ class WindowSketch:
                 if len(self.score_counts_by_class) >= MAX_SCORE_CLASSES:
                     continue
                 self.score_counts_by_class[name] = np.zeros(SCORE_BINS, np.int64)
-            self.score_counts_by_class[name] += np.bincount(
-                bins[pred == key], minlength=SCORE_BINS
-            )
+            self.score_counts_by_class[name] += np.bincount(bins[pred == key], minlength=SCORE_BINS)
 
     def _update_errors(self, error: NDArray[np.object_]) -> None:
         present = error[error.nonzero()[0]]  # None and "" are falsy: no error
@@ -524,7 +554,9 @@ class WindowSketch:
         Also used to carry a window with too few records forward into the next one.
         """
         if (self.model, self.model_version, self.profile_fingerprint) != (
-            other.model, other.model_version, other.profile_fingerprint,
+            other.model,
+            other.model_version,
+            other.profile_fingerprint,
         ):
             raise SketchMismatchError(
                 f"cannot merge sketches of {self.model}/{self.model_version} "
@@ -644,8 +676,7 @@ class WindowSketch:
             class_counts={str(k): int(v) for k, v in d["class_counts"].items()},
             score_counts=np.asarray(d["score_counts"], dtype=np.int64),
             score_counts_by_class={
-                str(k): np.asarray(v, dtype=np.int64)
-                for k, v in d["score_counts_by_class"].items()
+                str(k): np.asarray(v, dtype=np.int64) for k, v in d["score_counts_by_class"].items()
             },
             score_sum=float(d["score_sum"]),
             score_n=int(d["score_n"]),

@@ -76,7 +76,15 @@ NumericTest = Literal["ks_binned", "ks"]
 
 P_VALUE_TESTS = ("ks", "ks_binned", "chi_square", "mmd", "pca_reconstruction", "pca_covariance")
 EFFECT_TESTS = ("psi", "jensen_shannon", "wasserstein", "hellinger")
-FEATURE_TESTS = ("ks", "ks_binned", "chi_square", "psi", "jensen_shannon", "wasserstein", "hellinger")
+FEATURE_TESTS = (
+    "ks",
+    "ks_binned",
+    "chi_square",
+    "psi",
+    "jensen_shannon",
+    "wasserstein",
+    "hellinger",
+)
 DEFAULT_TESTS: dict[str, float] = {
     "ks": 0.05,
     "ks_binned": 0.05,
@@ -118,6 +126,8 @@ class ModelThresholds:
     drift_share: float = 0.0
     min_samples: int = 500
     multivariate: bool = True
+    max_error_rate: float = 0.05  # share of predictions that failed (error field) in a window
+    max_latency_p99_seconds: float = 0.5  # serving latency p99 of a window
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
 
     def feature(self, name: str) -> FeatureThresholds:
@@ -209,9 +219,19 @@ def _feature(path: str, raw: Any) -> FeatureThresholds:
 
 
 _MODEL_KEYS = (
-    *P_VALUE_TESTS, *EFFECT_TESTS, "numeric_test", "min_effect_numeric",
-    "min_effect_categorical", "min_effect_correlation", "multivariate_alpha", "correction",
-    "drift_share", "min_samples", "multivariate",
+    *P_VALUE_TESTS,
+    *EFFECT_TESTS,
+    "numeric_test",
+    "min_effect_numeric",
+    "min_effect_categorical",
+    "min_effect_correlation",
+    "multivariate_alpha",
+    "correction",
+    "drift_share",
+    "min_samples",
+    "multivariate",
+    "max_error_rate",
+    "max_latency_p99_seconds",
 )
 
 
@@ -231,8 +251,10 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
         elif key == "multivariate_alpha":
             changes[key] = _alpha(p, value)
-        elif key == "drift_share":
+        elif key in ("drift_share", "max_error_rate"):
             changes[key] = _number(p, value, 0.0, 1.0, open_low=False)
+        elif key == "max_latency_p99_seconds":
+            changes[key] = _number(p, value, 0.0, math.inf, open_low=True)
         elif key == "min_samples":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise _fail(p, "an integer >= 1", value)

@@ -7,12 +7,13 @@ fixed set), so cardinality stays bounded.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
 __all__ = [
     "DLQ_RECORDS",
     "DRIFT_EVENTS",
     "LABELS_PROCESSED",
+    "LABEL_JOIN",
     "LATE_RECORDS",
     "RECORDS_PROCESSED",
     "RECORDS_WITHOUT_REFERENCE",
@@ -44,6 +45,14 @@ RECORDS_WITHOUT_REFERENCE = Counter(
 LABELS_PROCESSED = Counter(
     "driftline_labels_processed",
     "Label records parsed and handed to the join.",
+    registry=REGISTRY,
+)
+LABEL_JOIN = Gauge(
+    "driftline_label_join_records",
+    "Label join outcomes since the state began (summed over this worker's partitions): "
+    "joined, evicted (join index full), expired (no label within the time-to-live), "
+    "unmatched_labels, late_labels (performance window already final).",
+    ["outcome"],
     registry=REGISTRY,
 )
 LATE_RECORDS = Counter(

@@ -11,8 +11,9 @@ import hashlib
 from typing import Any, Literal
 
 from driftline.detectors.evaluate import WindowEvaluation
+from driftline.detectors.thresholds import ModelThresholds
 
-__all__ = ["SCHEMA_VERSION", "EventType", "drift_event", "window_events"]
+__all__ = ["SCHEMA_VERSION", "EventType", "drift_event", "service_events", "window_events"]
 
 SCHEMA_VERSION = 1
 EventType = Literal[
@@ -129,6 +130,55 @@ def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict
                 threshold=multivariate.alpha,
                 evidence=multivariate.to_dict(),
                 **common,  # type: ignore[arg-type]
+            )
+        )
+    return events
+
+
+def service_events(
+    evaluation: WindowEvaluation, thresholds: ModelThresholds, detected_at: float
+) -> list[dict[str, Any]]:
+    """Serving incidents of one window: error rate and latency p99 above their limits
+    (`max_error_rate`, `max_latency_p99_seconds` in config/drift_thresholds.yaml). Checked on
+    every window with records, tested or not: an outage must not wait for `min_samples`."""
+    summary = evaluation.summary
+    common: dict[str, Any] = {
+        "model": evaluation.model,
+        "model_version": evaluation.model_version,
+        "window_start": evaluation.window_start,
+        "window_end": evaluation.window_end,
+        "detected_at": detected_at,
+    }
+    events = []
+    limit = thresholds.max_error_rate
+    if summary.n_records and summary.error_rate > limit:
+        events.append(
+            drift_event(
+                type="error_rate",
+                severity="critical" if summary.error_rate > 2 * limit else "warning",
+                test="error_rate",
+                statistic=summary.error_rate,
+                threshold=limit,
+                evidence={"error_counts": summary.error_counts, "n": summary.n_records},
+                **common,
+            )
+        )
+    p99 = summary.latency_p99_seconds
+    limit = thresholds.max_latency_p99_seconds
+    if p99 is not None and p99 > limit:
+        events.append(
+            drift_event(
+                type="latency",
+                severity="critical" if p99 > 2 * limit else "warning",
+                test="latency_p99_seconds",
+                statistic=p99,
+                threshold=limit,
+                evidence={
+                    "p50": summary.latency_p50_seconds,
+                    "p95": summary.latency_p95_seconds,
+                    "p99": p99,
+                },
+                **common,
             )
         )
     return events

@@ -119,6 +119,7 @@ class PartitionLabels:
     horizon: float
     ttl: float
     max_pending: int
+    model_sizes: dict[str, float] = field(default_factory=dict)  # models with their own size
     pending: OrderedDict[str, tuple[str, str, float, Any, float, float]] = field(
         default_factory=OrderedDict
     )
@@ -148,7 +149,7 @@ class PartitionLabels:
             entry = (
                 model,
                 version,
-                math.floor(t / self.window_size) * self.window_size,
+                math.floor(t / self.size_for(model)) * self.size_for(model),
                 record.get("prediction"),
                 float(record.get("score", math.nan)),
                 t,
@@ -182,16 +183,19 @@ class PartitionLabels:
             matched.append((pid, entry, label["label"]))
         return self._join(matched)
 
+    def size_for(self, model: str) -> float:
+        return self.model_sizes.get(model, self.window_size)
+
     def expect_window(self, model: str, model_version: str, window_start: float) -> None:
         """A data window of this partition closed: its performance partial will be handed on."""
         key = (model, model_version, window_start)
         if key not in self.windows:
             self.windows[key] = PerformancePartial(
-                model, model_version, window_start, window_start + self.window_size
+                model, model_version, window_start, window_start + self.size_for(model)
             )
 
-    def _closed(self, window_start: float, prediction_watermark: float) -> bool:
-        end = window_start + self.window_size
+    def _closed(self, model: str, window_start: float, prediction_watermark: float) -> bool:
+        end = window_start + self.size_for(model)
         return (
             end + self.horizon <= self.label_watermark
             or end + self.horizon + self.ttl <= prediction_watermark
@@ -222,7 +226,7 @@ class PartitionLabels:
                 partial = self.windows.get(key)
                 if partial is None:
                     partial = self.windows[key] = PerformancePartial(
-                        model, version, start, start + self.window_size
+                        model, version, start, start + self.size_for(model)
                     )
                 partial.confusion.update(labels[mask], predictions[mask])
                 finite = mask & np.isfinite(scores)
@@ -250,13 +254,13 @@ class PartitionLabels:
         """Performance partials whose label horizon has passed (and whose data window is closed:
         not in `open_windows`); expire old join entries. `watermark` is the prediction one."""
         ready = sorted(
-            k for k in self.windows if k not in open_windows and self._closed(k[2], watermark)
+            k for k in self.windows if k not in open_windows and self._closed(k[0], k[2], watermark)
         )
         closed = [self.windows.pop(k) for k in ready]
         for model, version, start in ready:
             key = (model, version)
             self.closed_before[key] = max(
-                self.closed_before.get(key, -math.inf), start + self.window_size
+                self.closed_before.get(key, -math.inf), start + self.size_for(model)
             )
         limit = watermark - self.ttl
         while self.pending:

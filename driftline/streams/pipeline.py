@@ -33,7 +33,7 @@ from driftline.detectors.profile import SCORE_BINS, ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.streams.events import drift_event, window_events
+from driftline.streams.events import drift_event, service_events, window_events
 from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
 from driftline.streams.records import parse_predictions
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
@@ -142,6 +142,8 @@ class Pipeline:
     async def _partition_state(self, partition: int) -> PartitionWindows:
         state = self.stage1.get(partition)
         if state is None:
+            windows = self.config.windows
+            model_sizes = {model: float(size) for model, size in windows.model_sizes.items()}
             saved = await self._checkpoint(f"s1/{partition}")
             if saved is not None:
                 state = PartitionWindows.from_dict(saved)
@@ -152,17 +154,23 @@ class Pipeline:
                     state.last_offset,
                 )
             else:
-                windows = self.config.windows
                 state = PartitionWindows(
-                    partition, float(windows.size_seconds), float(windows.allowed_lateness_seconds)
+                    partition,
+                    float(windows.size_seconds),
+                    float(windows.allowed_lateness_seconds),
+                    model_sizes,
                 )
+            # The config decides window sizes, also for a restored state: a changed size applies
+            # to windows opened from now on (open ones keep their own end).
+            state.size, state.model_sizes = float(windows.size_seconds), model_sizes
             labels = self.config.labels
             self.labels[partition] = PartitionLabels(
                 partition,
-                float(self.config.windows.size_seconds),
+                float(windows.size_seconds),
                 labels.horizon_seconds,
                 labels.ttl_seconds,
                 labels.max_pending_per_partition,
+                model_sizes,
             )
             if saved is not None and "labels" in saved:
                 self.labels[partition].restore(saved["labels"])
@@ -264,7 +272,13 @@ class Pipeline:
                 await self._send(self.topics.partials, model.encode(), orjson.dumps(payload), None)
         await self._save_partition(partition)
 
+    def _export_join_counts(self) -> None:
+        states = self.labels.values()
+        for outcome in ("joined", "evicted", "expired", "unmatched_labels", "late_labels"):
+            metrics.LABEL_JOIN.labels(outcome).set(sum(getattr(s, outcome) for s in states))
+
     async def _save_partition(self, partition: int) -> None:
+        self._export_join_counts()
         value = {**self.stage1[partition].to_dict(), "labels": self.labels[partition].to_dict()}
         await self._send(
             self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
@@ -493,7 +507,10 @@ class Pipeline:
         if evaluation.status == "insufficient_samples":
             state.carry[sketch.model_version] = sketch.to_dict()
         detected_at = self._clock()
-        events = window_events(evaluation, detected_at)
+        thresholds = self.thresholds.for_model(sketch.model)
+        events = window_events(evaluation, detected_at) + service_events(
+            evaluation, thresholds, detected_at
+        )
         estimate = _estimated_performance(sketch)
         baseline = (profile.performance or {}).get("accuracy")
         estimated_drop = relative_drop(estimate.get("accuracy"), baseline)

@@ -64,6 +64,7 @@ class PartitionWindows:
     partition: int
     size: float
     lateness: float
+    model_sizes: dict[str, float] = field(default_factory=dict)  # models with their own size
     max_event_time: float = -math.inf
     last_offset: int = -1
     open: dict[tuple[str, str, float], WindowSketch] = field(default_factory=dict)
@@ -74,6 +75,9 @@ class PartitionWindows:
     def watermark(self) -> float:
         return self.max_event_time - self.lateness
 
+    def size_for(self, model: str) -> float:
+        return self.model_sizes.get(model, self.size)
+
     def add(
         self,
         model: str,
@@ -82,16 +86,17 @@ class PartitionWindows:
         profile: ReferenceProfile,
     ) -> None:
         """Add one model version's records (in offset order) to their windows."""
-        starts = window_starts(batch.event_time, self.size)
+        size = self.size_for(model)
+        starts = window_starts(batch.event_time, size)
         for start in np.unique(starts[np.isfinite(starts)]).tolist():
             mask = starts == start
-            if start + self.size <= self.watermark:
+            if start + size <= self.watermark:
                 self.late_records += int(mask.sum())
                 continue
             key = (model, model_version, start)
             sketch = self.open.get(key)
             if sketch is None:
-                sketch = WindowSketch.empty(profile, start, start + self.size, seed=self.partition)
+                sketch = WindowSketch.empty(profile, start, start + size, seed=self.partition)
                 self.open[key] = sketch
             sketch.update(batch.take(mask))
 
@@ -110,7 +115,7 @@ class PartitionWindows:
     def close_ready(self) -> list[WindowSketch]:
         """Pop the windows whose end the watermark has passed, oldest first."""
         ready = sorted(
-            (key for key in self.open if key[2] + self.size <= self.watermark),
+            (key for key, sketch in self.open.items() if sketch.window_end <= self.watermark),
             key=lambda k: (k[2], k[0], k[1]),
         )
         return [self.open.pop(key) for key in ready]
@@ -119,6 +124,7 @@ class PartitionWindows:
         return {
             "partition": self.partition,
             "size": self.size,
+            "model_sizes": self.model_sizes,
             "lateness": self.lateness,
             "max_event_time": None
             if not math.isfinite(self.max_event_time)
@@ -134,6 +140,7 @@ class PartitionWindows:
         state = cls(
             partition=int(d["partition"]),
             size=float(d["size"]),
+            model_sizes={str(k): float(v) for k, v in d.get("model_sizes", {}).items()},
             lateness=float(d["lateness"]),
             max_event_time=-math.inf if d["max_event_time"] is None else float(d["max_event_time"]),
             last_offset=int(d["last_offset"]),

@@ -124,3 +124,38 @@ def test_event_id_depends_on_the_finding_not_the_time() -> None:
     again = drift_event(detected_at=99.0, statistic=0.3, **common)
     other = drift_event(detected_at=1.0, **{**common, "feature": "y"})
     assert first["event_id"] == again["event_id"] != other["event_id"]
+
+
+def test_serving_incidents_become_error_rate_and_latency_events() -> None:
+    from driftline.detectors.thresholds import ModelThresholds
+    from driftline.streams.events import service_events
+
+    rng = np.random.default_rng(1)
+    profile = ReferenceProfile.from_columns(
+        {"x": rng.normal(size=2_000)}, model="m", model_version="1"
+    )
+    sketch = WindowSketch.empty(profile, 0.0, 60.0)
+    n = 1_000
+    sketch.update(
+        RecordBatch(
+            numeric={"x": rng.normal(size=n)},
+            categorical={},
+            event_time=np.zeros(n),
+            prediction=np.full(n, "0", dtype=object),
+            latency_seconds=np.where(np.arange(n) < 950, 0.01, 2.0),
+            error=np.array(["timeout" if i < 120 else None for i in range(n)], dtype=object),
+        )
+    )
+    evaluation = evaluate_window(profile, sketch, ModelThresholds())
+    events = {e["type"]: e for e in service_events(evaluation, ModelThresholds(), 1.0)}
+    assert (
+        events["error_rate"]["statistic"] == 0.12 and events["error_rate"]["severity"] == "critical"
+    )
+    assert events["latency"]["statistic"] == pytest.approx(2.0, rel=0.02)
+    quiet = service_events(
+        evaluation, ModelThresholds(max_error_rate=0.2, max_latency_p99_seconds=5.0), 1.0
+    )
+    assert quiet == []
+    schema = validator("drift_event.v1.schema.json")
+    for event in events.values():
+        schema.validate(orjson.loads(orjson.dumps(event)))

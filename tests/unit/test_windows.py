@@ -147,3 +147,32 @@ def test_label_state_round_trips_including_empty_performance_windows() -> None:
     assert restored.windows[("m", "1", 60.0)].confusion.n == 1
     assert restored.label_watermark == 70.0 and restored.joined == 1
     assert restored.detectors.keys() == joins.detectors.keys()
+
+
+def test_a_model_can_have_its_own_window_size() -> None:
+    slow = ReferenceProfile.from_columns(
+        {"x": RNG.normal(size=500)}, model="slow", model_version="1"
+    )
+    state = PartitionWindows(partition=0, size=60.0, lateness=0.0, model_sizes={"slow": 600.0})
+    state.add("m", "1", batch([10.0]), PROFILE)
+    state.add("slow", "1", batch([10.0]), slow)
+    state.advance(300.0, 1)
+    closed = state.close_ready()
+    assert [(s.model, s.window_start, s.window_end) for s in closed] == [("m", 0.0, 60.0)]
+    assert [k[0] for k in state.open] == ["slow"]
+    state.advance(600.0, 2)
+    assert [(s.model, s.window_end) for s in state.close_ready()] == [("slow", 600.0)]
+
+
+def test_model_window_sizes_come_from_config() -> None:
+    from driftline.config import ConfigError, load_config
+
+    config = load_config(None, environ={"DRIFTLINE_WINDOWS_MODEL_SIZES": "fraud=60, credit=3600"})
+    assert config.windows.model_sizes == {"fraud": 60, "credit": 3600}
+    assert config.windows.size_for("credit") == 3600 and config.windows.size_for("other") == 300
+    try:
+        load_config(None, environ={"DRIFTLINE_WINDOWS_MODEL_SIZES": "fraud=fast"})
+    except ConfigError as error:
+        assert "windows.model_sizes.fraud" in str(error)
+    else:
+        raise AssertionError("a bad size must be refused")
