@@ -32,7 +32,9 @@ render_config() {
 start() {
   install
   render_config
-  if pid_alive alertmanager; then log "Alertmanager already running"; else
+  if pid_alive alertmanager; then
+    reload "http://127.0.0.1:$ALERTMANAGER_PORT/-/reload" && log "Alertmanager already running: config reloaded"
+  else
     port_open "$ALERTMANAGER_PORT" && die "port $ALERTMANAGER_PORT is taken by a process we did not start; set ALERTMANAGER_PORT"
     log "starting Alertmanager on 127.0.0.1:$ALERTMANAGER_PORT"
     nohup prometheus-alertmanager --config.file="$HOME_DIR/alertmanager.yml" \
@@ -40,7 +42,9 @@ start() {
       --cluster.listen-address="" >"$DRIFTLINE_LOGS/alertmanager.log" 2>&1 &
     echo $! >"$DRIFTLINE_RUN/alertmanager.pid"
   fi
-  if pid_alive prometheus; then log "Prometheus already running"; else
+  if pid_alive prometheus; then
+    reload "http://127.0.0.1:$PROMETHEUS_PORT/-/reload" && log "Prometheus already running: config and rules reloaded"
+  else
     port_open "$PROMETHEUS_PORT" && die "port $PROMETHEUS_PORT is taken by a process we did not start; set PROMETHEUS_PORT"
     log "starting Prometheus on 127.0.0.1:$PROMETHEUS_PORT"
     nohup prometheus --config.file="$HOME_DIR/prometheus.yml" --storage.tsdb.path="$HOME_DIR/data" \
@@ -51,6 +55,9 @@ start() {
   wait_for "Alertmanager" 60 healthy_alertmanager || { tail -20 "$DRIFTLINE_LOGS/alertmanager.log" >&2; die "Alertmanager not ready"; }
   wait_for "Prometheus" 60 healthy_prometheus || { tail -20 "$DRIFTLINE_LOGS/prometheus.log" >&2; die "Prometheus not ready"; }
 }
+
+# POST /-/reload: a running server picks up the configs just rendered.
+reload() { python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), timeout=10)' "$1"; }
 
 healthy_prometheus() { pid_alive prometheus && "$ROOT/deploy/local/healthcheck.py" http "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"; }
 healthy_alertmanager() { pid_alive alertmanager && "$ROOT/deploy/local/healthcheck.py" http "http://127.0.0.1:$ALERTMANAGER_PORT/-/ready"; }

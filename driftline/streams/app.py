@@ -26,6 +26,7 @@ from faust.types import TP
 from driftline.config import Config
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.thresholds import DriftThresholds, load_thresholds
+from driftline.sinks import prometheus as metrics
 from driftline.streams.checkpoint import (
     MAX_CHECKPOINT_BYTES,
     checkpoint_topic,
@@ -202,6 +203,15 @@ def create_app(config: Config, n_sources: int) -> faust.App:
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def declare_idle_partitions() -> None:
         try:
+            assigned = [TP(config.topics.predictions, p) for p in pipeline.assigned_partitions()]
+            if assigned:
+                ends = await app.consumer.highwaters(*assigned)
+                for tp, end in ends.items():
+                    processed = pipeline.processed_offset(tp.partition)
+                    if processed is not None:
+                        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(
+                            max(int(end) - processed, 0)
+                        )
             quiet = pipeline.quiet_partitions()
             if quiet:
                 tps = [TP(config.topics.predictions, p) for p in quiet]

@@ -223,6 +223,7 @@ class Pipeline:
                 profile.feature_types,
                 record_keys=np.array(keys[(model, version)], dtype=np.uint64),
             )
+            metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
             metrics.LATE_RECORDS.inc(state.late_records - late_before)
@@ -339,6 +340,14 @@ class Pipeline:
             )
             await self._send(self.topics.alerts, found.model.encode(), orjson.dumps(event), None)
             metrics.DRIFT_EVENTS.labels("concept_drift", "warning").inc()
+
+    def assigned_partitions(self) -> list[int]:
+        return sorted(self._last_record_at)
+
+    def processed_offset(self, partition: int) -> int | None:
+        """Next offset to process on a source partition (None before its state is loaded)."""
+        state = self.stage1.get(partition)
+        return None if state is None else state.last_offset + 1
 
     def quiet_partitions(self) -> list[int]:
         """Assigned source partitions that delivered no record for `idle_timeout` seconds."""
@@ -460,6 +469,7 @@ class Pipeline:
         baseline = (profile.performance or {}).get("accuracy") if profile else None
         drop = relative_drop(realised["accuracy"], baseline)
         labelled = merged.confusion.n
+        coverage = labelled / n_records if n_records else None
         summary = {
             "type": "performance_window",
             "model": merged.model,
@@ -468,11 +478,12 @@ class Pipeline:
             "window_end": merged.window_end,
             "sources": sources,
             "labelled": labelled,
-            "label_coverage": labelled / n_records if n_records else None,
+            "label_coverage": coverage,
             "metrics": realised,
             "baseline_accuracy": baseline,
             "accuracy_drop": drop,
         }
+        metrics.export_performance(merged.model, realised, coverage, baseline)
         limit = self.config.labels.max_accuracy_drop
         if drop is not None and drop > limit:
             event = drift_event(
@@ -542,13 +553,16 @@ class Pipeline:
         for event in events:
             await self._send(self.topics.alerts, sketch.model.encode(), orjson.dumps(event), None)
             metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
+        evaluated = evaluation.to_dict()
         summary = {
             "type": "window",
             "sources": list(window.sources),
             "event_ids": [e["event_id"] for e in events],
             "estimated_performance": estimate,
-            "evaluation": evaluation.to_dict(),
+            "evaluation": evaluated,
         }
+        if evaluation.status == "evaluated":
+            metrics.export_window(evaluated, estimate.get("accuracy"))
         await self._send(
             self.topics.metrics,
             sketch.model.encode(),
