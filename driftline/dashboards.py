@@ -98,7 +98,67 @@ OPERATIONS = Dashboard(
     ),
 )
 
-DASHBOARDS = (OPERATIONS,)
+MODELS = Dashboard(
+    uid="driftline-models",
+    title="driftline / models",
+    panels=(
+        Panel(
+            "Drifted features (last closed window)",
+            "max by (model_name, feature_name) (model_drift_detected) == 1",
+            kind="table",
+            legend="{{model_name}} {{feature_name}}",
+        ),
+        Panel(
+            "Drift score: normalised Wasserstein per feature",
+            'max by (model_name, feature_name) (model_drift_score{test_type="wasserstein"})',
+            legend="{{model_name}} {{feature_name}}",
+        ),
+        Panel(
+            "Accuracy: realised, estimated (no labels needed), baseline",
+            'label_replace(max by (model_name) (model_accuracy), "series", "realised", "", "")'
+            ' or label_replace(max by (model_name) (model_estimated_accuracy), "series", "estimated", "", "")'
+            ' or label_replace(max by (model_name) (model_baseline_accuracy), "series", "baseline", "", "")',
+            unit="percentunit",
+            legend="{{model_name}} {{series}}",
+        ),
+        Panel(
+            "Label coverage of the last final window",
+            "max by (model_name) (model_label_coverage)",
+            unit="percentunit",
+            legend="{{model_name}}",
+        ),
+        Panel(
+            "Predictions per second",
+            "sum by (model_name) (rate(model_predictions_total[1m]))",
+            unit="ops",
+            legend="{{model_name}}",
+        ),
+        Panel(
+            "Failed predictions per second, by type",
+            "sum by (model_name, error_type) (rate(model_errors_total[1m]))",
+            unit="ops",
+            legend="{{model_name}} {{error_type}}",
+        ),
+        Panel(
+            "Serving latency p99",
+            "histogram_quantile(0.99, sum by (model_name, le) (rate(model_inference_latency_seconds_bucket[1m])))",
+            unit="s",
+            legend="{{model_name}} p99",
+        ),
+        Panel(
+            "Drift events per minute, by type",
+            "sum by (type, severity) (increase(driftline_drift_events_total[1m]))",
+            legend="{{type}} {{severity}}",
+        ),
+        Panel(
+            "Consumer lag (records)",
+            "sum by (instance) (driftline_consumer_lag_records)",
+            legend="{{instance}}",
+        ),
+    ),
+)
+
+DASHBOARDS = (OPERATIONS, MODELS)
 
 
 def render(dashboard: Dashboard) -> bytes:

@@ -16,11 +16,14 @@ from confluent_kafka import Producer
 
 from driftline.config import Config
 from driftline.dashboards import DASHBOARD_DIR, DASHBOARDS, render
+from driftline.detectors.profile import ReferenceProfile
 from driftline.local import start_worker_process, stop_worker_processes
-from driftline.simulate import fraud_records
+from driftline.simulate import Drift, simulate
 from driftline.streams.topics import ensure_topics
 
 pytestmark = pytest.mark.service
+
+N_RECORDS = 42_000  # 7 minutes at 100/s: six 60-s windows close
 
 
 def query(prometheus_url: str, promql: str) -> dict[str, Any]:
@@ -34,12 +37,15 @@ def query(prometheus_url: str, promql: str) -> dict[str, Any]:
 def scraped_worker(
     kafka: Any, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Config]:
-    """A worker on the port Prometheus scrapes (config/prometheus.yml), fed some records."""
+    """A worker on the port Prometheus scrapes (config/prometheus.yml), fed seven minutes of a
+    model's traffic with labels, an error incident, a latency incident and a drift, so that
+    every metric of the dashboards has data."""
     import uuid
 
     from driftline.config import load_config
 
     suffix = uuid.uuid4().hex[:8]
+    references = tmp_path_factory.mktemp("references")
     env = {
         "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "DRIFTLINE_TOPICS_PREDICTIONS": f"scrape-{suffix}.predictions",
@@ -49,14 +55,41 @@ def scraped_worker(
         "DRIFTLINE_WORKER_APP_ID": f"scrape-{suffix}",
         "DRIFTLINE_WORKER_METRICS_PORT": os.environ.get("DRIFTLINE_WORKER_METRICS_PORT", "9108"),
         "DRIFTLINE_WORKER_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+        "DRIFTLINE_LABELS_HORIZON_SECONDS": "30",
     }
+    model = f"scrape-{suffix}"
+    records, truth = simulate(20_000, seed=99, model=model)
+    ReferenceProfile.from_records(
+        records, model=model, model_version="1", labels=[x["label"] for x in truth]
+    ).save(references / "profile.json")
     config = load_config(Path("config/driftline.yaml"), environ=env)
     ensure_topics(config)
     producer = Producer(config.kafka.confluent_settings())
-    for record in fraud_records(2_000, seed=3):
+    stream, labels = simulate(
+        N_RECORDS,
+        seed=3,
+        model=model,
+        start_time=1_767_225_600.0,
+        rate_per_second=100.0,
+        schedule=[
+            Drift("errors", 60, 120, 0.1),
+            Drift("latency", 120, 180, 50.0),
+            Drift("abrupt", 180, magnitude=1.0),
+        ],
+    )
+    for record, label in zip(stream, labels, strict=True):
         producer.produce(
             config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
         )
+        label = {**label, "timestamp": label["timestamp"] + 10}
+        producer.produce(
+            config.topics.labels, key=label["prediction_id"], value=orjson.dumps(label)
+        )
+        producer.poll(0)
     producer.produce(config.topics.predictions, key=b"bad", value=b"not json")
     assert producer.flush(30) == 0
     log = tmp_path_factory.mktemp("logs") / "worker.log"
@@ -82,9 +115,9 @@ def test_prometheus_scrapes_the_worker(scraped_worker: Config, prometheus_url: s
     up = wait_for_series(prometheus_url, 'up{job="driftline"} == 1')
     assert up[0]["metric"]["instance"].startswith("127.0.0.1:")
     accepted = wait_for_series(
-        prometheus_url, f'driftline_records_processed_total{{topic="{topic}"}} >= 2000'
+        prometheus_url, f'driftline_records_processed_total{{topic="{topic}"}} >= {N_RECORDS}'
     )
-    assert float(accepted[0]["value"][1]) == 2000
+    assert float(accepted[0]["value"][1]) == N_RECORDS
     dead = wait_for_series(prometheus_url, f'driftline_dlq_records_total{{topic="{topic}"}}')
     assert dead[0]["metric"]["reason"] == "invalid_json"
     assert float(dead[0]["value"][1]) == 1
