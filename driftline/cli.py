@@ -159,6 +159,54 @@ def cmd_alerts_tail(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- PostgreSQL store and sink (driftline db ..., driftline sink postgres) ---------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from driftline.sinks.store import PostgresStore
+
+    config = _config(args)
+    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+        applied = store.upgrade()
+    print(f"applied: {', '.join(applied) if applied else 'nothing (schema is up to date)'}")
+    return 0
+
+
+def cmd_db_retention(args: argparse.Namespace) -> int:
+    from driftline.sinks.store import PostgresStore
+
+    config = _config(args)
+    days = args.days or config.postgres.retention_days
+    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+        dropped = store.retention(days)
+        created = store.ensure_ahead()
+    print(f"retention {days} days: dropped {len(dropped)} partitions {', '.join(dropped)}".rstrip())
+    print(f"created {len(created)} partitions ahead")
+    return 0
+
+
+def cmd_sink_postgres(args: argparse.Namespace) -> int:
+    from driftline.sinks.postgres import SinkSettings, run_postgres_sink
+
+    settings = SinkSettings(
+        batch_messages=args.batch_messages,
+        flush_interval=args.flush_interval,
+        max_buffer=args.max_buffer,
+    )
+    return run_postgres_sink(
+        _config(args), metrics_port=args.metrics_port, settings=settings, schema=args.schema
+    )
+
+
+# -- end of the PostgreSQL block ---------------------------------------------------------------
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from driftline.sinks.notify import run_notifier
+
+    return run_notifier(_config(args), timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline",
@@ -264,6 +312,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.set_defaults(func=cmd_alerts_tail)
 
+    notify = commands.add_parser(
+        "notify",
+        help="turn drift events into alerts and send them (Slack, e-mail, PagerDuty, webhook)",
+    )
+    notify.add_argument(
+        "--timeout", type=float, default=float("inf"), help="stop after this many seconds"
+    )
+    notify.set_defaults(func=cmd_notify)
+
     dashboards = commands.add_parser("dashboards", help="generate the Grafana dashboards")
     dashboards_commands = dashboards.add_subparsers(
         dest="dashboards_command", required=True, metavar="ACTION"
@@ -280,6 +337,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--records", type=int, default=20_000, help="predictions to produce (default 20000)"
     )
     demo.set_defaults(func=cmd_demo)
+
+    # -- PostgreSQL store and sink ----------------------------------------------------------
+    schema_help = "PostgreSQL schema to use (default: the connection's search_path)"
+    db = commands.add_parser("db", help="driftline's PostgreSQL store")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_upgrade = db_commands.add_parser("upgrade", help="apply pending schema migrations")
+    db_upgrade.add_argument("--schema", default=None, help=schema_help)
+    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    db_retention = db_commands.add_parser(
+        "retention", help="drop day partitions older than postgres.retention_days"
+    )
+    db_retention.add_argument(
+        "--days", type=int, default=None, help="override postgres.retention_days"
+    )
+    db_retention.add_argument("--schema", default=None, help=schema_help)
+    db_retention.set_defaults(func=cmd_db_retention)
+    sink = commands.add_parser("sink", help="write driftline's output to external stores")
+    sink_commands = sink.add_subparsers(dest="sink_command", required=True, metavar="STORE")
+    sink_postgres = sink_commands.add_parser(
+        "postgres", help="consume the metrics and alerts topics into PostgreSQL"
+    )
+    sink_postgres.add_argument("--metrics-port", type=int, default=9109, help="/metrics port")
+    sink_postgres.add_argument("--batch-messages", type=int, default=1000)
+    sink_postgres.add_argument("--flush-interval", type=float, default=1.0, help="seconds")
+    sink_postgres.add_argument(
+        "--max-buffer", type=int, default=20_000, help="messages buffered before pausing"
+    )
+    sink_postgres.add_argument("--schema", default=None, help=schema_help)
+    sink_postgres.set_defaults(func=cmd_sink_postgres)
+    # -- end of the PostgreSQL block --------------------------------------------------------
     return parser
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "ConfigError",
     "KafkaConfig",
     "LabelsConfig",
+    "NotificationsConfig",
     "PostgresConfig",
     "Secret",
     "TopicsConfig",
@@ -166,6 +167,34 @@ class LabelsConfig:
 
 
 @dataclass(frozen=True)
+class NotificationsConfig:
+    """driftline's own alert channels (`driftline notify`); each is off until configured."""
+
+    slack_webhook_url: Secret | None = None
+    webhook_url: Secret | None = None
+    webhook_secret: Secret | None = None  # HMAC-SHA256 key for X-Driftline-Signature
+    pagerduty_routing_key: Secret | None = None
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: Secret | None = None
+    email_from: str | None = None
+    email_to: str | None = None  # comma-separated
+    escalate_after_windows: int = 3
+    max_per_hour_per_model: int = 20
+    delivery_attempts: int = 3
+
+    def __post_init__(self) -> None:
+        _at_least(1, notifications_escalate_after_windows=self.escalate_after_windows)
+        _at_least(1, notifications_max_per_hour_per_model=self.max_per_hour_per_model)
+        _at_least(1, notifications_delivery_attempts=self.delivery_attempts)
+        if self.smtp_host and not (self.email_from and self.email_to):
+            raise ConfigError("notifications.email_from and notifications.email_to: required with smtp_host")
+
+
+@dataclass(frozen=True)
 class PostgresConfig:
     url: Secret = field(
         default_factory=lambda: Secret("postgresql://driftline:driftline@127.0.0.1:5432/driftline")
@@ -183,6 +212,7 @@ class Config:
     worker: WorkerConfig = field(default_factory=WorkerConfig)
     windows: WindowConfig = field(default_factory=WindowConfig)
     labels: LabelsConfig = field(default_factory=LabelsConfig)
+    notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
 
 

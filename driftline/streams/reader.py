@@ -11,11 +11,25 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Literal
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 
 from driftline.config import Config
 
 __all__ = ["TopicReader"]
+
+_ELECTION_ERRORS = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+}
 
 
 class TopicReader:
@@ -38,11 +52,25 @@ class TopicReader:
         assignment = []
         for p in partitions:
             if start == "end":
-                _, high = self._consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+                high = self._end_offset(TopicPartition(topic, p))
                 assignment.append(TopicPartition(topic, p, high))
             else:
                 assignment.append(TopicPartition(topic, p, OFFSET_BEGINNING))
         self._consumer.assign(assignment)
+
+    def _end_offset(self, partition: TopicPartition, timeout: float = 30.0) -> int:
+        """The partition's end offset; retried while a new topic's leader is being elected."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                _, high = self._consumer.get_watermark_offsets(partition, timeout=10)
+                return int(high)
+            except KafkaException as exc:
+                error = exc.args[0]
+                transient = error.retriable() or error.code() in _ELECTION_ERRORS
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def messages(
         self, timeout: float, idle: float | None = None, stop: Callable[[], bool] | None = None

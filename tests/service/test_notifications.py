@@ -1,0 +1,350 @@
+"""driftline's own channels against local servers: an HTTP receiver standing in for Slack,
+PagerDuty and a webhook, and an SMTP server with STARTTLS and AUTH (aiosmtpd); then the whole
+path worker -> alerts topic -> `driftline notify` -> receivers, timed."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from email import message_from_bytes
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from confluent_kafka import Producer
+
+from driftline.config import load_config
+from driftline.detectors.profile import ReferenceProfile
+from driftline.local import free_port, start_worker_process, stop_worker_processes
+from driftline.simulate import Drift, simulate
+from driftline.sinks.notify import (
+    EmailChannel,
+    Notifier,
+    PagerDutyChannel,
+    SlackChannel,
+    WebhookChannel,
+    run_notifier,
+)
+from driftline.sinks.policy import AlertPolicy
+from driftline.streams.topics import ensure_topics
+
+pytestmark = pytest.mark.service
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class HTTPReceiver(ThreadingHTTPServer):
+    def __init__(self, port: int) -> None:
+        self.requests: list[tuple[float, str, dict[str, str], bytes]] = []
+        super().__init__(("127.0.0.1", port), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HTTPReceiver
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.requests.append((time.time(), self.path, dict(self.headers), body))
+        self.send_response(202)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def serve(port: int) -> HTTPReceiver:
+    server = HTTPReceiver(port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.fixture
+def http() -> Iterator[HTTPReceiver]:
+    server = serve(free_port())
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[float, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.messages.append((time.time(), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[tuple[int, Mailbox, ssl.SSLContext]]:
+    """SMTP on 127.0.0.1 with STARTTLS (a self-signed certificate) and AUTH required."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            b"driftline",
+            b"s3cret",
+        )
+        return AuthResult(success=ok)
+
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_context,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+    )
+    controller.start()
+    yield port, mailbox, ssl.create_default_context(cafile=str(cert))
+    controller.stop()
+
+
+def notifications() -> list[Any]:
+    policy = AlertPolicy(escalate_after=2)
+    base = {
+        "type": "data_drift",
+        "severity": "warning",
+        "model": "fraud",
+        "model_version": "1",
+        "feature": "amount",
+        "test": "ks_binned",
+        "statistic": 0.31,
+        "p_value": 1e-9,
+        "threshold": 0.05,
+    }
+    out = policy.on_event(
+        {**base, "event_id": "e1", "window_start": 0.0, "window_end": 60.0}, now=1
+    )
+    out += policy.on_event(
+        {**base, "event_id": "e2", "window_start": 60.0, "window_end": 120.0}, now=2
+    )
+    out += policy.on_window(
+        {"type": "window", "evaluation": {"model": "fraud", "model_version": "1"}}, set()
+    )
+    assert [n.action for n in out] == ["firing", "escalated", "resolved"]
+    return out
+
+
+def test_slack_webhook_and_pagerduty_receive_signed_deduplicated_messages(
+    http: HTTPReceiver,
+) -> None:
+    url = f"http://127.0.0.1:{http.server_address[1]}"
+    notifier = Notifier(
+        [
+            SlackChannel(f"{url}/slack"),
+            WebhookChannel(f"{url}/hook", secret=b"k3y"),
+            PagerDutyChannel("routing-1", f"{url}/pagerduty"),
+        ],
+        sleep=lambda _: None,
+    )
+    for notification in notifications():
+        assert all(o.sent for o in notifier.deliver(notification))
+    by_path: dict[str, list[tuple[dict[str, str], bytes]]] = {}
+    for _, path, headers, body in http.requests:
+        by_path.setdefault(path, []).append((headers, body))
+    slack = [json.loads(b) for _, b in by_path["/slack"]]
+    assert [m["text"].split("]")[0] for m in slack] == ["[WARNING", "[ESCALATED", "[RESOLVED"]
+    for headers, body in by_path["/hook"]:
+        expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
+        assert headers["X-Driftline-Signature"] == expected
+    assert [json.loads(b)["action"] for _, b in by_path["/hook"]] == [
+        "firing",
+        "escalated",
+        "resolved",
+    ]
+    pages = [json.loads(b) for _, b in by_path["/pagerduty"]]
+    # the warning did not page; the escalation triggered, the resolution resolved, same dedup key
+    assert [p["event_action"] for p in pages] == ["trigger", "resolve"]
+    assert pages[0]["dedup_key"] == pages[1]["dedup_key"] and pages[0]["routing_key"] == "routing-1"
+    assert pages[0]["payload"]["severity"] == "critical"
+
+
+def test_email_goes_through_starttls_and_auth(smtp: tuple[int, Mailbox, ssl.SSLContext]) -> None:
+    port, mailbox, client_context = smtp
+    channel = EmailChannel(
+        "localhost",
+        port,
+        "driftline@example.org",
+        ["oncall@example.org"],
+        "driftline",
+        "s3cret",
+        starttls=True,
+        tls_context=client_context,
+    )
+    notifier = Notifier([channel], sleep=lambda _: None)
+    assert notifier.deliver(notifications()[0])[0].sent
+    message = message_from_bytes(mailbox.messages[0][1])
+    assert message["Subject"] == "[WARNING] data drift on fraud/1: amount"
+    assert message["To"] == "oncall@example.org"
+    wrong = EmailChannel(
+        "localhost",
+        port,
+        "driftline@example.org",
+        ["x@example.org"],
+        "driftline",
+        "wrong",
+        starttls=True,
+        tls_context=client_context,
+    )
+    outcome = Notifier([wrong], sleep=lambda _: None).deliver(notifications()[0])[0]
+    assert not outcome.sent and outcome.error and len(mailbox.messages) == 1  # refused, recorded
+
+
+def test_failed_deliveries_are_retried_recorded_and_kept_until_they_go() -> None:
+    port = free_port()  # nothing listens yet
+    waits: list[float] = []
+    notifier = Notifier(
+        [WebhookChannel(f"http://127.0.0.1:{port}/hook")], attempts=3, sleep=waits.append
+    )
+    (outcome,) = notifier.deliver(notifications()[0])
+    assert not outcome.sent and outcome.attempts == 3 and "URLError" in (outcome.error or "")
+    assert waits == [0.5, 1.0] and len(notifier.pending) == 1
+    server = serve(port)
+    try:
+        (retried,) = notifier.retry_pending()
+        assert retried.sent and notifier.pending == [] and len(server.requests) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_window_close_to_slack_and_email_latency(
+    kafka: Any,
+    http: HTTPReceiver,
+    smtp: tuple[int, Mailbox, ssl.SSLContext],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Worker -> alerts topic -> `driftline notify` -> Slack and e-mail receivers."""
+    smtp_port, mailbox, client_context = smtp
+    suffix = uuid.uuid4().hex[:8]
+    references = tmp_path / "references"
+    references.mkdir()
+    records, labels = simulate(20_000, seed=99)
+    ReferenceProfile.from_records(
+        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
+    ).save(references / "fraud.json")
+    env = {
+        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DRIFTLINE_TOPICS_PREDICTIONS": f"notify-{suffix}.predictions",
+        "DRIFTLINE_TOPICS_LABELS": f"notify-{suffix}.labels",
+        "DRIFTLINE_TOPICS_ALERTS": f"notify-{suffix}.alerts",
+        "DRIFTLINE_TOPICS_DLQ": f"notify-{suffix}.dlq",
+        "DRIFTLINE_TOPICS_METRICS": f"notify-{suffix}.metrics",
+        "DRIFTLINE_WORKER_APP_ID": f"notify-{suffix}",
+        "DRIFTLINE_WORKER_METRICS_PORT": str(free_port()),
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+        "DRIFTLINE_NOTIFICATIONS_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{http.server_address[1]}/slack",
+        "DRIFTLINE_NOTIFICATIONS_SMTP_HOST": "localhost",
+        "DRIFTLINE_NOTIFICATIONS_SMTP_PORT": str(smtp_port),
+        "DRIFTLINE_NOTIFICATIONS_SMTP_USERNAME": "driftline",
+        "DRIFTLINE_NOTIFICATIONS_SMTP_PASSWORD": "s3cret",
+        "DRIFTLINE_NOTIFICATIONS_EMAIL_FROM": "driftline@example.org",
+        "DRIFTLINE_NOTIFICATIONS_EMAIL_TO": "oncall@example.org",
+    }
+    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+    ensure_topics(config)
+    # The e-mail channel must trust the test's self-signed certificate.
+    monkeypatch.setattr(
+        "driftline.sinks.notify.ssl.create_default_context", lambda *a, **k: client_context
+    )
+    notifier = threading.Thread(
+        target=run_notifier, args=(config,), kwargs={"timeout": 120}, daemon=True
+    )
+    notifier.start()
+    time.sleep(3)  # the notifier starts at the end of the topics
+    stream, _ = simulate(
+        42_000,
+        seed=8,
+        start_time=1_767_225_600.0,
+        rate_per_second=100.0,
+        schedule=[Drift("abrupt", 180, magnitude=1.0)],
+    )
+    producer = Producer(config.kafka.confluent_settings())
+    for record in stream:
+        producer.produce(
+            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+        )
+    assert producer.flush(30) == 0
+    worker = start_worker_process(None, tmp_path / "worker.log", env=env)
+
+    def slack_titles() -> list[str]:
+        return [
+            json.loads(body)["text"] for _, path, _, body in list(http.requests) if path == "/slack"
+        ]
+
+    try:
+        deadline = time.monotonic() + 100
+        while time.monotonic() < deadline and not (
+            any(t.startswith("[ESCALATED] data drift on fraud/1: amount") for t in slack_titles())
+            and len(mailbox.messages) >= 2
+        ):
+            time.sleep(0.5)
+    finally:
+        stop_worker_processes([worker])
+    titles = slack_titles()
+    assert titles[0] == "[WARNING] data drift on fraud/1: amount", titles
+    assert "[ESCALATED] data drift on fraud/1: amount" in titles, titles  # third drifted window
+    subjects = [message_from_bytes(raw)["Subject"] for _, raw in mailbox.messages]
+    assert subjects[0] == titles[0], subjects
+    # Latency: the worker's detection time (window close) to each receiver's first message.
+    events = [e for e in _events(config) if e["type"] == "data_drift" and e["feature"] == "amount"]
+    detected_at = min(e["detected_at"] for e in events)
+    slack_at = min(at for at, path, _, _ in http.requests if path == "/slack")
+    mail_at = mailbox.messages[0][0]
+    latencies = {"slack": slack_at - detected_at, "email": mail_at - detected_at}
+    print(f"window close -> Slack {latencies['slack']:.2f} s, -> e-mail {latencies['email']:.2f} s")
+    assert all(0 <= value < 5 for value in latencies.values()), latencies
+
+
+def _events(config: Any) -> list[dict[str, Any]]:
+    from driftline.streams.reader import TopicReader
+
+    reader = TopicReader(config, config.topics.alerts, start="beginning")
+    try:
+        return [orjson.loads(m.value() or b"{}") for m in reader.messages(timeout=15, idle=3)]
+    finally:
+        reader.close()

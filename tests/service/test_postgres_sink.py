@@ -1,0 +1,204 @@
+"""The PostgreSQL store and sink against the real PostgreSQL and Kafka of the local stack.
+
+Each test works in a PostgreSQL schema of its own (search_path), dropped afterwards. The outage
+test stops and restarts the local PostgreSQL (`deploy/local/postgres.sh`) and always leaves it
+running.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from driftline.config import Config
+from driftline.sinks.postgres import PostgresSink, SinkSettings
+from driftline.sinks.prometheus import REGISTRY
+from driftline.sinks.store import PARTITIONED, PostgresStore, partition_name, rows_from_message
+from driftline.streams.topics import ensure_topics
+from tests.unit.test_postgres_rows import drift_event, window_message
+
+pytestmark = pytest.mark.service
+
+ROOT = Path(__file__).resolve().parents[2]
+T0 = 1_700_000_040.0
+
+
+@pytest.fixture
+def store(postgres_url: str) -> Iterator[PostgresStore]:
+    store = PostgresStore(postgres_url, schema=f"dl_test_{uuid.uuid4().hex[:10]}", timeout=2.0)
+    store.create_schema()
+    try:
+        yield store
+    finally:
+        _postgres("start")  # whatever happened, leave PostgreSQL running
+        store.drop_schema()
+        store.close()
+
+
+def _postgres(action: str) -> None:
+    subprocess.run(["bash", str(ROOT / "deploy/local/postgres.sh"), action], check=True, timeout=90)
+
+
+def _scalar(store: PostgresStore, query: str, *params: Any) -> Any:
+    with store.pool.connection() as conn:
+        row = conn.execute(query, list(params)).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
+    assert store.upgrade() == ["0001_initial"]
+    assert store.upgrade() == []
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 1
+    today = datetime.now(UTC).date()
+    for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
+        for day in (today - timedelta(days=1), today, today + timedelta(days=7)):
+            assert _scalar(store, "SELECT to_regclass(%s)::text", partition_name(table, day))
+
+
+def test_writes_are_idempotent(store: PostgresStore) -> None:
+    store.upgrade()
+    window = rows_from_message("metrics", orjson.dumps(window_message()))
+    event = rows_from_message("alerts", orjson.dumps(drift_event()))
+    first = store.write({**window, **event})
+    assert first == {"window_metrics": 1, "feature_drift": 2, "drift_events": 1}
+    later = drift_event(detected_at=T0 + 9_999)  # a replay re-detects the same finding later
+    store.write({**window, **rows_from_message("alerts", orjson.dumps(later))})
+    store.write({**window, **event})
+    assert _scalar(store, "SELECT count(*) FROM window_metrics") == 1
+    assert _scalar(store, "SELECT count(*) FROM feature_drift") == 2
+    assert _scalar(store, "SELECT count(*) FROM drift_events") == 1
+    detected = _scalar(store, "SELECT extract(epoch FROM detected_at) FROM drift_events")
+    assert float(detected) == drift_event()["detected_at"]  # the first detection is kept
+    # an old day (replayed data) gets its partition on demand
+    old = window_message(start=T0 - 400 * 86400)
+    store.write(rows_from_message("metrics", orjson.dumps(old)))
+    assert _scalar(store, "SELECT count(*) FROM window_metrics") == 2
+
+
+def test_retention_drops_partitions_older_than_retention(store: PostgresStore) -> None:
+    store.upgrade()
+    now = datetime.now(UTC)
+    for days in (91, 89):
+        start = (now - timedelta(days=days)).timestamp()
+        store.write(
+            {
+                **rows_from_message("metrics", orjson.dumps(window_message(start=start))),
+                **rows_from_message("alerts", orjson.dumps(drift_event(window_start=start))),
+            }
+        )
+    old = partition_name("window_metrics", (now - timedelta(days=91)).date())
+    assert _scalar(store, "SELECT to_regclass(%s)::text", old) == old
+    assert _scalar(store, "SELECT count(*) FROM window_metrics") == 2
+
+    dropped = store.retention(90)
+
+    assert (
+        old in dropped
+        and partition_name("drift_events", (now - timedelta(days=91)).date()) in dropped
+    )
+    assert _scalar(store, "SELECT to_regclass(%s)::text", old) is None
+    assert _scalar(store, "SELECT count(*) FROM window_metrics") == 1
+    assert _scalar(store, "SELECT count(*) FROM feature_drift") == 2
+    assert _scalar(store, "SELECT count(*) FROM drift_events") == 1
+    kept = _scalar(store, "SELECT min(window_start) FROM window_metrics")
+    assert now - kept < timedelta(days=89, hours=1)
+    assert store.retention(90) == []  # nothing more to drop
+
+
+def _publish(config: Config, messages: list[tuple[str, bytes]]) -> None:
+    producer = Producer(config.kafka.confluent_settings())
+    for topic, value in messages:
+        producer.produce(topic, key=b"fraud", value=value)
+    assert producer.flush(30) == 0
+
+
+def _windows(first: int, count: int) -> list[tuple[str, bytes]]:
+    return [
+        ("", orjson.dumps(window_message(start=T0 + 60 * i))) for i in range(first, first + count)
+    ]
+
+
+def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
+    store: PostgresStore, isolated_config: tuple[Config, dict[str, str]]
+) -> None:
+    config, _ = isolated_config
+    ensure_topics(config)
+    metrics, alerts = config.topics.metrics, config.topics.alerts
+    settings = SinkSettings(
+        batch_messages=25, flush_interval=0.3, max_buffer=30, backoff_initial=0.2, backoff_max=1.0
+    )
+    sink = PostgresSink(config, store, settings)
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        before = [(metrics, v) for _, v in _windows(0, 40)]
+        duplicates = [(metrics, v) for _, v in _windows(0, 5)]  # at-least-once input
+        extra = [(alerts, orjson.dumps(drift_event())), (metrics, b"{not json")]
+        _publish(config, before + duplicates + extra)
+
+        def windows() -> int:
+            return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
+
+        _wait(lambda: windows() == 40, 30, "the first 40 windows")
+
+        _postgres("stop")
+        _publish(config, [(metrics, v) for _, v in _windows(40, 60)])
+
+        def backlog() -> float:
+            return REGISTRY.get_sample_value("driftline_sink_backlog_records") or 0.0
+
+        _wait(lambda: sink.state.paused, 20, "the sink to fill its buffer and pause")
+        _wait(lambda: backlog() == 30, 5, "the backlog gauge to show the full buffer")
+        assert (REGISTRY.get_sample_value("driftline_sink_paused") or 0) == 1
+        time.sleep(1.0)  # paused: nothing more is read although 30 more messages wait in Kafka
+        assert len(sink.state.buffer) == 30 and backlog() == 30  # bounded by max_buffer
+        assert sink.stats["write_failures"] >= 1
+        _postgres("start")
+
+        _wait(lambda: windows() == 100, 40, "all 100 windows after PostgreSQL came back")
+        assert (
+            _scalar(
+                store,
+                "SELECT count(DISTINCT (model, model_version, window_start)) FROM window_metrics",
+            )
+            == 100
+        )
+        assert _scalar(store, "SELECT count(*) FROM feature_drift") == 200
+        assert _scalar(store, "SELECT count(*) FROM drift_events") == 1
+        assert sink.stats["rejected"] == 1
+        _wait(lambda: not sink.state.paused and not sink.state.buffer, 10, "the buffer to drain")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    # every message written is committed: a new consumer of the group has nothing left to read
+    check = Consumer({**config.kafka.confluent_settings(), "group.id": sink.group_id})
+    try:
+        for topic in (metrics, alerts):
+            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
+            committed = check.committed(parts, timeout=10)
+            for tp in committed:
+                _, high = check.get_watermark_offsets(tp, timeout=10)
+                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
+    finally:
+        check.close()
