@@ -201,6 +201,40 @@ def cmd_sink_postgres(args: argparse.Namespace) -> int:
 # -- end of the PostgreSQL block ---------------------------------------------------------------
 
 
+def cmd_alerts_list(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    from driftline.sinks.store import PostgresStore
+
+    units = {"m": 60, "h": 3600, "d": 86400}
+    text = args.since.strip()
+    if not text[:-1].isdigit() or text[-1] not in units:
+        print(
+            f"driftline alerts list: --since {text!r}: expected e.g. 30m, 24h or 7d",
+            file=sys.stderr,
+        )
+        return 2
+    since = datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    config = _config(args)
+    with PostgresStore(config.postgres.url.reveal()) as store:
+        rows = store.list_alerts(since, args.severity, args.model)
+    if args.json:
+        import orjson
+
+        for row in rows:
+            print(orjson.dumps(row, default=str).decode())
+        return 0
+    print(f"{'time (UTC)':19}  {'severity':8}  {'action':9}  {'channel':9}  {'status':6}  alert")
+    for row in rows:
+        print(
+            f"{row['created_at']:%Y-%m-%d %H:%M:%S}  {row['severity'] or '-':8}  {row['action']:9}  "
+            f"{row['channel']:9}  {row['status']:6}  {row['title'] or row['alert_id']}"
+            + (f"  ({row['last_error']})" if row["last_error"] else "")
+        )
+    print(f"{len(rows)} notification(s) since {since:%Y-%m-%d %H:%M} UTC")
+    return 0
+
+
 def cmd_notify(args: argparse.Namespace) -> int:
     from driftline.sinks.notify import run_notifier
 
@@ -311,6 +345,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=float("inf"), help="stop after this many seconds"
     )
     tail.set_defaults(func=cmd_alerts_tail)
+    history = alerts_commands.add_parser("list", help="alert history: what driftline notify sent")
+    history.add_argument("--since", default="24h", help="how far back: 30m, 24h, 7d (default 24h)")
+    history.add_argument("--severity", choices=["warning", "critical"])
+    history.add_argument("--model")
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    history.set_defaults(func=cmd_alerts_list)
 
     notify = commands.add_parser(
         "notify",

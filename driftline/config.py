@@ -191,7 +191,9 @@ class NotificationsConfig:
         _at_least(1, notifications_max_per_hour_per_model=self.max_per_hour_per_model)
         _at_least(1, notifications_delivery_attempts=self.delivery_attempts)
         if self.smtp_host and not (self.email_from and self.email_to):
-            raise ConfigError("notifications.email_from and notifications.email_to: required with smtp_host")
+            raise ConfigError(
+                "notifications.email_from and notifications.email_to: required with smtp_host"
+            )
 
 
 @dataclass(frozen=True)

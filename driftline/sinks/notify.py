@@ -242,6 +242,7 @@ class Notifier:
     outcomes: list[DeliveryOutcome] = field(default_factory=list)
     pending: list[tuple[Notification, Channel]] = field(default_factory=list)
     max_pending: int = 10_000
+    history: Callable[[Notification, DeliveryOutcome], None] | None = None  # e.g. PostgreSQL
 
     def route(self, notification: Notification) -> list[Channel]:
         critical = notification.severity == "critical"
@@ -293,6 +294,13 @@ class Notifier:
                 error,
             )
         NOTIFICATIONS.labels(channel.name, "sent" if outcome.sent else "failed").inc()
+        if self.history is not None:
+            try:
+                self.history(notification, outcome)
+            except Exception as exc:  # the history is a record, not a reason to stop notifying
+                log.warning(
+                    "could not record %s in the alert history: %s", notification.title(), exc
+                )
         self.outcomes.append(outcome)
         del self.outcomes[:-1000]
         return outcome
@@ -307,9 +315,15 @@ def run_notifier(config: Config, timeout: float = float("inf")) -> int:
         log.warning("no notification channel is configured (notifications.* in the config)")
     settings = config.notifications
     policy = AlertPolicy(settings.escalate_after_windows, settings.max_per_hour_per_model)
-    notifier = Notifier(channels, attempts=settings.delivery_attempts)
-    alerts = TopicReader(config, config.topics.alerts, start="end")
-    summaries = TopicReader(config, config.topics.metrics, start="end")
+    store = _history_store(config)
+    notifier = Notifier(
+        channels, attempts=settings.delivery_attempts, history=store and _recorder(store)
+    )
+    # A consumer group per topic: after a restart the notifier resumes where it stopped.
+    alerts = TopicReader(config, config.topics.alerts, group=f"{config.worker.app_id}-notify")
+    summaries = TopicReader(
+        config, config.topics.metrics, group=f"{config.worker.app_id}-notify-windows"
+    )
     seen: dict[str, str] = {}  # event_id -> policy key
     waiting: list[tuple[float, dict[str, Any]]] = []  # summaries whose events have not arrived
     deadline = time.monotonic() + timeout
@@ -344,4 +358,47 @@ def run_notifier(config: Config, timeout: float = float("inf")) -> int:
     finally:
         alerts.close()
         summaries.close()
+        if store is not None:
+            store.close()
     return 0
+
+
+def _history_store(config: Config) -> Any:
+    """The PostgreSQL store for the alert history, or None (notifying never waits for it)."""
+    from driftline.sinks.store import PostgresStore
+
+    store = PostgresStore(config.postgres.url.reveal())
+    try:
+        store.upgrade()
+    except Exception as exc:
+        log.warning("alert history disabled: PostgreSQL is not usable (%s)", exc)
+        store.close()
+        return None
+    return store
+
+
+def _recorder(store: Any) -> Callable[[Notification, DeliveryOutcome], None]:
+    from datetime import UTC, datetime
+
+    def record(notification: Notification, outcome: DeliveryOutcome) -> None:
+        alert = notification.alert
+        store.record_alert(
+            {
+                "alert_id": alert.alert_id,
+                "channel": outcome.channel,
+                "action": notification.action,
+                "event_id": alert.last_event.get("event_id"),
+                "status": "sent" if outcome.sent else "failed",
+                "attempts": outcome.attempts,
+                "last_error": outcome.error,
+                "sent_at": datetime.fromtimestamp(outcome.at, UTC) if outcome.sent else None,
+                "model": alert.model,
+                "model_version": alert.model_version,
+                "type": alert.type,
+                "subject": alert.subject,
+                "severity": alert.severity,
+                "title": notification.title(),
+            }
+        )
+
+    return record

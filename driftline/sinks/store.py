@@ -702,6 +702,43 @@ class PostgresStore:
             self._known.clear()  # e.g. a partition dropped by another process: re-check
             raise
 
+    def record_alert(self, row: Mapping[str, Any]) -> None:
+        """One delivery outcome of `driftline notify` (alert, channel, action): upserted, so a
+        retried delivery updates its row."""
+        with self.pool.connection() as conn:
+            conn.execute(
+                "INSERT INTO alerts (alert_id, channel, action, event_id, status, attempts,"
+                " last_error, sent_at, model, model_version, type, subject, severity, title)"
+                " VALUES (%(alert_id)s, %(channel)s, %(action)s, %(event_id)s, %(status)s,"
+                " %(attempts)s, %(last_error)s, %(sent_at)s, %(model)s, %(model_version)s,"
+                " %(type)s, %(subject)s, %(severity)s, %(title)s)"
+                " ON CONFLICT (alert_id, channel, action) DO UPDATE SET"
+                " status = EXCLUDED.status, attempts = alerts.attempts + EXCLUDED.attempts,"
+                " last_error = EXCLUDED.last_error,"
+                " sent_at = COALESCE(EXCLUDED.sent_at, alerts.sent_at), updated_at = now()",
+                dict(row),
+            )
+
+    def list_alerts(
+        self, since: datetime, severity: str | None = None, model: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Alert history, newest first."""
+        query = (
+            "SELECT created_at, severity, action, model, model_version, type, subject, channel,"
+            " status, attempts, last_error, alert_id, title FROM alerts WHERE created_at >= %s"
+        )
+        params: list[Any] = [since]
+        if severity is not None:
+            query += " AND severity = %s"
+            params.append(severity)
+        if model is not None:
+            query += " AND model = %s"
+            params.append(model)
+        with self.pool.connection() as conn:
+            cursor = conn.execute(query + " ORDER BY created_at DESC, alert_id, channel", params)
+            names = [c.name for c in cursor.description or []]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
     def write_executemany(self, rows: Rows) -> dict[str, int]:
         """The same upserts as :meth:`write`, as a plain ``executemany`` of one INSERT per
         row (the benchmark's baseline)."""

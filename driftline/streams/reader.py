@@ -1,7 +1,9 @@
-"""Read a topic outside any consumer group: for `driftline demo`, `alerts tail` and the tests.
+"""Read a topic with a plain consumer: for `driftline demo`, `alerts tail`, `notify` and tests.
 
-Assigns every partition explicitly (no group, no rebalance, nothing committed), starting at the
-end as of construction (only what comes next) or at the beginning.
+By default it assigns every partition explicitly (no group, no rebalance, nothing committed),
+starting at the end as of construction (only what comes next) or at the beginning. With a
+`group` it subscribes as that consumer group and commits what it read, to resume after a
+restart.
 """
 
 from __future__ import annotations
@@ -34,17 +36,27 @@ _ELECTION_ERRORS = {
 
 class TopicReader:
     def __init__(
-        self, config: Config, topic: str, start: Literal["end", "beginning"] = "end"
+        self,
+        config: Config,
+        topic: str,
+        start: Literal["end", "beginning"] = "end",
+        group: str | None = None,
     ) -> None:
+        """`group`: read as that consumer group instead, committing what was read (a process
+        that must resume where it stopped after a restart); it starts at the end the first time."""
         self.topic = topic
         self._consumer = Consumer(
             {
                 **config.kafka.confluent_settings(),
-                "group.id": f"driftline-reader-{uuid.uuid4()}",  # never committed
-                "enable.auto.commit": False,
+                "group.id": group or f"driftline-reader-{uuid.uuid4()}",
+                "enable.auto.commit": group is not None,
+                "auto.offset.reset": "latest",
                 "enable.partition.eof": False,
             }
         )
+        if group is not None:
+            self._consumer.subscribe([topic])
+            return
         metadata = self._consumer.list_topics(topic, timeout=30)
         if metadata.topics[topic].error is not None:
             raise RuntimeError(f"topic {topic}: {metadata.topics[topic].error}")

@@ -7,12 +7,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import ssl
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -285,8 +288,9 @@ def test_window_close_to_slack_and_email_latency(
         "DRIFTLINE_NOTIFICATIONS_EMAIL_FROM": "driftline@example.org",
         "DRIFTLINE_NOTIFICATIONS_EMAIL_TO": "oncall@example.org",
     }
-    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+    config = load_config(ROOT / "config" / "driftline.yaml", environ={**os.environ, **env})
     ensure_topics(config)
+    started_iso = datetime.now(UTC).isoformat(sep=" ")
     # The e-mail channel must trust the test's self-signed certificate.
     monkeypatch.setattr(
         "driftline.sinks.notify.ssl.create_default_context", lambda *a, **k: client_context
@@ -295,7 +299,7 @@ def test_window_close_to_slack_and_email_latency(
         target=run_notifier, args=(config,), kwargs={"timeout": 120}, daemon=True
     )
     notifier.start()
-    time.sleep(3)  # the notifier starts at the end of the topics
+    time.sleep(6)  # the notifier's new consumer groups start at the end of the topics
     stream, _ = simulate(
         42_000,
         seed=8,
@@ -338,6 +342,50 @@ def test_window_close_to_slack_and_email_latency(
     latencies = {"slack": slack_at - detected_at, "email": mail_at - detected_at}
     print(f"window close -> Slack {latencies['slack']:.2f} s, -> e-mail {latencies['email']:.2f} s")
     assert all(0 <= value < 5 for value in latencies.values()), latencies
+    # The history: every delivery recorded in PostgreSQL, and `driftline alerts list` shows it.
+    notifier.join(timeout=0)  # still running: the history is written as it sends
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "alerts",
+            "list",
+            "--since",
+            "10m",
+            "--model",
+            "fraud",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    recent = [r for r in rows if r["created_at"] >= started_iso]
+    sent = {(r["channel"], r["action"], r["title"]) for r in recent if r["status"] == "sent"}
+    assert ("slack", "firing", "[WARNING] data drift on fraud/1: amount") in sent, recent
+    assert ("email", "firing", "[WARNING] data drift on fraud/1: amount") in sent, recent
+    assert ("slack", "escalated", "[ESCALATED] data drift on fraud/1: amount") in sent, recent
+    text = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "driftline",
+            "alerts",
+            "list",
+            "--since",
+            "10m",
+            "--severity",
+            "critical",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout
+    assert "[ESCALATED] data drift on fraud/1: amount" in text and "[WARNING]" not in text
 
 
 def _events(config: Any) -> list[dict[str, Any]]:
