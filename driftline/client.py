@@ -40,14 +40,18 @@ class DeliveryError(RuntimeError):
 
 
 class _Logger:
+    default_topic: str
+
     def __init__(
         self,
         bootstrap_servers: str,
-        topic: str,
+        topic: str | None = None,
         *,
         settings: Mapping[str, str | int | float | bool] | None = None,
     ) -> None:
-        self.topic = topic
+        """`topic` defaults to the topic of the default config; `settings` are librdkafka
+        settings (security, SASL, tuning) that override the producer defaults."""
+        self.topic = topic or self.default_topic
         conf: dict[str, Any] = {
             "bootstrap.servers": bootstrap_servers,
             "enable.idempotence": True,
@@ -105,14 +109,7 @@ class _Logger:
 class PredictionLogger(_Logger):
     """Publish prediction records to the predictions topic."""
 
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str = "driftline.predictions",
-        *,
-        settings: Mapping[str, str | int | float | bool] | None = None,
-    ) -> None:
-        super().__init__(bootstrap_servers, topic, settings=settings)
+    default_topic = "driftline.predictions"
 
     def log(
         self,
@@ -161,14 +158,7 @@ class PredictionLogger(_Logger):
 class LabelLogger(_Logger):
     """Publish ground-truth labels, keyed by the prediction they belong to."""
 
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        topic: str = "driftline.labels",
-        *,
-        settings: Mapping[str, str | int | float | bool] | None = None,
-    ) -> None:
-        super().__init__(bootstrap_servers, topic, settings=settings)
+    default_topic = "driftline.labels"
 
     def log(
         self,

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,41 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
         "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
     }
     return load_config(ROOT / "config" / "driftline.yaml", environ=env), env
+
+
+def build_reference(directory: Path, model: str = "fraud", model_version: str = "1") -> Any:
+    """The reference profile of the service tests: 20,000 simulated training records with
+    labels, saved as `<directory>/<model>@<version>.json` (what the worker loads)."""
+    from driftline.detectors.profile import ReferenceProfile
+    from driftline.simulate import simulate
+
+    directory.mkdir(parents=True, exist_ok=True)
+    records, labels = simulate(20_000, seed=99, model=model, model_version=model_version)
+    profile = ReferenceProfile.from_records(
+        records, model=model, model_version=model_version, labels=[x["label"] for x in labels]
+    )
+    profile.save(directory / f"{model}@{model_version}.json")
+    return profile
+
+
+def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) -> dict[str, str]:
+    """Settings (as DRIFTLINE_* variables) of a test worker: topics, consumer group and metrics
+    port of its own, 60-s windows with 5 s of lateness and idleness. Keyword arguments are
+    more variables, without the DRIFTLINE_ prefix."""
+    env = {
+        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "DRIFTLINE_TOPICS_PREDICTIONS": f"{prefix}.predictions",
+        "DRIFTLINE_TOPICS_LABELS": f"{prefix}.labels",
+        "DRIFTLINE_TOPICS_ALERTS": f"{prefix}.alerts",
+        "DRIFTLINE_TOPICS_DLQ": f"{prefix}.dlq",
+        "DRIFTLINE_TOPICS_METRICS": f"{prefix}.metrics",
+        "DRIFTLINE_WORKER_APP_ID": prefix,
+        "DRIFTLINE_WORKER_METRICS_PORT": str(free_port()),
+        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
+        "DRIFTLINE_WORKER_THRESHOLDS_FILE": str(ROOT / "config" / "drift_thresholds.yaml"),
+        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
+        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
+        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
+    }
+    env.update({f"DRIFTLINE_{key}": value for key, value in overrides.items()})
+    return env

@@ -107,7 +107,11 @@ class AlertPolicy:
         alert = self.open.get(key)
         if alert is None:
             alert = Alert(
-                alert_id=hashlib.sha256(f"{key}\x1f{event['event_id']}".encode()).hexdigest()[:24],
+                # each opening of an alert is its own incident (and history row), even when a
+                # replay brings back the same event
+                alert_id=hashlib.sha256(
+                    f"{key}\x1f{event['event_id']}\x1f{now}".encode()
+                ).hexdigest()[:24],
                 model=str(event["model"]),
                 model_version=str(event["model_version"]),
                 subject=str(event.get("feature") or event.get("test") or ""),

@@ -20,11 +20,11 @@ import pytest
 from confluent_kafka import Producer
 
 from driftline.config import load_config
-from driftline.detectors.profile import ReferenceProfile
 from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference, worker_env
 
 pytestmark = pytest.mark.service
 
@@ -67,26 +67,14 @@ def test_drift_reaches_the_alertmanager_webhook(
     suffix = uuid.uuid4().hex[:8]
     model = f"fraud-{suffix}"
     references = tmp_path / "references"
-    references.mkdir()
-    records, labels = simulate(20_000, seed=99, model=model)
-    ReferenceProfile.from_records(
-        records, model=model, model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / "profile.json")
-    env = {
-        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DRIFTLINE_TOPICS_PREDICTIONS": f"e2e-{suffix}.predictions",
-        "DRIFTLINE_TOPICS_LABELS": f"e2e-{suffix}.labels",
-        "DRIFTLINE_TOPICS_ALERTS": f"e2e-{suffix}.alerts",
-        "DRIFTLINE_TOPICS_DLQ": f"e2e-{suffix}.dlq",
-        "DRIFTLINE_TOPICS_METRICS": f"e2e-{suffix}.metrics",
-        "DRIFTLINE_WORKER_APP_ID": f"e2e-{suffix}",
+    build_reference(references, model=model)
+    env = worker_env(
+        kafka.bootstrap_servers,
+        f"e2e-{suffix}",
+        references,
         # the port config/prometheus.yml scrapes
-        "DRIFTLINE_WORKER_METRICS_PORT": os.environ.get("DRIFTLINE_WORKER_METRICS_PORT", "9108"),
-        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
-        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
-        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
-        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
-    }
+        WORKER_METRICS_PORT=os.environ.get("DRIFTLINE_WORKER_METRICS_PORT", "9108"),
+    )
     config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
     ensure_topics(config)
     stream, _ = simulate(

@@ -16,11 +16,11 @@ from river.drift import ADWIN
 from river.drift.binary import DDM
 
 from driftline.config import load_config
-from driftline.detectors.profile import ReferenceProfile
-from driftline.local import free_port, start_worker_process, stop_worker_processes
+from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference, worker_env
 
 pytestmark = pytest.mark.service
 
@@ -45,29 +45,15 @@ def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path
 
     suffix = uuid.uuid4().hex[:8]
     references = tmp_path / "references"
-    references.mkdir()
-    records, labels = simulate(20_000, seed=99)
-    ReferenceProfile.from_records(
-        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / "fraud@1.json")
-    env = {
-        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DRIFTLINE_TOPICS_PREDICTIONS": f"concept-{suffix}.predictions",
-        "DRIFTLINE_TOPICS_LABELS": f"concept-{suffix}.labels",
-        "DRIFTLINE_TOPICS_ALERTS": f"concept-{suffix}.alerts",
-        "DRIFTLINE_TOPICS_DLQ": f"concept-{suffix}.dlq",
-        "DRIFTLINE_TOPICS_METRICS": f"concept-{suffix}.metrics",
-        "DRIFTLINE_TOPICS_PARTITIONS": "1",
-        "DRIFTLINE_WORKER_APP_ID": f"concept-{suffix}",
-        "DRIFTLINE_WORKER_METRICS_PORT": str(free_port()),
-        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
-        "DRIFTLINE_WORKER_THRESHOLDS_FILE": str(ROOT / "config" / "drift_thresholds.yaml"),
-        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
-        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
-        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
-        "DRIFTLINE_LABELS_HORIZON_SECONDS": "20",
-        "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
-    }
+    build_reference(references)
+    env = worker_env(
+        kafka.bootstrap_servers,
+        f"concept-{suffix}",
+        references,
+        TOPICS_PARTITIONS="1",
+        LABELS_HORIZON_SECONDS="20",
+        WORKER_BATCH_TIMEOUT_SECONDS="0.2",
+    )
     config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
     ensure_topics(config)
     stream, truth = simulate(

@@ -28,7 +28,6 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from confluent_kafka import Producer
 
 from driftline.config import load_config
-from driftline.detectors.profile import ReferenceProfile
 from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.sinks.notify import (
@@ -41,6 +40,7 @@ from driftline.sinks.notify import (
 )
 from driftline.sinks.policy import AlertPolicy
 from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference, worker_env
 
 pytestmark = pytest.mark.service
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,35 +262,22 @@ def test_window_close_to_slack_and_email_latency(
     smtp_port, mailbox, client_context = smtp
     suffix = uuid.uuid4().hex[:8]
     references = tmp_path / "references"
-    references.mkdir()
-    records, labels = simulate(20_000, seed=99)
-    ReferenceProfile.from_records(
-        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / "fraud.json")
-    env = {
-        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DRIFTLINE_TOPICS_PREDICTIONS": f"notify-{suffix}.predictions",
-        "DRIFTLINE_TOPICS_LABELS": f"notify-{suffix}.labels",
-        "DRIFTLINE_TOPICS_ALERTS": f"notify-{suffix}.alerts",
-        "DRIFTLINE_TOPICS_DLQ": f"notify-{suffix}.dlq",
-        "DRIFTLINE_TOPICS_METRICS": f"notify-{suffix}.metrics",
-        "DRIFTLINE_WORKER_APP_ID": f"notify-{suffix}",
-        "DRIFTLINE_WORKER_METRICS_PORT": str(free_port()),
-        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
-        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
-        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
-        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
-        "DRIFTLINE_NOTIFICATIONS_SLACK_WEBHOOK_URL": f"http://127.0.0.1:{http.server_address[1]}/slack",
-        "DRIFTLINE_NOTIFICATIONS_SMTP_HOST": "localhost",
-        "DRIFTLINE_NOTIFICATIONS_SMTP_PORT": str(smtp_port),
-        "DRIFTLINE_NOTIFICATIONS_SMTP_USERNAME": "driftline",
-        "DRIFTLINE_NOTIFICATIONS_SMTP_PASSWORD": "s3cret",
-        "DRIFTLINE_NOTIFICATIONS_EMAIL_FROM": "driftline@example.org",
-        "DRIFTLINE_NOTIFICATIONS_EMAIL_TO": "oncall@example.org",
-    }
+    build_reference(references)
+    env = worker_env(
+        kafka.bootstrap_servers,
+        f"notify-{suffix}",
+        references,
+        NOTIFICATIONS_SLACK_WEBHOOK_URL=f"http://127.0.0.1:{http.server_address[1]}/slack",
+        NOTIFICATIONS_SMTP_HOST="localhost",
+        NOTIFICATIONS_SMTP_PORT=str(smtp_port),
+        NOTIFICATIONS_SMTP_USERNAME="driftline",
+        NOTIFICATIONS_SMTP_PASSWORD="s3cret",
+        NOTIFICATIONS_EMAIL_FROM="driftline@example.org",
+        NOTIFICATIONS_EMAIL_TO="oncall@example.org",
+    )
     config = load_config(ROOT / "config" / "driftline.yaml", environ={**os.environ, **env})
     ensure_topics(config)
-    started_iso = datetime.now(UTC).isoformat(sep=" ")
+    started_iso = datetime.now(UTC).isoformat()  # the format orjson gives created_at
     # The e-mail channel must trust the test's self-signed certificate.
     monkeypatch.setattr(
         "driftline.sinks.notify.ssl.create_default_context", lambda *a, **k: client_context

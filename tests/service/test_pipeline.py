@@ -37,6 +37,7 @@ from driftline.streams.pipeline import record_key
 from driftline.streams.reader import TopicReader
 from driftline.streams.records import parse_predictions
 from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference
 
 pytestmark = pytest.mark.service
 
@@ -136,12 +137,7 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     tmp = tmp_path_factory.mktemp("pipeline")
     suffix = uuid.uuid4().hex[:8]
     references = tmp / "references"
-    references.mkdir()
-    records, labels = simulate(20_000, seed=99)
-    reference = ReferenceProfile.from_records(
-        records, model="fraud", model_version="1", labels=[lb["label"] for lb in labels]
-    )
-    reference.save(references / "fraud@1.json")
+    reference = build_reference(references)
     base = {
         "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
         "DRIFTLINE_TOPICS_PREDICTIONS": f"pipe-{suffix}.predictions",

@@ -16,10 +16,10 @@ from confluent_kafka import Producer
 
 from driftline.config import Config
 from driftline.dashboards import DASHBOARD_DIR, DASHBOARDS, render
-from driftline.detectors.profile import ReferenceProfile
 from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference, worker_env
 
 pytestmark = pytest.mark.service
 
@@ -46,26 +46,16 @@ def scraped_worker(
 
     suffix = uuid.uuid4().hex[:8]
     references = tmp_path_factory.mktemp("references")
-    env = {
-        "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "DRIFTLINE_TOPICS_PREDICTIONS": f"scrape-{suffix}.predictions",
-        "DRIFTLINE_TOPICS_LABELS": f"scrape-{suffix}.labels",
-        "DRIFTLINE_TOPICS_DLQ": f"scrape-{suffix}.dlq",
-        "DRIFTLINE_TOPICS_METRICS": f"scrape-{suffix}.metrics",
-        "DRIFTLINE_WORKER_APP_ID": f"scrape-{suffix}",
-        "DRIFTLINE_WORKER_METRICS_PORT": os.environ.get("DRIFTLINE_WORKER_METRICS_PORT", "9108"),
-        "DRIFTLINE_WORKER_DATA_DIR": str(tmp_path_factory.mktemp("worker")),
-        "DRIFTLINE_WORKER_REFERENCE_DIR": str(references),
-        "DRIFTLINE_WINDOWS_SIZE_SECONDS": "60",
-        "DRIFTLINE_WINDOWS_ALLOWED_LATENESS_SECONDS": "5",
-        "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
-        "DRIFTLINE_LABELS_HORIZON_SECONDS": "30",
-    }
+    env = worker_env(
+        kafka.bootstrap_servers,
+        f"scrape-{suffix}",
+        references,
+        WORKER_METRICS_PORT=os.environ.get("DRIFTLINE_WORKER_METRICS_PORT", "9108"),
+        WORKER_DATA_DIR=str(tmp_path_factory.mktemp("worker")),
+        LABELS_HORIZON_SECONDS="30",
+    )
     model = f"scrape-{suffix}"
-    records, truth = simulate(20_000, seed=99, model=model)
-    ReferenceProfile.from_records(
-        records, model=model, model_version="1", labels=[x["label"] for x in truth]
-    ).save(references / "profile.json")
+    build_reference(references, model=model)
     config = load_config(Path("config/driftline.yaml"), environ=env)
     ensure_topics(config)
     producer = Producer(config.kafka.confluent_settings())
