@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from driftline import local
 from driftline.local import free_port, start_worker_process, stop_worker_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,24 +50,14 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-
-
-
-
 def delete_topics(prefix: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            try:
-                future.result(timeout=60)
-            except Exception as exc:
-                log(f"could not delete a topic: {exc}")
+    for failure in local.delete_topics(BOOTSTRAP, prefix):
+        log(f"could not delete a topic: {failure}")
 
 
-def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes: list[str]) -> dict[str, Any]:
+def one_run(
+    i: int, references: Path, tmp: Path, ready_timeout: float, prefixes: list[str]
+) -> dict[str, Any]:
     from driftline.config import load_config
     from driftline.simulate import Drift, publish
     from driftline.streams.reader import TopicReader
@@ -108,9 +99,17 @@ def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes:
 
         def produce() -> None:
             try:
-                publish(BOOTSTRAP, config.topics.predictions, config.topics.labels,
-                        n=int(DURATION * RATE), seed=100 + i, rate_per_second=RATE, start_time=start,
-                        schedule=[Drift("abrupt", ONSET, magnitude=1.0)], realtime=True)
+                publish(
+                    BOOTSTRAP,
+                    config.topics.predictions,
+                    config.topics.labels,
+                    n=int(DURATION * RATE),
+                    seed=100 + i,
+                    rate_per_second=RATE,
+                    start_time=start,
+                    schedule=[Drift("abrupt", ONSET, magnitude=1.0)],
+                    realtime=True,
+                )
             except BaseException as exc:
                 errors.append(exc)
 
@@ -121,7 +120,9 @@ def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes:
         first_drift: tuple[float, dict[str, Any]] | None = None
         try:
             # stop at the first data_drift event, or when the stream is over and 30 s passed
-            for message in reader.messages(timeout=DURATION + 45, stop=lambda: worker.poll() is not None):
+            for message in reader.messages(
+                timeout=DURATION + 45, stop=lambda: worker.poll() is not None
+            ):
                 received = time.time()
                 event = orjson.loads(message.value() or b"{}")
                 events.append((received, event))
@@ -133,8 +134,12 @@ def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes:
         publisher.join(DURATION + 30)
         if errors:
             raise errors[0]
-        result: dict[str, Any] = {"run": i, "start": start, "onset_event_time": onset,
-                                  "events_before_first_drift": [e["type"] for _, e in events[:-1]]}
+        result: dict[str, Any] = {
+            "run": i,
+            "start": start,
+            "onset_event_time": onset,
+            "events_before_first_drift": [e["type"] for _, e in events[:-1]],
+        }
         if first_drift is None:
             result["detected"] = False
             return result
@@ -158,7 +163,9 @@ def one_run(i: int, references: Path, tmp: Path, ready_timeout: float, prefixes:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="one run instead of three")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--ready-timeout", type=float, default=90.0)
@@ -173,8 +180,9 @@ def main() -> int:
     references = tmp / "references"
     references.mkdir()
     records, labels = simulate(20_000, seed=99)
-    ReferenceProfile.from_records(records, model="fraud", model_version="1",
-                                  labels=[lb["label"] for lb in labels]).save(references / "fraud@1.json")
+    ReferenceProfile.from_records(
+        records, model="fraud", model_version="1", labels=[lb["label"] for lb in labels]
+    ).save(references / "fraud@1.json")
     log(f"logs in {tmp}; load {os.getloadavg()}")
     results = []
     prefixes: list[str] = []
@@ -183,10 +191,12 @@ def main() -> int:
             r = one_run(i, references, tmp, args.ready_timeout, prefixes)
             results.append(r)
             if r["detected"]:
-                log(f"run {i}: onset->alert {r['onset_to_receive']:.2f} s, window end->alert "
+                log(
+                    f"run {i}: onset->alert {r['onset_to_receive']:.2f} s, window end->alert "
                     f"{r['window_end_to_receive']:.2f} s (window [{r['window_start']:.0f}, {r['window_end']:.0f}), "
                     f"onset {r['onset_phase_in_window']:.2f} s into its window), detected_at - window_end "
-                    f"{r['detected_at_minus_window_end']:.2f} s")
+                    f"{r['detected_at_minus_window_end']:.2f} s"
+                )
             else:
                 log(f"run {i}: no data_drift event (events seen: {r['events_before_first_drift']})")
     finally:
@@ -195,24 +205,34 @@ def main() -> int:
                 delete_topics(r)
     (tmp / "results.json").write_text(json.dumps(results, indent=2))
     target_from_onset = WINDOW + LATENESS + 5
-    print(f"\nwindow {WINDOW} s, allowed lateness {LATENESS} s, idle timeout {IDLE} s, {RATE:.0f} predictions/s, "
-          f"onset at {ONSET:.0f} s; load average {os.getloadavg()[0]:.2f}\n")
-    print("| run | onset phase in window s | onset -> alert s | window end -> alert s | detected_at - window_end s | within target (<= size + lateness + 5 = "
-          f"{target_from_onset} s) |")
-    print("|-----|------------------------|------------------|----------------------|----------------------------|------------------------|")
+    print(
+        f"\nwindow {WINDOW} s, allowed lateness {LATENESS} s, idle timeout {IDLE} s, {RATE:.0f} predictions/s, "
+        f"onset at {ONSET:.0f} s; load average {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| run | onset phase in window s | onset -> alert s | window end -> alert s | detected_at - window_end s | within target (<= size + lateness + 5 = "
+        f"{target_from_onset} s) |"
+    )
+    print(
+        "|-----|------------------------|------------------|----------------------|----------------------------|------------------------|"
+    )
     for r in results:
         if not r["detected"]:
             print(f"| {r['run']} | - | not detected | - | - | no |")
             continue
         ok = r["onset_to_receive"] <= target_from_onset
-        print(f"| {r['run']} | {r['onset_phase_in_window']:.2f} | {r['onset_to_receive']:.2f} | {r['window_end_to_receive']:.2f} | "
-              f"{r['detected_at_minus_window_end']:.2f} | {'yes' if ok else 'NO'} |")
+        print(
+            f"| {r['run']} | {r['onset_phase_in_window']:.2f} | {r['onset_to_receive']:.2f} | {r['window_end_to_receive']:.2f} | "
+            f"{r['detected_at_minus_window_end']:.2f} | {'yes' if ok else 'NO'} |"
+        )
     detected = [r for r in results if r["detected"]]
     if detected:
-        print(f"\nmax onset -> alert {max(r['onset_to_receive'] for r in detected):.2f} s; "
-              f"max window end -> alert {max(r['window_end_to_receive'] for r in detected):.2f} s "
-              f"(= lateness {LATENESS} s + pipeline {max(r['window_end_to_receive'] for r in detected) - LATENESS:.2f} s); "
-              f"max detected_at - window_end {max(r['detected_at_minus_window_end'] for r in detected):.2f} s")
+        print(
+            f"\nmax onset -> alert {max(r['onset_to_receive'] for r in detected):.2f} s; "
+            f"max window end -> alert {max(r['window_end_to_receive'] for r in detected):.2f} s "
+            f"(= lateness {LATENESS} s + pipeline {max(r['window_end_to_receive'] for r in detected) - LATENESS:.2f} s); "
+            f"max detected_at - window_end {max(r['detected_at_minus_window_end'] for r in detected):.2f} s"
+        )
     print(f"results: {tmp / 'results.json'}")
     return 0 if len(detected) == len(results) else 1
 

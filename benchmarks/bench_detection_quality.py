@@ -205,8 +205,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--json", help="write the figures to this JSON file")
     parser.add_argument("--skip-false-alarms", action="store_true")
     parser.add_argument("--skip-power", action="store_true")
-    parser.add_argument("--sizes", default="1000,10000,100000",
-                        help="false-alarm window sizes, comma-separated")
+    parser.add_argument(
+        "--sizes", default="1000,10000,100000", help="false-alarm window sizes, comma-separated"
+    )
     opts = parser.parse_args(argv)
     fa_windows = 96 if opts.quick else 1000
     fa_big_windows = 48 if opts.quick else 1000
@@ -239,14 +240,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 }
         if not opts.skip_power:
             scenarios: list[tuple[str, int, str | None, list[float], Callable[[float], Drift]]] = [
-                ("mean shift of n0 (std)", 2_000, "n0", [0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
-                 lambda v: Drift(shift_n0=v)),
-                ("share moved b->a in c0", 2_000, "c0", [0.02, 0.04, 0.06, 0.08, 0.1],
-                 lambda v: Drift(share_c0=v)),
-                ("variance factor of n1", 5_000, "n1", [1.1, 1.2, 1.3, 1.4, 1.5],
-                 lambda v: Drift(variance_n1=v)),
-                ("correlation n0-n1", 5_000, None, [0.1, 0.2, 0.3, 0.4, 0.6],
-                 lambda v: Drift(correlation=v)),
+                (
+                    "mean shift of n0 (std)",
+                    2_000,
+                    "n0",
+                    [0.05, 0.1, 0.15, 0.2, 0.25, 0.3],
+                    lambda v: Drift(shift_n0=v),
+                ),
+                (
+                    "share moved b->a in c0",
+                    2_000,
+                    "c0",
+                    [0.02, 0.04, 0.06, 0.08, 0.1],
+                    lambda v: Drift(share_c0=v),
+                ),
+                (
+                    "variance factor of n1",
+                    5_000,
+                    "n1",
+                    [1.1, 1.2, 1.3, 1.4, 1.5],
+                    lambda v: Drift(variance_n1=v),
+                ),
+                (
+                    "correlation n0-n1",
+                    5_000,
+                    None,
+                    [0.1, 0.2, 0.3, 0.4, 0.6],
+                    lambda v: Drift(correlation=v),
+                ),
             ]
             for title, size, watched, values, make in scenarios:
                 print(f"Power: {title}, windows of {size:,} (share of windows detected)")
@@ -258,8 +279,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                         f"  {v:>5}: model {rate(t.model, t.windows)}, "
                         f"multivariate {rate(t.multivariate, t.windows)}; raw: {raw}"
                     )
-                    curve.append({"value": v, "windows": t.windows, "model": t.model,
-                                  "multivariate": t.multivariate, "raw": raw})
+                    curve.append(
+                        {
+                            "value": v,
+                            "windows": t.windows,
+                            "model": t.model,
+                            "multivariate": t.multivariate,
+                            "raw": raw,
+                        }
+                    )
                 results["power"][title] = curve
     if opts.json:
         with open(opts.json, "w", encoding="utf-8") as handle:

@@ -43,8 +43,10 @@ def timed(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
 
 def as_records(batch: RecordBatch) -> list[dict[str, Any]]:
     n = len(batch)
-    cols = {**{k: v.tolist() for k, v in batch.numeric.items()},
-            **{k: v.tolist() for k, v in batch.categorical.items()}}
+    cols = {
+        **{k: v.tolist() for k, v in batch.numeric.items()},
+        **{k: v.tolist() for k, v in batch.categorical.items()},
+    }
     score = batch.score.tolist() if batch.score is not None else [None] * n
     latency = (batch.latency_seconds * 1000).tolist()
     pred = batch.prediction.tolist()
@@ -74,8 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     records = as_records(batch)
     parsed = RecordBatch.from_records(records, schema)
 
-    edges = {k: np.quantile(batch.numeric[k][np.isfinite(batch.numeric[k])], np.linspace(0, 1, 21))
-             for k in NUMERIC}
+    edges = {
+        k: np.quantile(batch.numeric[k][np.isfinite(batch.numeric[k])], np.linspace(0, 1, 21))
+        for k in NUMERIC
+    }
 
     def baseline() -> None:
         for k in NUMERIC:
@@ -87,34 +91,66 @@ def main(argv: list[str] | None = None) -> None:
 
     base = timed(baseline, opts.repeat)
     rows = [("baseline np.histogram, 10 numeric columns", base)]
-    rows.append(("RecordBatch.from_records, 10,000 dicts", timed(
-        lambda: RecordBatch.from_records(records, schema), max(5, opts.repeat // 5))))
+    rows.append(
+        (
+            "RecordBatch.from_records, 10,000 dicts",
+            timed(lambda: RecordBatch.from_records(records, schema), max(5, opts.repeat // 5)),
+        )
+    )
     rows.append(("WindowSketch.update, 10,000 records", timed(update, opts.repeat)))
 
     window = WindowSketch.empty(profile, 0.0, 60.0)
     for _ in range(5):  # a 50,000-record window: full 2,000-row reservoir
         window.update(generate(rng, 10_000))
     thresholds = ModelThresholds()
-    rows.append(("evaluate_window (all tests, MMD + PCA)", timed(
-        lambda: evaluate_window(profile, window, thresholds), max(5, opts.repeat // 2))))
+    rows.append(
+        (
+            "evaluate_window (all tests, MMD + PCA)",
+            timed(lambda: evaluate_window(profile, window, thresholds), max(5, opts.repeat // 2)),
+        )
+    )
 
     # where evaluation time goes (same inputs as evaluate_window)
     ref = standardised_sample(profile, profile.sample)
     win = standardised_sample(profile, window.reservoir_rows)
     pca = stats.PCAReconstruction.from_dict(profile.pca or {})
     parts: list[tuple[str, Callable[[], Any], int]] = [
-        ("  part: ks_binned x10", lambda: [stats.ks_binned(
-            profile.numeric[k].counts, window.numeric[k].counts) for k in NUMERIC], 1),
-        ("  part: ks (sample, asymptotic p) x10", lambda: [stats.ks_exact(
-            profile.sample[:, i], window.reservoir_rows[:, i], method="asymp")
-            for i in range(10)], 1),
-        ("  part: wasserstein x10", lambda: [stats.wasserstein(
-            profile.sample[:, i], window.reservoir_rows[:, i], 1.0) for i in range(10)], 1),
-        (f"  part: mmd ({MMD_PERMUTATIONS} permutations, {MMD_MAX_SAMPLES} rows)",
-         lambda: stats.mmd(ref, win, n_permutations=MMD_PERMUTATIONS,
-                           max_samples=MMD_MAX_SAMPLES), 1),
-        ("  part: PCA reconstruction + covariance", lambda: (
-            pca.test(win), pca.test(win, method="covariance")), 1),
+        (
+            "  part: ks_binned x10",
+            lambda: [
+                stats.ks_binned(profile.numeric[k].counts, window.numeric[k].counts)
+                for k in NUMERIC
+            ],
+            1,
+        ),
+        (
+            "  part: ks (sample, asymptotic p) x10",
+            lambda: [
+                stats.ks_exact(profile.sample[:, i], window.reservoir_rows[:, i], method="asymp")
+                for i in range(10)
+            ],
+            1,
+        ),
+        (
+            "  part: wasserstein x10",
+            lambda: [
+                stats.wasserstein(profile.sample[:, i], window.reservoir_rows[:, i], 1.0)
+                for i in range(10)
+            ],
+            1,
+        ),
+        (
+            f"  part: mmd ({MMD_PERMUTATIONS} permutations, {MMD_MAX_SAMPLES} rows)",
+            lambda: stats.mmd(
+                ref, win, n_permutations=MMD_PERMUTATIONS, max_samples=MMD_MAX_SAMPLES
+            ),
+            1,
+        ),
+        (
+            "  part: PCA reconstruction + covariance",
+            lambda: (pca.test(win), pca.test(win, method="covariance")),
+            1,
+        ),
     ]
     for label, fn, _ in parts:
         rows.append((label, timed(fn, max(5, opts.repeat // 2))))

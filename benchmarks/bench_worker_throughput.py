@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from driftline import local
 from driftline.local import free_port, stop_worker_processes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,8 +58,6 @@ START = 1_767_225_600.0
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 
 
 # -- topics and producing ----------------------------------------------------------------------
@@ -77,16 +76,8 @@ def create_topics(names: list[str]) -> None:
 
 
 def delete_topics(prefix: str) -> None:
-    from confluent_kafka.admin import AdminClient
-
-    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
-    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=30).values():
-            try:
-                future.result(timeout=60)
-            except Exception as exc:
-                log(f"could not delete a topic: {exc}")
+    for failure in local.delete_topics(BOOTSTRAP, prefix):
+        log(f"could not delete a topic: {failure}")
 
 
 def producer() -> Any:
@@ -143,8 +134,13 @@ def fraud_stream(n: int) -> list[dict[str, Any]]:
 
     records: list[dict[str, Any]] = []
     for first in range(0, n, 50_000):
-        block, _ = simulate(min(50_000, n - first), seed=7, first_index=first, start_time=START,
-                            rate_per_second=n / 200.0)
+        block, _ = simulate(
+            min(50_000, n - first),
+            seed=7,
+            first_index=first,
+            start_time=START,
+            rate_per_second=n / 200.0,
+        )
         records.extend(block)
     return records
 
@@ -245,7 +241,9 @@ def faust_noop_child(topic: str, n: int, app_id: str, result_path: str) -> None:
                 Path(result_path).write_text(
                     json.dumps({"records": state["count"], "seconds": elapsed})
                 )
-                asyncio.get_running_loop().call_later(0.2, lambda: os.kill(os.getpid(), signal.SIGTERM))
+                asyncio.get_running_loop().call_later(
+                    0.2, lambda: os.kill(os.getpid(), signal.SIGTERM)
+                )
 
     from faust.worker import Worker
 
@@ -253,19 +251,27 @@ def faust_noop_child(topic: str, n: int, app_id: str, result_path: str) -> None:
 
 
 @contextmanager
-def child(command: list[str], log_path: Path, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+def child(
+    command: list[str], log_path: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+        )
     try:
         yield proc
     finally:
         stop_worker_processes([proc], timeout=20)
 
 
-
-
-def wait_until(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen[bytes] | None = None, log_path: Path | None = None) -> None:
+def wait_until(
+    what: str,
+    check: Callable[[], bool],
+    timeout: float,
+    proc: subprocess.Popen[bytes] | None = None,
+    log_path: Path | None = None,
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if proc is not None and proc.poll() is not None:
@@ -280,7 +286,16 @@ def wait_until(what: str, check: Callable[[], bool], timeout: float, proc: subpr
 def faust_noop(topic: str, n: int, tmp: Path, timeout: float) -> dict[str, float]:
     result = tmp / "faust-noop.json"
     log_path = tmp / "faust-noop.log"
-    command = [sys.executable, __file__, "--faust-noop", topic, str(n), f"bench-noop-{uuid.uuid4().hex[:8]}", str(result), "worker"]
+    command = [
+        sys.executable,
+        __file__,
+        "--faust-noop",
+        topic,
+        str(n),
+        f"bench-noop-{uuid.uuid4().hex[:8]}",
+        str(result),
+        "worker",
+    ]
     with child(command, log_path) as proc:
         wait_until("no-op Faust agent", result.exists, timeout, proc, log_path)
         time.sleep(0.1)
@@ -312,7 +327,9 @@ def vm_hwm_mib(pid: int) -> float:
     return float("nan")
 
 
-def worker_env(name: str, suffix: str, predictions: str, references: Path, tmp: Path, port: int) -> dict[str, str]:
+def worker_env(
+    name: str, suffix: str, predictions: str, references: Path, tmp: Path, port: int
+) -> dict[str, str]:
     base = f"bench-{suffix}-{name}"
     return {
         "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": BOOTSTRAP,
@@ -332,8 +349,15 @@ def worker_env(name: str, suffix: str, predictions: str, references: Path, tmp: 
     }
 
 
-def run_worker(name: str, env: dict[str, str], n: int, tmp: Path, timeout: float, profile_to: str | None = None,
-               windows: int = 3) -> dict[str, float]:
+def run_worker(
+    name: str,
+    env: dict[str, str],
+    n: int,
+    tmp: Path,
+    timeout: float,
+    profile_to: str | None = None,
+    windows: int = 3,
+) -> dict[str, float]:
     """Start a worker on a pre-filled topic; time it from counter > 0 to counter >= n."""
     from driftline.config import load_config
     from driftline.streams.topics import ensure_topics
@@ -380,7 +404,10 @@ def run_worker(name: str, env: dict[str, str], n: int, tmp: Path, timeout: float
         try:  # not part of the rate: that the windows closed, i.e. stage 2 ran too
             wait_until(f"worker {name}: {windows} windows closed", closed, 60.0, proc, log_path)
         except TimeoutError:
-            state["t2"], state["w2"] = float("nan"), processed(port, "driftline_windows_closed_total") or 0.0
+            state["t2"], state["w2"] = (
+                float("nan"),
+                processed(port, "driftline_windows_closed_total") or 0.0,
+            )
         rss = max(rss, vm_hwm_mib(proc.pid))
     checkpoints = checkpoint_stats(f"{env['DRIFTLINE_WORKER_APP_ID']}-checkpoints")
     text = log_path.read_text()
@@ -407,35 +434,55 @@ def checkpoint_stats(topic: str, sample: int = 50) -> dict[str, float]:
     idle declarations) and the mean size of the last `sample` of them."""
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-cp-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "fetch.message.max.bytes": 64 * 1024 * 1024})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": BOOTSTRAP,
+            "group.id": f"bench-cp-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "fetch.message.max.bytes": 64 * 1024 * 1024,
+        }
+    )
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
         consumer.assign([TopicPartition(topic, 0, max(low, high - sample))])
         sizes: list[int] = []
         deadline = time.monotonic() + 30
         while len(sizes) < min(sample, high - low) and time.monotonic() < deadline:
-            sizes += [len(m.value() or b"") for m in consumer.consume(100, timeout=1.0) if m.error() is None]
+            sizes += [
+                len(m.value() or b"")
+                for m in consumer.consume(100, timeout=1.0)
+                if m.error() is None
+            ]
     finally:
         consumer.close()
-    return {"checkpoint_messages": float(high - low),
-            "checkpoint_mean_bytes_last": float(np.mean(sizes)) if sizes else float("nan")}
+    return {
+        "checkpoint_messages": float(high - low),
+        "checkpoint_mean_bytes_last": float(np.mean(sizes)) if sizes else float("nan"),
+    }
 
 
 # -- main ----------------------------------------------------------------------------------------
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="50,000 records instead of 200,000")
     parser.add_argument("-n", type=int, default=None, help="records per scenario")
     parser.add_argument("--models", type=int, default=100)
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=600.0, help="per wait, seconds")
-    parser.add_argument("--many-n", type=int, default=None,
-                        help="records of the many-models scenario (default: N, or 25,000 with --quick)")
+    parser.add_argument(
+        "--many-n",
+        type=int,
+        default=None,
+        help="records of the many-models scenario (default: N, or 25,000 with --quick)",
+    )
     parser.add_argument("--skip-many-models", action="store_true")
-    parser.add_argument("--profile", metavar="PATH", help="run one worker under cProfile, writing PATH")
+    parser.add_argument(
+        "--profile", metavar="PATH", help="run one worker under cProfile, writing PATH"
+    )
     parser.add_argument("--profile-scenario", choices=["single", "batch", "many"], default="single")
     parser.add_argument("--keep-topics", action="store_true")
     args = parser.parse_args()
@@ -458,14 +505,17 @@ def main() -> int:
         t = time.perf_counter()
         produce(single, single_messages(records))
         produce(batch, batch_messages(records))
-        log(f"produced {n} single + {n // BATCH_RECORDS} batch messages in {time.perf_counter() - t:.1f} s")
+        log(
+            f"produced {n} single + {n // BATCH_RECORDS} batch messages in {time.perf_counter() - t:.1f} s"
+        )
         del records
 
         references = tmp / "references"
         references.mkdir()
         ref_records, ref_labels = simulate(20_000, seed=99)
-        ReferenceProfile.from_records(ref_records, model="fraud", model_version="1",
-                                      labels=[lb["label"] for lb in ref_labels]).save(references / "fraud@1.json")
+        ReferenceProfile.from_records(
+            ref_records, model="fraud", model_version="1", labels=[lb["label"] for lb in ref_labels]
+        ).save(references / "fraud@1.json")
 
         results["ceiling"] = ceiling(single, n, args.timeout)
         log(f"ceiling: {results['ceiling']['rate']:,.0f} records/s")
@@ -476,34 +526,56 @@ def main() -> int:
 
         for name, topic in (("single", single), ("batch", batch)):
             env = worker_env(name, suffix, topic, references, tmp, free_port())
-            results[f"worker_{name}"] = run_worker(name, env, n, tmp, args.timeout,
-                                                   args.profile if name == args.profile_scenario else None)
+            results[f"worker_{name}"] = run_worker(
+                name,
+                env,
+                n,
+                tmp,
+                args.timeout,
+                args.profile if name == args.profile_scenario else None,
+            )
             w = results[f"worker_{name}"]
-            log(f"worker ({name}): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB, started in {w['startup_seconds']:.1f} s")
+            log(
+                f"worker ({name}): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB, started in {w['startup_seconds']:.1f} s"
+            )
 
         if not args.skip_many_models:
             many_refs = tmp / "references-many"
             many_refs.mkdir()
             t = time.perf_counter()
-            ref = many_models_stream(args.models * (1_000 if args.quick else 2_000), args.models, args.features, seed=1)
+            ref = many_models_stream(
+                args.models * (1_000 if args.quick else 2_000), args.models, args.features, seed=1
+            )
             by_model: dict[str, list[dict[str, Any]]] = {}
             for r in ref:
                 by_model.setdefault(r["model"], []).append(r)
             for model, rows in by_model.items():
-                ReferenceProfile.from_records(rows, model=model, model_version="1").save(many_refs / f"{model}@1.json")
+                ReferenceProfile.from_records(rows, model=model, model_version="1").save(
+                    many_refs / f"{model}@1.json"
+                )
             del ref, by_model
-            log(f"built {args.models} profiles x {args.features} features in {time.perf_counter() - t:.1f} s")
+            log(
+                f"built {args.models} profiles x {args.features} features in {time.perf_counter() - t:.1f} s"
+            )
             many_n = args.many_n or (25_000 if args.quick else n)
             results["many_n"] = many_n
             stream = many_models_stream(many_n, args.models, args.features, seed=2)
             produce(many, single_messages(stream))
             del stream
             env = worker_env("many", suffix, many, many_refs, tmp, free_port())
-            results["worker_many"] = run_worker("many", env, many_n, tmp, args.timeout,
-                                                args.profile if args.profile_scenario == "many" else None,
-                                                windows=3 * args.models)
+            results["worker_many"] = run_worker(
+                "many",
+                env,
+                many_n,
+                tmp,
+                args.timeout,
+                args.profile if args.profile_scenario == "many" else None,
+                windows=3 * args.models,
+            )
             w = results["worker_many"]
-            log(f"worker ({args.models} models x {args.features} features): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB")
+            log(
+                f"worker ({args.models} models x {args.features} features): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB"
+            )
     finally:
         if not args.keep_topics:
             delete_topics(prefix)
@@ -517,31 +589,64 @@ def main() -> int:
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
     c, f = r["ceiling"]["rate"], r["faust_noop"]["rate"]
     rows = [
-        ("ceiling: confluent consume(10000) + parse_predictions, single", r["ceiling"]["rate"], "records/s"),
-        ("ceiling: same, batch messages (100 records each)", r["ceiling_batch"]["rate"], "records/s"),
+        (
+            "ceiling: confluent consume(10000) + parse_predictions, single",
+            r["ceiling"]["rate"],
+            "records/s",
+        ),
+        (
+            "ceiling: same, batch messages (100 records each)",
+            r["ceiling_batch"]["rate"],
+            "records/s",
+        ),
         ("no-op Faust agent, take_events(5000), single", f, "records/s"),
         ("driftline worker, single-record messages", r["worker_single"]["rate"], "predictions/s"),
-        ("driftline worker, batch messages (100 records each)", r["worker_batch"]["rate"], "predictions/s"),
+        (
+            "driftline worker, batch messages (100 records each)",
+            r["worker_batch"]["rate"],
+            "predictions/s",
+        ),
     ]
     if "worker_many" in r:
-        rows.append((f"driftline worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}", r["worker_many"]["rate"], "predictions/s"))
-    print(f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}\n")
+        rows.append(
+            (
+                f"driftline worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}",
+                r["worker_many"]["rate"],
+                "predictions/s",
+            )
+        )
+    print(
+        f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}\n"
+    )
     print(f"| {'scenario':<66} | {'rate':>10} | unit          | / ceiling | / no-op Faust |")
     print(f"|{'-' * 68}|{'-' * 12}|---------------|-----------|---------------|")
     for name, rate, unit in rows:
-        print(f"| {name:<66} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |")
+        print(
+            f"| {name:<66} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |"
+        )
     print("\nPeak RSS of the worker (VmHWM):")
-    print(f"| {'scenario':<48} | {'MiB':>7} | {'startup s':>9} | {'timed s':>7} | windows closed (s after N) | checkpoint msgs | ckpt KiB (last 50) | records / ckpt |")
-    print(f"|{'-' * 50}|{'-' * 9}|{'-' * 11}|{'-' * 9}|----------------------------|-----------------|--------------------|----------------|")
-    scenarios = [("1 model x 13 features, single-record", "worker_single"), ("1 model x 13 features, batch messages", "worker_batch")]
+    print(
+        f"| {'scenario':<48} | {'MiB':>7} | {'startup s':>9} | {'timed s':>7} | windows closed (s after N) | checkpoint msgs | ckpt KiB (last 50) | records / ckpt |"
+    )
+    print(
+        f"|{'-' * 50}|{'-' * 9}|{'-' * 11}|{'-' * 9}|----------------------------|-----------------|--------------------|----------------|"
+    )
+    scenarios = [
+        ("1 model x 13 features, single-record", "worker_single"),
+        ("1 model x 13 features, batch messages", "worker_batch"),
+    ]
     if "worker_many" in r:
-        scenarios.append((f"{args.models} models x {args.features} features, single-record", "worker_many"))
+        scenarios.append(
+            (f"{args.models} models x {args.features} features, single-record", "worker_many")
+        )
     for name, key in scenarios:
         w = r[key]
         closed = f"{w['windows_closed']:.0f} ({w['seconds_n_to_windows_closed']:.1f} s)"
         per = w["records"] / w["checkpoint_messages"] if w["checkpoint_messages"] else float("nan")
-        print(f"| {name:<48} | {w['vm_hwm_mib']:>7.0f} | {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
-              f"| {w['checkpoint_messages']:>15,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} | {per:>14,.0f} |")
+        print(
+            f"| {name:<48} | {w['vm_hwm_mib']:>7.0f} | {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
+            f"| {w['checkpoint_messages']:>15,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} | {per:>14,.0f} |"
+        )
 
 
 if __name__ == "__main__":

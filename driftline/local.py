@@ -50,3 +50,20 @@ def stop_worker_processes(workers: Iterable[subprocess.Popen[bytes]], timeout: f
         except subprocess.TimeoutExpired:
             worker.kill()
             worker.wait(10)
+
+
+def delete_topics(bootstrap_servers: str, prefix: str) -> list[str]:
+    """Delete every topic whose name starts with `prefix` (what a benchmark created); returns
+    the names it could not delete, with the reason."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    names = [t for t in admin.list_topics(timeout=30).topics if t.startswith(prefix)]
+    failed = []
+    if names:
+        for name, future in admin.delete_topics(names, operation_timeout=30).items():
+            try:
+                future.result(timeout=60)
+            except Exception as exc:
+                failed.append(f"{name}: {exc}")
+    return failed
