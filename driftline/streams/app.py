@@ -159,6 +159,19 @@ def create_app(config: Config, n_sources: int) -> faust.App:
     async def forget(app: faust.App, revoked: set[Any], **kwargs: Any) -> None:
         pipeline.forget_partitions((tp.topic, tp.partition) for tp in revoked)
 
+    def _batched(handler: Any, what: str) -> Any:
+        """An agent that hands each batch of `batch_size` events (or what came within
+        `batch_timeout_seconds`) to `handler`."""
+
+        async def agent(stream: faust.StreamT[bytes]) -> None:
+            assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
+            async for events in stream.take_events(
+                worker.batch_size, within=worker.batch_timeout_seconds
+            ):
+                await run(events, handler, what)
+
+        return agent
+
     async def run(events: Sequence[Any], handler: Any, what: str) -> None:
         # Catch everything: an agent that raises still acks its events, losing the batch.
         try:
@@ -174,31 +187,13 @@ def create_app(config: Config, n_sources: int) -> faust.App:
                 )
             await confirm()
 
-    @app.agent(predictions)
-    async def consume_predictions(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, faust.Stream)  # take_events is on the class, not the protocol
-        async for events in stream.take_events(
-            worker.batch_size, within=worker.batch_timeout_seconds
-        ):
-            await run(events, pipeline.on_predictions, "predictions")
-
-    @app.agent(partials)
-    async def consume_partials(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(
-            worker.batch_size, within=worker.batch_timeout_seconds
-        ):
-            await run(events, pipeline.on_partials, "partials")
-
     labels = app.topic(config.topics.labels, **raw)  # type: ignore[arg-type]
-
-    @app.agent(labels)
-    async def consume_labels(stream: faust.StreamT[bytes]) -> None:
-        assert isinstance(stream, faust.Stream)
-        async for events in stream.take_events(
-            worker.batch_size, within=worker.batch_timeout_seconds
-        ):
-            await run(events, pipeline.on_labels, "labels")
+    for topic, handler, what in (
+        (predictions, pipeline.on_predictions, "predictions"),
+        (partials, pipeline.on_partials, "partials"),
+        (labels, pipeline.on_labels, "labels"),
+    ):
+        app.agent(topic, name=f"consume_{what}")(_batched(handler, what))
 
     @app.timer(1.0)  # type: ignore[untyped-decorator]
     async def declare_idle_partitions() -> None:

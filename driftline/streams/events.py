@@ -78,6 +78,17 @@ def drift_event(
     }
 
 
+def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str, Any]:
+    """What every event of one window says about where it comes from."""
+    return {
+        "model": evaluation.model,
+        "model_version": evaluation.model_version,
+        "window_start": evaluation.window_start,
+        "window_end": evaluation.window_end,
+        "detected_at": detected_at,
+    }
+
+
 def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
     """The events of one evaluated window: one per drifted feature, one for multivariate drift.
 
@@ -85,13 +96,7 @@ def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict
     """
     if not evaluation.drifted:
         return []
-    common = {
-        "model": evaluation.model,
-        "model_version": evaluation.model_version,
-        "window_start": evaluation.window_start,
-        "window_end": evaluation.window_end,
-        "detected_at": detected_at,
-    }
+    common = _window_fields(evaluation, detected_at)
     events = []
     for name in evaluation.drifted_features:
         feature = evaluation.features[name]
@@ -114,7 +119,7 @@ def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict
                     "drift_share": evaluation.drift_share,
                     "tests": {k: t.to_dict() for k, t in feature.tests.items()},
                 },
-                **common,  # type: ignore[arg-type]
+                **common,
             )
         )
     multivariate = evaluation.multivariate
@@ -129,7 +134,7 @@ def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict
                 p_value=multivariate.adjusted_p_values[best],
                 threshold=multivariate.alpha,
                 evidence=multivariate.to_dict(),
-                **common,  # type: ignore[arg-type]
+                **common,
             )
         )
     return events
@@ -142,13 +147,7 @@ def service_events(
     (`max_error_rate`, `max_latency_p99_seconds` in config/drift_thresholds.yaml). Checked on
     every window with records, tested or not: an outage must not wait for `min_samples`."""
     summary = evaluation.summary
-    common: dict[str, Any] = {
-        "model": evaluation.model,
-        "model_version": evaluation.model_version,
-        "window_start": evaluation.window_start,
-        "window_end": evaluation.window_end,
-        "detected_at": detected_at,
-    }
+    common = _window_fields(evaluation, detected_at)
     events = []
     limit = thresholds.max_error_rate
     if summary.n_records and summary.error_rate > limit:

@@ -180,13 +180,10 @@ class Pipeline:
     # -- stage 1: predictions ------------------------------------------------------------------
 
     async def on_predictions(self, messages: list[Message]) -> None:
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for message in messages:
-            by_partition[message.partition].append(message)
         async with self._stage1_lock:
-            for partition, part in by_partition.items():
+            for partition, part in _by_partition(messages).items():
                 self._last_record_at[partition] = self._clock()
-                await self._partition_batch(partition, sorted(part, key=lambda m: m.offset))
+                await self._partition_batch(partition, part)
 
     async def _partition_batch(self, partition: int, messages: list[Message]) -> None:
         state = await self._partition_state(partition)
@@ -289,18 +286,11 @@ class Pipeline:
 
     async def on_labels(self, messages: list[Message]) -> None:
         """Join labels to their predictions (same partition number: co-partitioned topics)."""
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for message in messages:
-            by_partition[message.partition].append(message)
         async with self._stage1_lock:
-            for partition, part in by_partition.items():
+            for partition, part in _by_partition(messages).items():
                 await self._partition_state(partition)
                 joins = self.labels[partition]
-                fresh = [
-                    m
-                    for m in sorted(part, key=lambda m: m.offset)
-                    if m.offset > joins.last_label_offset
-                ]
+                fresh = [m for m in part if m.offset > joins.last_label_offset]
                 if not fresh:
                     continue
                 labels = []
@@ -514,11 +504,11 @@ class Pipeline:
         if carried is not None:  # too few records last time: merged forward into this window
             sketch = WindowSketch.from_dict(carried).merge(sketch)
         profile = self.profiles[(sketch.model, sketch.model_version)]
-        evaluation = evaluate_window(profile, sketch, self.thresholds.for_model(sketch.model))
+        thresholds = self.thresholds.for_model(sketch.model)
+        evaluation = evaluate_window(profile, sketch, thresholds)
         if evaluation.status == "insufficient_samples":
             state.carry[sketch.model_version] = sketch.to_dict()
         detected_at = self._clock()
-        thresholds = self.thresholds.for_model(sketch.model)
         events = window_events(evaluation, detected_at) + service_events(
             evaluation, thresholds, detected_at
         )
@@ -583,6 +573,14 @@ class Pipeline:
 
 
 _SCORE_MIDPOINTS = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
+
+
+def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:
+    """A batch's messages per partition, each partition's in offset order."""
+    by_partition: dict[int, list[Message]] = defaultdict(list)
+    for message in messages:
+        by_partition[message.partition].append(message)
+    return {p: sorted(part, key=lambda m: m.offset) for p, part in by_partition.items()}
 
 
 def _estimated_performance(sketch: WindowSketch) -> dict[str, float | None]:
