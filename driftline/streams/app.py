@@ -1,11 +1,12 @@
-"""The Faust application: two agents and a timer, wired to `Pipeline` (pipeline.py).
+"""The Faust application: three agents and a timer, wired to `Pipeline` (pipeline.py).
 
 Faust gives us agents, consumer groups and producers; event-time windows stay in our own code
 (Faust's windowed tables close on wall-clock time: see docs/DESIGN.md).
 
 - `consume_predictions`: predictions topic -> `Pipeline.on_predictions` (stage 1)
+- `consume_labels`: labels topic -> `Pipeline.on_labels` (the label join, stage 1)
 - `consume_partials`: the partials topic (keyed by model) -> `Pipeline.on_partials` (stage 2)
-- `close_idle_windows`: every second, `Pipeline.on_timer`
+- `declare_idle_partitions`: every second, consumer lag and `Pipeline.declare_idle`
 
 Every message a batch produces (DLQ, partials, events, summaries, checkpoints) is confirmed by
 the broker before the agent takes the next batch, i.e. before the batch can be acked.
