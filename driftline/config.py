@@ -39,6 +39,18 @@ __all__ = [
 
 ENV_PREFIX = "DRIFTLINE_"
 DEFAULT_CONFIG_PATH = Path("config/driftline.yaml")
+# DRIFTLINE_* variables that are not config keys (the local stack's scripts and the tests read
+# them); any other DRIFTLINE_* variable that names no key is a mistake and fails at start.
+NON_CONFIG_VARIABLES = frozenset(
+    {
+        "DRIFTLINE_CACHE",
+        "DRIFTLINE_RUN",
+        "DRIFTLINE_LOGS",
+        "DRIFTLINE_PROMETHEUS_URL",
+        "DRIFTLINE_ALERTMANAGER_URL",
+        "DRIFTLINE_DEBUG_LOGS",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -241,7 +253,42 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         raw = loaded
+    _check_environment(environ)
     return _build(Config, raw, prefix="", environ=environ)
+
+
+def environment_variables(cls: type[Any] = Config, prefix: str = "") -> dict[str, str]:
+    """Every `DRIFTLINE_*` variable the config reads, mapped to its key.
+
+    >>> environment_variables()["DRIFTLINE_TOPICS_PREDICTIONS"]
+    'topics.predictions'
+    """
+    names: dict[str, str] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            names.update(environment_variables(hints[f.name], f"{key}."))
+        else:
+            names[ENV_PREFIX + key.replace(".", "_").upper()] = key
+    return names
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """A misspelled `DRIFTLINE_*` variable fails like an unknown key instead of being ignored.
+
+    >>> load_config(environ={"DRIFTLINE_TOPIC_PREDICTIONS": "mine"})
+    Traceback (most recent call last):
+    ...
+    driftline.config.ConfigError: unknown environment variable DRIFTLINE_TOPIC_PREDICTIONS (did you mean DRIFTLINE_TOPICS_PREDICTIONS?)
+    """
+    known = environment_variables()
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NON_CONFIG_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown environment variable {name}{hint}")
 
 
 _T = TypeVar("_T")
