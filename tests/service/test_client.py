@@ -110,3 +110,52 @@ def test_delivery_failures_reach_the_caller(kafka: Any) -> None:
         logger.flush(timeout=20)
     assert error.value.failures[0][0] == "p1"
     assert "1 record(s) were not delivered" in str(error.value)
+
+
+def test_loggers_follow_the_environment_like_the_worker(
+    kafka: Any, isolated_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A user who sets DRIFTLINE_TOPICS_PREDICTIONS (as documented) publishes into that topic,
+    with the defaults (no topic argument) and with from_config()."""
+    config, env = isolated_config
+    _topics(kafka.bootstrap_servers, config.topics.predictions, config.topics.labels)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with PredictionLogger() as default, PredictionLogger.from_config() as configured:
+        assert default.topic == configured.topic == config.topics.predictions
+        for i, logger in enumerate((default, configured)):
+            logger.log(
+                prediction_id=f"env-{i}",
+                model="m",
+                model_version="1",
+                features={"x": 1.0},
+                prediction=1,
+            )
+    with LabelLogger(kafka.bootstrap_servers) as labels:  # only the broker given: topic from env
+        assert labels.topic == config.topics.labels
+        labels.log(prediction_id="env-0", label=1)
+
+    def ids(topic: str) -> set[str]:
+        reader = TopicReader(config, topic, start="beginning")
+        try:
+            return {orjson.loads(m.value())["prediction_id"] for m in reader.messages(20, idle=3)}
+        finally:
+            reader.close()
+
+    assert ids(config.topics.predictions) == {"env-0", "env-1"}
+    assert ids(config.topics.labels) == {"env-0"}
+
+
+def test_loggers_take_the_kafka_security_settings_of_the_config(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_USERNAME", "inference")
+    monkeypatch.setenv("DRIFTLINE_KAFKA_SASL_PASSWORD", "hunter2")
+    logger = LabelLogger.from_config(settings={"message.timeout.ms": 1000})
+    assert logger.settings["security.protocol"] == "SASL_SSL"
+    assert logger.settings["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert logger.settings["sasl.username"] == "inference"
+    assert logger.settings["sasl.password"] == "***"  # never kept in clear on the object
+    assert logger.settings["message.timeout.ms"] == 1000
