@@ -103,6 +103,17 @@ def populate(store: PostgresStore, model: str, now: datetime | None = None) -> d
                         detected_at=w1 + timedelta(seconds=20), evidence={"window": i},
                     )
                 )  # fmt: skip
+            if version == "1" and i == 18:
+                rows["drift_events"].append(
+                    _row(
+                        "drift_events",
+                        event_id=_id(model, "importance", i), event_time=w0,
+                        schema_version=1, type="feature_importance_shift", severity="warning",
+                        model=model, model_version=version, feature="amount", test="rank",
+                        statistic=0.4, window_start=w0, window_end=w1, detected_at=w1,
+                        evidence={"rank_before": 3, "rank_after": 1},
+                    )
+                )  # fmt: skip
             if version == "1" and i in (16, 20):
                 rows["drift_events"].append(
                     _row(
