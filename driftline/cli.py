@@ -77,6 +77,13 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_reference(args: argparse.Namespace) -> int:
+    from driftline.configdoc import render_reference
+
+    print(render_reference(), end="")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftline.demo import run_demo
 
@@ -440,6 +447,10 @@ def build_parser() -> argparse.ArgumentParser:
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
     show = _command(config_commands, "show", "print the validated config as YAML (secrets masked)")
     show.set_defaults(func=cmd_config_show)
+    reference_doc = _command(
+        config_commands, "reference", "print the configuration reference (docs/CONFIGURATION.md)"
+    )
+    reference_doc.set_defaults(func=cmd_config_reference)
 
     simulate = _command(commands, "simulate", "publish realistic fraud-model traffic, with drift")
     simulate.add_argument("--records", type=int, default=100_000, help="predictions to publish")

@@ -72,7 +72,7 @@ def format_history(rows: Sequence[dict[str, Any]], table: bool = True) -> str:
         return "\n".join(lines)
     header = (
         f"{'window start (UTC)':16}  {'version':7}  {'test':6}  {'statistic':9}  "
-        f"{'p (adj.)':8}  {'effect':11}  {'score':6}  verdict"
+        f"{'p (adj.)':8}  {'measure':11}  {'score':6}  verdict"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
