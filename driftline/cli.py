@@ -240,6 +240,12 @@ def cmd_alerts_tail(args: argparse.Namespace) -> int:
     reader = TopicReader(
         config, config.topics.alerts, start="beginning" if args.from_beginning else "end"
     )
+    print(
+        f"following {config.topics.alerts} on {config.kafka.bootstrap_servers}"
+        f"{' from the beginning' if args.from_beginning else ''} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         for message in reader.messages(timeout=args.timeout):
             event = orjson.loads(message.value() or b"{}")
@@ -339,10 +345,18 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    from driftline.sinks.notify import run_notifier
+    from driftline.sinks.notify import channels_from_config, run_notifier
 
     config = _config(args)
-    _kafka(args, config.topics.alerts)
+    _kafka(args, config.topics.alerts, config.topics.metrics)
+    names = [channel.name for channel in channels_from_config(config.notifications)]
+    logging.getLogger("driftline.notify").info(
+        "notify: following %s and %s on %s; channels: %s",
+        config.topics.alerts,
+        config.topics.metrics,
+        config.kafka.bootstrap_servers,
+        ", ".join(names) or "none (configure notifications.*)",
+    )
     return run_notifier(config, timeout=args.timeout)
 
 
@@ -395,11 +409,18 @@ def _command(
     name: str,
     help: str,
 ) -> argparse.ArgumentParser:
-    """A subcommand that also accepts -v and --config after its name."""
+    """A subcommand that also accepts -v and --config after its name. Without an action (e.g.
+    `driftline topics`), a command group prints its own help."""
     parser: argparse.ArgumentParser = commands.add_parser(
         name, help=help, description=help, parents=[_COMMON]
     )
+    parser.set_defaults(func=lambda args: _print_help(parser))
     return parser
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
 
 
 def _common_options(parser: argparse.ArgumentParser, default: object) -> argparse.ArgumentParser:
@@ -439,12 +460,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=cmd_worker)
 
     topics = _command(commands, "topics", "manage driftline's Kafka topics")
-    topics_commands = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    topics_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
     create = _command(topics_commands, "create", "create missing topics and check co-partitioning")
     create.set_defaults(func=cmd_topics_create)
 
     config = _command(commands, "config", "inspect the configuration")
-    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION")
     show = _command(config_commands, "show", "print the validated config as YAML (secrets masked)")
     show.set_defaults(func=cmd_config_show)
     reference_doc = _command(
@@ -485,9 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.set_defaults(func=cmd_simulate)
 
     reference = _command(commands, "reference", "reference profiles")
-    reference_commands = reference.add_subparsers(
-        dest="reference_command", required=True, metavar="ACTION"
-    )
+    reference_commands = reference.add_subparsers(dest="reference_command", metavar="ACTION")
     build = _command(reference_commands, "build", "build a reference profile from a training set")
     source = build.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -543,9 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.set_defaults(func=cmd_reference_build)
 
     features = _command(commands, "features", "per-feature drift history (from PostgreSQL)")
-    features_commands = features.add_subparsers(
-        dest="features_command", required=True, metavar="ACTION"
-    )
+    features_commands = features.add_subparsers(dest="features_command", metavar="ACTION")
     feature_history = _command(
         features_commands, "history", "drift scores of one feature over time"
     )
@@ -582,7 +599,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     alerts = _command(commands, "alerts", "drift events and the alert history")
-    alerts_commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    alerts_commands = alerts.add_subparsers(dest="alerts_command", metavar="ACTION")
     tail = _command(alerts_commands, "tail", "follow the alerts topic and print events")
     tail.add_argument("--json", action="store_true", help="one JSON object per line")
     tail.add_argument(
@@ -614,9 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
     notify.set_defaults(func=cmd_notify)
 
     dashboards = _command(commands, "dashboards", "generate the Grafana dashboards")
-    dashboards_commands = dashboards.add_subparsers(
-        dest="dashboards_command", required=True, metavar="ACTION"
-    )
+    dashboards_commands = dashboards.add_subparsers(dest="dashboards_command", metavar="ACTION")
     write = _command(dashboards_commands, "write", "regenerate deploy/grafana/dashboards/*.json")
     write.set_defaults(func=cmd_dashboards_write)
 
@@ -630,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     # -- PostgreSQL store and sink ----------------------------------------------------------
     db = _command(commands, "db", "driftline's PostgreSQL store")
-    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
     db_upgrade = _command(db_commands, "upgrade", "apply pending schema migrations")
     db_upgrade.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     db_upgrade.set_defaults(func=cmd_db_upgrade)
@@ -643,7 +658,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_retention.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     db_retention.set_defaults(func=cmd_db_retention)
     sink = _command(commands, "sink", "write driftline's output to external stores")
-    sink_commands = sink.add_subparsers(dest="sink_command", required=True, metavar="STORE")
+    sink_commands = sink.add_subparsers(dest="sink_command", metavar="STORE")
     sink_postgres = _command(
         sink_commands, "postgres", "consume the metrics and alerts topics into PostgreSQL"
     )

@@ -69,10 +69,18 @@ def check_kafka(config: Config, topics: Iterable[str] = (), timeout: float = 5.0
     except KafkaException as exc:
         admin.poll(0.1)  # serves error_cb: librdkafka's reason (refused, DNS, TLS, SASL)
         reason = errors[-1] if errors else exc.args[0].str()
+        security = re.search(r"SASL|SSL|auth|certificate|handshake", reason, re.IGNORECASE)
+        hint = (
+            "check kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, "
+            "kafka.sasl_password and kafka.ssl_cafile (DRIFTLINE_KAFKA_*) against the "
+            "broker's listener"
+            if security
+            else "check kafka.bootstrap_servers (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS) and that "
+            "the broker is running"
+        )
         raise CommandError(
             f"cannot reach Kafka at {servers} ({config.kafka.security_protocol}) within "
-            f"{timeout:g} s: {_kafka_reason(reason)}; check kafka.bootstrap_servers "
-            "(DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS) and that the broker is running"
+            f"{timeout:g} s: {_kafka_reason(reason)}; {hint}"
         ) from None
     auth = [e for e in errors if "auth" in e.lower() or "SASL" in e]
     if auth:
@@ -145,12 +153,13 @@ def expected(exc: BaseException) -> bool:
         OperationalError,
         PoolTimeout,
     )
-    return isinstance(exc, known)
+    # TopicError (driftline.streams.topics): a topic is missing or not co-partitioned
+    return isinstance(exc, known) or type(exc).__name__ == "TopicError"
 
 
 def explain(exc: BaseException, config: Config | None = None) -> str:
     """The one line for an exception that escaped a command."""
-    if isinstance(exc, CommandError):
+    if isinstance(exc, CommandError) or type(exc).__name__ == "TopicError":
         return str(exc)
     if isinstance(exc, ConfigError):
         return f"configuration error: {exc}"

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
 from driftline.cli import main
 from driftline.sinks.store import PostgresStore
@@ -253,17 +252,3 @@ def test_pool_timeout_is_unwrapped_to_the_server_reason(postgres_url: str) -> No
         store.upgrade()
     line = explain(caught.value, config)
     assert "password authentication failed" in line and "wrong-password" not in line
-
-
-def test_missing_topic_is_one_line(
-    kafka: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", kafka.bootstrap_servers)
-    topic = f"missing-{uuid.uuid4().hex[:8]}.alerts"
-    monkeypatch.setenv("DRIFTLINE_TOPICS_ALERTS", topic)
-    assert main(["alerts", "tail", "--timeout", "1"]) == 1
-    err = capsys.readouterr().err
-    assert f"topic {topic} does not exist" in err and "driftline topics create" in err
-    assert err.count("\n") == 1 and "Traceback" not in err
-    admin = AdminClient({"bootstrap.servers": kafka.bootstrap_servers})
-    assert topic not in admin.list_topics(timeout=10).topics  # the check did not create it

@@ -328,3 +328,8 @@ def test_window_event_lines_show_iso_times() -> None:
     )  # fmt: skip
     assert line.startswith("2025-12-02T00:00:05Z CRITICAL data_drift fraud/1 amount: psi=0.31")
     assert "window 2025-12-01T23:55:00Z..2025-12-02T00:00:00Z" in line and "None" not in line
+
+
+def test_a_command_group_alone_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["reference"], capsys)
+    assert code == 2 and "usage: driftline reference" in out and "build" in out and not err
