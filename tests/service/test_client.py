@@ -225,3 +225,23 @@ def test_alerts_tail_prints_readable_lines(
         "2026-01-01T00:05:00Z WARNING  data_drift fraud/3 amount: psi=0.42, window"
         " 2026-01-01T00:00:00Z..2026-01-01T00:05:00Z [" + "d" * 32 + "]",
     ]
+
+
+def test_notify_says_what_it_follows_at_start(
+    kafka: Any,
+    isolated_config: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config, env = isolated_config
+    _topics(kafka.bootstrap_servers, config.topics.alerts, config.topics.metrics)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DRIFTLINE_NOTIFICATIONS_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    with caplog.at_level("INFO", logger="driftline.notify"):
+        assert main(["notify", "--timeout", "1"]) == 0
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "driftline.notify"]
+    assert line == (
+        f"notify: following {config.topics.alerts} and {config.topics.metrics} on "
+        f"{kafka.bootstrap_servers}; channels: webhook"
+    )
