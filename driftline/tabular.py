@@ -57,6 +57,7 @@ __all__ = [
 
 _DELIMITERS = ",;\t|"
 _ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key)$|^id[_\-]|_id$", re.IGNORECASE)
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+(,\d+)?\s*$")
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 
@@ -106,11 +107,26 @@ class Table:
         (None for missing): what the reference profile infers types from."""
         values = self.columns[name]
         floats = _floats(values)
+        if floats is None and name in self.decimal_comma_columns():
+            floats = _floats([None if v is None else v.replace(",", ".") for v in values])
         if floats is not None:
             return floats
         out = np.empty(len(values), dtype=object)
         out[:] = [None if v is None else str(v) for v in values]
         return out
+
+    def decimal_comma_columns(self) -> list[str]:
+        """Text columns whose every value is a number written with a decimal comma ("12,5"),
+        as spreadsheets in many locales save them; only when the delimiter is not a comma."""
+        if self.delimiter in (None, ","):
+            return []
+        return [
+            name
+            for name, values in self.columns.items()
+            if any(v is not None for v in values)
+            and all(v is None or _DECIMAL_COMMA.match(str(v)) for v in values)
+            and any(v is not None and "," in str(v) for v in values)
+        ]
 
     def scores(self, name: str) -> NDArray[np.float64]:
         """The score column as floats; a cell that is not a number is an error (row named)."""
@@ -174,7 +190,8 @@ def read_table(path: str | Path, delimiter: str | None = None) -> Table:
     if duplicated:
         raise TableError(f"{path}: duplicated column name(s) {', '.join(duplicated)}")
     columns = {
-        name: [row[i] if row[i] != "" else None for row in rows] for i, name in enumerate(header)
+        name: [cell if cell != "" else None for cell in cells]
+        for name, cells in zip(header, zip(*rows, strict=True), strict=True)
     }
     return Table(path, columns, delimiter)
 
@@ -215,16 +232,17 @@ def _float(value: Any) -> float | None:
 
 
 def _floats(values: Sequence[Any]) -> NDArray[np.float64] | None:
-    out = np.empty(len(values), dtype=np.float64)
-    for i, v in enumerate(values):
-        if v is None:
-            out[i] = math.nan
-            continue
-        f = _float(v)
-        if f is None:
-            return None
-        out[i] = f
-    return out
+    """Floats (missing -> NaN) if every present value is a number or a numeric string, else None.
+
+    >>> _floats(["1.5", None, 2]).tolist(), _floats(["1", "x"]), _floats([True, 1.0])
+    ([1.5, nan, 2.0], None, None)
+    """
+    if any(isinstance(v, bool) for v in values):
+        return None  # booleans are categories, not 0/1 numbers
+    try:  # numpy parses the strings in C: ~20x faster than float() per cell
+        return np.array(["nan" if v is None else v for v in values], dtype=np.float64)
+    except (ValueError, TypeError):
+        return None
 
 
 def as_labels(values: Sequence[Any]) -> NDArray[np.object_]:
@@ -329,6 +347,9 @@ def reference_from_table(
             f"column {name!r} looks like an identifier ({why}): drift on it is noise; "
             f"leave it out with --exclude {name}"
         )
+    for name in table.decimal_comma_columns():
+        if name in names:
+            warnings.append(f"column {name!r}: read decimal commas as decimal points (12,5 = 12.5)")
     score = table.scores(score_column) if score_column else None
     prediction = as_labels(table.columns[prediction_column]) if prediction_column else None
     if prediction is None and score is not None:

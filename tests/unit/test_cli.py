@@ -333,3 +333,17 @@ def test_window_event_lines_show_iso_times() -> None:
 def test_a_command_group_alone_prints_its_help(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run(["reference"], capsys)
     assert code == 2 and "usage: driftline reference" in out and "build" in out and not err
+
+
+def test_semicolon_csv_with_decimal_commas_is_numeric(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A spreadsheet export in many locales: `;` between fields, `,` in numbers."""
+    rows = [[r[0], r[1].replace(".", ","), *r[2:]] for r in _rows()]
+    csv = _csv(tmp_path / "excel.csv", ";", rows)
+    code, _, err = _run(_build(tmp_path, "--csv", str(csv), "--exclude", "txn_id"), capsys)
+    profile = json.loads((tmp_path / "profile.json").read_text())
+    assert code == 0 and profile["feature_types"]["amount"] == "numeric"
+    assert "column 'amount': read decimal commas" in err
+    expected = sum(float(r[1]) for r in _rows() if r[1]) / sum(1 for r in _rows() if r[1])
+    assert profile["numeric"]["amount"]["mean"] == pytest.approx(expected)
