@@ -480,8 +480,8 @@ def _sdk_dashboard(dashboard: Dashboard) -> Any:
             .icon_color("red")
             .target(annotation)
         )
-    for panel in dashboard.panels:
-        builder = builder.with_panel(_sdk_panel(panel))
+    for number, panel in enumerate(dashboard.panels, start=1):
+        builder = builder.with_panel(_sdk_panel(panel).id(number))
     return builder.build()
 
 

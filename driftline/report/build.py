@@ -351,8 +351,17 @@ def alert_timeline(data: ReportData) -> Section | None:
 
 def history(data: ReportData) -> list[Section]:
     """Retraining runs and A/B tests, as stored (tables of later features, when present)."""
+    return _stored_tables(data.history)
+
+
+def quality_tables(data: ReportData) -> list[Section]:
+    """Data-quality findings stored by the data-quality checks, when their tables exist."""
+    return _stored_tables({t: rows for t, rows in data.quality.items() if rows})
+
+
+def _stored_tables(tables: dict[str, Rows]) -> list[Section]:
     sections = []
-    for table, rows in data.history.items():
+    for table, rows in tables.items():
         title = table.replace("_", " ").capitalize()
         if not rows:
             sections.append(Section(title, "None in the store."))
@@ -371,6 +380,7 @@ def sections(data: ReportData) -> list[Section]:
         drift_scores(data),
         heatmap(data),
         data_quality(data),
+        *quality_tables(data),
         performance(data),
         *latency(data),
         alert_timeline(data),

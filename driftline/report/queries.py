@@ -23,6 +23,7 @@ Rows = list[dict[str, Any]]
 
 # Tables written by later features; shown as they are when they exist.
 HISTORY_TABLES = ("retraining_runs", "ab_tests", "ab_test_results", "model_promotions")
+DATA_QUALITY_TABLES = ("data_quality", "data_quality_issues", "data_quality_windows")
 
 
 @dataclass
@@ -39,6 +40,7 @@ class ReportData:
     events: Rows = field(default_factory=list)
     open_alerts: dict[str, int] = field(default_factory=dict)  # model_version -> open alerts
     history: dict[str, Rows] = field(default_factory=dict)  # table -> rows (present tables only)
+    quality: dict[str, Rows] = field(default_factory=dict)  # data-quality tables, when present
 
 
 @contextmanager
@@ -163,23 +165,34 @@ def load_report_data(
             base,
         )
         data.open_alerts = {str(r["model_version"]): int(r["open"]) for r in rows}
-    for table in HISTORY_TABLES:
-        if not _exists(conn, table):
-            continue
-        columns = _columns(conn, table)
-        if "model" not in columns:
-            continue
-        times = [
-            c for c in ("requested_at", "started_at", "created_at", "finished_at") if c in columns
-        ]
-        order = (
-            sql.SQL(" ORDER BY {} DESC").format(sql.Identifier(times[0])) if times else sql.SQL("")
-        )
-        data.history[table] = _rows(
-            conn,
-            sql.SQL("SELECT * FROM {} WHERE model = %s").format(sql.Identifier(table))
-            + order
-            + sql.SQL(" LIMIT 100"),
-            [model],
-        )
+    for table in HISTORY_TABLES + DATA_QUALITY_TABLES:
+        stored = _table_rows(conn, table, model, since, until)
+        if stored is not None:
+            target = data.quality if table in DATA_QUALITY_TABLES else data.history
+            target[table] = stored
     return data
+
+
+_TIME_COLUMNS = ("window_start", "event_time", "requested_at", "started_at", "created_at")
+
+
+def _table_rows(
+    conn: psycopg.Connection[Any], table: str, model: str, since: datetime, until: datetime
+) -> Rows | None:
+    """The model's rows of a table whose layout this module does not know (None if absent):
+    in the period when the table has a time column, newest first, at most 100."""
+    if not _exists(conn, table):
+        return None
+    columns = _columns(conn, table)
+    if "model" not in columns:
+        return None
+    times = [c for c in _TIME_COLUMNS if c in columns]
+    query = sql.SQL("SELECT * FROM {} WHERE model = %s").format(sql.Identifier(table))
+    params: list[Any] = [model]
+    if times:
+        column = sql.Identifier(times[0])
+        query += sql.SQL(" AND {} >= %s AND {} < %s ORDER BY {} DESC").format(
+            column, column, column
+        )
+        params += [since, until]
+    return _rows(conn, query + sql.SQL(" LIMIT 100"), params)

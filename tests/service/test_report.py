@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from driftline.cli import main
@@ -154,6 +155,16 @@ def test_report_renders_every_plot_without_network(
 ) -> None:
     url, schema = store
     monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", url)
+    with psycopg.connect(url, options=f"-c search_path={schema}", autocommit=True) as conn:
+        # Tables of later features (A/B tests, data quality): shown as stored when present.
+        conn.execute(
+            "CREATE TABLE ab_tests (model text, started_at timestamptz, challenger text,"
+            " winner text); INSERT INTO ab_tests VALUES ('fraud', now(), '2', 'challenger-v2')"
+        )
+        conn.execute(
+            "CREATE TABLE data_quality_issues (model text, window_start timestamptz, issue text);"
+            " INSERT INTO data_quality_issues VALUES ('fraud', now(), 'null-rate-spike-xyz')"
+        )
     out = tmp_path / "report.html"
     assert (
         main(["report", "--model", "fraud", "--since", "3h", "-o", str(out), "--schema", schema])
@@ -188,6 +199,9 @@ def test_report_renders_every_plot_without_network(
     assert plots["alerts"]["traces"] == 2  # warning and critical
     assert probe["tables"] >= 1  # the summary (and the retraining runs, empty: none)
     assert "DRIFTED" in html and "amount, merchant_category" in html
+    assert "<h2>Ab tests</h2>" in html and "challenger-v2" in html
+    assert "<h2>Data quality issues</h2>" in html and "null-rate-spike-xyz" in html
+    assert "<h2>Retraining runs</h2>" in html  # the table exists (0001), empty: said so
 
 
 def test_report_for_an_unknown_model_says_what_to_check(
