@@ -699,7 +699,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from driftline.diagnose import expected, explain
 
         if args.verbose:
-            logging.getLogger("driftline").exception("%s failed", args.command)
+            import traceback
+
+            traceback.print_exc()
         config = getattr(args, "_loaded_config", None)
         hint = "" if args.verbose or expected(exc) else " (run with -v for the traceback)"
         print(f"driftline {_command_path(args)}: {explain(exc, config)}{hint}", file=sys.stderr)

@@ -347,3 +347,13 @@ def test_semicolon_csv_with_decimal_commas_is_numeric(
     assert "column 'amount': read decimal commas" in err
     expected = sum(float(r[1]) for r in _rows() if r[1]) / sum(1 for r in _rows() if r[1])
     assert profile["numeric"]["amount"]["mean"] == pytest.approx(expected)
+
+
+def test_traceback_only_with_verbose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    csv = _csv(tmp_path / "train.csv")
+    argv = _build(tmp_path, "--csv", str(csv), "--bins", "0", "--exclude", "txn_id")
+    code, _, err = _run(argv, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert err.endswith("must be >= 1 (ValueError) (run with -v for the traceback)\n")
+    code, _, err = _run([*argv, "-v"], capsys)
+    assert code == 1 and "Traceback (most recent call last)" in err
