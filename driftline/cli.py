@@ -294,9 +294,10 @@ def cmd_sink_postgres(args: argparse.Namespace) -> int:
         flush_interval=args.flush_interval,
         max_buffer=args.max_buffer,
     )
-    _kafka(args)
+    # No fail-fast check here: the sink is a service that waits for PostgreSQL at start
+    # (migrations retried while the database is unreachable) and rides out outages.
     return run_postgres_sink(
-        _postgres(args), metrics_port=args.metrics_port, settings=settings, schema=args.schema
+        _config(args), metrics_port=args.metrics_port, settings=settings, schema=args.schema
     )
 
 
