@@ -241,6 +241,45 @@ def cmd_notify(args: argparse.Namespace) -> int:
     return run_notifier(_config(args), timeout=args.timeout)
 
 
+# -- retraining and A/B tests (logic in driftline/retrain/commands.py) -------------------------
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain(_config(args), args.retrain_model, args.reason, args.schema)
+
+
+def cmd_retrain_history(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_history(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_retrain_serve(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_serve(_config(args), args.metrics_port, args.schema)
+
+
+def cmd_ab_status(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_status(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_ab_stop(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_stop(_config(args), args.model, args.schema)
+
+
+def cmd_sink_training_sample(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.training_sample(_config(args), args.schema)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline",
@@ -407,6 +446,46 @@ def build_parser() -> argparse.ArgumentParser:
     sink_postgres.add_argument("--schema", default=None, help=schema_help)
     sink_postgres.set_defaults(func=cmd_sink_postgres)
     # -- end of the PostgreSQL block --------------------------------------------------------
+
+    # -- retraining and A/B tests (docs/RETRAINING.md) --------------------------------------
+    sink_sample = sink_commands.add_parser(
+        "training-sample", help="keep a sample of labelled predictions for retraining"
+    )
+    sink_sample.add_argument("--schema", default=None, help=schema_help)
+    sink_sample.set_defaults(func=cmd_sink_training_sample)
+    retrain = commands.add_parser(
+        "retrain", help="retrain a model now (--model M --reason ...), history, serve"
+    )
+    retrain.add_argument("--model", dest="retrain_model", help="the model to retrain now")
+    retrain.add_argument("--reason", help="why (recorded with the run)")
+    retrain.add_argument("--schema", default=None, help=schema_help)
+    retrain.set_defaults(func=cmd_retrain)
+    retrain_commands = retrain.add_subparsers(dest="retrain_command", metavar="ACTION")
+    retrain_history = retrain_commands.add_parser(
+        "history", help="versions, runs and every policy evaluation of a model"
+    )
+    retrain_history.add_argument("--model", required=True)
+    retrain_history.add_argument("--json", action="store_true", help="one JSON object per line")
+    retrain_history.add_argument("--schema", default=None, help=schema_help)
+    retrain_history.set_defaults(func=cmd_retrain_history)
+    retrain_serve = retrain_commands.add_parser(
+        "serve", help="follow the alerts topic: triggers, retraining, A/B tests"
+    )
+    retrain_serve.add_argument("--metrics-port", type=int, default=9110, help="/metrics port")
+    retrain_serve.add_argument("--schema", default=None, help=schema_help)
+    retrain_serve.set_defaults(func=cmd_retrain_serve)
+    ab = commands.add_parser("ab", help="champion/challenger A/B tests")
+    ab_commands = ab.add_subparsers(dest="ab_command", required=True, metavar="ACTION")
+    ab_status = ab_commands.add_parser("status", help="the running (or last) A/B test of a model")
+    ab_status.add_argument("--model", required=True)
+    ab_status.add_argument("--json", action="store_true")
+    ab_status.add_argument("--schema", default=None, help=schema_help)
+    ab_status.set_defaults(func=cmd_ab_status)
+    ab_stop = ab_commands.add_parser("stop", help="end a model's A/B test (champion keeps all)")
+    ab_stop.add_argument("--model", required=True)
+    ab_stop.add_argument("--schema", default=None, help=schema_help)
+    ab_stop.set_defaults(func=cmd_ab_stop)
+    # -- end of the retraining block ----------------------------------------------------------
     return parser
 
 
