@@ -87,7 +87,7 @@ CREATE TABLE training_samples (
     inserted_at   timestamptz      NOT NULL DEFAULT now(),
     PRIMARY KEY (prediction_id, model)
 );
-CREATE INDEX training_samples_version_time ON training_samples (model, model_version, event_time DESC);
+CREATE INDEX training_samples_version_time ON training_samples (model, model_version, event_time DESC, prediction_id DESC);
 CREATE INDEX training_samples_labelled ON training_samples (model, labelled_at) WHERE label IS NOT NULL;
 CREATE INDEX training_samples_event_time ON training_samples (event_time);
 
