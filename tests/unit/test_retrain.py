@@ -62,7 +62,9 @@ def test_retraining_config_is_validated() -> None:
     assert config.retraining.challenger_traffic_share == 0.2
     with pytest.raises(ConfigError, match=r"retraining.challenger_traffic_share: must be in"):
         load_config(environ={"DRIFTLINE_RETRAINING_CHALLENGER_TRAFFIC_SHARE": "1.5"})
-    with pytest.raises(ConfigError, match=r"retraining\.pipeline: expected package\.module:function"):
+    with pytest.raises(
+        ConfigError, match=r"retraining\.pipeline: expected package\.module:function"
+    ):
         load_config(environ={"DRIFTLINE_RETRAINING_PIPELINE": "mymodule.train"})
     rates = load_config(environ={"DRIFTLINE_RETRAINING_SAMPLE_RATES": "fraud=1.0"}).retraining
     assert rates.sample_rate_for("fraud") == 1.0 and rates.sample_rate_for("credit") == 0.1
