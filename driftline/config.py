@@ -216,6 +216,7 @@ class RetrainingConfig:
     pipeline: str = "driftline.retrain.sklearn_pipeline:train"  # package.module:function
     artifact_dir: str = ".cache/artifacts"
     registry: Literal["postgres", "mlflow"] = "postgres"
+    mlflow_tracking_uri: str | None = None  # with registry: mlflow, e.g. http://mlflow:5000
     control_topic: str = "driftline.model-control"
     sample_rate: float = 0.1  # share of predictions kept in training_samples
     sample_rates: dict[str, float] = field(default_factory=dict)  # per model
@@ -270,6 +271,8 @@ class RetrainingConfig:
                 "retraining.ab_max_error_rate_increase and retraining.min_offline_improvement:"
                 " must be >= 0"
             )
+        if self.registry == "mlflow" and not self.mlflow_tracking_uri:
+            raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
         module, sep, function = self.pipeline.partition(":")
         if not sep or not module or not function.isidentifier():
             raise ConfigError(

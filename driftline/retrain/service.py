@@ -41,6 +41,7 @@ from driftline.retrain.pipeline import (
     TrainingResult,
     build_profile,
     champion_holdout_accuracy,
+    load_artifact,
     load_pipeline,
     store_artifact,
 )
@@ -149,6 +150,12 @@ class RetrainService:
         self._producer = Producer(
             {**config.kafka.confluent_settings(), "acks": "all", "enable.idempotence": True}
         )
+        self.mlflow: Any = None
+        if self.settings.registry == "mlflow":
+            from driftline.retrain.mlflow_registry import MlflowRegistry
+
+            assert self.settings.mlflow_tracking_uri is not None  # checked by the config
+            self.mlflow = MlflowRegistry(self.settings.mlflow_tracking_uri)
         self.ab_settings = ABSettings(
             alpha=self.settings.ab_alpha,
             mde=self.settings.ab_min_detectable_effect,
@@ -163,6 +170,21 @@ class RetrainService:
         self._producer.flush(30)
 
     # -- output ------------------------------------------------------------------------------
+
+    def sync_mlflow(self, model: str, version: str) -> bool | None:
+        """Mirror one version's registry row into MLflow (``registry: mlflow``); None when
+        MLflow is not configured. The artifact is uploaded only after its checksum matched."""
+        if self.mlflow is None:
+            return None
+        row = self.registry.version(model, version)
+        if row is None:
+            return False
+        artifact: Path | None = None
+        if row.get("artifact_path") and row.get("artifact_sha256"):
+            artifact_dir = Path(self.settings.artifact_dir)
+            load_artifact(artifact_dir, row["artifact_path"], row["artifact_sha256"])
+            artifact = artifact_dir / row["artifact_path"]
+        return bool(self.mlflow.sync(row, artifact))
 
     def _emit(
         self,
@@ -421,6 +443,7 @@ class RetrainService:
             reason=f"trained by run {run_id} ({reason})",
         )
         next_step = self._after_training(model, version, champion_version, offline)
+        self.sync_mlflow(model, version)
         self.registry.finish_run(
             run_id,
             "succeeded",
@@ -542,6 +565,8 @@ class RetrainService:
             )
             serving = champion
         self.publish_routing(RoutingDecision(model, serving, updated_at=time.time()))
+        for version in (champion, challenger):
+            self.sync_mlflow(model, version)
         metrics.AB_DECISIONS.labels(model, outcome).inc()
         guardrail = "guardrail" in evidence
         self._emit(

@@ -166,7 +166,7 @@ def _run_manual(env: dict[str, str], schema: str, model: str) -> subprocess.Pope
             "--schema",
             schema,
         ],
-        env={**os.environ, **env, "RETRAIN_TEST_SLEEP": "4"},
+        env={**os.environ, **env, "RETRAIN_TEST_SLEEP": "3"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -250,11 +250,17 @@ def _env_of(config: Config) -> dict[str, str]:
 
 
 def _challenger(
-    isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore, model: str
+    isolated_config: tuple[Config, dict[str, str]],
+    tmp_path: Path,
+    store: PostgresStore,
+    model: str,
+    **overrides: str,
 ) -> tuple[RetrainService, Config, str, str]:
     """A champion trained before a concept drift, then a retraining on post-drift data: the
     candidate beats the champion on the held-out slice and becomes challenger."""
-    config, _ = _setup(isolated_config, tmp_path, RETRAINING_AB_MIN_SAMPLES_PER_ARM="200")
+    config, _ = _setup(
+        isolated_config, tmp_path, RETRAINING_AB_MIN_SAMPLES_PER_ARM="200", **overrides
+    )
     service = RetrainService(config, store)
     champion = _champion(service, store, model)
     onset = time.time() + 10_000  # post-drift rows after every pre-drift row
