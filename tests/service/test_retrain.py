@@ -346,8 +346,19 @@ def test_better_challenger_is_promoted_and_ab_commands_show_it(
     assert main(["ab", "status", "--model", "fraud", *schema]) == 0
     out = capsys.readouterr().out
     assert "running" in out and f"challenger {challenger}" in out
+    from driftline.sinks.prometheus import REGISTRY
+
+    def decisions() -> float:
+        value = REGISTRY.get_sample_value(
+            "model_ab_decisions_total", {"model": "fraud", "decision": "promote"}
+        )
+        return value or 0.0
+
+    before = decisions()
     results = service.evaluate_tests()
     assert results[0][1] == "promote", results
+    assert decisions() == before + 1
+    assert REGISTRY.get_sample_value("model_ab_traffic_share", {"model": "fraud"}) == 0.0
     registry = Registry(store)
     assert registry.with_status("fraud", "champion")["model_version"] == challenger  # type: ignore[index]
     assert registry.version("fraud", champion)["status"] == "retired"  # type: ignore[index]
