@@ -13,17 +13,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 
 from driftline.detectors.profile import ReferenceProfile
 from driftline.local import start_worker_process, stop_worker_processes
-from driftline.retrain.pipeline import load_model, store_artifact
+from driftline.retrain.pipeline import store_artifact
 from driftline.retrain.registry import Registry
 from driftline.retrain.sample import TrainingSampleSink
 from driftline.retrain.service import RetrainService, ensure_control_topic, serve
 from driftline.retrain.sklearn_pipeline import fit, predict
+from driftline.retrain.traffic import RoutedService
 from driftline.router import ModelRouter, RoutingDecision
 from driftline.simulate import Drift, simulate
 from driftline.sinks.store import PostgresStore
@@ -123,8 +122,6 @@ def test_concept_drift_to_promotion_recovers_accuracy(
         for thread in threads:
             thread.start()
         registry = Registry(store)
-        models: dict[str, Any] = {"1": champion}
-        producer = Producer({**config.kafka.confluent_settings(), "linger.ms": 5})
         tally: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])  # phase, version
         marks: dict[str, float] = {}
         try:
@@ -133,6 +130,7 @@ def test_concept_drift_to_promotion_recovers_accuracy(
                 config.retraining.control_topic,
                 default_versions={MODEL: "1"},
             ) as router:
+                service = RoutedService(config, registry, router, MODEL, preloaded={"1": champion})
                 time.sleep(8)  # let the worker join its group before traffic starts
                 start = time.time()
                 served_after = 0
@@ -140,59 +138,34 @@ def test_concept_drift_to_promotion_recovers_accuracy(
                 while served_after < AFTER:
                     assert time.time() - start < 240, (dict(tally), marks)
                     assert worker.poll() is None, (tmp_path / "worker.log").read_text()[-3000:]
-                    records, labels = simulate(
-                        100,
-                        seed=21,
-                        first_index=index,
-                        start_time=start,
-                        rate_per_second=RATE,
-                        schedule=[Drift("concept", ONSET)],
-                        model=MODEL,
-                    )
-                    index += 100
                     decision = router.decision(MODEL)
                     promoted = decision is not None and decision.champion != "1"
                     if promoted and "promoted" not in marks:
                         marks["promoted"] = time.time()
                     if decision is not None and decision.challenger and "challenger" not in marks:
                         marks["challenger"] = time.time()
-                    by_version: dict[str, list[int]] = defaultdict(list)
-                    for i, record in enumerate(records):
-                        by_version[router.route(MODEL, record["prediction_id"])].append(i)
-                    for version, positions in by_version.items():
-                        if version not in models:
-                            row = registry.version(MODEL, version)
-                            assert row is not None
-                            models[version] = load_model(artifact_dir, row)
-                        predicted, scores = predict(
-                            models[version], [records[i]["features"] for i in positions]
-                        )
-                        for i, p, s in zip(positions, predicted, scores, strict=True):
-                            records[i].update(model_version=version, prediction=p, score=s)
+                    served = service.serve(
+                        100,
+                        seed=21,
+                        first_index=index,
+                        start_time=start,
+                        rate_per_second=RATE,
+                        schedule=[Drift("concept", ONSET)],
+                    )
+                    index += 100
                     phase = "before" if index / RATE <= ONSET else "after" if promoted else "during"
                     if phase == "during" and "onset" not in marks:
                         marks["onset"] = time.time()
-                    for record, label in zip(records, labels, strict=True):
-                        correct = int(record["prediction"] == label["label"])
-                        tally[(phase, record["model_version"])][0] += correct
-                        tally[(phase, record["model_version"])][1] += 1
-                        producer.produce(
-                            config.topics.predictions,
-                            key=record["prediction_id"],
-                            value=orjson.dumps(record),
-                        )
-                        producer.produce(
-                            config.topics.labels,
-                            key=label["prediction_id"],
-                            value=orjson.dumps(label),
-                        )
-                    producer.poll(0)
+                    for record, label in served:
+                        key = (phase, record["model_version"])
+                        tally[key][0] += int(record["prediction"] == label["label"])
+                        tally[key][1] += 1
                     if phase == "after":
-                        served_after += len(records)
+                        served_after += len(served)
                     lag = start + index / RATE - time.time()
                     if lag > 0:
                         time.sleep(lag)
-                producer.flush(30)
+                service.flush()
         finally:
             stop.set()
             stop_worker_processes([worker])
