@@ -421,7 +421,7 @@ class RetrainService:
                 "retraining_failed",
                 "critical",
                 model,
-                champion_version or "",
+                champion_version or "unregistered",  # the sinks need a non-empty version
                 {"run_id": run_id, "error": error, "policy": policy.name, "reason": reason},
                 identity=run_id,
             )

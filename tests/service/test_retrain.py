@@ -22,7 +22,7 @@ from driftline.retrain.sample import TrainingSampleSink, read_stratified, sample
 from driftline.retrain.service import RetrainService, ensure_control_topic
 from driftline.router import ModelRouter
 from driftline.simulate import simulate
-from driftline.sinks.store import PostgresStore
+from driftline.sinks.store import PostgresStore, rows_from_message
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
 from tests.service.test_retrain_helpers import (
@@ -223,6 +223,7 @@ def test_failing_pipeline_records_alerts_and_keeps_the_champion(
         reader.close()
     failed = [e for e in events if e["type"] == "retraining_failed"]
     assert len(failed) == 1 and failed[0]["severity"] == "critical"
+    rows_from_message("alerts", orjson.dumps(failed[0]))  # the PostgreSQL sink accepts it
     assert failed[0]["evidence"]["error"] == "RuntimeError: feature store unreachable"
     registry = Registry(store)
     run = registry.runs("fraud")[0]
@@ -325,6 +326,7 @@ def test_guardrail_breach_rolls_back_at_once(
     assert results[0][1] == "rollback" and "guardrail: latency p99" in results[0][2]
     decision = [e for e in events if e["type"] == "ab_decision"]
     assert decision and decision[0]["severity"] == "critical"
+    rows_from_message("alerts", orjson.dumps(decision[0]))  # the PostgreSQL sink accepts it
     assert decision[0]["evidence"]["decision"] == "rollback"
 
 

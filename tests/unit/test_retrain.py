@@ -66,7 +66,7 @@ def test_retraining_config_is_validated() -> None:
         ConfigError, match=r"retraining\.pipeline: expected package\.module:function"
     ):
         load_config(environ={"DRIFTLINE_RETRAINING_PIPELINE": "mymodule.train"})
-    with pytest.raises(ConfigError, match="retraining.mlflow_tracking_uri: required"):
+    with pytest.raises(ConfigError, match=r"retraining\.mlflow_tracking_uri: required"):
         load_config(environ={"DRIFTLINE_RETRAINING_REGISTRY": "mlflow"})
     rates = load_config(environ={"DRIFTLINE_RETRAINING_SAMPLE_RATES": "fraud=1.0"}).retraining
     assert rates.sample_rate_for("fraud") == 1.0 and rates.sample_rate_for("credit") == 0.1
