@@ -152,7 +152,9 @@ def test_training_sample_consumer_keeps_hash_chosen_predictions_and_fills_labels
     assert sum(r["label"] == 0 for r in stratified) <= 80
 
 
-def _run_manual(env: dict[str, str], schema: str, model: str) -> subprocess.Popen[bytes]:
+def _run_manual(
+    env: dict[str, str], schema: str, model: str, release: Path
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
             sys.executable,
@@ -166,7 +168,7 @@ def _run_manual(env: dict[str, str], schema: str, model: str) -> subprocess.Pope
             "--schema",
             schema,
         ],
-        env={**os.environ, **env, "RETRAIN_TEST_SLEEP": "3"},
+        env={**os.environ, **env, "RETRAIN_TEST_RELEASE": str(release)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -184,11 +186,23 @@ def test_lock_and_cooldown_hold_with_two_processes(
     )
     add_sample(store, 1500, model="credit", version="1", seed=2)
     assert store.schema is not None
-    first = [_run_manual(env, store.schema, "credit") for _ in range(2)]
-    outputs = [p.communicate(timeout=120)[0].decode() for p in first]
-    assert sorted(p.returncode for p in first) == [0, 1], outputs
-    assert any("suppressed: lock" in out for out in outputs), outputs
-    second = [_run_manual(env, store.schema, "credit") for _ in range(2)]
+    release = tmp_path / "release"
+    # Two processes at once: whichever takes the lock trains, and its pipeline waits until the
+    # other process has finished (suppressed by the lock, the only way it can end).
+    first = [_run_manual(env, store.schema, "credit", release) for _ in range(2)]
+    deadline = time.monotonic() + 120
+    while all(p.poll() is None for p in first):
+        assert time.monotonic() < deadline, "neither process finished"
+        time.sleep(0.1)
+    loser = next(p for p in first if p.poll() is not None)
+    assert loser.returncode == 1
+    assert "suppressed: lock" in (loser.communicate()[0] or b"").decode()
+    release.touch()
+    winner = next(p for p in first if p is not loser)
+    out = winner.communicate(timeout=120)[0].decode()
+    assert winner.returncode == 0 and "trained credit@2" in out, out
+    # Two more at once, after it: both suppressed by the policy's cooldown.
+    second = [_run_manual(env, store.schema, "credit", release) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0].decode() for p in second]
     assert all("suppressed: cooldown" in out for out in outputs), outputs
     registry = Registry(store)

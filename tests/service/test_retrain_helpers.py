@@ -92,10 +92,14 @@ def add_sample(
 
 
 def slow_train(model: str, reason: str, data: TrainingData) -> TrainingResult:
-    """The sklearn pipeline, after a pause (so that two processes overlap)."""
+    """The sklearn pipeline, once the file named by RETRAIN_TEST_RELEASE exists (the test
+    creates it when the competing process is done), so that two processes surely overlap."""
     from driftline.retrain.sklearn_pipeline import train
 
-    time.sleep(float(os.environ.get("RETRAIN_TEST_SLEEP", "3")))
+    release = Path(os.environ["RETRAIN_TEST_RELEASE"])
+    deadline = time.monotonic() + 120
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     return train(model, reason, data)
 
 
