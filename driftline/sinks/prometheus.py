@@ -245,30 +245,30 @@ def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
 AB_TRAFFIC_SHARE = Gauge(
     "model_ab_traffic_share",
     "Share of the model's traffic routed to its challenger (0 when no A/B test runs).",
-    ["model"],
+    ["model_name"],
     registry=REGISTRY,
 )
 AB_P_VALUE = Gauge(
     "model_ab_p_value",
     "Always-valid p-value (mSPRT) of the running A/B test: challenger vs champion accuracy.",
-    ["model"],
+    ["model_name"],
     registry=REGISTRY,
 )
 AB_DECISIONS = Counter(
     "model_ab_decisions",
     "A/B test decisions: promote, rollback, inconclusive, stopped.",
-    ["model", "decision"],
+    ["model_name", "decision"],
     registry=REGISTRY,
 )
 RETRAINING_EVALUATIONS = Counter(
     "model_retraining_evaluations",
     "Retraining policy evaluations, by outcome (fired, suppressed).",
-    ["model", "outcome"],
+    ["model_name", "outcome"],
     registry=REGISTRY,
 )
 RETRAINING_RUNS = Counter(
     "model_retraining_runs",
     "Finished retraining runs, by status (succeeded, failed, rejected).",
-    ["model", "status"],
+    ["model_name", "status"],
     registry=REGISTRY,
 )

@@ -366,7 +366,7 @@ def test_better_challenger_is_promoted_and_ab_commands_show_it(
 
     def decisions() -> float:
         value = REGISTRY.get_sample_value(
-            "model_ab_decisions_total", {"model": "fraud", "decision": "promote"}
+            "model_ab_decisions_total", {"model_name": "fraud", "decision": "promote"}
         )
         return value or 0.0
 
@@ -374,7 +374,7 @@ def test_better_challenger_is_promoted_and_ab_commands_show_it(
     results = service.evaluate_tests()
     assert results[0][1] == "promote", results
     assert decisions() == before + 1
-    assert REGISTRY.get_sample_value("model_ab_traffic_share", {"model": "fraud"}) == 0.0
+    assert REGISTRY.get_sample_value("model_ab_traffic_share", {"model_name": "fraud"}) == 0.0
     registry = Registry(store)
     assert registry.with_status("fraud", "champion")["model_version"] == challenger  # type: ignore[index]
     assert registry.version("fraud", champion)["status"] == "retired"  # type: ignore[index]
