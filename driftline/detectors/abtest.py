@@ -1,7 +1,8 @@
 """A/B test of a challenger model against the champion: pure decisions, no I/O.
 
 Three pure functions decide what an A/B test does next; the imperative shell
-(`driftline/retrain/evaluator.py`) feeds them counts read from PostgreSQL.
+(`RetrainService.evaluate_tests` in `driftline/retrain/service.py`) feeds them counts read
+from PostgreSQL.
 
 * :func:`msprt_proportions` -- the **mixture sequential probability ratio test** (mSPRT) for a
   difference of two proportions (accuracy of challenger minus accuracy of champion). Its

@@ -388,3 +388,29 @@ def test_better_challenger_is_promoted_and_ab_commands_show_it(
     assert capsys.readouterr().err.strip() == (
         "driftline ab status: model 'nosuch' is not in the registry"
     )
+
+
+def test_schedule_fires_when_due_and_data_drift_waits_for_labels(
+    isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore
+) -> None:
+    config, _ = _setup(isolated_config, tmp_path)
+    (tmp_path / "policies.yaml").write_text(
+        "policies:\n"
+        "  - name: weekly\n    triggers: schedule\n    every_days: 7\n    cooldown_seconds: 0\n"
+        "  - name: drift\n    triggers: data_drift\n    min_new_labels: 5000\n"
+    )
+    service = RetrainService(config, store)
+    add_sample(store, 600, model="fraud", version="1", seed=4)
+    first = service.check_schedules(["fraud"])
+    assert [(o.fired, o.next_step) for o in first] == [(True, "champion")]
+    assert service.check_schedules(["fraud"]) == []  # retrained just now: not due for 7 days
+    event = {"type": "data_drift", "model": "fraud", "event_id": "e1", "window_start": 0.0}
+    (outcome,) = service.handle_event(event)
+    assert not outcome.fired and outcome.reason.startswith("too few labels: 600")
+    # Kept pending and looked at again (without recording each look) until labels arrive.
+    assert [o.fired for o in service.retry_pending()] == [False]
+    reasons = [e["reason"] for e in Registry(store).evaluations("fraud")]
+    assert reasons == [
+        "too few labels: 600 new labelled records < 5000",
+        "schedule: policy weekly fired",
+    ]
