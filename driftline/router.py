@@ -17,6 +17,7 @@ the challenger, so a request (and its retries) always gets the same arm, on ever
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,8 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 __all__ = ["ModelRouter", "RoutingDecision", "choose_version"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,10 @@ class ModelRouter:
                     self._decisions[decision.model] = decision
                     self._changed.notify_all()
                 if self._on_change is not None:
-                    self._on_change(decision)
+                    try:
+                        self._on_change(decision)
+                    except Exception:  # the caller's bug must not stop routing updates
+                        log.exception("router on_change callback failed")
 
     def decision(self, model: str) -> RoutingDecision | None:
         with self._lock:

@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from driftline.config import Config
-from driftline.detectors.abtest import ABSettings, decide
+from driftline.detectors.abtest import ABSettings
 from driftline.retrain.pipeline import (
     PipelineError,
     TrainingData,
@@ -62,13 +62,6 @@ from driftline.sinks.store import PostgresStore
 __all__ = ["RetrainService", "TriggerOutcome", "ensure_control_topic", "serve"]
 
 log = logging.getLogger(__name__)
-
-_OUTCOME_STATUS = {
-    "promote": "promoted",
-    "rollback": "rolled_back",
-    "inconclusive": "inconclusive",
-    "stopped": "stopped",
-}
 
 
 @dataclass
@@ -186,7 +179,7 @@ class RetrainService:
             artifact = artifact_dir / row["artifact_path"]
         return bool(self.mlflow.sync(row, artifact))
 
-    def _emit(
+    def emit(
         self,
         type_: str,
         severity: Literal["warning", "critical"],
@@ -417,7 +410,7 @@ class RetrainService:
                 run_id, "failed", error=error, details={"traceback": traceback.format_exc()}
             )
             metrics.RETRAINING_RUNS.labels(model, "failed").inc()
-            self._emit(
+            self.emit(
                 "retraining_failed",
                 "critical",
                 model,
@@ -502,94 +495,19 @@ class RetrainService:
         self.publish_routing(RoutingDecision(model, champion, version, share, test_id, time.time()))
         return "challenger"
 
-    # -- A/B tests ---------------------------------------------------------------------------
+    # -- A/B tests (driftline/retrain/evaluator.py) ------------------------------------------
 
     def evaluate_tests(self) -> list[tuple[str, str, str]]:
         """One look at every running A/B test; returns (model, outcome, reason) of each."""
-        results: list[tuple[str, str, str]] = []
-        for test in self.registry.running_tests():
-            model = test["model"]
-            champion = self.registry.arm_stats(model, test["champion_version"], test["started_at"])
-            challenger = self.registry.arm_stats(
-                model, test["challenger_version"], test["started_at"]
-            )
-            decision = decide(
-                champion,
-                challenger,
-                float(test["elapsed_seconds"]),
-                self.ab_settings,
-                previous_p_value=float(test["p_value"]),
-            )
-            metrics.AB_P_VALUE.labels(model).set(decision.p_value)
-            metrics.AB_TRAFFIC_SHARE.labels(model).set(float(test["traffic_share"]))
-            if decision.outcome == "continue":
-                self.registry.look(
-                    test["test_id"], decision.p_value, decision.reason, decision.evidence
-                )
-            else:
-                self._conclude(
-                    test, decision.outcome, decision.reason, decision.evidence, decision.p_value
-                )
-            results.append((model, decision.outcome, decision.reason))
-        return results
+        from driftline.retrain import evaluator
+
+        return evaluator.evaluate_tests(self)
 
     def stop(self, model: str, reason: str = "stopped by the user") -> bool:
         """End the model's running test: the champion keeps all traffic."""
-        for test in self.registry.running_tests():
-            if test["model"] == model:
-                self._conclude(test, "stopped", reason, dict(test["evidence"] or {}), None)
-                return True
-        return False
+        from driftline.retrain import evaluator
 
-    def _conclude(
-        self,
-        test: dict[str, Any],
-        outcome: str,
-        reason: str,
-        evidence: dict[str, Any],
-        p_value: float | None,
-    ) -> None:
-        model = test["model"]
-        champion, challenger = test["champion_version"], test["challenger_version"]
-        if not self.registry.finish_test(
-            test["test_id"], _OUTCOME_STATUS[outcome], reason, evidence
-        ):
-            return  # another process concluded it first
-        if outcome == "promote":
-            self.registry.promote(model, challenger, f"A/B test {test['test_id']}: {reason}")
-            serving = challenger
-        else:
-            status = "rolled_back" if outcome == "rollback" else "retired"
-            self.registry.set_status(
-                model, challenger, status, f"A/B test {test['test_id']}: {reason}"
-            )
-            serving = champion
-        self.publish_routing(RoutingDecision(model, serving, updated_at=time.time()))
-        for version in (champion, challenger):
-            self.sync_mlflow(model, version)
-        metrics.AB_DECISIONS.labels(model, outcome).inc()
-        guardrail = "guardrail" in evidence
-        self._emit(
-            "ab_decision",
-            "critical" if guardrail else "warning",
-            model,
-            challenger,
-            {
-                "decision": outcome,
-                "reason": reason,
-                "test_id": test["test_id"],
-                "champion": champion,
-                "challenger": challenger,
-                "serving": serving,
-                **evidence,
-            },
-            identity=test["test_id"],
-            test="msprt",
-            statistic=evidence.get("difference"),
-            p_value=p_value,
-            threshold=self.ab_settings.alpha,
-        )
-        log.info("A/B test %s of %s: %s (%s)", test["test_id"], model, outcome, reason)
+        return evaluator.stop(self, model, reason)
 
 
 def serve(
