@@ -447,6 +447,45 @@ def _common_options(parser: argparse.ArgumentParser, default: object) -> argpars
 _COMMON = _common_options(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
 
 
+# -- retraining and A/B tests (logic in driftline/retrain/commands.py) -------------------------
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain(_config(args), args.retrain_model, args.reason, args.schema)
+
+
+def cmd_retrain_history(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_history(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_retrain_serve(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_serve(_config(args), args.metrics_port, args.schema)
+
+
+def cmd_ab_status(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_status(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_ab_stop(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_stop(_config(args), args.model, args.schema)
+
+
+def cmd_sink_training_sample(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.training_sample(_config(args), args.schema)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline",
@@ -676,6 +715,46 @@ def build_parser() -> argparse.ArgumentParser:
     sink_postgres.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     sink_postgres.set_defaults(func=cmd_sink_postgres)
     # -- end of the PostgreSQL block --------------------------------------------------------
+
+    # -- retraining and A/B tests (docs/RETRAINING.md) --------------------------------------
+    sink_sample = _command(
+        sink_commands, "training-sample", "keep a sample of labelled predictions for retraining"
+    )
+    sink_sample.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    sink_sample.set_defaults(func=cmd_sink_training_sample)
+    retrain = _command(
+        commands, "retrain", "retrain a model now (--model M --reason ...), history, serve"
+    )
+    retrain.add_argument("--model", dest="retrain_model", help="the model to retrain now")
+    retrain.add_argument("--reason", help="why (recorded with the run)")
+    retrain.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain.set_defaults(func=cmd_retrain)
+    retrain_commands = retrain.add_subparsers(dest="retrain_command", metavar="ACTION")
+    retrain_history = _command(
+        retrain_commands, "history", "versions, runs and every policy evaluation of a model"
+    )
+    retrain_history.add_argument("--model", required=True, help="the model to show")
+    retrain_history.add_argument("--json", action="store_true", help="one JSON object per line")
+    retrain_history.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain_history.set_defaults(func=cmd_retrain_history)
+    retrain_serve = _command(
+        retrain_commands, "serve", "follow the alerts topic: triggers, retraining, A/B tests"
+    )
+    retrain_serve.add_argument("--metrics-port", type=int, default=9110, help="/metrics port")
+    retrain_serve.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain_serve.set_defaults(func=cmd_retrain_serve)
+    ab = _command(commands, "ab", "champion/challenger A/B tests")
+    ab_commands = ab.add_subparsers(dest="ab_command", metavar="ACTION")
+    ab_status = _command(ab_commands, "status", "the running (or last) A/B test of a model")
+    ab_status.add_argument("--model", required=True, help="the model to show")
+    ab_status.add_argument("--json", action="store_true", help="print one JSON object")
+    ab_status.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    ab_status.set_defaults(func=cmd_ab_status)
+    ab_stop = _command(ab_commands, "stop", "end a model's A/B test (champion keeps all)")
+    ab_stop.add_argument("--model", required=True, help="the model whose test to end")
+    ab_stop.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    ab_stop.set_defaults(func=cmd_ab_stop)
+    # -- end of the retraining block ----------------------------------------------------------
     return parser
 
 

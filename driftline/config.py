@@ -30,6 +30,7 @@ __all__ = [
     "LabelsConfig",
     "NotificationsConfig",
     "PostgresConfig",
+    "RetrainingConfig",
     "Secret",
     "TopicsConfig",
     "WindowConfig",
@@ -220,6 +221,82 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class RetrainingConfig:
+    """Retraining, registry and A/B tests (`driftline retrain ...`, docs/RETRAINING.md)."""
+
+    policies_file: str = "config/retraining_policies.yaml"
+    pipeline: str = "driftline.retrain.sklearn_pipeline:train"  # package.module:function
+    artifact_dir: str = ".cache/artifacts"
+    registry: Literal["postgres", "mlflow"] = "postgres"
+    mlflow_tracking_uri: str | None = None  # with registry: mlflow, e.g. http://mlflow:5000
+    control_topic: str = "driftline.model-control"
+    sample_rate: float = 0.1  # share of predictions kept in training_samples
+    sample_rates: dict[str, float] = field(default_factory=dict)  # per model
+    sample_max_rows_per_version: int = 200_000
+    sample_retention_days: int = 30
+    holdout_fraction: float = 0.2  # newest share of the labelled sample held out
+    min_offline_improvement: float = 0.0  # accuracy points a candidate must gain offline
+    challenger_traffic_share: float = 0.2
+    ab_alpha: float = 0.05
+    ab_min_detectable_effect: float = 0.03
+    ab_min_samples_per_arm: int = 200
+    ab_max_duration_seconds: float = 86_400.0
+    ab_max_error_rate_increase: float = 0.02
+    ab_max_latency_p99_ratio: float = 1.5
+    ab_min_guardrail_samples: int = 100
+    evaluate_interval_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _at_least(
+            1,
+            retraining_sample_max_rows_per_version=self.sample_max_rows_per_version,
+            retraining_sample_retention_days=self.sample_retention_days,
+            retraining_ab_min_samples_per_arm=self.ab_min_samples_per_arm,
+            retraining_ab_min_guardrail_samples=self.ab_min_guardrail_samples,
+        )
+        shares = {
+            "sample_rate": self.sample_rate,
+            **{f"sample_rates.{m}": r for m, r in self.sample_rates.items()},
+            "challenger_traffic_share": self.challenger_traffic_share,
+        }
+        for key, value in shares.items():
+            if not 0 < value <= 1:
+                raise ConfigError(f"retraining.{key}: must be in (0, 1], got {value}")
+        open_unit = {
+            "holdout_fraction": self.holdout_fraction,
+            "ab_alpha": self.ab_alpha,
+            "ab_min_detectable_effect": self.ab_min_detectable_effect,
+        }
+        for key, value in open_unit.items():
+            if not 0 < value < 1:
+                raise ConfigError(f"retraining.{key}: must be between 0 and 1, got {value}")
+        positive = {
+            "ab_max_duration_seconds": self.ab_max_duration_seconds,
+            "ab_max_latency_p99_ratio": self.ab_max_latency_p99_ratio,
+            "evaluate_interval_seconds": self.evaluate_interval_seconds,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"retraining.{key}: must be > 0, got {value}")
+        if self.ab_max_error_rate_increase < 0 or self.min_offline_improvement < 0:
+            raise ConfigError(
+                "retraining.ab_max_error_rate_increase and retraining.min_offline_improvement:"
+                " must be >= 0"
+            )
+        if self.registry == "mlflow" and not self.mlflow_tracking_uri:
+            raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
+        module, sep, function = self.pipeline.partition(":")
+        if not sep or not module or not function.isidentifier():
+            raise ConfigError(
+                f"retraining.pipeline: expected package.module:function, got {self.pipeline!r}"
+            )
+
+    def sample_rate_for(self, model: str) -> float:
+        """The sample rate of `model`: its own if configured, else `sample_rate`."""
+        return self.sample_rates.get(model, self.sample_rate)
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -228,6 +305,7 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    retraining: RetrainingConfig = field(default_factory=RetrainingConfig)
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
