@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from driftline.streams.formats import (
     REJECTION_KINDS,
-    ContractViolation,
     Decoded,
+    RecordError,
     RejectedRecord,
     parse_labels,
     parse_predictions,
 )
-
-RecordError = ContractViolation  # the old name of a contract violation
 
 __all__ = [
     "REJECTION_KINDS",

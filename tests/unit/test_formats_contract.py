@@ -25,7 +25,7 @@ from driftline.streams.formats import parse_labels, parse_predictions
 from driftline.streams.formats.contract import (
     LABEL_TYPE,
     PREDICTION_TYPE,
-    ContractViolation,
+    RecordError,
     check_label,
     check_prediction,
 )
@@ -41,9 +41,7 @@ FAST = {
     "prediction": msgspec.json.Decoder(PREDICTION_TYPE),
     "label": msgspec.json.Decoder(LABEL_TYPE),
 }
-EXAMPLES = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+EXAMPLES = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # -- values near every bound ------------------------------------------------------------------
 
@@ -153,7 +151,9 @@ PREDICTION_FIELDS: dict[str, st.SearchStrategy[Any]] = {
 REQUIRED = {"prediction_id", "model", "model_version", "timestamp", "features"}
 LABEL_FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "prediction_id": field_value(st.one_of(short, st.integers(0, 10**6)), hostile),
-    "label": field_value(st.one_of(st.booleans(), small_numbers, short), st.one_of(hostile, st.none())),
+    "label": field_value(
+        st.one_of(st.booleans(), small_numbers, short), st.one_of(hostile, st.none())
+    ),
     "timestamp": field_value(st.floats(0, 2e9), hostile),
 }
 
@@ -166,7 +166,9 @@ def records(draw: st.DrawFn, fields: dict[str, st.SearchStrategy[Any]], required
         if draw(st.integers(0, 39)) < (39 if name in required else 20):
             record[name] = draw(strategy)
     if draw(st.booleans()):
-        extra = draw(st.text(_chars, max_size=5).filter(lambda k: k not in fields and k != "records"))
+        extra = draw(
+            st.text(_chars, max_size=5).filter(lambda k: k not in fields and k != "records")
+        )
         record[extra] = draw(anything)
     return record
 
@@ -191,7 +193,7 @@ def judge(record: Any, kind: str) -> None:
 
     try:
         explained: dict[str, Any] | None = check(seen)
-    except ContractViolation as exc:
+    except RecordError as exc:
         explained = None
         assert str(exc), "a rejection always has a reason"
     assert (explained is not None) == expected, (seen, list(schema.iter_errors(seen))[:1])
@@ -229,9 +231,7 @@ def test_label_checkers_agree_with_the_schema(record: Any) -> None:
     st.lists(records(PREDICTION_FIELDS, REQUIRED), max_size=6),
     st.booleans(),
 )
-def test_a_batch_keeps_exactly_the_schema_valid_records(
-    batch: list[Any], enveloped: bool
-) -> None:
+def test_a_batch_keeps_exactly_the_schema_valid_records(batch: list[Any], enveloped: bool) -> None:
     payload = wire({"records": batch} if enveloped else batch)
     seen = json.loads(payload)
     seen = seen["records"] if enveloped else seen
@@ -262,7 +262,9 @@ def test_more_than_ten_thousand_entries_are_rejected_by_all(field: str, value: A
     valid, rejected = parse_predictions(wire(record))
     assert valid == [] and "more than 10000" in rejected[0].reason
     smaller = {**record, field: dict(list(value.items())[:10_000])}
-    assert PREDICTION_SCHEMA.is_valid(smaller) and len(parse_predictions(wire(smaller)).records) == 1
+    assert (
+        PREDICTION_SCHEMA.is_valid(smaller) and len(parse_predictions(wire(smaller)).records) == 1
+    )
 
 
 EDGE_VALUES: list[Any] = [

@@ -38,7 +38,7 @@ from driftline.streams.formats.base import (
     RejectedRecord,
 )
 from driftline.streams.formats.cloudevents import CloudEventsJson
-from driftline.streams.formats.contract import ContractViolation, check_label, check_prediction
+from driftline.streams.formats.contract import RecordError, check_label, check_prediction
 from driftline.streams.formats.driftline_json import DriftlineJson, decode_json
 from driftline.streams.formats.oip import OipSettings, OpenInference
 
@@ -49,10 +49,10 @@ __all__ = [
     "LABEL_FORMATS",
     "PREDICTION_FORMATS",
     "REJECTION_KINDS",
-    "ContractViolation",
     "Decoded",
     "Decoder",
     "Headers",
+    "RecordError",
     "RejectedRecord",
     "check_label",
     "check_prediction",

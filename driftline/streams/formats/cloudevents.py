@@ -81,10 +81,14 @@ def read_event(value: bytes | None, headers: Headers) -> CloudEvent | RejectedRe
     try:
         envelope = _PLAIN.decode(value or b"")
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        return RejectedRecord("invalid_json", f"structured CloudEvent is not valid JSON: {exc}", None)
+        return RejectedRecord(
+            "invalid_json", f"structured CloudEvent is not valid JSON: {exc}", None
+        )
     if type(envelope) is not dict:
         return RejectedRecord(
-            "invalid_event", f"structured CloudEvent must be a JSON object, got {json_type(envelope)}", None
+            "invalid_event",
+            f"structured CloudEvent must be a JSON object, got {json_type(envelope)}",
+            None,
         )
     attributes = {
         str(k): v if type(v) is str else str(v)
@@ -98,7 +102,9 @@ def read_event(value: bytes | None, headers: Headers) -> CloudEvent | RejectedRe
         try:
             data = base64.b64decode(str(envelope["data_base64"]), validate=True)
         except (binascii.Error, ValueError) as exc:
-            return RejectedRecord("invalid_event", f"attribute 'data_base64' is not base64: {exc}", None)
+            return RejectedRecord(
+                "invalid_event", f"attribute 'data_base64' is not base64: {exc}", None
+            )
         return CloudEvent(attributes, data=data)
     if "data" in envelope:
         return CloudEvent(attributes, data_value=envelope["data"], has_data_value=True)
@@ -146,7 +152,9 @@ def event_data(event: CloudEvent) -> Any:
     content_type = event.attributes.get("datacontenttype")
     if not is_json(content_type):
         return RejectedRecord(
-            "unsupported_format", f"CloudEvent data has content type {content_type!r}, not JSON", None
+            "unsupported_format",
+            f"CloudEvent data has content type {content_type!r}, not JSON",
+            None,
         )
     if event.has_data_value:
         return event.data_value

@@ -45,7 +45,7 @@ __all__ = [
     "MAX_VALUE_LENGTH",
     "PREDICTION_TYPE",
     "TIMESTAMP_LIMIT",
-    "ContractViolation",
+    "RecordError",
     "check_label",
     "check_prediction",
     "json_type",
@@ -60,7 +60,7 @@ MAX_ENTRIES = 10_000
 TIMESTAMP_LIMIT = 1e11  # exclusive; year 5138
 
 
-class ContractViolation(ValueError):
+class RecordError(ValueError):
     """A record breaks the contract; the message names the field and is the DLQ reason."""
 
 
@@ -125,7 +125,7 @@ _JSON_TYPES = {
 
 
 def check_prediction(record: Any) -> dict[str, Any]:
-    """The normalised prediction record, or `ContractViolation` naming the field.
+    """The normalised prediction record, or `RecordError` naming the field.
 
     >>> check_prediction({"prediction_id": 7.0, "model": "m", "model_version": 2,
     ...     "timestamp": 1, "features": {"x": 1}, "extra": "dropped"})
@@ -133,15 +133,15 @@ def check_prediction(record: Any) -> dict[str, Any]:
     >>> try:
     ...     check_prediction({"prediction_id": "a", "model": "m", "model_version": True,
     ...                       "timestamp": 1, "features": {}})
-    ... except ContractViolation as exc:
+    ... except RecordError as exc:
     ...     print(exc)
     field 'model_version' must be a string of at most 256 characters or an integer, got boolean
     """
     if type(record) is not dict:
-        raise ContractViolation(f"expected a JSON object, got {json_type(record)}")
+        raise RecordError(f"expected a JSON object, got {json_type(record)}")
     for name in _PREDICTION_REQUIRED:
         if name not in record:
-            raise ContractViolation(f"missing required field '{name}'")
+            raise RecordError(f"missing required field '{name}'")
     out: dict[str, Any] = {
         "prediction_id": _identifier(record["prediction_id"], "prediction_id", 1),
         "model": _model(record["model"]),
@@ -164,7 +164,7 @@ def check_prediction(record: Any) -> dict[str, Any]:
     if "error" in record:
         error = record["error"]
         if error is not None and (type(error) is not str or len(error) > MAX_VALUE_LENGTH):
-            raise ContractViolation(
+            raise RecordError(
                 f"field 'error' must be null or a string of at most {MAX_VALUE_LENGTH} "
                 f"characters, got {_show(error)}"
             )
@@ -173,21 +173,21 @@ def check_prediction(record: Any) -> dict[str, Any]:
 
 
 def check_label(record: Any) -> dict[str, Any]:
-    """The normalised label record, or `ContractViolation` naming the field.
+    """The normalised label record, or `RecordError` naming the field.
 
     >>> check_label({"prediction_id": "p-1", "label": 1, "timestamp": 5})
     {'prediction_id': 'p-1', 'label': 1, 'timestamp': 5.0}
     >>> try:
     ...     check_label({"prediction_id": "p-1", "label": None, "timestamp": 5})
-    ... except ContractViolation as exc:
+    ... except RecordError as exc:
     ...     print(exc)
     field 'label' must be a number within ±1e+15, a string of at most 1024 characters or a boolean, got null
     """
     if type(record) is not dict:
-        raise ContractViolation(f"expected a JSON object, got {json_type(record)}")
+        raise RecordError(f"expected a JSON object, got {json_type(record)}")
     for name in _LABEL_REQUIRED:
         if name not in record:
-            raise ContractViolation(f"missing required field '{name}'")
+            raise RecordError(f"missing required field '{name}'")
     return {
         "prediction_id": _identifier(record["prediction_id"], "prediction_id", 1),
         "label": _value(record["label"], "label", nullable=False),
@@ -215,7 +215,7 @@ def _identifier(value: Any, field: str, min_length: int) -> str | int:
     if kind is float and value.is_integer() and ID_MIN <= value <= ID_MAX:
         return int(value)  # JSON Schema counts 7.0 as an integer; 7 joins with 7
     size = "non-empty " if min_length else ""
-    raise ContractViolation(
+    raise RecordError(
         f"field '{field}' must be a {size}string of at most {MAX_NAME_LENGTH} characters "
         f"or an integer, got {_show(value)}"
     )
@@ -224,7 +224,7 @@ def _identifier(value: Any, field: str, min_length: int) -> str | int:
 def _model(value: Any) -> str:
     if type(value) is str and 1 <= len(value) <= MAX_NAME_LENGTH:
         return str(value)
-    raise ContractViolation(
+    raise RecordError(
         f"field 'model' must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
         f"got {_show(value)}"
     )
@@ -233,7 +233,7 @@ def _model(value: Any) -> str:
 def _timestamp(value: Any) -> float:
     if type(value) in (int, float) and 0 <= value < TIMESTAMP_LIMIT:
         return float(value)
-    raise ContractViolation(
+    raise RecordError(
         f"field 'timestamp' must be epoch seconds (a number in [0, 1e11)), got {_show(value)}"
     )
 
@@ -241,7 +241,7 @@ def _timestamp(value: Any) -> float:
 def _number(value: Any, field: str, low: float, high: float) -> float:
     if type(value) in (int, float) and low <= value <= high:
         return float(value)
-    raise ContractViolation(
+    raise RecordError(
         f"field '{field}' must be a number in [{low:g}, {high:g}], got {_show(value)}"
     )
 
@@ -258,7 +258,7 @@ def _value(value: Any, field: str, *, nullable: bool) -> Any:
     elif kind is bool or (value is None and nullable):
         return value
     null = ", a boolean or null" if nullable else " or a boolean"
-    raise ContractViolation(
+    raise RecordError(
         f"field '{field}' must be a number within ±{MAX_ABS_NUMBER:g}, a string of at most "
         f"{MAX_VALUE_LENGTH} characters{null}, got {_show(value)}"
     )
@@ -266,16 +266,13 @@ def _value(value: Any, field: str, *, nullable: bool) -> Any:
 
 def _entries(value: Any, field: str) -> dict[str, Any]:
     if type(value) is not dict:
-        raise ContractViolation(f"field '{field}' must be an object, got {json_type(value)}")
+        raise RecordError(f"field '{field}' must be an object, got {json_type(value)}")
     if len(value) > MAX_ENTRIES:
-        raise ContractViolation(
-            f"field '{field}' has {len(value)} entries, more than {MAX_ENTRIES}"
-        )
+        raise RecordError(f"field '{field}' has {len(value)} entries, more than {MAX_ENTRIES}")
     for name in value:
         if len(name) > MAX_NAME_LENGTH:
-            raise ContractViolation(
-                f"field '{field}' has a name of {len(name)} characters, more than "
-                f"{MAX_NAME_LENGTH}"
+            raise RecordError(
+                f"field '{field}' has a name of {len(name)} characters, more than {MAX_NAME_LENGTH}"
             )
     return value
 

@@ -18,7 +18,7 @@ from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
 from driftline.streams.formats.contract import (
     LABEL_TYPE,
     PREDICTION_TYPE,
-    ContractViolation,
+    RecordError,
     check_label,
     check_prediction,
     json_type,
@@ -37,7 +37,7 @@ class _Spec:
 
 
 def _spec(record_type: Any, check: Any) -> _Spec:
-    envelope = msgspec.defstruct("Envelope", [("records", list[record_type])])  # type: ignore[valid-type]
+    envelope = msgspec.defstruct("Envelope", [("records", list[record_type])])
     return _Spec(
         msgspec.json.Decoder(record_type | list[record_type]),
         msgspec.json.Decoder(envelope),
@@ -98,7 +98,7 @@ def records_from_object(value: Any, kind: RecordKind = "prediction") -> Decoded:
     if type(value) is dict:
         try:
             return Decoded([check(value)], [])
-        except ContractViolation as exc:
+        except RecordError as exc:
             return Decoded([], [RejectedRecord("schema_violation", str(exc), None)])
     if type(value) is not list:
         return Decoded(
@@ -116,7 +116,7 @@ def records_from_object(value: Any, kind: RecordKind = "prediction") -> Decoded:
     for i, item in enumerate(value):
         try:
             valid.append(check(item))
-        except ContractViolation as exc:
+        except RecordError as exc:
             rejected.append(RejectedRecord("schema_violation", f"record {i}: {exc}", i))
     return Decoded(valid, rejected)
 

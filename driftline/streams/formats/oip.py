@@ -46,7 +46,7 @@ import msgspec
 
 from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
 from driftline.streams.formats.cloudevents import CloudEvent, event_data, event_time, read_event
-from driftline.streams.formats.contract import ContractViolation, check_prediction, json_type
+from driftline.streams.formats.contract import RecordError, check_prediction, json_type
 
 __all__ = ["OipSettings", "OpenInference", "PendingHalves"]
 
@@ -54,7 +54,7 @@ Half = Literal["request", "response"]
 _PLAIN = msgspec.json.Decoder()
 
 
-class _Unreadable(Exception):
+class _UnreadableError(Exception):
     def __init__(self, kind: str, reason: str) -> None:
         super().__init__(reason)
         self.kind = kind
@@ -175,7 +175,7 @@ class OpenInference:
     def decode(self, value: bytes | None, headers: Headers = None) -> Decoded:
         try:
             key, waiting = self._read(value, headers)
-        except _Unreadable as exc:
+        except _UnreadableError as exc:
             return Decoded([], [RejectedRecord(exc.kind, str(exc), None)])
         if not self.settings.require_response:
             if waiting.half == "response":
@@ -193,31 +193,32 @@ class OpenInference:
     def _read(self, value: bytes | None, headers: Headers) -> tuple[str, _Waiting]:
         event = read_event(value, headers)
         if isinstance(event, RejectedRecord):
-            raise _Unreadable(event.kind, event.reason)
+            raise _UnreadableError(event.kind, event.reason)
         if event is None:
             try:
                 body = _PLAIN.decode(value or b"")
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise _Unreadable("invalid_json", f"not valid JSON: {exc}") from exc
+                raise _UnreadableError("invalid_json", f"not valid JSON: {exc}") from exc
             event = CloudEvent({}, data_value=body, has_data_value=True)
         body = event_data(event)
         if isinstance(body, RejectedRecord):
-            raise _Unreadable(body.kind, body.reason)
+            raise _UnreadableError(body.kind, body.reason)
         if type(body) is not dict:
-            raise _Unreadable(
-                "invalid_shape", f"expected an inference request or response object, got {json_type(body)}"
+            raise _UnreadableError(
+                "invalid_shape",
+                f"expected an inference request or response object, got {json_type(body)}",
             )
         half = _which_half(event.attributes.get("type", ""), body)
         key = event.attributes.get("requestid") or event.attributes.get("id") or body.get("id")
         if not isinstance(key, str | int) or isinstance(key, bool) or key == "":
-            raise _Unreadable(
+            raise _UnreadableError(
                 "invalid_event", "no request id: neither a CloudEvent id nor a body 'id'"
             )
         when = event_time(event)
         if when is None:
             parameters = body.get("parameters")
             stamp = parameters.get("timestamp") if type(parameters) is dict else None
-            when = float(stamp) if type(stamp) in (int, float) else None
+            when = float(stamp) if isinstance(stamp, int | float) else None
         size = len(value or b"")
         return str(key), _Waiting(half, body, when, event.attributes, size, self._clock())
 
@@ -231,13 +232,13 @@ class OpenInference:
             if response is not None:
                 outputs_by_tensor, m = self._tensor_map(response.body, "outputs")
                 if m != n:
-                    raise _Unreadable(
+                    raise _UnreadableError(
                         "invalid_shape", f"request {key!r} has {n} rows but its response {m}"
                     )
                 predictions = self._predictions(outputs_by_tensor, n)
                 del outputs
             model = self._model(request, response)
-        except _Unreadable as exc:
+        except _UnreadableError as exc:
             return Decoded([], [RejectedRecord(exc.kind, f"inference {key!r}: {exc}", None)])
         when = request.time if request.time is not None else (response.time if response else None)
         if when is None:
@@ -271,7 +272,7 @@ class OpenInference:
                 record["latency_ms"] = latency
             try:
                 valid.append(check_prediction(record))
-            except ContractViolation as exc:
+            except RecordError as exc:
                 rejected.append(
                     RejectedRecord("schema_violation", f"inference {key!r} row {row}: {exc}", row)
                 )
@@ -285,7 +286,7 @@ class OpenInference:
         for half in (request, response):
             if half is not None and half.attributes.get("inferenceservicename"):
                 return half.attributes["inferenceservicename"]
-        raise _Unreadable(
+        raise _UnreadableError(
             "invalid_event",
             "no model name: set formats.oip_model, or send 'model_name' in the response",
         )
@@ -293,7 +294,7 @@ class OpenInference:
     def _predictions(self, outputs: dict[str, list[list[Any]]], n: int) -> list[dict[str, Any]]:
         name = self.settings.prediction_output or next(iter(outputs))
         if name not in outputs:
-            raise _Unreadable(
+            raise _UnreadableError(
                 "unsupported_format",
                 f"the response has no output tensor {name!r} (formats.oip_prediction_output)",
             )
@@ -302,7 +303,7 @@ class OpenInference:
             return [{"prediction": columns[0][row]} for row in range(n)]
         classes = self._columns.get(name) or [str(j) for j in range(len(columns))]
         if len(classes) != len(columns):
-            raise _Unreadable(
+            raise _UnreadableError(
                 "invalid_shape",
                 f"output {name!r} has {len(columns)} columns but formats.oip_columns names "
                 f"{len(classes)}",
@@ -313,7 +314,7 @@ class OpenInference:
             try:
                 predicted = max(probabilities, key=lambda c: probabilities[c])
             except TypeError as exc:
-                raise _Unreadable(
+                raise _UnreadableError(
                     "schema_violation", f"output {name!r} row {row} holds non-numbers"
                 ) from exc
             out.append({"prediction": predicted, "probabilities": probabilities})
@@ -328,7 +329,7 @@ class OpenInference:
                 continue
             names = self._columns.get(name) or [f"{name}_{j}" for j in range(len(columns))]
             if len(names) != len(columns):
-                raise _Unreadable(
+                raise _UnreadableError(
                     "invalid_shape",
                     f"input {name!r} has {len(columns)} columns but formats.oip_columns names "
                     f"{len(names)}",
@@ -342,13 +343,15 @@ class OpenInference:
         """Each tensor as its list of columns (each a list of n row values), and n."""
         tensors = body.get(field_name)
         if type(tensors) is not list or not tensors:
-            raise _Unreadable("invalid_shape", f"'{field_name}' must be a non-empty array of tensors")
+            raise _UnreadableError(
+                "invalid_shape", f"'{field_name}' must be a non-empty array of tensors"
+            )
         out: dict[str, list[list[Any]]] = {}
         rows: int | None = None
         for i, tensor in enumerate(tensors):
             name, columns = _tensor_columns(tensor, f"{field_name}[{i}]")
             if rows is not None and len(columns[0]) != rows:
-                raise _Unreadable(
+                raise _UnreadableError(
                     "invalid_shape",
                     f"tensor {name!r} has {len(columns[0])} rows, the one before it {rows}",
                 )
@@ -368,39 +371,42 @@ def _which_half(event_type: str, body: dict[str, Any]) -> Half:
         return "response"
     if "inputs" in body:
         return "request"
-    raise _Unreadable(
+    raise _UnreadableError(
         "invalid_shape", "neither an inference request ('inputs') nor a response ('outputs')"
     )
 
 
 def _tensor_columns(tensor: Any, where: str) -> tuple[str, list[list[Any]]]:
     if type(tensor) is not dict:
-        raise _Unreadable("invalid_shape", f"{where} must be a tensor object, got {json_type(tensor)}")
+        raise _UnreadableError(
+            "invalid_shape", f"{where} must be a tensor object, got {json_type(tensor)}"
+        )
     name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
     if type(name) is not str or not name:
-        raise _Unreadable("invalid_shape", f"{where} needs a 'name'")
+        raise _UnreadableError("invalid_shape", f"{where} needs a 'name'")
     if (
         type(shape) is not list
         or not 1 <= len(shape) <= 2
         or not all(type(d) is int and d >= 0 for d in shape)
     ):
-        raise _Unreadable(
+        raise _UnreadableError(
             "unsupported_format",
             f"tensor {name!r}: shape {shape!r} is not [n] or [n, k] (one row per prediction)",
         )
     if type(data) is not list:
-        raise _Unreadable(
-            "unsupported_format", f"tensor {name!r}: 'data' must be a JSON array (binary data is not read)"
+        raise _UnreadableError(
+            "unsupported_format",
+            f"tensor {name!r}: 'data' must be a JSON array (binary data is not read)",
         )
     flat = _flatten(data)
     if len(flat) != prod(shape):
-        raise _Unreadable(
-            "invalid_shape", f"tensor {name!r}: shape {shape} holds {prod(shape)} values, data has {len(flat)}"
+        raise _UnreadableError(
+            "invalid_shape",
+            f"tensor {name!r}: shape {shape} holds {prod(shape)} values, data has {len(flat)}",
         )
-    n = shape[0]
     k = shape[1] if len(shape) == 2 else 1
     if k == 0:
-        raise _Unreadable("invalid_shape", f"tensor {name!r} has no columns")
+        raise _UnreadableError("invalid_shape", f"tensor {name!r} has no columns")
     return name, [flat[j::k] for j in range(k)]
 
 
