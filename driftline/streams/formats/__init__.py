@@ -39,7 +39,11 @@ from driftline.streams.formats.base import (
 )
 from driftline.streams.formats.cloudevents import CloudEventsJson
 from driftline.streams.formats.contract import RecordError, check_label, check_prediction
-from driftline.streams.formats.driftline_json import DriftlineJson, decode_json
+from driftline.streams.formats.driftline_json import (
+    DriftlineJson,
+    decode_labels,
+    decode_predictions,
+)
 from driftline.streams.formats.oip import OipSettings, OpenInference
 
 if TYPE_CHECKING:
@@ -94,22 +98,19 @@ def label_decoder(config: Config) -> Decoder:
     return LABEL_FORMATS[config.formats.labels](config.formats)
 
 
-def parse_predictions(payload: bytes | None) -> Decoded:
-    """driftline JSON predictions: `decoder.decode` of the default format, without headers.
+parse_predictions: Callable[[bytes | None], Decoded] = decode_predictions
+"""driftline JSON predictions (the default format without headers), as a plain function.
 
-    >>> ok, bad = parse_predictions(b'[{"prediction_id": "1", "model": "fraud", '
-    ...     b'"model_version": "3", "timestamp": 1.0, "features": {"x": 1}}, {"model": "fraud"}]')
-    >>> len(ok), bad[0].reason
-    (1, "record 1: missing required field 'prediction_id'")
-    """
-    return decode_json(payload, "prediction")
+>>> ok, bad = parse_predictions(b'[{"prediction_id": "1", "model": "fraud", '
+...     b'"model_version": "3", "timestamp": 1.0, "features": {"x": 1}}, {"model": "fraud"}]')
+>>> len(ok), bad[0].reason
+(1, "record 1: missing required field 'prediction_id'")
+"""
 
+parse_labels: Callable[[bytes | None], Decoded] = decode_labels
+"""driftline JSON labels (one label, an array, or `{"records": [...]}`), validated against
+`config/schemas/label.v1.schema.json`: a null, object or list label is rejected.
 
-def parse_labels(payload: bytes | None) -> Decoded:
-    """driftline JSON labels (one label, an array, or `{"records": [...]}`), validated against
-    `config/schemas/label.v1.schema.json`: a null, object or list label is rejected.
-
-    >>> parse_labels(b'{"prediction_id": "p-1", "label": [1], "timestamp": 3}').rejected[0].reason
-    "field 'label' must be a number within ±1e+15, a string of at most 1024 characters or a boolean, got array"
-    """
-    return decode_json(payload, "label")
+>>> parse_labels(b'{"prediction_id": "p-1", "label": [1], "timestamp": 3}').rejected[0].reason
+"field 'label' must be a number within ±1e+15, a string of at most 1024 characters or a boolean, got array"
+"""

@@ -9,6 +9,7 @@ records of a batch are kept and each bad one is rejected with its index and reas
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,7 +25,14 @@ from driftline.streams.formats.contract import (
     json_type,
 )
 
-__all__ = ["DriftlineJson", "RecordKind", "decode_json", "records_from_object"]
+__all__ = [
+    "DriftlineJson",
+    "RecordKind",
+    "decode_json",
+    "decode_labels",
+    "decode_predictions",
+    "records_from_object",
+]
 
 RecordKind = Literal["prediction", "label"]
 
@@ -33,6 +41,7 @@ RecordKind = Literal["prediction", "label"]
 class _Spec:
     one_or_many: msgspec.json.Decoder[Any]
     envelope: msgspec.json.Decoder[Any]
+    one: msgspec.json.Decoder[Any]
     check: Any  # Callable[[Any], dict[str, Any]]
 
 
@@ -41,6 +50,7 @@ def _spec(record_type: Any, check: Any) -> _Spec:
     return _Spec(
         msgspec.json.Decoder(record_type | list[record_type]),
         msgspec.json.Decoder(envelope),
+        msgspec.json.Decoder(record_type),
         check,
     )
 
@@ -50,6 +60,7 @@ _SPECS: dict[str, _Spec] = {
     "label": _spec(LABEL_TYPE, check_label),
 }
 _PLAIN = msgspec.json.Decoder()
+_RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _RECORDS_KEY = b'"records"'
 
 
@@ -61,21 +72,71 @@ def decode_json(payload: bytes | None, kind: RecordKind = "prediction") -> Decod
     >>> len(ok), bad[0].reason
     (1, "record 1: missing required field 'prediction_id'")
     """
+    return _FAST[kind](payload)
+
+
+_new = tuple.__new__  # builds a Decoded without NamedTuple's Python-level __new__ (hot path)
+_FAILED = (msgspec.ValidationError, msgspec.DecodeError)
+
+
+def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
     spec = _SPECS[kind]
-    if not payload:
-        return Decoded([], [RejectedRecord("invalid_json", "empty message", None)])
-    try:
+    one_or_many, envelope = spec.one_or_many.decode, spec.envelope.decode
+
+    def decode(payload: bytes | None) -> Decoded:
+        if not payload:
+            return Decoded([], [RejectedRecord("invalid_json", "empty message", None)])
+        try:
+            decoded = one_or_many(payload)
+            if type(decoded) is not list:
+                decoded = [decoded]
+            return _new(Decoded, (decoded, []))
+        except _FAILED:
+            pass
         if _RECORDS_KEY in payload:
-            return Decoded(spec.envelope.decode(payload).records, [])
-        decoded = spec.one_or_many.decode(payload)
-        return Decoded(decoded if type(decoded) is list else [decoded], [])
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        pass  # some record is bad, or the bytes are not JSON: find out which, slowly
+            try:
+                return _new(Decoded, (envelope(payload).records, []))
+            except _FAILED:
+                pass
+        # some record is bad, or the bytes are not JSON: find out which, slowly
+        return _slow_path(payload, kind)
+
+    decode.__doc__ = f"`decode_json(payload, {kind!r})` without the dispatch."
+    return decode
+
+
+def _slow_path(payload: bytes, kind: RecordKind) -> Decoded:
+    """A message the fast path refused. An array is split into raw items first, so each
+    record still gets the typed decoder and only the bad ones the hand-written checker."""
+    spec = _SPECS[kind]
     try:
-        value = _PLAIN.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        items = _RAW_ITEMS.decode(payload)
+    except msgspec.ValidationError:
+        items = None  # valid JSON, not an array
+    except msgspec.DecodeError as exc:
         return Decoded([], [RejectedRecord("invalid_json", f"not valid JSON: {exc}", None)])
-    return records_from_object(value, kind)
+    if items is None:
+        try:
+            value = _PLAIN.decode(payload)
+        except _FAILED as exc:
+            return Decoded([], [RejectedRecord("invalid_json", f"not valid JSON: {exc}", None)])
+        return records_from_object(value, kind)
+    one, check = spec.one.decode, spec.check
+    valid: list[dict[str, Any]] = []
+    rejected: list[RejectedRecord] = []
+    for i, raw in enumerate(items):
+        try:
+            valid.append(one(raw))
+            continue
+        except _FAILED:
+            pass
+        try:
+            valid.append(check(_PLAIN.decode(raw)))
+        except RecordError as exc:
+            rejected.append(RejectedRecord("schema_violation", f"record {i}: {exc}", i))
+        except _FAILED as exc:  # a number beyond a double: only this record is lost
+            rejected.append(RejectedRecord("invalid_json", f"record {i}: not valid JSON: {exc}", i))
+    return Decoded(valid, rejected)
 
 
 def records_from_object(value: Any, kind: RecordKind = "prediction") -> Decoded:
@@ -83,6 +144,10 @@ def records_from_object(value: Any, kind: RecordKind = "prediction") -> Decoded:
     adapters that build records themselves use it too)."""
     check = _SPECS[kind].check
     if type(value) is dict and "records" in value:
+        try:  # an object with "records" is a batch, unless it is a valid record itself
+            return Decoded([check(value)], [])
+        except RecordError:
+            pass
         value = value["records"]
         if type(value) is not list:
             return Decoded(
@@ -121,6 +186,14 @@ def records_from_object(value: Any, kind: RecordKind = "prediction") -> Decoded:
     return Decoded(valid, rejected)
 
 
+_FAST: dict[str, Callable[[bytes | None], Decoded]] = {
+    "prediction": _fast_path("prediction"),
+    "label": _fast_path("label"),
+}
+decode_predictions = _FAST["prediction"]
+decode_labels = _FAST["label"]
+
+
 @dataclass(frozen=True)
 class DriftlineJson:
     """Decoder for driftline's JSON records (`formats.predictions: driftline`, the default).
@@ -134,4 +207,4 @@ class DriftlineJson:
     kind: RecordKind = "prediction"
 
     def decode(self, value: bytes | None, headers: Headers = None) -> Decoded:
-        return decode_json(value, self.kind)
+        return _FAST[self.kind](value)
