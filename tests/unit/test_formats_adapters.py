@@ -490,3 +490,14 @@ def test_formats_are_chosen_per_topic_in_config() -> None:
 def test_bad_format_config_fails_at_start_naming_the_key(env: dict[str, str], words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         load_config(environ=env)
+
+
+def test_headers_straight_from_a_confluent_message() -> None:
+    """confluent-kafka's `Message.headers` is a method; the decoders accept it as is."""
+
+    class Message:
+        def headers(self) -> list[tuple[str, bytes]]:
+            return binary_headers()
+
+    decoded = CloudEventsJson().decode(orjson.dumps(RECORD), Message().headers)
+    assert decoded.records == [RECORD]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
@@ -15,9 +15,14 @@ __all__ = [
     "header_map",
 ]
 
-Headers = Sequence[tuple[str, bytes | None]] | Mapping[str, bytes | None] | None
-"""Kafka headers as the clients hand them over: confluent-kafka's list of pairs, a mapping, or
-None. Keys are compared in lower case (the CloudEvents Kafka binding writes them lower case)."""
+Headers = (
+    Sequence[tuple[str, bytes | None]]
+    | Mapping[str, bytes | None]
+    | Callable[[], Sequence[tuple[str, bytes | None]] | None]
+    | None
+)
+"""Kafka headers as the clients hand them over: confluent-kafka's list of pairs (or its
+`Message.headers` method itself), Faust's mapping or list, or None. Keys are compared in lower case (the CloudEvents Kafka binding writes them lower case)."""
 
 REJECTION_KINDS: frozenset[str] = frozenset(
     {
@@ -71,6 +76,8 @@ def header_map(headers: Headers) -> dict[str, bytes]:
     >>> header_map([("ce_id", b"1"), ("Content-Type", None)])
     {'ce_id': b'1', 'content-type': b''}
     """
+    if callable(headers):  # confluent-kafka's Message.headers is a method
+        headers = headers()
     if not headers:
         return {}
     items: Any = headers.items() if isinstance(headers, Mapping) else headers
