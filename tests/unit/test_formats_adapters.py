@@ -5,6 +5,7 @@ and structured mode), and Open Inference Protocol v2 request/response pairs."""
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import orjson
@@ -501,3 +502,117 @@ def test_headers_straight_from_a_confluent_message() -> None:
 
     decoded = CloudEventsJson().decode(orjson.dumps(RECORD), Message().headers)
     assert decoded.records == [RECORD]
+
+
+# -- no input makes a decoder raise ----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_tensor = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["input-0", "x", "predict", ""]),
+        "shape": st.lists(st.integers(-1, 3), max_size=3),
+        "datatype": st.sampled_from(["FP32", "BYTES", "BOOL"]),
+        "data": st.lists(_json, max_size=6) | _json,
+    }
+)
+_oip_body = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": _json,
+        "inputs": st.lists(_tensor, max_size=3) | _json,
+        "outputs": st.lists(_tensor, max_size=3) | _json,
+        "model_name": _json,
+        "model_version": _json,
+        "parameters": st.fixed_dictionaries({}, optional={"timestamp": _json}) | _json,
+    },
+)
+_values = st.one_of(
+    st.binary(max_size=64),
+    _json.map(lambda v: json.dumps(v).encode()),
+    _oip_body.map(lambda v: json.dumps(v).encode()),
+    st.none(),
+)
+_header_names = st.sampled_from(
+    [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_requestid",
+        "content-type",
+        "CE_ID",
+        "other",
+    ]
+)
+_headers = st.one_of(
+    st.none(),
+    st.lists(
+        st.tuples(
+            _header_names,
+            st.one_of(
+                st.binary(max_size=12),
+                st.none(),
+                st.sampled_from(
+                    [
+                        b"1.0",
+                        b"application/json",
+                        b"application/cloudevents+json",
+                        b"org.kubeflow.serving.inference.request",
+                        b"org.kubeflow.serving.inference.response",
+                        b"2026-12-01T10:00:00Z",
+                        b"r1",
+                    ]
+                ),
+            ),
+        ),
+        max_size=8,
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_values, _headers), min_size=1, max_size=3))
+def test_no_message_makes_a_decoder_raise(messages: list[tuple[bytes | None, Any]]) -> None:
+    decoders = [
+        CloudEventsJson("prediction"),
+        CloudEventsJson("label"),
+        OpenInference(OipSettings(max_pending=2)),
+        OpenInference(OipSettings(require_response=False, columns={"x": "a b"})),
+    ]
+    for value, headers in messages:
+        for decoder in decoders:
+            decoded = decoder.decode(value, headers)
+            assert isinstance(decoded, Decoded)
+            assert all(r.kind in REJECTION_KINDS and r.reason for r in decoded.rejected)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_oip_body, _oip_body, st.booleans())
+def test_no_request_response_pair_makes_the_oip_decoder_raise(
+    request: dict[str, Any], response: dict[str, Any], structured: bool
+) -> None:
+    """Both halves arrive with valid CloudEvent attributes, so every pair reaches the join and
+    the tensor mapping, whatever the bodies hold."""
+    decoder = OpenInference(OipSettings(columns={"input-0": "a b", "predict": "no yes"}))
+    seen = []
+    for half, body in (("request", request), ("response", response)):
+        value = json.dumps(body).encode()
+        headers = kserve_headers(half, "2026-12-01T10:00:00Z", "r1")
+        if structured:
+            event = {k[3:]: v.decode() for k, v in headers if k.startswith("ce_")}
+            value = json.dumps({**event, "data": body}).encode()
+            headers = [("content-type", b"application/cloudevents+json")]
+        seen.append(decoder.decode(value, headers))
+    for decoded in seen:
+        assert all(r.kind in REJECTION_KINDS and r.reason for r in decoded.rejected)
+        assert all(len(r["features"]) >= 0 for r in decoded.records)
