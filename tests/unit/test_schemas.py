@@ -112,6 +112,13 @@ def test_label_parser_and_schema_reject_the_same_labels(label: dict[str, Any]) -
     assert valid == [] and rejected[0].kind == "schema_violation"
 
 
+def test_dlq_reason_kinds_are_the_decoders_kinds() -> None:
+    from driftline.streams.formats import REJECTION_KINDS
+
+    schema = json.loads((SCHEMAS / "dlq_headers.v1.schema.json").read_text())
+    assert set(schema["properties"]["driftline.reason.kind"]["enum"]) == REJECTION_KINDS
+
+
 def test_schemas_state_the_documented_bounds() -> None:
     """The bounds the decoders enforce are written in the published schemas."""
     from driftline.streams.formats import contract
