@@ -616,3 +616,19 @@ def test_no_request_response_pair_makes_the_oip_decoder_raise(
     for decoded in seen:
         assert all(r.kind in REJECTION_KINDS and r.reason for r in decoded.rejected)
         assert all(len(r["features"]) >= 0 for r in decoded.records)
+
+
+def test_the_join_state_survives_a_restart_through_json() -> None:
+    decoder = iris()
+    decoder.decode(orjson.dumps(IRIS_REQUEST), kserve_headers("request", "2026-12-01T10:00:00Z"))
+    saved = orjson.loads(orjson.dumps(decoder.pending.to_dict()))
+    restarted = iris()
+    restarted.pending.restore(saved)
+    joined = restarted.decode(
+        orjson.dumps(IRIS_RESPONSE), kserve_headers("response", "2026-12-01T10:00:00.025Z")
+    )
+    assert len(joined.records) == 2 and joined.rejected == []
+    broken = iris()
+    broken.pending.restore({"version": 1, "waiting": [{"key": "x"}, 3, None]})
+    broken.pending.restore({"version": 99})
+    assert len(broken.pending) == 0

@@ -27,8 +27,10 @@ bounded: at most `oip_max_pending` halves and `oip_max_pending_bytes` of payload
 `oip_max_wait_seconds` (wall clock); beyond that the oldest is dropped and reported as an
 `unjoined` rejection naming its request id (in the result of the message that pushed it out).
 The records are emitted with the message that completes the pair. Limitation: the waiting
-halves live in the worker's memory; after a restart or rebalance the halves waiting then are
-lost (at most the bounds above), since their offsets may already be committed. With
+halves live in the worker's memory; unless the caller checkpoints `pending.to_dict()` with its
+offsets and calls `pending.restore(...)` after a restart (the pipeline does not yet), the halves
+waiting at a restart or rebalance are lost (at most the bounds above), since their offsets may
+already be committed. With
 `oip_require_response: false` (payload logger in `request` mode) each request becomes records at
 once, without prediction, and responses are ignored.
 """
@@ -110,6 +112,59 @@ class PendingHalves:
 
     def __len__(self) -> int:
         return len(self._waiting)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The waiting halves as JSON-ready data (ages, not clock readings), oldest first, so a
+        caller can checkpoint the join with its offsets and `restore` it after a restart."""
+        now = self._clock()
+        return {
+            "version": 1,
+            "waiting": [
+                {
+                    "key": key,
+                    "half": w.half,
+                    "body": w.body,
+                    "time": w.time,
+                    "attributes": w.attributes,
+                    "size": w.size,
+                    "age": now - w.arrived,
+                }
+                for key, w in self._waiting.items()
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        """Load what `to_dict` wrote (replacing the current halves); the bounds still apply.
+        An unreadable state is ignored entry by entry, never raised: a join restarts empty.
+
+        >>> join = PendingHalves(10, 1000, 60, clock=lambda: 5.0)
+        >>> _ = join.offer("a", _Waiting("request", {"inputs": []}, 1.0, {}, 10, 4.0))
+        >>> again = PendingHalves(10, 1000, 60, clock=lambda: 100.0)
+        >>> again.restore(join.to_dict())
+        >>> len(again), again.to_dict()["waiting"][0]["age"]
+        (1, 1.0)
+        """
+        self._waiting.clear()
+        self.pending_bytes = 0
+        now = self._clock()
+        entries = state.get("waiting") if state.get("version") == 1 else None
+        for entry in entries if type(entries) is list else []:
+            try:
+                half = _Waiting(
+                    entry["half"] if entry["half"] == "request" else "response",
+                    dict(entry["body"]),
+                    None if entry["time"] is None else float(entry["time"]),
+                    {str(k): str(v) for k, v in entry["attributes"].items()},
+                    int(entry["size"]),
+                    now - float(entry["age"]),
+                )
+                key = str(entry["key"])
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            self._waiting[key] = half
+            self.pending_bytes += half.size
+        while len(self._waiting) > self.max_pending or self.pending_bytes > self.max_pending_bytes:
+            self._evict("more than the bound of waiting halves")
 
     def offer(self, key: str, half: _Waiting) -> tuple[_Waiting | None, list[RejectedRecord]]:
         """Pair `half` with its waiting counterpart (returned), or park it."""
