@@ -36,13 +36,19 @@ import msgspec
 
 from driftline.streams.formats.base import Decoded, Headers, RejectedRecord, header_map
 from driftline.streams.formats.contract import json_type
-from driftline.streams.formats.driftline_json import RecordKind, decode_json, records_from_object
+from driftline.streams.formats.driftline_json import (
+    RecordKind,
+    decode_labels,
+    decode_predictions,
+    records_from_object,
+)
 
 __all__ = ["CloudEvent", "CloudEventsJson", "event_time", "read_event"]
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
 _PREFIX = "ce_"
+_REQUIRED_HEADERS = tuple(_PREFIX + name for name in REQUIRED_ATTRIBUTES)
 _PLAIN = msgspec.json.Decoder()
 
 
@@ -114,9 +120,7 @@ def read_event(value: bytes | None, headers: Headers) -> CloudEvent | RejectedRe
 def _missing(attributes: dict[str, str]) -> RejectedRecord | None:
     for name in REQUIRED_ATTRIBUTES:
         if not attributes.get(name):
-            return RejectedRecord(
-                "invalid_event", f"CloudEvent lacks the required attribute '{name}'", None
-            )
+            return _missing_attribute(name)
     return None
 
 
@@ -166,35 +170,52 @@ def event_data(event: CloudEvent) -> Any:
         return RejectedRecord("invalid_json", f"CloudEvent data is not valid JSON: {exc}", None)
 
 
-@dataclass(frozen=True)
 class CloudEventsJson:
     """Decoder for CloudEvents whose data is driftline JSON (`formats.predictions: cloudevents`).
 
     Binary-mode data goes through the same msgspec fast path as plain driftline JSON.
     """
 
-    kind: RecordKind = "prediction"
+    def __init__(self, kind: RecordKind = "prediction") -> None:
+        self.kind = kind
+        self._fast = decode_predictions if kind == "prediction" else decode_labels
 
     def decode(self, value: bytes | None, headers: Headers = None) -> Decoded:
-        event = read_event(value, headers)
+        found = header_map(headers)
+        if "ce_specversion" in found:  # binary mode, the common case: no event object built
+            for name in _REQUIRED_HEADERS:
+                if not found.get(name):
+                    return Decoded([], [_missing_attribute(name[len(_PREFIX) :])])
+            media = found.get("content-type", b"").decode("latin-1")
+            if media and not is_json(media):
+                return Decoded([], [_not_json(media)])
+            if not value:
+                return Decoded(
+                    [], [RejectedRecord("invalid_event", "CloudEvent has no data", None)]
+                )
+            return self._fast(value)
+        event = read_event(value, found)
         if event is None:  # not a CloudEvent: plain driftline JSON
-            return decode_json(value, self.kind)
+            return self._fast(value)
         if isinstance(event, RejectedRecord):
             return Decoded([], [event])
         content_type = event.attributes.get("datacontenttype")
         if not is_json(content_type):
-            return Decoded(
-                [],
-                [
-                    RejectedRecord(
-                        "unsupported_format",
-                        f"CloudEvent data has content type {content_type!r}, not JSON",
-                        None,
-                    )
-                ],
-            )
+            return Decoded([], [_not_json(content_type)])
         if event.has_data_value:
             return records_from_object(event.data_value, self.kind)
         if not event.data:
             return Decoded([], [RejectedRecord("invalid_event", "CloudEvent has no data", None)])
-        return decode_json(event.data, self.kind)
+        return self._fast(event.data)
+
+
+def _missing_attribute(name: str) -> RejectedRecord:
+    return RejectedRecord(
+        "invalid_event", f"CloudEvent lacks the required attribute '{name}'", None
+    )
+
+
+def _not_json(content_type: str | None) -> RejectedRecord:
+    return RejectedRecord(
+        "unsupported_format", f"CloudEvent data has content type {content_type!r}, not JSON", None
+    )
