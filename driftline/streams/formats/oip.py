@@ -41,7 +41,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from math import prod
 from typing import Any, Literal
 
 import msgspec
@@ -432,43 +431,44 @@ def _which_half(event_type: str, body: dict[str, Any]) -> Half:
 
 
 def _tensor_columns(tensor: Any, where: str) -> tuple[str, list[list[Any]]]:
+    """A tensor's name and its columns (k lists of n row values). Hot path: one call per
+    tensor, so plain comparisons rather than generators."""
     if type(tensor) is not dict:
         raise _UnreadableError(
             "invalid_shape", f"{where} must be a tensor object, got {json_type(tensor)}"
         )
-    name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+    name, data = tensor.get("name"), tensor.get("data")
+    shape: Any = tensor.get("shape")
     if type(name) is not str or not name:
         raise _UnreadableError("invalid_shape", f"{where} needs a 'name'")
-    if (
-        type(shape) is not list
-        or not 1 <= len(shape) <= 2
-        or not all(type(d) is int and d >= 0 for d in shape)
-    ):
+    rank = len(shape) if type(shape) is list else 0
+    n, k = (shape[0], 1) if rank == 1 else (shape[0], shape[1]) if rank == 2 else (-1, -1)
+    if type(n) is not int or type(k) is not int or n < 0 or k < 0:
         raise _UnreadableError(
             "unsupported_format",
             f"tensor {name!r}: shape {shape!r} is not [n] or [n, k] (one row per prediction)",
         )
+    if k == 0:
+        raise _UnreadableError("invalid_shape", f"tensor {name!r} has no columns")
     if type(data) is not list:
         raise _UnreadableError(
             "unsupported_format",
             f"tensor {name!r}: 'data' must be a JSON array (binary data is not read)",
         )
-    flat = _flatten(data)
-    if len(flat) != prod(shape):
+    if data and type(data[0]) is list:  # nested rows; flat data is the common case
+        data = _flatten(data)
+    if len(data) != n * k:
         raise _UnreadableError(
             "invalid_shape",
-            f"tensor {name!r}: shape {shape} holds {prod(shape)} values, data has {len(flat)}",
+            f"tensor {name!r}: shape {shape} holds {n * k} values, data has {len(data)}",
         )
-    k = shape[1] if len(shape) == 2 else 1
-    if k == 0:
-        raise _UnreadableError("invalid_shape", f"tensor {name!r} has no columns")
-    return name, [flat[j::k] for j in range(k)]
+    if k == 1:
+        return name, [data]
+    return name, [data[j::k] for j in range(k)]
 
 
 def _flatten(data: list[Any]) -> list[Any]:
     """Row-major nested lists flattened (OIP allows both forms)."""
-    if not any(type(item) is list for item in data):
-        return data
     out: list[Any] = []
     stack = [iter(data)]
     while stack:
