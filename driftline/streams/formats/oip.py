@@ -21,7 +21,7 @@ Mapping (config keys under `formats:`, see docs/FORMATS.md):
   `latency_ms` from the two event times when both are there; `prediction_id` the request id,
   suffixed `:<row>` for batches of more than one row.
 
-The join: request and response meet in `PendingHalves`, keyed by request id (the `requestid`
+The join: request and response meet in `join.PendingHalves`, keyed by request id (the `requestid`
 extension if present, else the CloudEvent `id`, else the body's `id`). It is explicit and
 bounded: at most `oip_max_pending` halves and `oip_max_pending_bytes` of payload wait, for at most
 `oip_max_wait_seconds` (wall clock); beyond that the oldest is dropped and reported as an
@@ -38,20 +38,18 @@ once, without prediction, and responses are ignored.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
 from driftline.streams.formats.cloudevents import CloudEvent, event_data, event_time, read_event
 from driftline.streams.formats.contract import RecordError, check_prediction, json_type
+from driftline.streams.formats.join import Half, PendingHalves, Waiting
 
-__all__ = ["OipSettings", "OpenInference", "PendingHalves"]
-
-Half = Literal["request", "response"]
+__all__ = ["OipSettings", "OpenInference"]
 _PLAIN = msgspec.json.Decoder()
 
 
@@ -70,135 +68,6 @@ class OipSettings:
     max_pending: int = 10_000
     max_pending_bytes: int = 64 * 1024 * 1024
     max_wait_seconds: float = 300.0
-
-
-@dataclass(slots=True)
-class _Waiting:
-    half: Half
-    body: dict[str, Any]
-    time: float | None
-    attributes: dict[str, str]
-    size: int
-    arrived: float
-
-
-class PendingHalves:
-    """Requests waiting for their response and responses waiting for their request.
-
-    >>> join = PendingHalves(max_pending=1, max_pending_bytes=100, max_wait_seconds=60,
-    ...                      clock=lambda: 0.0)
-    >>> join.offer("a", _Waiting("request", {}, None, {}, 10, 0.0))
-    (None, [])
-    >>> other, evicted = join.offer("b", _Waiting("request", {}, None, {}, 10, 0.0))
-    >>> other, [r.kind for r in evicted], len(join)
-    (None, ['unjoined'], 1)
-    """
-
-    def __init__(
-        self,
-        max_pending: int,
-        max_pending_bytes: int,
-        max_wait_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.max_pending = max_pending
-        self.max_pending_bytes = max_pending_bytes
-        self.max_wait_seconds = max_wait_seconds
-        self._clock = clock
-        self._waiting: OrderedDict[str, _Waiting] = OrderedDict()
-        self.pending_bytes = 0
-        self.evicted = 0  # counter, for a metric
-
-    def __len__(self) -> int:
-        return len(self._waiting)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The waiting halves as JSON-ready data (ages, not clock readings), oldest first, so a
-        caller can checkpoint the join with its offsets and `restore` it after a restart."""
-        now = self._clock()
-        return {
-            "version": 1,
-            "waiting": [
-                {
-                    "key": key,
-                    "half": w.half,
-                    "body": w.body,
-                    "time": w.time,
-                    "attributes": w.attributes,
-                    "size": w.size,
-                    "age": now - w.arrived,
-                }
-                for key, w in self._waiting.items()
-            ],
-        }
-
-    def restore(self, state: Mapping[str, Any]) -> None:
-        """Load what `to_dict` wrote (replacing the current halves); the bounds still apply.
-        An unreadable state is ignored entry by entry, never raised: a join restarts empty.
-
-        >>> join = PendingHalves(10, 1000, 60, clock=lambda: 5.0)
-        >>> _ = join.offer("a", _Waiting("request", {"inputs": []}, 1.0, {}, 10, 4.0))
-        >>> again = PendingHalves(10, 1000, 60, clock=lambda: 100.0)
-        >>> again.restore(join.to_dict())
-        >>> len(again), again.to_dict()["waiting"][0]["age"]
-        (1, 1.0)
-        """
-        self._waiting.clear()
-        self.pending_bytes = 0
-        now = self._clock()
-        entries = state.get("waiting") if state.get("version") == 1 else None
-        for entry in entries if type(entries) is list else []:
-            try:
-                half = _Waiting(
-                    entry["half"] if entry["half"] == "request" else "response",
-                    dict(entry["body"]),
-                    None if entry["time"] is None else float(entry["time"]),
-                    {str(k): str(v) for k, v in entry["attributes"].items()},
-                    int(entry["size"]),
-                    now - float(entry["age"]),
-                )
-                key = str(entry["key"])
-            except (KeyError, TypeError, ValueError, AttributeError):
-                continue
-            self._waiting[key] = half
-            self.pending_bytes += half.size
-        while len(self._waiting) > self.max_pending or self.pending_bytes > self.max_pending_bytes:
-            self._evict("more than the bound of waiting halves")
-
-    def offer(self, key: str, half: _Waiting) -> tuple[_Waiting | None, list[RejectedRecord]]:
-        """Pair `half` with its waiting counterpart (returned), or park it."""
-        evicted = self._expire(self._clock())
-        other = self._waiting.get(key)
-        if other is not None and other.half != half.half:
-            del self._waiting[key]
-            self.pending_bytes -= other.size
-            return other, evicted
-        if other is not None:  # the same half again (a redelivery): the latest wins
-            del self._waiting[key]
-            self.pending_bytes -= other.size
-        self._waiting[key] = half
-        self.pending_bytes += half.size
-        while len(self._waiting) > self.max_pending or self.pending_bytes > self.max_pending_bytes:
-            evicted.append(self._evict("more than the bound of waiting halves"))
-        return None, evicted
-
-    def _expire(self, now: float) -> list[RejectedRecord]:
-        out = []
-        while self._waiting:
-            oldest = next(iter(self._waiting.values()))
-            if now - oldest.arrived <= self.max_wait_seconds:
-                break
-            out.append(self._evict(f"waited more than {self.max_wait_seconds:g} s"))
-        return out
-
-    def _evict(self, why: str) -> RejectedRecord:
-        key, gone = self._waiting.popitem(last=False)
-        self.pending_bytes -= gone.size
-        self.evicted += 1
-        missing = "response" if gone.half == "request" else "request"
-        return RejectedRecord(
-            "unjoined", f"inference {gone.half} {key!r} dropped without its {missing}: {why}", None
-        )
 
 
 class OpenInference:
@@ -244,7 +113,7 @@ class OpenInference:
 
     # -- one message -------------------------------------------------------------------------
 
-    def _read(self, value: bytes | None, headers: Headers) -> tuple[str, _Waiting]:
+    def _read(self, value: bytes | None, headers: Headers) -> tuple[str, Waiting]:
         event = read_event(value, headers)
         if isinstance(event, RejectedRecord):
             raise _UnreadableError(event.kind, event.reason)
@@ -274,11 +143,11 @@ class OpenInference:
             stamp = parameters.get("timestamp") if type(parameters) is dict else None
             when = float(stamp) if isinstance(stamp, int | float) else None
         size = len(value or b"")
-        return str(key), _Waiting(half, body, when, event.attributes, size, self._clock())
+        return str(key), Waiting(half, body, when, event.attributes, size, self._clock())
 
     # -- a complete pair -----------------------------------------------------------------------
 
-    def _records(self, key: str, request: _Waiting, response: _Waiting | None) -> Decoded:
+    def _records(self, key: str, request: Waiting, response: Waiting | None) -> Decoded:
         try:
             features, n = self._tensors(request.body, "inputs")
             outputs: dict[str, list[Any]] = {}
@@ -332,7 +201,7 @@ class OpenInference:
                 )
         return Decoded(valid, rejected)
 
-    def _model(self, request: _Waiting, response: _Waiting | None) -> Any:
+    def _model(self, request: Waiting, response: Waiting | None) -> Any:
         if self.settings.model:
             return self.settings.model
         if response is not None and response.body.get("model_name"):
