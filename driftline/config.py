@@ -26,6 +26,7 @@ import yaml
 __all__ = [
     "Config",
     "ConfigError",
+    "FormatsConfig",
     "KafkaConfig",
     "LabelsConfig",
     "NotificationsConfig",
@@ -297,6 +298,40 @@ class RetrainingConfig:
 
 
 @dataclass(frozen=True)
+class FormatsConfig:
+    """Wire formats of the input topics (`driftline.streams.formats`, docs/FORMATS.md)."""
+
+    predictions: str = "driftline"  # driftline | cloudevents | oip
+    labels: str = "driftline"  # driftline | cloudevents
+    oip_model: str | None = None  # model name for oip records (default: response model_name)
+    oip_columns: dict[str, str] = field(default_factory=dict)  # tensor -> "col1 col2 ..."
+    oip_prediction_output: str | None = None  # output tensor holding the prediction
+    oip_require_response: bool = True  # false: requests alone become records (no join)
+    oip_max_pending: int = 10_000  # request/response halves waiting for their other half
+    oip_max_pending_bytes: int = 64 * 1024 * 1024
+    oip_max_wait_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        from driftline.streams.formats import LABEL_FORMATS, PREDICTION_FORMATS
+
+        for key, value, known in (
+            ("predictions", self.predictions, PREDICTION_FORMATS),
+            ("labels", self.labels, LABEL_FORMATS),
+        ):
+            if value not in known:
+                raise ConfigError(
+                    f"formats.{key}: expected one of {', '.join(known)}, got {value!r}"
+                )
+        _at_least(1, formats_oip_max_pending=self.oip_max_pending)
+        _at_least(1, formats_oip_max_pending_bytes=self.oip_max_pending_bytes)
+        if self.oip_max_wait_seconds <= 0:
+            raise ConfigError("formats.oip_max_wait_seconds: must be > 0")
+        for tensor, names in self.oip_columns.items():
+            if not names.split():
+                raise ConfigError(f"formats.oip_columns.{tensor}: expected column names")
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -306,6 +341,7 @@ class Config:
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
     retraining: RetrainingConfig = field(default_factory=RetrainingConfig)
+    formats: FormatsConfig = field(default_factory=FormatsConfig)
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
