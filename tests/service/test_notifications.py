@@ -36,6 +36,8 @@ from driftline.sinks.notify import (
     PagerDutyChannel,
     SlackChannel,
     WebhookChannel,
+    WebhookVerificationError,
+    WebhookVerifier,
     run_notifier,
 )
 from driftline.sinks.policy import AlertPolicy
@@ -187,9 +189,15 @@ def test_slack_webhook_and_pagerduty_receive_signed_deduplicated_messages(
         by_path.setdefault(path, []).append((headers, body))
     slack = [json.loads(b) for _, b in by_path["/slack"]]
     assert [m["text"].split("]")[0] for m in slack] == ["[WARNING", "[ESCALATED", "[RESOLVED"]
+    verifier = WebhookVerifier(b"k3y")
     for headers, body in by_path["/hook"]:
-        expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
+        # signed over "<timestamp>.<body>", the timestamp in its own header
+        signed = headers["X-Driftline-Timestamp"].encode() + b"." + body
+        expected = "sha256=" + hmac.new(b"k3y", signed, hashlib.sha256).hexdigest()
         assert headers["X-Driftline-Signature"] == expected
+        assert verifier.verify(body, headers)["alert_id"]
+        with pytest.raises(WebhookVerificationError, match="replayed"):
+            verifier.verify(body, headers)  # the same request again
     assert [json.loads(b)["action"] for _, b in by_path["/hook"]] == [
         "firing",
         "escalated",
