@@ -68,11 +68,12 @@ start() {
     start >/dev/null || { tail -20 "$LOGFILE" >&2; die "PostgreSQL did not start"; }
   head -1 "$DATA/postmaster.pid" >"$DRIFTLINE_RUN/postgres.pid"
   echo "$DATA" >"$DRIFTLINE_RUN/postgres.datadir"
-  # Role and database for driftline (idempotent).
+  # Role and database for driftline (idempotent). CREATEROLE: the local owner may create the
+  # least-privilege role of the processes (`driftline db grant`).
   as_pg "$bin/psql" -q -h "$DATA" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
     -v user="$PG_USER" -v pass="$PG_PASSWORD" -v db="$PG_DATABASE" >/dev/null <<'SQL'
 SELECT format('CREATE ROLE %I LOGIN', :'user') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'user') \gexec
-ALTER ROLE :"user" WITH LOGIN PASSWORD :'pass';
+ALTER ROLE :"user" WITH LOGIN CREATEROLE PASSWORD :'pass';
 SELECT format('CREATE DATABASE %I OWNER %I', :'db', :'user') WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = :'db') \gexec
 SQL
   wait_for "PostgreSQL" 30 healthy || die "PostgreSQL does not answer SELECT 1 as $PG_USER"

@@ -224,9 +224,8 @@ def summary_problem(summary: Any) -> str | None:
     """
     if not isinstance(summary, dict):
         return "not a JSON object"
-    if summary.get("type") == "performance_window":
-        subject = summary
-    else:
+    subject: Any = summary
+    if summary.get("type") != "performance_window":
         subject = summary.get("evaluation")
         if not isinstance(subject, dict):
             return "evaluation is not an object"
