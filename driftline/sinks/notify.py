@@ -252,6 +252,7 @@ class EmailChannel:
     password: str | None = None
     starttls: bool = True
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool | None = None  # SMTPS; None: on port 465
     name: str = "email"
     pages: bool = False
 
@@ -266,7 +267,7 @@ class EmailChannel:
             + orjson.dumps(payload(notification), option=orjson.OPT_INDENT_2).decode()
         )
         context = self.tls_context or ssl.create_default_context()
-        implicit_tls = self.port == 465
+        implicit_tls = self.port == 465 if self.implicit_tls is None else self.implicit_tls
         if self.username and self.password and not (implicit_tls or self.starttls):
             raise InsecureSMTPError(
                 f"refusing to log in to {self.host}:{self.port} without TLS: enable "

@@ -58,7 +58,9 @@ def test_an_untrusted_server_certificate_is_refused(
     # verify-ca needs a CA; asking for it without one is a configuration error naming the key.
     from driftline.config import ConfigError
 
-    with pytest.raises(ConfigError, match=r"postgres\.sslrootcert: required with sslmode verify-ca"):
+    with pytest.raises(
+        ConfigError, match=r"postgres\.sslrootcert: required with sslmode verify-ca"
+    ):
         load_config(environ={"DRIFTLINE_POSTGRES_SSLMODE": "verify-ca"})
 
 
