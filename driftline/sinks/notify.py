@@ -123,7 +123,7 @@ def sign_webhook(secret: bytes, timestamp: int, body: bytes) -> str:
     cannot be replayed later with a fresh timestamp.
 
     >>> sign_webhook(b"k", 1700000000, b"{}")[:15]
-    'sha256=8b1c4cf1'
+    'sha256=c6ef4734'
     """
     message = str(timestamp).encode() + b"." + body
     return "sha256=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
@@ -415,8 +415,11 @@ class Notifier:
         return outcome
 
 
-def run_notifier(config: Config, timeout: float = float("inf")) -> int:
-    """`driftline notify`: follow the alerts and metrics topics and notify."""
+def run_notifier(
+    config: Config, timeout: float = float("inf"), stop: Callable[[], bool] | None = None
+) -> int:
+    """`driftline notify`: follow the alerts and metrics topics and notify, until `timeout`
+    seconds passed or `stop()` says so."""
     from confluent_kafka import Producer
 
     from driftline.security import check_kafka
@@ -476,7 +479,7 @@ def run_notifier(config: Config, timeout: float = float("inf")) -> int:
     deadline = time.monotonic() + timeout
     last_retry = time.monotonic()
     try:
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not (stop and stop()):
             for message in alerts.messages(timeout=0.5):
                 event, problem = _decode(message.value(), event_problem)
                 if problem is not None:
