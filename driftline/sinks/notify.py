@@ -26,7 +26,7 @@ import smtplib
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -480,7 +480,7 @@ def run_notifier(
     last_retry = time.monotonic()
     try:
         while time.monotonic() < deadline and not (stop and stop()):
-            for message in alerts.messages(timeout=0.5):
+            for message in _read(alerts, timeout=0.5):
                 event, problem = _decode(message.value(), event_problem)
                 if problem is not None:
                     reject(message, problem)
@@ -488,7 +488,7 @@ def run_notifier(
                 seen[event["event_id"]] = AlertPolicy.key(event)
                 for notification in policy.on_event(event, time.time()):
                     notifier.deliver(notification)
-            for message in summaries.messages(timeout=0.2):
+            for message in _read(summaries, timeout=0.2):
                 summary, problem = _decode(message.value(), summary_problem, _NOTIFY_TYPES)
                 if problem is not None:
                     reject(message, problem)
@@ -519,6 +519,16 @@ def run_notifier(
         if store is not None:
             store.close()
     return 0
+
+
+def _read(reader: Any, timeout: float) -> Iterator[Any]:
+    """The reader's messages; an error the consumer reports (a broker restarting, a leader
+    moving) is logged, not fatal: librdkafka recovers by itself."""
+    try:
+        yield from reader.messages(timeout=timeout)
+    except RuntimeError as exc:
+        log.warning("%s; the consumer keeps retrying", exc)
+        time.sleep(1)
 
 
 _NOTIFY_TYPES = (

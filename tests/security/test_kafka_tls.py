@@ -145,3 +145,39 @@ def test_wrong_password_and_untrusted_certificates_fail_fast(
     assert "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "wrong" not in result.stderr  # the password is never echoed
     print(f"driftline notify with a wrong password exited in {elapsed:.1f} s")
+
+
+def test_python_clients_use_ssl_context_for_mutual_tls(
+    private_kafka: Any, tls_files: TlsFiles
+) -> None:
+    """`KafkaConfig.ssl_context()` is what aiokafka (the Faust worker's transport) needs for mTLS:
+    with it a producer is accepted on the mTLS listener; without the client certificate it is
+    not."""
+    import asyncio
+    import ssl
+
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.errors import KafkaConnectionError as AIOKafkaConnectionError
+
+    prefix = f"sec-{uuid.uuid4().hex[:8]}"
+    mtls = config_of(mtls_env(private_kafka, tls_files) | topics_env(prefix))
+    ensure_topics(mtls)
+
+    async def send(context: ssl.SSLContext | None) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=mtls.kafka.bootstrap_servers,
+            security_protocol="SSL",
+            ssl_context=context,
+            request_timeout_ms=5000,
+        )
+        try:
+            await producer.start()
+            await producer.send_and_wait(mtls.topics.predictions, b"{}", key=b"k")
+        finally:
+            await producer.stop()
+
+    asyncio.run(send(mtls.kafka.ssl_context()))
+    assert read_all(mtls, mtls.topics.predictions, 1)[0].key() == b"k"
+    without_certificate = ssl.create_default_context(cafile=str(tls_files.ca))
+    with pytest.raises((AIOKafkaConnectionError, ssl.SSLError, ConnectionError, OSError)):
+        asyncio.run(asyncio.wait_for(send(without_certificate), 20))
