@@ -450,7 +450,6 @@ def test_notify_skips_counts_and_dead_letters_malformed_messages(
     producer.produce(config.topics.metrics, key=b"fraud", value=b'{"type": "retraining_run"}')
     resolving = {"type": "window", "evaluation": {"model": "fraud", "model_version": "1"},
                  "window_end": 120.0, "event_ids": []}  # fmt: skip
-    producer.produce(config.topics.metrics, key=b"fraud", value=orjson.dumps(resolving))
     assert producer.flush(30) == 0
     # The notifier's groups start at the beginning of these fresh topics.
     app_id = config.worker.app_id
@@ -473,9 +472,30 @@ def test_notify_skips_counts_and_dead_letters_malformed_messages(
             if s.name.endswith("_total") and s.labels["topic"] == topic
         )
 
-    assert run_notifier(config, timeout=12) == 0  # returned normally: nothing killed it
-    actions = [json.loads(body)["action"] for _, path, _, body in http.requests]
-    assert actions == ["firing", "resolved"], actions
+    def actions() -> list[str]:
+        return [json.loads(body)["action"] for _, _, _, body in list(http.requests)]
+
+    stop = threading.Event()
+    returned: list[int] = []
+    notifier = threading.Thread(
+        target=lambda: returned.append(run_notifier(config, timeout=60, stop=stop.is_set))
+    )
+    notifier.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "firing" not in actions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The window after the event, without it: the alert resolves (sent only now, so that
+        # the summary cannot overtake the event on its way through the two topics).
+        producer.produce(config.topics.metrics, key=b"fraud", value=orjson.dumps(resolving))
+        assert producer.flush(30) == 0
+        while "resolved" not in actions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        notifier.join(30)
+    assert returned == [0]  # returned normally: no malformed message killed it
+    assert actions() == ["firing", "resolved"], actions()
     assert rejected(config.topics.alerts) == len(bad_events)
     assert rejected(config.topics.metrics) == len(bad_summaries)
     from driftline.streams.reader import TopicReader
