@@ -125,7 +125,7 @@ def test_client_and_notifier_reconnect_after_a_broker_restart(
 @pytest.mark.slow_fault
 def test_worker_windows_survive_a_broker_restart(private_kafka: Any, tmp_path: Path) -> None:
     """In `make test-faults`: the same with a worker, whose windows must count every record
-    once. Failed in 2 of 4 runs on 2026-12-01 (the first window summarised 1,466 and 1,562 of
+    once. Failed in 2 of 5 runs on 2026-12-01 (the first window summarised 1,466 and 1,562 of
     its 6,000 records, once each: records lost between the worker's stages when the broker
     went away); see docs/OPERATIONS.md, "Faults"."""
     _broker_restart(private_kafka, tmp_path, with_worker=True)
