@@ -25,8 +25,12 @@ as_pg() {
   if [[ $EUID -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 pg_home() {
+  local legacy="$DRIFTLINE_CACHE/postgres"
   if [[ -n "${PG_HOME:-}" ]]; then echo "$PG_HOME"
-  elif [[ $EUID -ne 0 ]]; then echo "$DRIFTLINE_CACHE/postgres"
+  elif [[ $EUID -ne 0 ]]; then echo "$legacy"
+  # A data dir made there by an earlier version, still reachable: keep using it.
+  elif [[ -f "$legacy/data-$PG_PORT/PG_VERSION" ]] && runuser -u postgres -- test -x "$legacy" 2>/dev/null; then
+    echo "$legacy"
   else echo "/var/tmp/driftline-postgres-$(realpath -m "$DRIFTLINE_CACHE" | sha256sum | cut -c1-12)"
   fi
 }
