@@ -267,7 +267,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from driftline.sinks.store import PostgresStore
 
     config = _postgres(args)
-    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         applied = store.upgrade()
     print(f"applied: {', '.join(applied) if applied else 'nothing (schema is up to date)'}")
     return 0
@@ -278,7 +278,7 @@ def cmd_db_retention(args: argparse.Namespace) -> int:
 
     config = _postgres(args)
     days = args.days or config.postgres.retention_days
-    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         dropped = store.retention(days)
         created = store.ensure_ahead()
     print(f"retention {days} days: dropped {len(dropped)} partitions {', '.join(dropped)}".rstrip())
@@ -326,7 +326,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
     since = args.since
     config = _postgres(args)
-    with PostgresStore(config.postgres.url.reveal()) as store:
+    with PostgresStore(config.postgres.dsn()) as store:
         rows = store.list_alerts(since, args.severity, args.model)
     if args.json:
         import orjson
@@ -366,7 +366,7 @@ def cmd_features_history(args: argparse.Namespace) -> int:
     from driftline.report.queries import connect, feature_history, feature_names
 
     config = _postgres(args)
-    with connect(config.postgres.url.reveal(), args.schema) as conn:
+    with connect(config.postgres.dsn(), args.schema) as conn:
         rows = feature_history(conn, args.model, args.feature, args.since, args.model_version)
         known = [] if rows else feature_names(conn, args.model)
     if not rows:
@@ -392,7 +392,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config = _postgres(args)
     path = write_report(
-        config.postgres.url.reveal(),
+        config.postgres.dsn(),
         args.out,
         model=args.model,
         model_version=args.model_version,
@@ -796,8 +796,11 @@ def _command_path(args: argparse.Namespace) -> str:
 
 def _is_usage_error(exc: BaseException) -> bool:
     from driftline.config import ConfigError
+    from driftline.security import KafkaConnectionError
     from driftline.tabular import TableError
 
+    if isinstance(exc, KafkaConnectionError):  # the settings may be right, the broker down
+        return False
     return isinstance(exc, ConfigError | TableError | FileNotFoundError)
 
 

@@ -6,7 +6,9 @@ for example `DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS` or `DRIFTLINE_POSTGRES_URL`.
 
 Validation happens here, once, at start: an unknown key, a wrong type or a missing required value
 raises `ConfigError` with a message that names the key. Secrets (passwords, URLs with credentials,
-webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value.
+webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value. Every secret `x`
+can instead be read from a file with the key `x_file` (`DRIFTLINE_<SECTION>_<X>_FILE`), the way
+Docker and Kubernetes mount secrets; the file's content, without a trailing newline, is the value.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import ssl
 import types
 import typing
 from collections.abc import Mapping
@@ -85,6 +88,7 @@ class Secret:
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+PgSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,43 @@ class KafkaConfig:
     sasl_username: str | None = None
     sasl_password: Secret | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = None  # client certificate (mTLS), PEM
+    ssl_keyfile: str | None = None  # its private key, PEM
+    ssl_key_password: Secret | None = None  # if the key is encrypted
+
+    def __post_init__(self) -> None:
+        _files_exist(
+            kafka_ssl_cafile=self.ssl_cafile,
+            kafka_ssl_certfile=self.ssl_certfile,
+            kafka_ssl_keyfile=self.ssl_keyfile,
+        )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError(
+                "kafka.ssl_keyfile: set kafka.ssl_certfile too (the client certificate)"
+            )
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError(
+                f"kafka.sasl_username and kafka.sasl_password: required with security_protocol "
+                f"{self.security_protocol}"
+            )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for Python clients (aiokafka/Faust), or None without TLS: verifies the
+        broker against `ssl_cafile` (else the system's CAs) and its host name, and presents the
+        client certificate when one is configured.
+
+        >>> KafkaConfig().ssl_context() is None
+        True
+        """
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            password = self.ssl_key_password.reveal() if self.ssl_key_password else None
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password)
+        return context
 
     def confluent_settings(self) -> dict[str, str | int | float | bool]:
         """Connection settings in librdkafka's vocabulary (for confluent-kafka clients)."""
@@ -110,6 +151,12 @@ class KafkaConfig:
             settings["sasl.password"] = self.sasl_password.reveal()
         if self.ssl_cafile:
             settings["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_certfile:
+            settings["ssl.certificate.location"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            settings["ssl.key.location"] = self.ssl_keyfile
+        if self.ssl_key_password:
+            settings["ssl.key.password"] = self.ssl_key_password.reveal()
         return settings
 
 
@@ -190,8 +237,8 @@ class NotificationsConfig:
     pagerduty_routing_key: Secret | None = None
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_starttls: bool = True
+    smtp_port: int = 587  # 465: implicit TLS (SMTPS); otherwise STARTTLS unless smtp_starttls
+    smtp_starttls: bool = True  # false only for a relay without login (credentials need TLS)
     smtp_username: str | None = None
     smtp_password: Secret | None = None
     email_from: str | None = None
@@ -208,6 +255,11 @@ class NotificationsConfig:
             raise ConfigError(
                 "notifications.email_from and notifications.email_to: required with smtp_host"
             )
+        if self.smtp_password and not self.smtp_starttls and self.smtp_port != 465:
+            raise ConfigError(
+                "notifications.smtp_starttls: the SMTP password would be sent in clear text; "
+                "enable STARTTLS or use implicit TLS (smtp_port 465)"
+            )
 
 
 @dataclass(frozen=True)
@@ -216,9 +268,49 @@ class PostgresConfig:
         default_factory=lambda: Secret("postgresql://driftline:driftline@127.0.0.1:5432/driftline")
     )
     retention_days: int = 90
+    # TLS (libpq's names). sslmode defaults to verify-full when a CA (sslrootcert) is configured,
+    # else to libpq's own default (prefer: TLS if the server offers it, unverified).
+    sslmode: PgSslMode | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None  # client certificate
+    sslkey: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(1, postgres_retention_days=self.retention_days)
+        _files_exist(
+            postgres_sslrootcert=self.sslrootcert,
+            postgres_sslcert=self.sslcert,
+            postgres_sslkey=self.sslkey,
+        )
+        if self.sslmode in ("verify-ca", "verify-full") and not self.sslrootcert:
+            raise ConfigError(f"postgres.sslrootcert: required with sslmode {self.sslmode}")
+
+    def tls_settings(self) -> dict[str, str]:
+        """The libpq TLS parameters this config adds to the URL.
+
+        >>> PostgresConfig(sslrootcert=None).tls_settings()
+        {}
+        """
+        settings = {
+            "sslrootcert": self.sslrootcert,
+            "sslcert": self.sslcert,
+            "sslkey": self.sslkey,
+            "sslmode": self.sslmode or ("verify-full" if self.sslrootcert else None),
+        }
+        return {key: value for key, value in settings.items() if value}
+
+    def dsn(self) -> str:
+        """The connection string for psycopg: the URL with the TLS settings (parameters already
+        in the URL win). Contains the password: pass it to the driver, never log it."""
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            given = conninfo_to_dict(self.url.reveal())
+        except ProgrammingError:  # the message would quote the URL, password included
+            raise ConfigError("postgres.url: not a PostgreSQL URL or connection string") from None
+        extra = {k: v for k, v in self.tls_settings().items() if k not in given}
+        return make_conninfo(self.url.reveal(), **extra) if extra else self.url.reveal()
 
 
 @dataclass(frozen=True)
@@ -420,8 +512,9 @@ def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    secret_files = {f"{name}_file": name for name in fields if _is_secret(hints[name])}
     for key in raw:
-        if key not in fields:
+        if key not in fields and key not in secret_files:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
@@ -433,13 +526,45 @@ def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> 
             values[name] = _build(hint, raw.get(name, {}), f"{key}.", environ)  # type: ignore[arg-type]
             continue
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
-        if env_name in environ:
+        secret_file = _secret_file(name, key, raw, environ) if _is_secret(hint) else None
+        if secret_file is not None:
+            values[name] = secret_file
+        elif env_name in environ:
             values[name] = _coerce(
                 environ[env_name], hint, f"{key} (from {env_name})", from_env=True
             )
         elif name in raw:
             values[name] = _coerce(raw[name], hint, key, from_env=False)
     return cls(**values)
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or Secret in get_args(hint)
+
+
+def _secret_file(name: str, key: str, raw: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    """The secret `key` read from the file named by `key_file` (environment first), or None."""
+    env_name = ENV_PREFIX + f"{key}_file".replace(".", "_").upper()
+    if env_name in environ:
+        path, source = environ[env_name], f"{key}_file (from {env_name})"
+    elif raw.get(f"{name}_file") is not None:
+        path, source = raw[f"{name}_file"], f"{key}_file"
+    else:
+        return None
+    try:
+        value = Path(str(path)).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{source}: {path} is empty")
+    return Secret(value)
+
+
+def _files_exist(**paths: str | None) -> None:
+    for name, path in paths.items():
+        if path and not Path(path).is_file():
+            key = name.replace("_", ".", 1)
+            raise ConfigError(f"{key}: file {path} does not exist")
 
 
 def _coerce(value: Any, hint: Any, key: str, *, from_env: bool) -> Any:
