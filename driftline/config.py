@@ -477,6 +477,8 @@ def environment_variables(cls: type[Any] = Config, prefix: str = "") -> dict[str
             names.update(environment_variables(hints[f.name], f"{key}."))
         else:
             names[ENV_PREFIX + key.replace(".", "_").upper()] = key
+            if _is_secret(hints[f.name]):  # the secret read from a file instead
+                names[ENV_PREFIX + f"{key}_file".replace(".", "_").upper()] = f"{key}_file"
     return names
 
 
