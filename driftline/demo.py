@@ -47,7 +47,7 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 
-__all__ = ["INCIDENTS", "Plan", "detection_of", "run_demo"]
+__all__ = ["INCIDENTS", "Outcome", "Plan", "detection_of", "play", "run_demo"]
 
 MODEL = "fraud"
 SHIFTED_FEATURE = "txn_per_day"
@@ -133,7 +133,7 @@ class Story:
     phase: str = "starting"
     served: int = 0
     routing: str = f"{MODEL}@1 100%"
-    tally: dict[str, list[int]] = field(default_factory=dict)  # phase -> [right, n]
+    tally: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # phase, version
     retraining: str = "-"
     ab: str = "-"
     promoted_wall: float | None = None
@@ -147,7 +147,9 @@ class Story:
         return f"{seconds // 60}:{seconds % 60:02d}"
 
     def accuracy(self, phase: str) -> float | None:
-        right, n = self.tally.get(phase, [0, 0])
+        """Realised accuracy of a phase (``before``, ``degraded``, ``after``), every version."""
+        right = sum(v[0] for (p, _), v in self.tally.items() if p == phase)
+        n = sum(v[1] for (p, _), v in self.tally.items() if p == phase)
         return right / n if n else None
 
 
@@ -410,15 +412,30 @@ def _accuracy_table(story: Story) -> Table:
     table = Table(title="realised accuracy (served predictions vs their labels)")
     for column in ("phase", "model", "predictions", "accuracy"):
         table.add_column(column)
-    names = {
-        "before": ("before the concept drift", f"{MODEL}@1"),
-        "degraded": ("concept drift, before promotion", "router (champion + challenger)"),
-        "after": ("after promotion", f"{MODEL}@{story.promoted_version or '?'}"),
+    labels = {
+        "before": "before the concept drift",
+        "degraded": "concept drift, until the promotion",
+        "after": "after the promotion",
     }
-    for phase, (label, model) in names.items():
-        right, n = story.tally.get(phase, [0, 0])
-        table.add_row(label, model, f"{n:,}", f"{right / n:.3f}" if n else "-")
+    for (phase, version), (right, n) in sorted(
+        story.tally.items(), key=lambda item: (list(labels).index(item[0][0]), item[0][1])
+    ):
+        table.add_row(labels[phase], f"{MODEL}@{version}", f"{n:,}", f"{right / n:.3f}")
     return table
+
+
+@dataclass
+class Outcome:
+    """What a run did: ``ok`` when every incident was detected, the retrained model promoted
+    and the report written."""
+
+    run: str
+    schema: str
+    ok: bool = False
+    reasons: list[str] = field(default_factory=list)
+    story: Story | None = None
+    report: Path | None = None
+    seconds: float = 0.0
 
 
 def run_demo(
@@ -430,13 +447,28 @@ def run_demo(
     console: Console | None = None,
 ) -> int:
     """The whole story; 0 when every incident was detected and the retrained model promoted."""
+    outcome = play(config, config_path, plan=plan, report_path=report_path, console=console)
+    return 0 if outcome.ok else 1
+
+
+def play(
+    config: Config,
+    config_path: Path | None,
+    *,
+    plan: Plan | None = None,
+    report_path: Path | None = None,
+    console: Console | None = None,
+) -> Outcome:
+    """Run the story (see the module docstring) and return what happened."""
     plan = plan or Plan()
     run = f"demo-{int(time.time())}"
     cache = Path(".cache") / "demo" / run
     cache.mkdir(parents=True, exist_ok=True)
     log_path = cache / "demo.log"
     with _quiet_libraries(log_path) as terminal:
-        out = console or Console(file=terminal, highlight=False)
+        # Not a terminal (CI, a pipe): wide enough that the tables do not wrap.
+        width = None if terminal.isatty() else 120
+        out = console or Console(file=terminal, highlight=False, width=width)
         return _run(config_path, plan, run, cache, log_path, report_path, out, config)
 
 
@@ -449,7 +481,7 @@ def _run(
     report_path: Path | None,
     out: Console,
     base: Config,
-) -> int:
+) -> Outcome:
     from driftline.report import write_report
     from driftline.retrain.registry import Registry
     from driftline.retrain.sample import TrainingSampleSink
@@ -463,6 +495,7 @@ def _run(
 
     wall_start = time.time()
     schema = run.replace("-", "_")
+    outcome = Outcome(run, schema)
     receiver = _SlackReceiver()
     threading.Thread(target=receiver.serve_forever, name="demo-slack", daemon=True).start()
     env = _environment(run, cache, plan, receiver.url, base.postgres.url.reveal())
@@ -478,6 +511,7 @@ def _run(
     threads: list[threading.Thread] = []
     worker = None
     store = PostgresStore(base.postgres.url.reveal(), schema=schema)
+    sink_store = PostgresStore(base.postgres.url.reveal(), schema=schema)
     consumers: list[Consumer] = []
     try:
         store.create_schema()
@@ -491,7 +525,7 @@ def _run(
         bootstrap.publish_routing(RoutingDecision(MODEL, "1", updated_at=time.time()))
         bootstrap.close()
         worker = start_worker_process(config_path, cache / "worker.log", env=env)
-        sink = PostgresSink(config, PostgresStore(config.postgres.url.reveal(), schema=schema))
+        sink = PostgresSink(config, sink_store)
         sample = TrainingSampleSink(config, store)
         services: list[tuple[str, Callable[[], Any]]] = [
             ("postgres-sink", lambda: sink.run(stop)),
@@ -521,6 +555,7 @@ def _run(
             start,
             {k: Incident(k, INCIDENTS[k], onset) for k, onset in plan.onsets.items()},
         )
+        outcome.story = story
         with ModelRouter(
             config.kafka.bootstrap_servers,
             config.retraining.control_topic,
@@ -550,6 +585,7 @@ def _run(
                 since=datetime.fromtimestamp(start, UTC) - timedelta(hours=1),
                 schema=schema,
             )
+            outcome.report = path.resolve()
             report_line = f"HTML report: {path.resolve()} ({path.stat().st_size // 1024} KiB)"
         except Exception as exc:
             ok = False
@@ -558,22 +594,30 @@ def _run(
         out.print(_accuracy_table(story))
         out.print(report_line)
         missing = [i.title for i in story.incidents.values() if i.detected_wall is None]
-        elapsed = time.time() - wall_start
-        if missing or story.promoted_version is None or not ok:
-            reasons = [f"not detected: {', '.join(missing)}"] if missing else []
-            if story.promoted_version is None:
-                reasons.append("the retrained model was not promoted")
-            if not reasons:
-                reasons.append("see above")
+        outcome.seconds = elapsed = time.time() - wall_start
+        reasons = outcome.reasons
+        if missing:
+            reasons.append(f"not detected: {', '.join(missing)}")
+        if story.promoted_version is None:
+            reasons.append("the retrained model was not promoted")
+        if not ok and not reasons:
+            reasons.append("see above")
+        if reasons:
             out.print(
-                f"[bold red]demo FAILED[/] after {elapsed:.0f} s: {'; '.join(reasons)} (logs: {cache})"
+                f"[bold red]demo FAILED[/] after {elapsed:.0f} s: {'; '.join(reasons)}"
+                f" (logs: {cache})"
             )
-            return 1
+            return outcome
+        alerted = sum(i.alert_wall is not None for i in story.incidents.values())
+        before, after = story.accuracy("before"), story.accuracy("after")
         out.print(
-            f"[bold green]demo OK[/] in {elapsed:.0f} s: 3 incidents detected and alerted, "
-            f"{MODEL}@{story.promoted_version} retrained, A/B tested and promoted"
+            f"[bold green]demo OK[/] in {elapsed:.0f} s: {len(story.incidents)} incidents detected"
+            f" ({alerted} alerted on Slack), {MODEL}@{story.promoted_version} retrained,"
+            f" A/B tested and promoted; accuracy {before or 0:.3f} before the concept drift,"
+            f" {story.accuracy('degraded') or 0:.3f} during it, {after or 0:.3f} after"
         )
-        return 0
+        outcome.ok = True
+        return outcome
     finally:
         stop.set()
         if worker is not None:
@@ -585,6 +629,7 @@ def _run(
             consumer.close()
         receiver.shutdown()
         store.close()
+        sink_store.close()
 
 
 def _stored(store: Any) -> bool:
@@ -674,8 +719,8 @@ def _story(
             )
             index += len(served)
             story.served = index
-            tally = story.tally.setdefault(phase, [0, 0])
             for record, label in served:
+                tally = story.tally.setdefault((phase, str(record["model_version"])), [0, 0])
                 tally[0] += int(record["prediction"] == label["label"])
                 tally[1] += 1
             if phase == "after":
