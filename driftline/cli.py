@@ -108,22 +108,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"driftline simulate: {exc}", file=sys.stderr)
         return 2
     config = _kafka(args)
-    sent = publish(
+    from driftline.simulate import ab_routing
+
+    with ab_routing(
         config.kafka.bootstrap_servers,
-        config.topics.predictions,
-        config.topics.labels,
-        n=args.records,
-        seed=args.seed,
-        rate_per_second=args.rate,
-        start_time=args.start_time,
-        schedule=schedule,
-        label_delay=args.label_delay,
-        realtime=args.realtime,
-        model=args.model,
-        model_version=args.model_version,
+        config.retraining.control_topic,
+        args.model,
         settings=config.kafka.confluent_settings(),
-        progress=not args.quiet,
-    )
+    ) as (route, routing):
+        if not args.quiet:
+            print(routing, file=sys.stderr)
+        sent = publish(
+            config.kafka.bootstrap_servers,
+            config.topics.predictions,
+            config.topics.labels,
+            n=args.records,
+            seed=args.seed,
+            rate_per_second=args.rate,
+            start_time=args.start_time,
+            schedule=schedule,
+            label_delay=args.label_delay,
+            realtime=args.realtime,
+            model=args.model,
+            model_version=args.model_version,
+            settings=config.kafka.confluent_settings(),
+            progress=not args.quiet,
+            route=route,
+        )
     print(f"published {sent} predictions and their labels to {config.topics.predictions}")
     return 0
 

@@ -19,7 +19,8 @@ after the simulation start:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ __all__ = [
     "CATEGORICAL_FEATURES",
     "NUMERIC_FEATURES",
     "Drift",
+    "ab_routing",
     "fraud_records",
     "parse_drift",
     "simulate",
@@ -227,9 +229,12 @@ def publish(
     settings: dict[str, Any] | None = None,
     progress: bool = False,
     block: int = 2_000,
+    route: Callable[[str, str], str] | None = None,
 ) -> int:
     """Publish a simulated stream with the client (predictions, then labels `label_delay`
-    event-time seconds later). `realtime` paces publishing to the event-time rate."""
+    event-time seconds later). `realtime` paces publishing to the event-time rate. `route`
+    (model, prediction id) -> version: the serving version of each prediction, e.g. the
+    router's during an A/B test (:func:`ab_routing`)."""
     import sys
     import time
 
@@ -254,6 +259,8 @@ def publish(
                 model_version=model_version,
             )
             for record in records:
+                if route is not None:
+                    record["model_version"] = route(record["model"], record["prediction_id"])
                 if realtime:
                     lag = (record["timestamp"] - start) - (time.monotonic() - wall_start)
                     if lag > 0:
@@ -282,3 +289,35 @@ def publish(
     if progress:
         sys.stderr.write("\n")
     return n
+
+
+@contextmanager
+def ab_routing(
+    bootstrap_servers: str,
+    control_topic: str,
+    model: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    wait_seconds: float = 2.0,
+) -> Iterator[tuple[Callable[[str, str], str] | None, str]]:
+    """The router's choice of version per prediction while an A/B test of ``model`` is running
+    (a routing decision with a challenger on ``control_topic``), else None; with a sentence
+    saying which. What `driftline simulate` uses so that simulated traffic splits like real
+    traffic during a test (the scores stay the simulator's: it has no models; for predictions
+    by the registered artifacts see :class:`driftline.retrain.traffic.RoutedService`)."""
+    from driftline.router import ModelRouter
+
+    try:
+        router = ModelRouter(bootstrap_servers, control_topic, settings=settings)
+    except Exception as exc:  # no control topic (no retraining set up): nothing to route
+        yield None, f"no routing ({control_topic}: {exc})"
+        return
+    with router:
+        decision = router.wait_for(model, lambda d: True, timeout=wait_seconds)
+        if decision is None or decision.challenger is None:
+            yield None, f"no A/B test of {model} running: every prediction as given"
+            return
+        yield router.route, (
+            f"A/B test of {model} running: {decision.challenger_share:.0%} of predictions to "
+            f"{model}@{decision.challenger}, the rest to {model}@{decision.champion}"
+        )

@@ -7,17 +7,28 @@ from __future__ import annotations
 
 import io
 import re
+import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
+from confluent_kafka import Producer
 from rich.console import Console
 
 from driftline import demo
+from driftline.cli import main
 from driftline.config import load_config
 from driftline.local import delete_topics
+from driftline.retrain.service import ensure_control_topic
+from driftline.router import RoutingDecision
 from driftline.sinks.store import PostgresStore
+from driftline.streams.reader import TopicReader
+from driftline.streams.topics import ensure_topics
 from tests.conftest import ROOT
+from tests.service.test_retrain_helpers import config_of
 
 pytestmark = pytest.mark.service
 
@@ -101,3 +112,35 @@ def test_short_demo_tells_the_whole_story(
             store.drop_schema()
         finally:
             store.close()
+
+
+def test_simulate_routes_through_the_router_during_an_ab_test(
+    isolated_config: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`driftline simulate` while an A/B test is running: each prediction carries the version
+    the router chose (about the challenger's share), and it says so."""
+    _, env = isolated_config
+    env = {**env, "DRIFTLINE_RETRAINING_CONTROL_TOPIC": f"test-{uuid.uuid4().hex[:8]}.control"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    config = config_of(env)
+    ensure_topics(config)
+    ensure_control_topic(config)
+    producer = Producer(config.kafka.confluent_settings())
+    decision = RoutingDecision("fraud", "1", "2", 0.3, test_id="t", updated_at=time.time())
+    producer.produce(
+        config.retraining.control_topic, key="fraud", value=orjson.dumps(decision.to_dict())
+    )
+    producer.flush(30)
+
+    assert main(["simulate", "--records", "2000", "--rate", "1000"]) == 0
+    assert "A/B test of fraud running: 30% of predictions to fraud@2" in capsys.readouterr().err
+    reader = TopicReader(config, config.topics.predictions, start="beginning")
+    versions: Counter[str] = Counter()
+    for message in reader.messages(timeout=30, idle=3):
+        versions[orjson.loads(message.value() or b"{}")["model_version"]] += 1
+        if sum(versions.values()) >= 2000:
+            break
+    reader.close()
+    assert sum(versions.values()) == 2000, versions
+    assert 0.25 < versions["2"] / 2000 < 0.35, versions
