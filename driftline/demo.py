@@ -117,7 +117,7 @@ class Incident:
     title: str
     onset: float  # event-time offset
     injected_wall: float | None = None
-    detected_wall: float | None = None
+    detected_wall: float | None = None  # when driftline detected it (the event's detected_at)
     detected_event_time: float | None = None
     via: str = ""
     event_id: str | None = None
@@ -746,6 +746,7 @@ def _story(
             time.sleep(0.3)
         story.phase = "done"
         live.update(_live_table(story))
+    out.print()
     return True
 
 
@@ -762,7 +763,10 @@ def _follow(
         story.events.append(event)
         if event.get("type") == "ab_decision":
             evidence = event.get("evidence") or {}
-            story.ab = f"{evidence.get('decision')}: {evidence.get('reason', '')}"[:60]
+            p_value = event.get("p_value")
+            story.ab = f"{evidence.get('decision')} {MODEL}@{evidence.get('challenger')}" + (
+                f" (p = {p_value:.2g})" if isinstance(p_value, int | float) else ""
+            )
         if event.get("type") == "retraining_failed":
             story.retraining = "failed: " + str((event.get("evidence") or {}).get("error"))[:50]
         at = _event_time_of(event)
@@ -773,7 +777,12 @@ def _follow(
                 continue  # evidence from before the incident: not its detection
             via = detection_of(kind, event)
             if via:
-                incident.detected_wall, incident.detected_event_time = now, at
+                # driftline's own detection time (wall clock), not when the demo read it
+                detected_at = event.get("detected_at")
+                incident.detected_wall = (
+                    float(detected_at) if isinstance(detected_at, int | float) else now
+                )
+                incident.detected_event_time = at
                 incident.via, incident.event_id = via, event.get("event_id")
                 out.print(f"[green]detected[/] {incident.title}: {via} event")
     for summary in _drain(summaries):
