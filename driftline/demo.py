@@ -25,6 +25,7 @@ import logging
 import os
 import pickle
 import queue
+import subprocess
 import sys
 import threading
 import time
@@ -488,7 +489,6 @@ def _run(
     from driftline.retrain.service import RetrainService, ensure_control_topic, serve
     from driftline.retrain.traffic import RoutedService
     from driftline.router import ModelRouter, RoutingDecision
-    from driftline.sinks.notify import run_notifier
     from driftline.sinks.postgres import PostgresSink
     from driftline.sinks.store import PostgresStore
     from driftline.streams.topics import ensure_topics
@@ -509,13 +509,23 @@ def _run(
     references = Path(config.worker.reference_dir)
     stop = threading.Event()
     threads: list[threading.Thread] = []
-    worker = None
+    worker = notifier = None
     store = PostgresStore(base.postgres.url.reveal(), schema=schema)
     sink_store = PostgresStore(base.postgres.url.reveal(), schema=schema)
     consumers: list[Consumer] = []
     try:
         store.create_schema()
         store.upgrade()
+        # `driftline notify` as users run it, pointed at the local receiver by the environment.
+        command = [sys.executable, "-m", "driftline"]
+        command += ["--config", str(config_path)] if config_path is not None else []
+        with open(cache / "notify.log", "ab") as notify_log:
+            notifier = subprocess.Popen(
+                [*command, "notify"],
+                stdout=notify_log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **env},
+            )
         champion = _bootstrap(config, store, plan, references)
         out.print(
             f"model {MODEL}@1 trained on {plan.training_records:,} 'before' records "
@@ -534,7 +544,6 @@ def _run(
                 "retrain-serve",
                 lambda: serve(config, schema=schema, stop=stop, start="earliest", tick_seconds=1.0),
             ),
-            ("notify", lambda: run_notifier(config, timeout=plan.budget_seconds + 120)),
         ]
         for name, target in services:
             thread = threading.Thread(target=target, name=f"demo-{name}", daemon=True)
@@ -544,6 +553,10 @@ def _run(
             "started: worker (child process), PostgreSQL sink, training-sample sink, "
             "retrain serve, notifier -> local Slack receiver"
         )
+        # The notifier starts at the end of the topics: it must be in its groups before traffic.
+        groups = [f"{config.worker.app_id}-notify", f"{config.worker.app_id}-notify-windows"]
+        if not _groups_stable(config, groups, timeout=60):
+            out.print("[yellow]the notifier has not joined its consumer groups after 60 s[/]")
         alerts = _reader(config, config.topics.alerts)
         summaries = _reader(config, config.topics.metrics)
         consumers += [alerts, summaries]
@@ -622,14 +635,37 @@ def _run(
         stop.set()
         if worker is not None:
             stop_worker_processes([worker])
+        if notifier is not None:
+            stop_worker_processes([notifier], timeout=10)
         for thread in threads:
-            if thread.name != "demo-notify":
-                thread.join(30)
+            thread.join(30)
         for consumer in consumers:
             consumer.close()
         receiver.shutdown()
         store.close()
         sink_store.close()
+
+
+def _groups_stable(config: Config, groups: list[str], timeout: float) -> bool:
+    """True once every consumer group has a member with an assignment (or False at timeout)."""
+    from confluent_kafka import ConsumerGroupState
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(config.kafka.confluent_settings())
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            described = [f.result(10) for f in admin.describe_consumer_groups(groups).values()]
+        except Exception:
+            described = []
+        if described and all(
+            d.state == ConsumerGroupState.STABLE
+            and any(m.assignment and m.assignment.topic_partitions for m in d.members)
+            for d in described
+        ):
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def _stored(store: Any) -> bool:
@@ -771,12 +807,19 @@ def _follow(
             story.retraining = "failed: " + str((event.get("evidence") or {}).get("error"))[:50]
         at = _event_time_of(event)
         for kind, incident in story.incidents.items():
-            if incident.detected_wall is not None or incident.injected_wall is None:
+            if incident.injected_wall is None:
                 continue
             if at is not None and at < story.start + incident.onset:
                 continue  # evidence from before the incident: not its detection
             via = detection_of(kind, event)
-            if via:
+            # A fallback detection gives way to the expected event type when it comes.
+            upgrade = (
+                via is not None
+                and incident.detected_wall is not None
+                and not incident.via.startswith(DETECTED_BY[kind])
+                and via.startswith(DETECTED_BY[kind])
+            )
+            if via and (incident.detected_wall is None or upgrade):
                 # driftline's own detection time (wall clock), not when the demo read it
                 detected_at = event.get("detected_at")
                 incident.detected_wall = (
