@@ -459,11 +459,13 @@ def play(
     plan: Plan | None = None,
     report_path: Path | None = None,
     console: Console | None = None,
+    workdir: Path | None = None,
 ) -> Outcome:
-    """Run the story (see the module docstring) and return what happened."""
+    """Run the story (see the module docstring) and return what happened. ``workdir``: where
+    the run's logs, artifacts and profiles go (default ``.cache/demo/<run>``)."""
     plan = plan or Plan()
     run = f"demo-{int(time.time())}"
-    cache = Path(".cache") / "demo" / run
+    cache = (workdir or Path(".cache") / "demo") / run
     cache.mkdir(parents=True, exist_ok=True)
     log_path = cache / "demo.log"
     with _quiet_libraries(log_path) as terminal:

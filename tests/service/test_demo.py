@@ -59,6 +59,7 @@ def test_short_demo_tells_the_whole_story(
         plan=SHORT,
         report_path=tmp_path / "report.html",
         console=Console(file=terminal, width=120, highlight=False),
+        workdir=tmp_path,
     )
     try:
         text = terminal.getvalue()
