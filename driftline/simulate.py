@@ -317,7 +317,10 @@ def ab_routing(
         if decision is None or decision.challenger is None:
             yield None, f"no A/B test of {model} running: every prediction as given"
             return
-        yield router.route, (
-            f"A/B test of {model} running: {decision.challenger_share:.0%} of predictions to "
-            f"{model}@{decision.challenger}, the rest to {model}@{decision.champion}"
+        yield (
+            router.route,
+            (
+                f"A/B test of {model} running: {decision.challenger_share:.0%} of predictions to "
+                f"{model}@{decision.challenger}, the rest to {model}@{decision.champion}"
+            ),
         )
