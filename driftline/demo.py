@@ -601,7 +601,11 @@ def _run(
                 schema=schema,
             )
             outcome.report = path.resolve()
-            report_line = f"HTML report: {path.resolve()} ({path.stat().st_size // 1024} KiB)"
+            report_line = (
+                f"HTML report: {path.resolve()} ({path.stat().st_size // 1024} KiB)\n"
+                f"the run's data stays in schema {schema} and topics {run}.*: rebuild the report"
+                f" with `driftline report --model {MODEL} --schema {schema} --since 24h`"
+            )
         except Exception as exc:
             ok = False
             report_line = f"[red]HTML report FAILED[/]: {type(exc).__name__}: {exc}"
