@@ -98,7 +98,9 @@ def test_short_demo_tells_the_whole_story(
 
         assert outcome.report is not None and outcome.report == (tmp_path / "report.html")
         html = outcome.report.read_text()
-        assert len(html) > 100_000 and "Retraining" in html, len(html)
+        assert len(html) > 100_000, len(html)
+        for section in ("Drifted features", "Data quality", "Alert timeline", "Retraining runs"):
+            assert f"<h2>{section}</h2>" in html, section
         assert str(outcome.report) in text.replace("\n", "")
 
         # No library noise: nothing on the process's stdout/stderr, no rdkafka line anywhere.
