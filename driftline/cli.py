@@ -85,9 +85,10 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from driftline.demo import run_demo
+    from driftline.demo import Plan, run_demo
 
-    return run_demo(_config(args), config_path=args.config)
+    plan = Plan(speedup=args.speedup, window_seconds=args.window_seconds)
+    return run_demo(_config(args), config_path=args.config, plan=plan, report_path=args.out)
 
 
 def cmd_dashboards_write(args: argparse.Namespace) -> int:
@@ -107,22 +108,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"driftline simulate: {exc}", file=sys.stderr)
         return 2
     config = _kafka(args)
-    sent = publish(
+    from driftline.simulate import ab_routing
+
+    with ab_routing(
         config.kafka.bootstrap_servers,
-        config.topics.predictions,
-        config.topics.labels,
-        n=args.records,
-        seed=args.seed,
-        rate_per_second=args.rate,
-        start_time=args.start_time,
-        schedule=schedule,
-        label_delay=args.label_delay,
-        realtime=args.realtime,
-        model=args.model,
-        model_version=args.model_version,
+        config.retraining.control_topic,
+        args.model,
         settings=config.kafka.confluent_settings(),
-        progress=not args.quiet,
-    )
+    ) as (route, routing):
+        if not args.quiet:
+            print(routing, file=sys.stderr)
+        sent = publish(
+            config.kafka.bootstrap_servers,
+            config.topics.predictions,
+            config.topics.labels,
+            n=args.records,
+            seed=args.seed,
+            rate_per_second=args.rate,
+            start_time=args.start_time,
+            schedule=schedule,
+            label_delay=args.label_delay,
+            realtime=args.realtime,
+            model=args.model,
+            model_version=args.model_version,
+            settings=config.kafka.confluent_settings(),
+            progress=not args.quiet,
+            route=route,
+        )
     print(f"published {sent} predictions and their labels to {config.topics.predictions}")
     return 0
 
@@ -676,10 +688,28 @@ def build_parser() -> argparse.ArgumentParser:
     write.set_defaults(func=cmd_dashboards_write)
 
     demo = _command(
-        commands, "demo", "end-to-end run on the local stack: simulate drift, run a worker, report"
+        commands,
+        "demo",
+        "the whole story on the running local stack: drift, alerts, retraining, A/B, report",
     )
     demo.add_argument(
-        "--records", type=int, default=20_000, help="predictions to produce (default 20000)"
+        "--speedup",
+        type=float,
+        default=12.0,
+        help="event-time seconds per wall-clock second (default 12: a window closes every 5 s)",
+    )
+    demo.add_argument(
+        "--window-seconds",
+        type=int,
+        default=60,
+        help="event-time window size of the demo's worker (default 60)",
+    )
+    demo.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the HTML report (default .cache/demo/<run>/report.html)",
     )
     demo.set_defaults(func=cmd_demo)
 
