@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 FeatureType = Literal["numeric", "categorical"]
+MAX_PROBABILITY_CLASSES = 20
 
 __all__ = ["FeatureType", "RecordBatch", "parse_timestamp"]
 
@@ -154,6 +155,9 @@ class RecordBatch:
     attributions: dict[str, NDArray[np.float64]] | None = None
     record_keys: NDArray[np.uint64] | None = None
     """Stable identity per record (e.g. partition, offset, index): decides the sketch sample."""
+    probabilities: dict[str, NDArray[np.float64]] | None = None
+    """Per-class probability (NaN when a record has none for the class), at most
+    ``MAX_PROBABILITY_CLASSES`` classes (the first seen), or None when no record has any."""
 
     def __post_init__(self) -> None:
         n = len(self.event_time)
@@ -174,6 +178,8 @@ class RecordBatch:
         columns.update({f"categorical.{k}": v for k, v in self.categorical.items()})
         if self.attributions is not None:
             columns.update({f"attributions.{k}": v for k, v in self.attributions.items()})
+        if self.probabilities is not None:
+            columns.update({f"probabilities.{k}": v for k, v in self.probabilities.items()})
         for name, col in columns.items():
             if len(col) != n:
                 raise ValueError(f"RecordBatch column {name!r} has {len(col)} rows, expected {n}")
@@ -237,6 +243,7 @@ class RecordBatch:
             error=error,
             attributions=attributions,
             record_keys=record_keys,
+            probabilities=_probability_columns(records),
         )
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.integer[Any]]) -> RecordBatch:
@@ -253,7 +260,46 @@ class RecordBatch:
             if self.attributions is None
             else {k: v[index] for k, v in self.attributions.items()},
             record_keys=None if self.record_keys is None else self.record_keys[index],
+            probabilities=None
+            if self.probabilities is None
+            else {k: v[index] for k, v in self.probabilities.items()},
         )
+
+
+def _probability_columns(
+    records: Sequence[Mapping[str, Any]],
+) -> dict[str, NDArray[np.float64]] | None:
+    """One column per class of the records' ``probabilities`` (first ``MAX_PROBABILITY_CLASSES``
+    classes seen, class names as strings), or None when no record has probabilities."""
+    rows = [r.get("probabilities") for r in records]
+    if not any(isinstance(p, Mapping) and p for p in rows):
+        return None
+    classes: list[str] = []
+    for p in rows:
+        if isinstance(p, Mapping):
+            for k in p:
+                name = str(k)
+                if name not in classes and len(classes) < MAX_PROBABILITY_CLASSES:
+                    classes.append(name)
+    columns: dict[str, NDArray[np.float64]] = {}
+    for name in classes:
+        columns[name] = _float_column(
+            [
+                (p.get(name) if name in p else _lookup_class(p, name))
+                if isinstance(p, Mapping)
+                else None
+                for p in rows
+            ]
+        )
+    return columns
+
+
+def _lookup_class(probabilities: Mapping[Any, Any], name: str) -> Any:
+    """A class's probability when its key is not a string (e.g. ``{0: 0.9, 1: 0.1}``)."""
+    for key, value in probabilities.items():
+        if str(key) == name:
+            return value
+    return None
 
 
 def _record_score(record: Mapping[str, Any]) -> float:

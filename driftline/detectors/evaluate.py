@@ -29,14 +29,20 @@ Decision rule
    and their own effect gate, a change of at least ``min_effect_correlation`` (0.1) in some
    pairwise Pearson correlation between the samples. A correlation-only change has no
    marginal effect, so the per-feature gates would never let it through.
-5. The **model drifts** when (a) at least one feature drifts and the share of drifted
+5. Output drift (``output_drift: true``, :mod:`driftline.detectors.output`): the score
+   distribution, the predicted-class balance, the share of low-confidence predictions, the
+   per-class probabilities (multiclass) or the predicted value (regression), each with a
+   p-value and an effect gate, Holm over these signals at ``output_alpha`` (0.01): their
+   own family, apart from the features.
+6. The **model drifts** when (a) at least one feature drifts and the share of drifted
    features is >= ``drift_share`` (default 0: any feature), or (b) a feature marked
-   ``critical`` drifts, or (c) the multivariate family drifts.
+   ``critical`` drifts, or (c) the multivariate family drifts, or (d) the outputs drift
+   (reason ``output``).
 
 Missing (NaN) and invalid (+/-inf, not a number) values are excluded from the tests and
 reported as rates per feature in the evaluation; they do not decide drift by themselves.
-The prediction distribution (chi-square on class counts) and the score histogram (binned KS)
-are compared with the reference and reported, outside the verdict.
+``prediction_tests`` keeps the raw chi-square on class counts and binned KS on the score
+histogram (uncorrected, as before); the verdict on outputs is ``output``.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftline.detectors.multiple_testing import adjust_p_values
+from driftline.detectors.output import OutputEvaluation, evaluate_output
 from driftline.detectors.profile import OTHER, ReferenceProfile, standardised_sample
 from driftline.detectors.sketch import SketchMismatchError, WindowSketch
 from driftline.detectors.stats import (
@@ -207,6 +214,7 @@ class WindowEvaluation:
     multivariate: MultivariateEvaluation | None
     prediction_tests: dict[str, TestResult]
     summary: WindowSummary
+    output: OutputEvaluation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -223,6 +231,7 @@ class WindowEvaluation:
             "multivariate": None if self.multivariate is None else self.multivariate.to_dict(),
             "prediction_tests": {k: v.to_dict() for k, v in self.prediction_tests.items()},
             "summary": self.summary.to_dict(),
+            "output": None if self.output is None else self.output.to_dict(),
         }
 
 
@@ -344,6 +353,9 @@ def evaluate_window(
         multivariate = _multivariate(profile, sketch, thresholds)
         if multivariate.drifted:
             reasons.append("multivariate")
+    output = evaluate_output(profile, sketch, thresholds) if thresholds.output_drift else None
+    if output is not None and output.drifted:
+        reasons.append("output")
     return WindowEvaluation(
         model=sketch.model,
         model_version=sketch.model_version,
@@ -358,6 +370,7 @@ def evaluate_window(
         multivariate=multivariate,
         prediction_tests=_prediction_tests(profile, sketch, thresholds),
         summary=summary,
+        output=output,
     )
 
 

@@ -35,12 +35,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from driftline.detectors.batch import FeatureType, RecordBatch
+
+Task = Literal["classification", "regression"]
 
 __all__ = [
     "FORMAT_VERSION",
@@ -254,6 +256,10 @@ class ReferenceProfile:
     score_counts: NDArray[np.int64] | None = None
     performance: dict[str, float | None] | None = None
     pca: dict[str, Any] | None = None
+    probability_counts: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    """Per class: histogram of the class's probability on the 50 score bins (multiclass)."""
+    prediction_values: NumericProfile | None = None
+    """Regression models: the predicted value's distribution on quantile bins."""
     bins: int = 20
     max_categories: int = 50
     seed: int = 0
@@ -273,8 +279,14 @@ class ReferenceProfile:
         sample_size: int = 2_000,
         seed: int = 0,
         fit_pca: bool = True,
+        task: Task | None = None,
     ) -> ReferenceProfile:
-        """Profile of a :class:`RecordBatch` (its schema decides the feature types)."""
+        """Profile of a :class:`RecordBatch` (its schema decides the feature types).
+
+        ``task`` is ``"classification"`` or ``"regression"``; by default a model whose
+        predictions are all numbers with more than ``MAX_CLASSES`` distinct values is a
+        regression model: its predicted values are profiled like a numeric feature.
+        """
         if bins < 1 or max_categories < 1 or sample_size < 1:
             raise ValueError("bins, max_categories and sample_size must be >= 1")
         n = len(batch)
@@ -292,7 +304,22 @@ class ReferenceProfile:
             col = batch.numeric[name][rows]
             sample[:, j] = np.where(np.isfinite(col), col, np.nan)
 
-        class_counts = _capped_counts(batch.prediction, MAX_CLASSES)
+        if task is None:
+            task = _infer_task(batch.prediction)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task: expected 'classification' or 'regression', got {task!r}")
+        prediction_values = None
+        if task == "regression":
+            prediction_values = NumericProfile.fit(prediction_as_float(batch.prediction), bins)
+            class_counts: dict[str, int] = {}
+        else:
+            class_counts = _capped_counts(batch.prediction, MAX_CLASSES)
+        probability_counts = {
+            name: np.bincount(score_bin_index(col[np.isfinite(col)]), minlength=SCORE_BINS).astype(
+                np.int64
+            )
+            for name, col in (batch.probabilities or {}).items()
+        }
         score_counts = None
         if batch.score is not None:
             s = batch.score[np.isfinite(batch.score)]
@@ -312,6 +339,8 @@ class ReferenceProfile:
             class_counts=class_counts,
             score_counts=score_counts,
             performance=performance,
+            probability_counts=probability_counts,
+            prediction_values=prediction_values,
             bins=bins,
             max_categories=max_categories,
             seed=seed,
@@ -331,9 +360,11 @@ class ReferenceProfile:
         score: ArrayLike | None = None,
         labels: ArrayLike | None = None,
         feature_types: Mapping[str, FeatureType] | None = None,
+        probabilities: Mapping[str, ArrayLike] | None = None,
         **options: Any,
     ) -> ReferenceProfile:
-        """Profile of feature columns given as arrays (or lists) of equal length."""
+        """Profile of feature columns given as arrays (or lists) of equal length;
+        ``probabilities`` maps each class to its probability column (multiclass models)."""
         arrays = {k: np.asarray(v) for k, v in columns.items()}
         lengths = {len(v) for v in arrays.values()}
         if len(lengths) > 1:
@@ -352,6 +383,9 @@ class ReferenceProfile:
             event_time=np.zeros(n),
             prediction=pred,
             score=None if score is None else np.asarray(score, dtype=np.float64),
+            probabilities=None
+            if not probabilities
+            else {str(k): np.asarray(v, dtype=np.float64) for k, v in probabilities.items()},
         )
         return cls.from_batch(
             batch, model=model, model_version=model_version, labels=labels, **options
@@ -442,10 +476,13 @@ class ReferenceProfile:
     @property
     def fingerprint(self) -> str:
         """Short hash of the bins and categories: sketches built on this profile carry it."""
-        layout = {
+        layout: dict[str, Any] = {
             "numeric": {k: [v.cuts.tolist(), v.low, v.high] for k, v in self.numeric.items()},
             "categorical": {k: sorted(v.counts) for k, v in self.categorical.items()},
         }
+        if self.prediction_values is not None:  # absent otherwise: older fingerprints unchanged
+            p = self.prediction_values
+            layout["prediction"] = {"values": [p.cuts.tolist(), p.low, p.high]}
         blob = json.dumps(layout, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -464,6 +501,10 @@ class ReferenceProfile:
             "score_counts": None if self.score_counts is None else self.score_counts.tolist(),
             "performance": self.performance,
             "pca": self.pca,
+            "probability_counts": {k: v.tolist() for k, v in self.probability_counts.items()},
+            "prediction_values": None
+            if self.prediction_values is None
+            else self.prediction_values.to_dict(),
             "bins": self.bins,
             "max_categories": self.max_categories,
             "seed": self.seed,
@@ -501,6 +542,13 @@ class ReferenceProfile:
                 else np.asarray(score_counts, dtype=np.int64),
                 performance=d.get("performance"),
                 pca=d.get("pca"),
+                probability_counts={
+                    str(k): np.asarray(v, dtype=np.int64)
+                    for k, v in (d.get("probability_counts") or {}).items()
+                },
+                prediction_values=None
+                if d.get("prediction_values") is None
+                else NumericProfile.from_dict(d["prediction_values"]),
                 bins=int(d.get("bins", 20)),
                 max_categories=int(d.get("max_categories", 50)),
                 seed=int(d.get("seed", 0)),
@@ -593,6 +641,22 @@ def _as_category(values: NDArray[Any]) -> NDArray[np.object_]:
     out = np.empty(len(values), dtype=object)
     out[:] = [None if v is None else str(v) for v in values.tolist()]
     return out
+
+
+def _infer_task(prediction: NDArray[Any]) -> Task:
+    present = [v for v in prediction.tolist() if v is not None]
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+    return (
+        "regression"
+        if present and numbers and len(set(present)) > MAX_CLASSES
+        else ("classification")
+    )
+
+
+def prediction_as_float(prediction: NDArray[Any]) -> NDArray[np.float64]:
+    """Predicted values of a regression model as floats (NaN when missing, inf when not a
+    number, the convention of numeric features)."""
+    return _as_float(prediction.astype(object))
 
 
 def _capped_counts(values: NDArray[Any], cap: int) -> dict[str, int]:

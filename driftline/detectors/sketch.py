@@ -52,7 +52,9 @@ from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import (
     OTHER,
     SCORE_BINS,
+    NumericProfile,
     ReferenceProfile,
+    prediction_as_float,
     score_bin_index,
 )
 
@@ -418,6 +420,8 @@ class WindowSketch:
     error_counts: dict[str, int] = field(default_factory=dict)
     attribution_abs_sum: dict[str, float] = field(default_factory=dict)
     attribution_n: dict[str, int] = field(default_factory=dict)
+    probability_counts: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    prediction_values: NumericSketch | None = None
 
     @classmethod
     def empty(
@@ -438,10 +442,7 @@ class WindowSketch:
             window_start=float(window_start),
             window_end=float(window_end),
             profile_fingerprint=profile.fingerprint,
-            numeric={
-                k: NumericSketch(p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64))
-                for k, p in profile.numeric.items()
-            },
+            numeric={k: _empty_numeric(p) for k, p in profile.numeric.items()},
             categorical={
                 k: CategoricalSketch({c: 0 for c in [*p.counts, OTHER]})
                 for k, p in profile.categorical.items()
@@ -452,6 +453,12 @@ class WindowSketch:
             reservoir_size=reservoir_size,
             seed=seed,
             latency=LatencySketch(alpha=latency_alpha),
+            probability_counts={
+                k: np.zeros(SCORE_BINS, np.int64) for k in profile.probability_counts
+            },
+            prediction_values=None
+            if profile.prediction_values is None
+            else _empty_numeric(profile.prediction_values),
         )
 
     # -- update ------------------------------------------------------------------------------
@@ -515,7 +522,17 @@ class WindowSketch:
         )
 
     def _update_predictions(self, batch: RecordBatch) -> None:
-        tally = Counter(batch.prediction.tolist())
+        if self.prediction_values is not None:  # regression: values, not classes
+            self.prediction_values.update(prediction_as_float(batch.prediction))
+        for name, counts in self.probability_counts.items():
+            column = None if batch.probabilities is None else batch.probabilities.get(name)
+            if column is not None:
+                p = column[np.isfinite(column)]
+                counts += np.bincount(score_bin_index(p), minlength=SCORE_BINS)
+        if self.prediction_values is not None:
+            tally: Counter[Any] = Counter()
+        else:
+            tally = Counter(batch.prediction.tolist())
         tally.pop(None, None)
         for key, c in tally.items():
             _add_capped(self.class_counts, str(key), c, MAX_CLASSES)
@@ -609,6 +626,12 @@ class WindowSketch:
             error_counts=_merge_capped(self.error_counts, other.error_counts, MAX_ERROR_TYPES),
             attribution_abs_sum=attr_sum,
             attribution_n=attr_n,
+            probability_counts={
+                k2: v + other.probability_counts[k2] for k2, v in self.probability_counts.items()
+            },
+            prediction_values=None
+            if self.prediction_values is None or other.prediction_values is None
+            else self.prediction_values.merged(other.prediction_values),
         )
 
     # -- summaries ---------------------------------------------------------------------------
@@ -647,6 +670,10 @@ class WindowSketch:
             "error_counts": dict(self.error_counts),
             "attribution_abs_sum": dict(self.attribution_abs_sum),
             "attribution_n": dict(self.attribution_n),
+            "probability_counts": {k: v.tolist() for k, v in self.probability_counts.items()},
+            "prediction_values": None
+            if self.prediction_values is None
+            else self.prediction_values.to_dict(),
         }
 
     @classmethod
@@ -684,7 +711,18 @@ class WindowSketch:
             error_counts={str(k): int(v) for k, v in d["error_counts"].items()},
             attribution_abs_sum={str(k): float(v) for k, v in d["attribution_abs_sum"].items()},
             attribution_n={str(k): int(v) for k, v in d["attribution_n"].items()},
+            probability_counts={
+                str(k): np.asarray(v, dtype=np.int64)
+                for k, v in (d.get("probability_counts") or {}).items()
+            },
+            prediction_values=None
+            if d.get("prediction_values") is None
+            else NumericSketch.from_dict(d["prediction_values"]),
         )
+
+
+def _empty_numeric(p: NumericProfile) -> NumericSketch:
+    return NumericSketch(p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64))
 
 
 def error_type(text: Any) -> str:
