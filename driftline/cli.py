@@ -91,18 +91,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
-    from driftline.detectors.profile import ReferenceProfile
+    from driftline.detectors.profile import ReferenceProfile, describe_types, parse_feature_types
 
     if args.csv is not None:
-        profile = ReferenceProfile.from_csv(
-            args.csv,
-            model=args.model,
-            model_version=args.model_version,
-            prediction_column=args.prediction_column,
-            score_column=args.score_column,
-            label_column=args.label_column,
-            bins=args.bins,
-        )
+        try:
+            profile = ReferenceProfile.from_csv(
+                args.csv,
+                model=args.model,
+                model_version=args.model_version,
+                prediction_column=args.prediction_column,
+                score_column=args.score_column,
+                label_column=args.label_column,
+                bins=args.bins,
+                exclude=[*(args.exclude or []), *([args.id_column] if args.id_column else [])],
+                feature_types=parse_feature_types(args.feature_type or []),
+            )
+        except ValueError as exc:
+            raise SystemExit(f"driftline reference build: {exc}") from None
     else:
         from driftline.simulate import simulate
 
@@ -125,6 +130,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     print(
         f"wrote {out}: {len(profile.numeric)} numeric, {len(profile.categorical)} categorical features"
     )
+    print(describe_types(profile))
     return 0
 
 
@@ -333,6 +339,16 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--prediction-column")
     build.add_argument("--score-column")
     build.add_argument("--label-column")
+    build.add_argument(
+        "--feature-type",
+        action="append",
+        metavar="NAME=TYPE",
+        help="fix a feature's type: numeric, categorical or boolean (repeatable; CSV only)",
+    )
+    build.add_argument(
+        "--exclude", action="append", metavar="NAME", help="not a feature (repeatable; CSV only)"
+    )
+    build.add_argument("--id-column", help="the record id column: never a feature (CSV only)")
     build.add_argument("--seed", type=int, default=0)
     build.set_defaults(func=cmd_reference_build)
 

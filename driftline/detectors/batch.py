@@ -23,7 +23,9 @@ Missing and invalid values (the convention used by the whole detection core):
 * numeric feature: ``NaN`` means *missing* (``None``, absent key, or NaN sent);
   ``+inf``/``-inf`` mean *invalid* (an infinite number was sent, or a value that is
   not a number such as ``"abc"``, stored as ``+inf``). Booleans count as 1.0/0.0.
-* categorical feature: ``None`` means missing; any other value is kept as ``str``.
+* categorical (and boolean) feature: ``None`` means missing; other values are normalised
+  to their category text by :mod:`driftline.detectors.normalise` (``True`` and ``"True"``
+  are ``"true"``, NaN and ``"null"`` are missing, ``1.0`` is ``"1"``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,18 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-FeatureType = Literal["numeric", "categorical"]
+from driftline.detectors.normalise import (
+    FeatureType,
+    boolean_column,
+    category_column,
+    numeric_value,
+)
+
 MAX_PROBABILITY_CLASSES = 20
 
 __all__ = ["FeatureType", "RecordBatch", "parse_timestamp"]
@@ -71,17 +79,9 @@ def parse_timestamp(value: Any) -> float:
 
 
 def _to_float(value: Any) -> float:
-    """One numeric feature value: NaN when missing, +inf when not a number."""
-    if value is None:
-        return math.nan
-    if isinstance(value, int | float):  # bool included: True is 1.0, as numpy does
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.inf
-    return math.inf
+    """One numeric feature value: NaN when missing, +inf when not a number
+    (see :func:`driftline.detectors.normalise.numeric_value`)."""
+    return numeric_value(value)
 
 
 def _float_column(values: list[Any]) -> NDArray[np.float64]:
@@ -93,12 +93,6 @@ def _float_column(values: list[Any]) -> NDArray[np.float64]:
     except (TypeError, ValueError):
         pass
     return np.array([_to_float(v) for v in values], dtype=np.float64)
-
-
-def _object_column(values: list[Any]) -> NDArray[np.object_]:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [None if v is None else v if isinstance(v, str) else str(v) for v in values]
-    return out
 
 
 @dataclass(slots=True)
@@ -196,8 +190,10 @@ class RecordBatch:
     ) -> RecordBatch:
         """Build a batch from parsed prediction records.
 
-        ``schema`` maps each monitored feature to ``"numeric"`` or ``"categorical"``
-        (typically ``profile.feature_types``); features outside it are ignored.
+        ``schema`` maps each monitored feature to ``"numeric"``, ``"categorical"`` or
+        ``"boolean"`` (typically ``profile.feature_types``); features outside it are ignored.
+        Values are normalised by :mod:`driftline.detectors.normalise` (boolean features are
+        categorical columns of ``"true"``/``"false"``).
         """
         n = len(records)
         feats = [r.get("features") or {} for r in records]
@@ -207,9 +203,11 @@ class RecordBatch:
             if kind == "numeric"
         }
         categorical = {
-            name: _object_column([f.get(name) for f in feats])
+            name: (boolean_column if kind == "boolean" else category_column)(
+                [f.get(name) for f in feats]
+            )
             for name, kind in schema.items()
-            if kind == "categorical"
+            if kind in ("categorical", "boolean")
         }
         raw_ts = [r.get("timestamp") for r in records]
         try:

@@ -40,7 +40,15 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from driftline.detectors.batch import FeatureType, RecordBatch
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.normalise import (
+    FEATURE_TYPES,
+    FeatureType,
+    boolean_column,
+    category_column,
+    infer_type,
+    numeric_value,
+)
 
 Task = Literal["classification", "regression"]
 
@@ -224,8 +232,10 @@ class ReferenceProfile:
         Rows of the joint numeric sample (default 2,000: the two-sample KS test then
         resolves a difference of about 0.04 in the CDF at alpha=0.05).
     feature_types
-        Overrides the inferred type of some features (``"numeric"`` or ``"categorical"``);
-        a feature is inferred numeric when all its present values are numbers.
+        Overrides the inferred type of some features (``"numeric"``, ``"categorical"`` or
+        ``"boolean"``); by default a feature whose present values are all booleans (or
+        ``"true"``/``"false"``) is boolean, all numbers or numeric strings numeric, else
+        categorical (:mod:`driftline.detectors.normalise`, the rules live records follow).
 
     Examples
     --------
@@ -280,6 +290,7 @@ class ReferenceProfile:
         seed: int = 0,
         fit_pca: bool = True,
         task: Task | None = None,
+        feature_types: Mapping[str, FeatureType] | None = None,
     ) -> ReferenceProfile:
         """Profile of a :class:`RecordBatch` (its schema decides the feature types).
 
@@ -294,8 +305,13 @@ class ReferenceProfile:
         categorical = {
             k: CategoricalProfile.fit(v, max_categories) for k, v in batch.categorical.items()
         }
-        feature_types: dict[str, FeatureType] = {k: "numeric" for k in batch.numeric}
-        feature_types.update({k: "categorical" for k in batch.categorical})
+        types: dict[str, FeatureType] = {k: "numeric" for k in batch.numeric}
+        types.update(
+            {
+                k: "boolean" if (feature_types or {}).get(k) == "boolean" else "categorical"
+                for k in batch.categorical
+            }
+        )
         columns = list(batch.numeric)
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
@@ -330,7 +346,7 @@ class ReferenceProfile:
         profile = cls(
             model=model,
             model_version=model_version,
-            feature_types=feature_types,
+            feature_types=types,
             numeric=numeric,
             categorical=categorical,
             sample_columns=columns,
@@ -373,7 +389,11 @@ class ReferenceProfile:
         types = {k: _infer_type(v) for k, v in arrays.items()}
         types.update(_check_types(feature_types, arrays))
         numeric = {k: _as_float(arrays[k]) for k, t in types.items() if t == "numeric"}
-        categorical = {k: _as_category(arrays[k]) for k, t in types.items() if t == "categorical"}
+        categorical = {
+            k: (boolean_column if t == "boolean" else category_column)(arrays[k].tolist())
+            for k, t in types.items()
+            if t != "numeric"
+        }
         pred = np.empty(n, dtype=object)
         if prediction is not None:
             pred[:] = np.asarray(prediction, dtype=object)
@@ -388,7 +408,12 @@ class ReferenceProfile:
             else {str(k): np.asarray(v, dtype=np.float64) for k, v in probabilities.items()},
         )
         return cls.from_batch(
-            batch, model=model, model_version=model_version, labels=labels, **options
+            batch,
+            model=model,
+            model_version=model_version,
+            labels=labels,
+            feature_types=types,
+            **options,
         )
 
     @classmethod
@@ -404,16 +429,18 @@ class ReferenceProfile:
     ) -> ReferenceProfile:
         """Profile of prediction records (dicts, see :mod:`driftline.detectors.batch`)."""
         names = sorted({k for r in records for k in (r.get("features") or {})})
-        types: dict[str, FeatureType] = {}
-        for name in names:
-            values = [(r.get("features") or {}).get(name) for r in records]
-            present = [v for v in values if v is not None]
-            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
-            types[name] = "numeric" if numeric else "categorical"
+        types: dict[str, FeatureType] = {
+            name: infer_type((r.get("features") or {}).get(name) for r in records) for name in names
+        }
         types.update(_check_types(feature_types, types))
         batch = RecordBatch.from_records(records, types)
         return cls.from_batch(
-            batch, model=model, model_version=model_version, labels=labels, **options
+            batch,
+            model=model,
+            model_version=model_version,
+            labels=labels,
+            feature_types=types,
+            **options,
         )
 
     @classmethod
@@ -453,7 +480,7 @@ class ReferenceProfile:
             arr = np.empty(len(values), dtype=object)
             arr[:] = values
             features[name] = arr
-        types = {k: _infer_csv_type(v) for k, v in features.items()}
+        types = {k: infer_type(v.tolist()) for k, v in features.items()}
         types.update(_check_types(feature_types, features))
         prediction = _object_array(cols[prediction_column]) if prediction_column else None
         score = None
@@ -574,6 +601,36 @@ class ReferenceProfile:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def parse_feature_types(items: Sequence[str]) -> dict[str, FeatureType]:
+    """``NAME=TYPE`` options (``--feature-type``) as a mapping; a clear error otherwise.
+
+    >>> parse_feature_types(["zip=categorical", "is_vip=boolean"])
+    {'zip': 'categorical', 'is_vip': 'boolean'}
+    >>> parse_feature_types(["zip"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --feature-type zip: expected NAME=TYPE with TYPE numeric, categorical or boolean
+    """
+    out: dict[str, FeatureType] = {}
+    for item in items:
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip() or kind.strip() not in FEATURE_TYPES:
+            raise ValueError(
+                f"--feature-type {item}: expected NAME=TYPE with TYPE numeric, categorical "
+                "or boolean"
+            )
+        out[name.strip()] = _check_types({"x": kind.strip()}, {"x": 0})["x"]
+    return out
+
+
+def describe_types(profile: ReferenceProfile) -> str:
+    """The chosen type of every feature, one line each (printed at the end of a build)."""
+    width = max((len(k) for k in profile.feature_types), default=0)
+    return "\n".join(
+        f"  {name:<{width}}  {kind}" for name, kind in sorted(profile.feature_types.items())
+    )
+
+
 def _check_types(
     feature_types: Mapping[str, Any] | None, known: Mapping[str, Any]
 ) -> dict[str, FeatureType]:
@@ -585,9 +642,12 @@ def _check_types(
             out[name] = "numeric"
         elif kind == "categorical":
             out[name] = "categorical"
+        elif kind == "boolean":
+            out[name] = "boolean"
         else:
             raise ValueError(
-                f"feature_types.{name}: expected 'numeric' or 'categorical', got {kind!r}"
+                f"feature_types.{name}: expected 'numeric', 'categorical' or 'boolean', "
+                f"got {kind!r}"
             )
     return out
 
@@ -599,13 +659,11 @@ def _object_array(values: Sequence[Any]) -> NDArray[np.object_]:
 
 
 def _infer_type(values: NDArray[Any]) -> FeatureType:
+    if values.dtype.kind == "b":
+        return "boolean"
     if values.dtype.kind in "iuf":
         return "numeric"
-    if values.dtype.kind == "O":
-        present = [v for v in values.tolist() if v is not None]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-            return "numeric"
-    return "categorical"
+    return infer_type(values.tolist())
 
 
 def _parse_float(value: str | None) -> float:
@@ -617,30 +675,10 @@ def _parse_float(value: str | None) -> float:
         return math.inf
 
 
-def _infer_csv_type(values: NDArray[Any]) -> FeatureType:
-    for v in values.tolist():
-        if v is None:
-            continue
-        try:
-            float(v)
-        except ValueError:
-            return "categorical"
-    return "numeric"
-
-
 def _as_float(values: NDArray[Any]) -> NDArray[np.float64]:
-    if values.dtype.kind in "iuf":
+    if values.dtype.kind in "iufb":
         return values.astype(np.float64)
-    return np.array(
-        [_parse_float(v) if isinstance(v, str) or v is None else float(v) for v in values.tolist()],
-        dtype=np.float64,
-    )
-
-
-def _as_category(values: NDArray[Any]) -> NDArray[np.object_]:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [None if v is None else str(v) for v in values.tolist()]
-    return out
+    return np.array([numeric_value(v) for v in values.tolist()], dtype=np.float64)
 
 
 def _infer_task(prediction: NDArray[Any]) -> Task:
@@ -649,7 +687,7 @@ def _infer_task(prediction: NDArray[Any]) -> Task:
     return (
         "regression"
         if present and numbers and len(set(present)) > MAX_CLASSES
-        else ("classification")
+        else "classification"
     )
 
 
