@@ -31,6 +31,7 @@ Missing and invalid values (the convention used by the whole detection core):
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from driftline.detectors.normalise import (
 )
 
 MAX_PROBABILITY_CLASSES = 20
+MAX_EXTRA_FEATURES = 50
 
 __all__ = ["FeatureType", "RecordBatch", "parse_timestamp"]
 
@@ -149,6 +151,12 @@ class RecordBatch:
     attributions: dict[str, NDArray[np.float64]] | None = None
     record_keys: NDArray[np.uint64] | None = None
     """Stable identity per record (e.g. partition, offset, index): decides the sketch sample."""
+    absent: dict[str, NDArray[np.bool_]] | None = None
+    """Per monitored feature whose key some record lacks: True where the key was absent (not
+    sent at all, as opposed to sent as null). None when unknown (built from columns)."""
+    extra: dict[str, NDArray[np.bool_]] | None = None
+    """Keys of ``features`` outside the schema (new features; at most ``MAX_EXTRA_FEATURES``):
+    True where the record carried it."""
     probabilities: dict[str, NDArray[np.float64]] | None = None
     """Per-class probability (NaN when a record has none for the class), at most
     ``MAX_PROBABILITY_CLASSES`` classes (the first seen), or None when no record has any."""
@@ -174,6 +182,8 @@ class RecordBatch:
             columns.update({f"attributions.{k}": v for k, v in self.attributions.items()})
         if self.probabilities is not None:
             columns.update({f"probabilities.{k}": v for k, v in self.probabilities.items()})
+        for prefix, masks in (("absent", self.absent), ("extra", self.extra)):
+            columns.update({f"{prefix}.{k}": v for k, v in (masks or {}).items()})
         for name, col in columns.items():
             if len(col) != n:
                 raise ValueError(f"RecordBatch column {name!r} has {len(col)} rows, expected {n}")
@@ -197,6 +207,16 @@ class RecordBatch:
         """
         n = len(records)
         feats = [r.get("features") or {} for r in records]
+        key_counts = Counter(key for f in feats for key in f)
+        absent = {
+            name: np.array([name not in f for f in feats], dtype=bool)
+            for name in schema
+            if key_counts.get(name, 0) < n
+        }
+        extra_names = [k for k in key_counts if k not in schema][:MAX_EXTRA_FEATURES]
+        extra = {
+            str(name): np.array([name in f for f in feats], dtype=bool) for name in extra_names
+        }
         numeric = {
             name: _float_column([f.get(name) for f in feats])
             for name, kind in schema.items()
@@ -242,6 +262,8 @@ class RecordBatch:
             attributions=attributions,
             record_keys=record_keys,
             probabilities=_probability_columns(records),
+            absent=absent,
+            extra=extra,
         )
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.integer[Any]]) -> RecordBatch:
@@ -261,6 +283,8 @@ class RecordBatch:
             probabilities=None
             if self.probabilities is None
             else {k: v[index] for k, v in self.probabilities.items()},
+            absent=None if self.absent is None else {k: v[index] for k, v in self.absent.items()},
+            extra=None if self.extra is None else {k: v[index] for k, v in self.extra.items()},
         )
 
 

@@ -34,13 +34,17 @@ Decision rule
    per-class probabilities (multiclass) or the predicted value (regression), each with a
    p-value and an effect gate, Holm over these signals at ``output_alpha`` (0.01): their
    own family, apart from the features.
-6. The **model drifts** when (a) at least one feature drifts and the share of drifted
+6. Data quality (``data_quality: true``, :mod:`driftline.detectors.quality`): per feature,
+   absent, missing-rate change, type errors, out-of-range share, constant, new features;
+   the p-value checks Holm-corrected at ``quality_alpha`` (0.01), their own family.
+7. The **model drifts** when (a) at least one feature drifts and the share of drifted
    features is >= ``drift_share`` (default 0: any feature), or (b) a feature marked
    ``critical`` drifts, or (c) the multivariate family drifts, or (d) the outputs drift
-   (reason ``output``).
+   (reason ``output``), or (e) a data-quality finding other than a new feature (reason
+   ``data_quality``).
 
-Missing (NaN) and invalid (+/-inf, not a number) values are excluded from the tests and
-reported as rates per feature in the evaluation; they do not decide drift by themselves.
+Missing (NaN) and invalid (+/-inf, not a number) values are excluded from the drift tests
+and reported as rates per feature; the data-quality checks (6) judge them.
 ``prediction_tests`` keeps the raw chi-square on class counts and binned KS on the score
 histogram (uncorrected, as before); the verdict on outputs is ``output``.
 """
@@ -57,6 +61,7 @@ from numpy.typing import NDArray
 from driftline.detectors.multiple_testing import adjust_p_values
 from driftline.detectors.output import OutputEvaluation, evaluate_output
 from driftline.detectors.profile import OTHER, ReferenceProfile, standardised_sample
+from driftline.detectors.quality import DataQualityEvaluation, evaluate_quality
 from driftline.detectors.sketch import SketchMismatchError, WindowSketch
 from driftline.detectors.stats import (
     PCAReconstruction,
@@ -215,6 +220,7 @@ class WindowEvaluation:
     prediction_tests: dict[str, TestResult]
     summary: WindowSummary
     output: OutputEvaluation | None = None
+    data_quality: DataQualityEvaluation | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -232,6 +238,7 @@ class WindowEvaluation:
             "prediction_tests": {k: v.to_dict() for k, v in self.prediction_tests.items()},
             "summary": self.summary.to_dict(),
             "output": None if self.output is None else self.output.to_dict(),
+            "data_quality": None if self.data_quality is None else self.data_quality.to_dict(),
         }
 
 
@@ -356,6 +363,9 @@ def evaluate_window(
     output = evaluate_output(profile, sketch, thresholds) if thresholds.output_drift else None
     if output is not None and output.drifted:
         reasons.append("output")
+    quality = evaluate_quality(profile, sketch, thresholds) if thresholds.data_quality else None
+    if quality is not None and quality.drifted:
+        reasons.append("data_quality")
     return WindowEvaluation(
         model=sketch.model,
         model_version=sketch.model_version,
@@ -371,6 +381,7 @@ def evaluate_window(
         prediction_tests=_prediction_tests(profile, sketch, thresholds),
         summary=summary,
         output=output,
+        data_quality=quality,
     )
 
 

@@ -64,6 +64,7 @@ MAX_CLASSES = 100
 MAX_SCORE_CLASSES = 20
 MAX_ERROR_TYPES = 50
 MAX_UNSEEN = 50
+MAX_NEW_FEATURES = 50
 MAX_ATTRIBUTION_FEATURES = 500
 ERROR_TYPE_CHARS = 100
 
@@ -422,6 +423,10 @@ class WindowSketch:
     attribution_n: dict[str, int] = field(default_factory=dict)
     probability_counts: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     prediction_values: NumericSketch | None = None
+    absent_counts: dict[str, int] = field(default_factory=dict)
+    """Records of the window that did not carry the feature's key at all (monitored features)."""
+    new_features: dict[str, int] = field(default_factory=dict)
+    """Records carrying each feature the reference does not know (at most 50 names)."""
 
     @classmethod
     def empty(
@@ -485,6 +490,12 @@ class WindowSketch:
             self.event_time_min = min(self.event_time_min, float(times.min()))
             self.event_time_max = max(self.event_time_max, float(times.max()))
         self._update_predictions(batch)
+        for name, mask in (batch.absent or {}).items():
+            if name in self.numeric or name in self.categorical:
+                self.absent_counts[name] = self.absent_counts.get(name, 0) + int(mask.sum())
+        for name, mask in (batch.extra or {}).items():
+            if name not in self.numeric and name not in self.categorical:
+                _add_capped(self.new_features, name, int(mask.sum()), MAX_NEW_FEATURES)
         self.latency.update(batch.latency_seconds)
         self._update_errors(batch.error)
         if batch.attributions:
@@ -632,6 +643,11 @@ class WindowSketch:
             prediction_values=None
             if self.prediction_values is None or other.prediction_values is None
             else self.prediction_values.merged(other.prediction_values),
+            absent_counts={
+                k2: self.absent_counts.get(k2, 0) + other.absent_counts.get(k2, 0)
+                for k2 in set(self.absent_counts) | set(other.absent_counts)
+            },
+            new_features=_merge_capped(self.new_features, other.new_features, MAX_NEW_FEATURES),
         )
 
     # -- summaries ---------------------------------------------------------------------------
@@ -674,6 +690,8 @@ class WindowSketch:
             "prediction_values": None
             if self.prediction_values is None
             else self.prediction_values.to_dict(),
+            "absent_counts": dict(self.absent_counts),
+            "new_features": dict(self.new_features),
         }
 
     @classmethod
@@ -718,6 +736,8 @@ class WindowSketch:
             prediction_values=None
             if d.get("prediction_values") is None
             else NumericSketch.from_dict(d["prediction_values"]),
+            absent_counts={str(k): int(v) for k, v in (d.get("absent_counts") or {}).items()},
+            new_features={str(k): int(v) for k, v in (d.get("new_features") or {}).items()},
         )
 
 

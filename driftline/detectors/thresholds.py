@@ -52,6 +52,13 @@ Keys (defaults in brackets, where they come from in parentheses):
   ``max_estimated_accuracy_drop`` [0.05]: when output drift and a CBPE-estimated relative
   accuracy drop above this agree in one window, the ``output_drift`` event is critical
   and says so (same default as ``labels.max_accuracy_drop``).
+* data quality (per feature and window; see ``detectors/quality.py``): ``data_quality``
+  [true] runs the checks; ``quality_alpha`` [0.01] is the family-wise level (Holm over the
+  features) of the missing-rate and type-error tests; ``min_missing_change`` [0.1]: absolute
+  change of a feature's missing rate that counts; ``max_type_error_rate`` [0.01]: share of
+  values that cannot be read as the feature's type (above the reference's share);
+  ``max_out_of_range`` [0.01]: share of a numeric feature's values outside the reference's
+  observed [min, max].
 * per feature only: ``critical`` [false] (the model drifts whenever this feature drifts),
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
   that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
@@ -155,6 +162,11 @@ class ModelThresholds:
     min_effect_prediction: float = 0.12
     low_confidence_band: tuple[float, float] = (0.4, 0.6)
     max_estimated_accuracy_drop: float = 0.05
+    data_quality: bool = True
+    quality_alpha: float = 0.01
+    min_missing_change: float = 0.1
+    max_type_error_rate: float = 0.01
+    max_out_of_range: float = 0.01
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
 
     def feature(self, name: str) -> FeatureThresholds:
@@ -267,6 +279,11 @@ _MODEL_KEYS = (
     "min_effect_prediction",
     "low_confidence_band",
     "max_estimated_accuracy_drop",
+    "data_quality",
+    "quality_alpha",
+    "min_missing_change",
+    "max_type_error_rate",
+    "max_out_of_range",
 )
 SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
@@ -298,7 +315,9 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             changes[key] = _choice(p, value, ("holm", "bh", "bonferroni"))
         elif key in ("min_effect_numeric", "min_effect_categorical", "min_effect_correlation"):
             changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key in ("multivariate_alpha", "output_alpha"):
+        elif key in ("min_missing_change", "max_type_error_rate", "max_out_of_range"):
+            changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
+        elif key in ("multivariate_alpha", "output_alpha", "quality_alpha"):
             changes[key] = _alpha(p, value)
         elif key in (
             "min_effect_score",
@@ -319,7 +338,7 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise _fail(p, "an integer >= 1", value)
             changes[key] = value
-        elif key in ("multivariate", "output_drift"):
+        elif key in ("multivariate", "output_drift", "data_quality"):
             if not isinstance(value, bool):
                 raise _fail(p, "true or false", value)
             changes[key] = value

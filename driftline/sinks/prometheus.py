@@ -17,6 +17,7 @@ __all__ = [
     "ACCURACY",
     "BASELINE_ACCURACY",
     "CONSUMER_LAG",
+    "DATA_QUALITY_ISSUES",
     "DLQ_RECORDS",
     "DRIFT_DETECTED",
     "DRIFT_EVENTS",
@@ -24,6 +25,7 @@ __all__ = [
     "ERRORS",
     "ESTIMATED_ACCURACY",
     "F1",
+    "FEATURE_MISSING_RATIO",
     "LABELS_PROCESSED",
     "LABEL_COVERAGE",
     "LABEL_JOIN",
@@ -44,6 +46,7 @@ __all__ = [
     "export_output",
     "export_performance",
     "export_predictions",
+    "export_quality",
     "export_window",
     "serve",
 ]
@@ -201,6 +204,7 @@ def export_window(evaluation: dict[str, Any], estimated_accuracy: float | None) 
             1.0 if multivariate["drifted"] else 0.0
         )
     export_output(model, evaluation.get("output"))
+    export_quality(model, evaluation.get("data_quality"))
     if estimated_accuracy is not None:
         ESTIMATED_ACCURACY.labels(model).set(estimated_accuracy)
 
@@ -303,3 +307,31 @@ def export_output(model: str, output: dict[str, Any] | None) -> None:
     low = (output.get("confidence") or {}).get("low_confidence_ratio")
     if low is not None:
         LOW_CONFIDENCE_RATIO.labels(model).set(low)
+
+
+# -- data quality (detectors/quality.py) ----------------------------------------------------------
+
+FEATURE_MISSING_RATIO = Gauge(
+    "model_feature_missing_ratio",
+    "Share of the model's last closed window's records in which the feature was missing "
+    "(null, NaN or absent).",
+    ["model_name", "feature_name"],
+    registry=REGISTRY,
+)
+DATA_QUALITY_ISSUES = Gauge(
+    "model_data_quality_issues",
+    "Features with a data-quality finding in the model's last closed window, per check: "
+    "absent, missing_rate, type_errors, out_of_range, constant, new_feature (reported only).",
+    ["model_name", "check"],
+    registry=REGISTRY,
+)
+
+
+def export_quality(model: str, quality: dict[str, Any] | None) -> None:
+    """Gauges of a window's data-quality verdict (`DataQualityEvaluation.to_dict()`)."""
+    if quality is None:
+        return
+    for name, rate in list((quality.get("missing_rate") or {}).items())[:MAX_FEATURE_LABELS]:
+        FEATURE_MISSING_RATIO.labels(model, name).set(rate)
+    for check, count in (quality.get("issues") or {}).items():
+        DATA_QUALITY_ISSUES.labels(model, check).set(count)

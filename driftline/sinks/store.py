@@ -95,7 +95,7 @@ TABLES: dict[str, Table] = {
                 "estimated_performance", "reasons", "drifted_features", "multivariate",
                 "prediction_tests", "summary", "event_ids", "sources",
                 "output_drifted", "output_severity", "score_drift", "low_confidence_ratio",
-                "output",
+                "output", "data_quality_issues", "data_quality",
             ),
             ("model", "model_version", "window_start"),
             "window_start",
@@ -264,6 +264,7 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
         "event_ids": _str_list(message.get("event_ids"), "event_ids"),
         "sources": _int_list(message.get("sources"), "sources"),
         **_output_columns(ev.get("output")),
+        **_quality_columns(ev.get("data_quality")),
     }
     features = []
     for name, raw in _mapping(ev.get("features") or {}, "evaluation.features").items():
@@ -326,6 +327,18 @@ def _output_columns(raw: Any) -> dict[str, Any]:
         ),
         "output": Jsonb(dict(output)),
     }
+
+
+def _quality_columns(raw: Any) -> dict[str, Any]:
+    """Columns of a window's data-quality verdict (``evaluation.data_quality``)."""
+    if raw is None:
+        return {"data_quality_issues": None, "data_quality": None}
+    quality = _mapping(raw, "evaluation.data_quality")
+    findings = quality.get("findings") or []
+    if not isinstance(findings, list):
+        raise MalformedMessageError("evaluation.data_quality.findings: expected a list")
+    issues = sum(1 for f in findings if isinstance(f, Mapping) and f.get("check") != "new_feature")
+    return {"data_quality_issues": issues, "data_quality": Jsonb(dict(quality))}
 
 
 def performance_rows(message: Mapping[str, Any]) -> Rows:

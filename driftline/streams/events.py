@@ -18,6 +18,7 @@ __all__ = [
     "EventType",
     "drift_event",
     "output_event",
+    "quality_events",
     "service_events",
     "suppress_combined",
     "window_events",
@@ -34,6 +35,7 @@ EventType = Literal[
     "latency",
     "feature_importance_shift",
     "output_drift",
+    "data_quality",
 ]
 Severity = Literal["warning", "critical"]
 
@@ -100,19 +102,47 @@ def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str
 
 def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
     """The events of one evaluated window: one per drifted feature, one for multivariate drift,
-    one ``output_drift`` when the model's outputs drifted.
+    one ``output_drift`` when the model's outputs drifted, one ``data_quality`` per finding.
 
-    Nothing when the model-level verdict is "no drift" (false-alarm control happens there).
+    Nothing when the model-level verdict is "no drift" (false-alarm control happens there),
+    except ``data_quality`` events of new features, which are reported without a drift.
     """
-    if not evaluation.drifted:
-        return []
     events = []
-    if any(reason != "output" for reason in evaluation.reasons):
+    if any(reason not in ("output", "data_quality") for reason in evaluation.reasons):
         events += _data_events(evaluation, detected_at)
     output = output_event(evaluation, detected_at)
     if output is not None:
         events.append(output)
-    return events
+    return events + quality_events(evaluation, detected_at)
+
+
+def quality_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
+    """One ``data_quality`` event per finding (feature and check) with the figures; new
+    features are reported too (warning), although they do not make the window drift."""
+    quality = evaluation.data_quality
+    if quality is None:
+        return []
+    common = _window_fields(evaluation, detected_at)
+    return [
+        drift_event(
+            type="data_quality",
+            severity=finding.severity,
+            feature=finding.feature,
+            test=finding.check,
+            statistic=finding.statistic,
+            p_value=finding.p_value,
+            threshold=finding.threshold,
+            evidence={
+                "check": finding.check,
+                "reference": finding.reference,
+                **finding.figures,
+                "window_missing_rate": quality.missing_rate.get(finding.feature),
+                "reference_missing_rate": quality.reference_missing_rate.get(finding.feature),
+            },
+            **common,
+        )
+        for finding in quality.findings
+    ]
 
 
 def _describe(name: str, signal: dict[str, Any]) -> str:

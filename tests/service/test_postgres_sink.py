@@ -65,7 +65,11 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
-    assert store.upgrade() == ["0001_initial", "0002_alert_history", "0004_output_drift"]
+    assert store.upgrade() == [
+        "0001_initial",
+        "0002_alert_history",
+        "0004_output_drift_data_quality",
+    ]
     assert store.upgrade() == []
     assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 3
     today = datetime.now(UTC).date()

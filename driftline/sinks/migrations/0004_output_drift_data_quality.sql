@@ -9,3 +9,12 @@ ALTER TABLE window_metrics
     ADD COLUMN output                jsonb;
 CREATE INDEX window_metrics_output_drifted_time ON window_metrics (window_start DESC)
     WHERE output_drifted;
+
+-- Data quality (detectors/quality.py): findings per window (feature, check, figures) as jsonb and
+-- their count (new features excluded) as a column; one row per finding also arrives in
+-- drift_events as a `data_quality` event.
+ALTER TABLE window_metrics
+    ADD COLUMN data_quality_issues   integer,
+    ADD COLUMN data_quality          jsonb;
+CREATE INDEX window_metrics_quality_time ON window_metrics (window_start DESC)
+    WHERE data_quality_issues > 0;
