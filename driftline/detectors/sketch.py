@@ -227,6 +227,8 @@ class NumericSketch:
     max: float = -math.inf
     missing: int = 0
     invalid: int = 0
+    fine_cuts: NDArray[np.float64] | None = None
+    fine_counts: NDArray[np.int64] | None = None
 
     @property
     def _lower_edges(self) -> NDArray[np.float64]:
@@ -256,6 +258,12 @@ class NumericSketch:
         self.counts[: len(below)] += np.diff(below, prepend=0)
         self.counts[-2] += upto_high - int(below[-1])
         self.counts[-1] += n_b - upto_high
+        if self.fine_counts is not None and self.fine_cuts is not None:
+            edges = np.concatenate(([self.low], self.fine_cuts))
+            fine_below = np.searchsorted(xs, edges, side="left")
+            self.fine_counts[: len(fine_below)] += np.diff(fine_below, prepend=0)
+            self.fine_counts[-2] += upto_high - int(fine_below[-1])
+            self.fine_counts[-1] += n_b - upto_high
         mean_b = float(xs.mean())
         d = xs - mean_b
         self._combine(n_b, mean_b, float(d @ d), float(xs[0]), float(xs[-1]))
@@ -282,6 +290,10 @@ class NumericSketch:
             self.max,
             self.missing + other.missing,
             self.invalid + other.invalid,
+            self.fine_cuts,
+            None
+            if self.fine_counts is None or other.fine_counts is None
+            else self.fine_counts + other.fine_counts,
         )
         if other.n:
             out._combine(other.n, other.mean, other.m2, other.min, other.max)
@@ -300,6 +312,8 @@ class NumericSketch:
             "max": self.max if self.n else None,
             "missing": self.missing,
             "invalid": self.invalid,
+            "fine_cuts": None if self.fine_cuts is None else self.fine_cuts.tolist(),
+            "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
         }
 
     @classmethod
@@ -316,6 +330,8 @@ class NumericSketch:
             -math.inf if d["max"] is None else float(d["max"]),
             int(d["missing"]),
             int(d["invalid"]),
+            None if d.get("fine_cuts") is None else np.asarray(d["fine_cuts"], dtype=np.float64),
+            None if d.get("fine_counts") is None else np.asarray(d["fine_counts"], dtype=np.int64),
         )
 
 
@@ -742,7 +758,11 @@ class WindowSketch:
 
 
 def _empty_numeric(p: NumericProfile) -> NumericSketch:
-    return NumericSketch(p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64))
+    fine = None if p.fine_cuts is None else np.zeros(len(p.fine_cuts) + 3, np.int64)
+    return NumericSketch(
+        p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64), fine_cuts=p.fine_cuts,
+        fine_counts=fine,
+    )  # fmt: skip
 
 
 def error_type(text: Any) -> str:
