@@ -506,7 +506,7 @@ def _categorical(
         n=int(sum(win.counts.values())),
         missing=win.missing,
         invalid=0,
-        unseen=dict(win.unseen),
+        unseen={k: c for k, c in win.unseen.items() if not profile.categorical[name].known(k)},
     )
 
 

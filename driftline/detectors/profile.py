@@ -6,7 +6,8 @@ version and then compared with every window (:mod:`driftline.detectors.evaluate`
 * per numeric feature: quantile bin edges (default 20 bins, as Evidently and the PSI
   literature use 10-20), the reference counts on those bins, count/mean/variance/min/max and
   the number of missing (NaN) and invalid (+/-inf or not a number) values;
-* per categorical feature: category counts, the ``max_categories`` (default 50) most frequent
+* per categorical feature: the vocabulary (every category up to ``vocabulary_size``, default
+  10,000, the most frequent) and category counts, the ``max_categories`` (default 50) most frequent
   kept by name and the rest folded into ``__other__``;
 * a uniform joint sample of the numeric rows (default 2,000 rows, missing values kept as NaN)
   for the exact KS, Wasserstein, MMD and PCA tests;
@@ -212,9 +213,18 @@ class CategoricalProfile:
 
     counts: dict[str, int]
     missing: int
+    vocabulary: frozenset[str] | None = None
+    """Every category of the reference up to ``VOCABULARY_SIZE`` (the most frequent), so
+    that "unseen" means unseen; None in profiles built before it existed."""
+    vocabulary_complete: bool = True
 
     @classmethod
-    def fit(cls, values: NDArray[np.object_], max_categories: int = 50) -> CategoricalProfile:
+    def fit(
+        cls,
+        values: NDArray[np.object_],
+        max_categories: int = 50,
+        vocabulary_size: int = 10_000,
+    ) -> CategoricalProfile:
         present = [v for v in values.tolist() if v is not None]
         counter = Counter(str(v) for v in present)
         kept = dict(counter.most_common(max_categories))
@@ -222,15 +232,36 @@ class CategoricalProfile:
         counts = {k: int(v) for k, v in sorted(kept.items())}
         if folded or OTHER in counts:
             counts[OTHER] = counts.get(OTHER, 0) + int(folded)
-        return cls(counts=counts, missing=len(values) - len(present))
+        vocabulary = frozenset(k for k, _ in counter.most_common(vocabulary_size))
+        return cls(
+            counts=counts,
+            missing=len(values) - len(present),
+            vocabulary=vocabulary,
+            vocabulary_complete=len(counter) <= vocabulary_size,
+        )
+
+    def known(self, category: str) -> bool:
+        """Whether the reference had this category (by its vocabulary)."""
+        if self.vocabulary is None:
+            return category in self.counts and category != OTHER
+        return category in self.vocabulary
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "missing": self.missing}
+        return {
+            "counts": dict(self.counts),
+            "missing": self.missing,
+            "vocabulary": None if self.vocabulary is None else sorted(self.vocabulary),
+            "vocabulary_complete": self.vocabulary_complete,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalProfile:
+        vocabulary = d.get("vocabulary")
         return cls(
-            counts={str(k): int(v) for k, v in d["counts"].items()}, missing=int(d["missing"])
+            counts={str(k): int(v) for k, v in d["counts"].items()},
+            missing=int(d["missing"]),
+            vocabulary=None if vocabulary is None else frozenset(str(v) for v in vocabulary),
+            vocabulary_complete=bool(d.get("vocabulary_complete", True)),
         )
 
 
@@ -311,6 +342,7 @@ class ReferenceProfile:
         fit_pca: bool = True,
         task: Task | None = None,
         feature_types: Mapping[str, FeatureType] | None = None,
+        vocabulary_size: int = 10_000,
     ) -> ReferenceProfile:
         """Profile of a :class:`RecordBatch` (its schema decides the feature types).
 
@@ -323,7 +355,8 @@ class ReferenceProfile:
         n = len(batch)
         numeric = {k: NumericProfile.fit(v, bins) for k, v in batch.numeric.items()}
         categorical = {
-            k: CategoricalProfile.fit(v, max_categories) for k, v in batch.categorical.items()
+            k: CategoricalProfile.fit(v, max_categories, vocabulary_size)
+            for k, v in batch.categorical.items()
         }
         types: dict[str, FeatureType] = {k: "numeric" for k in batch.numeric}
         types.update(

@@ -20,6 +20,10 @@ check             finding when                                                se
 ``constant``      one value (or one category) in the whole window where the   warning
                   reference varied, and the chance of that under the
                   reference is below 1e-6 (``share ** n``)
+``new_category``  one category absent from the reference's vocabulary (10,000  warning
+                  values by default) takes >= ``min_new_category_share`` (2 %)
+                  of the window's values (a lower bound from the heavy-hitters
+                  summary, so never overstated)
 ``new_feature``   a feature the reference does not know, in >= 1 % of records reported only
 ================  ==========================================================  ==============
 
@@ -46,13 +50,22 @@ from driftline.detectors.thresholds import ModelThresholds
 
 __all__ = ["CHECKS", "DataQualityEvaluation", "QualityFinding", "evaluate_quality"]
 
-Check = Literal["absent", "missing_rate", "type_errors", "out_of_range", "constant", "new_feature"]
+Check = Literal[
+    "absent",
+    "missing_rate",
+    "type_errors",
+    "out_of_range",
+    "constant",
+    "new_category",
+    "new_feature",
+]
 CHECKS: tuple[Check, ...] = (
     "absent",
     "missing_rate",
     "type_errors",
     "out_of_range",
     "constant",
+    "new_category",
     "new_feature",
 )
 CONSTANT_PROBABILITY = 1e-6
@@ -294,6 +307,20 @@ def _range_and_constant(
         return out
     counts = sketch.categorical[name].counts
     ref_counts = profile.categorical[name].counts
+    total_present = sum(counts.values())
+    if profile.feature_types[name] != "boolean" and total_present:
+        reference = profile.categorical[name]
+        for value, count in sorted(sketch.categorical[name].unseen.items()):
+            share = count / total_present
+            if share >= thresholds.min_new_category_share and not reference.known(value):
+                out.append(
+                    QualityFinding(
+                        name, "new_category", "warning", share, 0.0,
+                        thresholds.min_new_category_share,
+                        figures={"category": value, "records_at_least": count,
+                                 "vocabulary_complete": reference.vocabulary_complete},
+                    )
+                )  # fmt: skip
     present = [k for k, v in counts.items() if v > 0]
     total = sum(counts.values())
     ref_total = sum(ref_counts.values())

@@ -16,7 +16,7 @@ numeric moments             n, mean, M2 of the finite values, min, max          
 missing / invalid           NaN = missing, +/-inf (or not a number) = invalid   sum
 reservoir                   joint numeric rows with the k smallest random keys  k smallest keys
 categorical counts          reference categories, the rest in ``__other__``     sum
-unseen categories           values absent from the reference (capped)           sum, capped
+outside categories          heavy hitters among the values outside them (100)   Misra-Gries
 score histogram             50 bins over [0, 1], overall and per class          sum
 latency                     relative-error log buckets (DDSketch, alpha=1%)     sum
 classes / errors            counts per predicted class / error type (capped)    sum, capped
@@ -63,7 +63,7 @@ __all__ = ["LatencySketch", "SketchMismatchError", "WindowSketch"]
 MAX_CLASSES = 100
 MAX_SCORE_CLASSES = 20
 MAX_ERROR_TYPES = 50
-MAX_UNSEEN = 50
+MAX_UNSEEN = 100
 MAX_NEW_FEATURES = 50
 MAX_ATTRIBUTION_FEATURES = 500
 ERROR_TYPE_CHARS = 100
@@ -338,9 +338,33 @@ class NumericSketch:
 # -- categorical ---------------------------------------------------------------------------
 
 
+def heavy_hitters(a: Mapping[str, int], b: Mapping[str, int], k: int) -> dict[str, int]:
+    """Merge two heavy-hitter summaries of at most ``k`` counters (Misra-Gries, in the
+    mergeable form of Agarwal et al., "Mergeable summaries", PODS 2012).
+
+    Counts are summed; when more than ``k`` values remain, the (k+1)-th largest count is
+    subtracted from every counter and the non-positive ones dropped. Every value whose true
+    frequency exceeds ``N / (k + 1)`` (``N`` the records summarised) is kept, and a kept
+    count underestimates the true one by at most ``N / (k + 1)``. A batch's exact tally is
+    itself such a summary, so updating is merging.
+
+    >>> heavy_hitters({"a": 5, "b": 1}, {"a": 2, "c": 3}, k=2)
+    {'a': 6, 'c': 2}
+    """
+    out = dict(a)
+    for key, c in b.items():
+        out[key] = out.get(key, 0) + c
+    if len(out) <= k:
+        return out
+    cut = sorted(out.values(), reverse=True)[k]
+    return {key: c - cut for key, c in out.items() if c > cut}
+
+
 @dataclass(slots=True)
 class CategoricalSketch:
-    """Counts over the reference categories (+ ``__other__``); unseen values also listed apart."""
+    """Counts over the reference categories (+ ``__other__``), and a heavy-hitters summary
+    (``unseen``, at most ``MAX_UNSEEN`` counters) of the values outside them: the frequent
+    ones among thousands are found, with memory that does not grow with the vocabulary."""
 
     counts: dict[str, int]
     unseen: dict[str, int] = field(default_factory=dict)
@@ -350,19 +374,22 @@ class CategoricalSketch:
         tally = Counter(values.tolist())
         self.missing += tally.pop(None, 0)
         counts = self.counts
+        outside: dict[str, int] = {}
         for key, c in tally.items():
             k = key if isinstance(key, str) else str(key)
             if k in counts and k != OTHER:
                 counts[k] += c
             else:
                 counts[OTHER] += c
-                _add_capped(self.unseen, k, c, MAX_UNSEEN)
+                outside[k] = outside.get(k, 0) + c
+        if outside:
+            self.unseen = heavy_hitters(self.unseen, outside, MAX_UNSEEN)
 
     def merged(self, other: CategoricalSketch) -> CategoricalSketch:
         counts = {k: v + other.counts.get(k, 0) for k, v in self.counts.items()}
         return CategoricalSketch(
             counts,
-            _merge_capped(self.unseen, other.unseen, MAX_UNSEEN),
+            heavy_hitters(self.unseen, other.unseen, MAX_UNSEEN),
             self.missing + other.missing,
         )
 

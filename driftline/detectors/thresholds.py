@@ -58,7 +58,8 @@ Keys (defaults in brackets, where they come from in parentheses):
   change of a feature's missing rate that counts; ``max_type_error_rate`` [0.01]: share of
   values that cannot be read as the feature's type (above the reference's share);
   ``max_out_of_range`` [0.01]: share of a numeric feature's values outside the reference's
-  observed [min, max].
+  observed [min, max]; ``min_new_category_share`` [0.02]: share of a categorical feature's
+  values taken by one category absent from the reference's vocabulary.
 * per feature only: ``critical`` [false] (the model drifts whenever this feature drifts),
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
   that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
@@ -167,6 +168,7 @@ class ModelThresholds:
     min_missing_change: float = 0.1
     max_type_error_rate: float = 0.01
     max_out_of_range: float = 0.01
+    min_new_category_share: float = 0.02
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
 
     def feature(self, name: str) -> FeatureThresholds:
@@ -284,6 +286,7 @@ _MODEL_KEYS = (
     "min_missing_change",
     "max_type_error_rate",
     "max_out_of_range",
+    "min_new_category_share",
 )
 SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
@@ -315,7 +318,12 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             changes[key] = _choice(p, value, ("holm", "bh", "bonferroni"))
         elif key in ("min_effect_numeric", "min_effect_categorical", "min_effect_correlation"):
             changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key in ("min_missing_change", "max_type_error_rate", "max_out_of_range"):
+        elif key in (
+            "min_missing_change",
+            "max_type_error_rate",
+            "max_out_of_range",
+            "min_new_category_share",
+        ):
             changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
         elif key in ("multivariate_alpha", "output_alpha", "quality_alpha"):
             changes[key] = _alpha(p, value)

@@ -30,6 +30,7 @@ EXPECTED = {
     ("amount", "out_of_range"),
     ("distance_from_home_km", "missing_rate"),
     ("browser", "new_feature"),
+    ("country", "new_category"),
 }
 
 
@@ -42,6 +43,8 @@ def _break(record: dict[str, Any], i: int) -> None:
     if i % 2:
         features["distance_from_home_km"] = None
     features["browser"] = "firefox"
+    if i % 10 == 0:
+        features["country"] = "ZZ"  # a country the reference never had, 10 % of traffic
 
 
 def test_broken_pipeline_findings_reach_the_alerts_topic(kafka: Any, tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ def test_a_clean_window_has_no_finding(profile: ReferenceProfile) -> None:
         ("constant", ("age", "constant"), "warning"),
         ("unit", ("amount", "out_of_range"), "warning"),
         ("typo", ("vip", "type_errors"), "warning"),
+        ("category", ("city", "new_category"), "warning"),
     ],
 )
 def test_each_broken_pipeline_is_a_finding_and_an_event(
@@ -111,3 +112,39 @@ def test_quality_metrics_and_rows(profile: ReferenceProfile) -> None:
     message = {"type": "window", "sources": [0], "event_ids": [], "evaluation": evaluation}
     row = window_rows(message)["window_metrics"][0]
     assert row["data_quality_issues"] == 1 and row["data_quality"] is not None
+
+
+def test_a_new_category_among_tens_of_thousands_is_found_with_bounded_memory() -> None:
+    rng = np.random.default_rng(3)
+    names = np.array([f"v{i}" for i in range(30_000)], dtype=object)
+    p = 1.0 / np.arange(1, 30_001) ** 1.05
+    p /= p.sum()
+    reference = names[rng.choice(30_000, 100_000, p=p)]
+    profile = ReferenceProfile.from_columns({"merchant": reference}, model="m", model_version="1")
+    vocabulary = profile.categorical["merchant"].vocabulary
+    assert vocabulary is not None and len(vocabulary) == 10_000
+    assert not profile.categorical["merchant"].vocabulary_complete
+
+    def window(seed: int) -> WindowSketch:
+        r = np.random.default_rng(seed)
+        values = names[r.choice(30_000, 10_000, p=p)]
+        values[r.random(10_000) < 0.05] = "brand-new-merchant"
+        sketch = WindowSketch.empty(profile, 0.0, 60.0)
+        for part in np.array_split(values, 4):  # as from several partitions: merged summaries
+            piece = WindowSketch.empty(profile, 0.0, 60.0)
+            piece.update(
+                RecordBatch(numeric={}, categorical={"merchant": part},
+                            event_time=np.zeros(len(part)),
+                            prediction=np.full(len(part), None, dtype=object))
+            )  # fmt: skip
+            sketch = sketch.merge(piece)
+        assert len(sketch.categorical["merchant"].unseen) <= 100
+        return sketch
+
+    for seed in range(3):
+        evaluation = evaluate_window(profile, window(seed), ModelThresholds())
+        found = _found(evaluation)
+        assert ("merchant", "new_category") in found, found
+        finding = next(f for f in evaluation.data_quality.findings if f.check == "new_category")  # type: ignore[union-attr]
+        assert finding.figures["category"] == "brand-new-merchant"
+        assert 0.04 <= finding.statistic <= 0.06  # a lower bound of the true share (~5 %)
