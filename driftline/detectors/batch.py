@@ -31,7 +31,6 @@ Missing and invalid values (the convention used by the whole detection core):
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,10 +79,8 @@ def parse_timestamp(value: Any) -> float:
     return math.nan
 
 
-def _to_float(value: Any) -> float:
-    """One numeric feature value: NaN when missing, +inf when not a number
-    (see :func:`driftline.detectors.normalise.numeric_value`)."""
-    return numeric_value(value)
+_to_float = numeric_value
+"""One numeric feature value: NaN when missing, +inf when not a number."""
 
 
 def _float_column(values: list[Any]) -> NDArray[np.float64]:
@@ -207,16 +204,7 @@ class RecordBatch:
         """
         n = len(records)
         feats = [r.get("features") or {} for r in records]
-        key_counts = Counter(key for f in feats for key in f)
-        absent = {
-            name: np.array([name not in f for f in feats], dtype=bool)
-            for name in schema
-            if key_counts.get(name, 0) < n
-        }
-        extra_names = [k for k in key_counts if k not in schema][:MAX_EXTRA_FEATURES]
-        extra = {
-            str(name): np.array([name in f for f in feats], dtype=bool) for name in extra_names
-        }
+        absent, extra = _key_masks(feats, schema)
         numeric = {
             name: _float_column([f.get(name) for f in feats])
             for name, kind in schema.items()
@@ -288,13 +276,39 @@ class RecordBatch:
         )
 
 
+def _key_masks(
+    feats: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]
+) -> tuple[dict[str, NDArray[np.bool_]], dict[str, NDArray[np.bool_]]]:
+    """Where monitored keys are absent, and where keys outside the schema are present.
+
+    Fast path (C-level passes only): when every record has as many keys as the union of all
+    records' keys, every record has exactly that union, so the masks are constant.
+    """
+    n = len(feats)
+    union = set().union(*feats) if n else set()
+    if set(map(len, feats)) <= {len(union)}:
+        absent = {name: np.ones(n, dtype=bool) for name in schema if name not in union}
+        extra_names = sorted(str(k) for k in union if k not in schema)[:MAX_EXTRA_FEATURES]
+        return absent, {name: np.ones(n, dtype=bool) for name in extra_names}
+    absent = {}
+    for name in schema:
+        mask = np.array([name not in f for f in feats], dtype=bool)
+        if mask.any():
+            absent[name] = mask
+    extra = {
+        str(name): np.array([name in f for f in feats], dtype=bool)
+        for name in sorted((k for k in union if k not in schema), key=str)[:MAX_EXTRA_FEATURES]
+    }
+    return absent, extra
+
+
 def _probability_columns(
     records: Sequence[Mapping[str, Any]],
 ) -> dict[str, NDArray[np.float64]] | None:
     """One column per class of the records' ``probabilities`` (first ``MAX_PROBABILITY_CLASSES``
     classes seen, class names as strings), or None when no record has probabilities."""
     rows = [r.get("probabilities") for r in records]
-    if not any(isinstance(p, Mapping) and p for p in rows):
+    if not any(rows) or not any(isinstance(p, Mapping) and p for p in rows if p):
         return None
     classes: list[str] = []
     for p in rows:

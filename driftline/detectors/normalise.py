@@ -137,20 +137,24 @@ def _object_array(values: Iterable[Any]) -> NDArray[np.object_]:
     return out
 
 
-_PLAIN_START = frozenset("tTfFnN \t\r\n")
+def _column(values: Sequence[Any], normalise: Any) -> NDArray[np.object_]:
+    # A column of strings with few distinct values (the usual categorical): normalise each
+    # distinct value once. Mixed types go value by value (True == 1 == 1.0 in a set).
+    distinct = set(values) if all(type(v) is str for v in values) else None
+    if distinct is None:
+        return _object_array([normalise(v) for v in values])
+    mapping = {v: normalise(v) for v in distinct}
+    if all(mapping[v] is v for v in distinct):
+        return _object_array(values)
+    return _object_array([mapping[v] for v in values])
 
 
 def category_column(values: Sequence[Any]) -> NDArray[np.object_]:
-    # Fast path for the common case, a string that cannot be special (special strings are
-    # empty or start with t/f/n or a space: true, false, nan, null, none).
-    return _object_array(
-        v if type(v) is str and v and v[0] not in _PLAIN_START else category_value(v)
-        for v in values
-    )
+    return _column(values, category_value)
 
 
 def boolean_column(values: Sequence[Any]) -> NDArray[np.object_]:
-    return _object_array(boolean_value(v) for v in values)
+    return _column(values, boolean_value)
 
 
 def _is_boolean(value: Any) -> bool:
