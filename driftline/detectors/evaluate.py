@@ -517,14 +517,19 @@ def _debiased_js(distance: float, reference: dict[str, float], window: dict[str,
     mean ``(B - 1) / (8 ln 2 n_eff)`` with ``B`` categories and ``n_eff = n m / (n + m)``
     (second-order expansion, as for the Miller-Madow correction of entropy). With 50
     categories and 1,000 records that is a distance of about 0.1 by chance alone; with 3
-    categories and 2,000 records, 0.01. The gate uses ``sqrt(max(JS^2 - bias, 0))``.
+    categories and 2,000 records, 0.01. The gate uses ``sqrt(max(JS^2 - chance, 0))`` with
+    ``chance`` the mean plus two standard deviations of that chi-square,
+    ``(B - 1 + 2 sqrt(2 (B - 1))) / (8 ln 2 n_eff)``: with many categories the spread of the
+    chance value, not only its mean, reaches the gate (a 5,000-value feature capped at 50
+    categories passed it in ~0.7 % of stationary 1,000-record windows with the mean alone).
     """
     n, m = sum(reference.values()), sum(window.values())
     if n <= 0 or m <= 0 or not math.isfinite(distance):
         return 0.0
     bins = sum(1 for k in set(reference) | set(window) if reference.get(k, 0) + window.get(k, 0))
-    bias = max(bins - 1, 0) / (8.0 * math.log(2.0) * (n * m / (n + m)))
-    return math.sqrt(max(distance * distance - bias, 0.0))
+    df = max(bins - 1, 0)
+    chance = (df + 2.0 * math.sqrt(2.0 * df)) / (8.0 * math.log(2.0) * (n * m / (n + m)))
+    return math.sqrt(max(distance * distance - chance, 0.0))
 
 
 def _finite(x: float) -> float:
