@@ -11,8 +11,9 @@ run: ``np.histogram`` of the same 10 numeric columns of 10,000 values on 20 bins
 minimal, non-mergeable per-feature histogram would cost).
 
 ``--compare REF`` (e.g. ``main``) also runs the same measurements on the code of a git
-revision (``git archive REF driftline`` into a temp dir, imported first in a subprocess), in
-the same run, and prints the ratio of this checkout's medians to it.
+revision (``git archive REF driftline`` into a temp dir, imported first in a subprocess)
+alternately with this checkout's (3 pairs of subprocesses), in the same run, and prints the
+ratio of the medians (this checkout / REF).
 """
 
 from __future__ import annotations
@@ -75,8 +76,24 @@ def as_records(batch: RecordBatch) -> list[dict[str, Any]]:
     ]
 
 
-def previous(ref: str, repeat: int) -> dict[str, float]:
-    """Medians (ms) of the same measurements on the code of git revision ``ref``."""
+def _measure(pythonpath: str | None, repeat: int, out: str) -> dict[str, float]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    subprocess.run(
+        [sys.executable, __file__, "--repeat", str(repeat), "--json", out],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    with open(out, encoding="utf-8") as handle:
+        result: dict[str, float] = json.load(handle)
+    return result
+
+
+def compare(ref: str, repeat: int, rounds: int = 3) -> dict[str, float]:
+    """Ratio (this checkout / revision ``ref``) of each step's median, measured alternately
+    in ``rounds`` pairs of subprocesses so that both see the same machine load."""
     here = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(
@@ -90,17 +107,17 @@ def previous(ref: str, repeat: int) -> dict[str, float]:
             handle.write(archive)
         with tarfile.open(archive_path) as tar:
             tar.extractall(tmp, filter="data")
-        out = os.path.join(tmp, "old.json")
-        env = {**os.environ, "PYTHONPATH": tmp}
-        subprocess.run(
-            [sys.executable, __file__, "--repeat", str(repeat), "--json", out],
-            check=True,
-            env=env,
-            stdout=subprocess.DEVNULL,
-        )
-        with open(out, encoding="utf-8") as handle:
-            result: dict[str, float] = json.load(handle)
-        return result
+        new: dict[str, list[float]] = {}
+        old: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for target, path in ((new, None), (old, tmp)):
+                for label, value in _measure(path, repeat, os.path.join(tmp, "m.json")).items():
+                    target.setdefault(label, []).append(value)
+        return {
+            label: statistics.median(values) / statistics.median(old[label])
+            for label, values in new.items()
+            if label in old and statistics.median(old[label]) > 0
+        }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -199,11 +216,11 @@ def main(argv: list[str] | None = None) -> None:
         with open(opts.json, "w", encoding="utf-8") as handle:
             json.dump({label: median for label, (median, _) in rows}, handle)
         return
-    old = previous(opts.compare, opts.repeat) if opts.compare else {}
+    ratios = compare(opts.compare, max(5, opts.repeat // 3)) if opts.compare else {}
     head = f" {'x ' + opts.compare:>10}" if opts.compare else ""
     print(f"{'step':<48} {'median ms':>10} {'min ms':>8} {'x baseline':>11}{head}")
     for label, (median, minimum) in rows:
-        ratio = f" {median / old[label]:>10.2f}" if old.get(label) else ""
+        ratio = f" {ratios[label]:>10.2f}" if label in ratios else ""
         print(f"{label:<48} {median:>10.2f} {minimum:>8.2f} {median / base[0]:>11.1f}{ratio}")
     per_record = rows[2][1][0] / 10_000 * 1e6
     print(f"sketch update: {per_record:.0f} ns per record (13 features)")

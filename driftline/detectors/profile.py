@@ -561,7 +561,11 @@ class ReferenceProfile:
             "numeric": {k: [v.cuts.tolist(), v.low, v.high] for k, v in self.numeric.items()},
             "categorical": {k: sorted(v.counts) for k, v in self.categorical.items()},
         }
-        fine = {k: v.fine_cuts.tolist() for k, v in self.numeric.items() if v.fine_cuts is not None}
+        fine = {  # hashed bytes: the 200 cuts per feature as JSON cost ~2 ms per call
+            k: hashlib.sha256(v.fine_cuts.tobytes()).hexdigest()[:16]
+            for k, v in self.numeric.items()
+            if v.fine_cuts is not None
+        }
         if fine:  # absent in older profiles: their fingerprints unchanged
             layout["fine"] = fine
         if self.prediction_values is not None:  # absent otherwise: older fingerprints unchanged
