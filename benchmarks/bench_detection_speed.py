@@ -12,8 +12,8 @@ minimal, non-mergeable per-feature histogram would cost).
 
 ``--compare REF`` (e.g. ``main``) also runs the same measurements on the code of a git
 revision (``git archive REF driftline`` into a temp dir, imported first in a subprocess)
-alternately with this checkout's (3 pairs of subprocesses), in the same run, and prints the
-ratio of the medians (this checkout / REF).
+alternately with this checkout's (``--rounds`` pairs of subprocesses, default 3), in the
+same run, and prints the ratio of the medians (this checkout / REF).
 """
 
 from __future__ import annotations
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--compare", metavar="REF", help="also measure git revision REF")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs for --compare")
     parser.add_argument("--json", help=argparse.SUPPRESS)  # medians, for --compare
     opts = parser.parse_args(argv)
     rng = np.random.default_rng(0)
@@ -216,7 +217,11 @@ def main(argv: list[str] | None = None) -> None:
         with open(opts.json, "w", encoding="utf-8") as handle:
             json.dump({label: median for label, (median, _) in rows}, handle)
         return
-    ratios = compare(opts.compare, max(5, opts.repeat // 3)) if opts.compare else {}
+    ratios = (
+        compare(opts.compare, max(5, opts.repeat // opts.rounds), opts.rounds)
+        if opts.compare
+        else {}
+    )
     head = f" {'x ' + opts.compare:>10}" if opts.compare else ""
     print(f"{'step':<48} {'median ms':>10} {'min ms':>8} {'x baseline':>11}{head}")
     for label, (median, minimum) in rows:
