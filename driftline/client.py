@@ -2,13 +2,20 @@
 
     from driftline.client import PredictionLogger
 
-    with PredictionLogger("127.0.0.1:9092") as logger:
+    with PredictionLogger.from_config() as logger:
         logger.log(
             prediction_id="txn-123", model="fraud", model_version="7",
             features={"amount": 42.5, "country": "FR"},
             prediction=1, score=0.91, latency_ms=12.0,
         )
     # leaving the block flushes; a record Kafka refused raises DeliveryError there
+
+The loggers follow the same configuration as the worker (`driftline.config.load_config`):
+`config/driftline.yaml` when it exists in the working directory, overridden by the `DRIFTLINE_*`
+environment variables. So the topics (`DRIFTLINE_TOPICS_PREDICTIONS`, `DRIFTLINE_TOPICS_LABELS`)
+and the Kafka connection and security settings (`DRIFTLINE_KAFKA_*`: bootstrap servers, SASL,
+TLS) are the worker's. Arguments given to the constructor win: `PredictionLogger("broker:9092")`
+changes only the bootstrap servers, `topic=` only the topic.
 
 Messages are keyed by `prediction_id` and partitioned with murmur2, like the Java client and
 Faust, so a label lands on the same partition as its prediction. The producer is idempotent
@@ -19,11 +26,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
 import orjson
 from confluent_kafka import KafkaError, Message, Producer
+
+from driftline.config import DEFAULT_CONFIG_PATH, Config, load_config
 
 __all__ = ["DeliveryError", "LabelLogger", "PredictionLogger"]
 
@@ -39,21 +49,32 @@ class DeliveryError(RuntimeError):
         super().__init__(f"{len(failures)} record(s) were not delivered ({sample})")
 
 
+def default_config(path: str | Path | None = None) -> Config:
+    """The worker's config: ``path``, else `config/driftline.yaml` if it exists here, with the
+    `DRIFTLINE_*` environment variables applied."""
+    if path is None and DEFAULT_CONFIG_PATH.exists():
+        path = DEFAULT_CONFIG_PATH
+    return load_config(path)
+
+
 class _Logger:
     default_topic: str
 
     def __init__(
         self,
-        bootstrap_servers: str,
+        bootstrap_servers: str | None = None,
         topic: str | None = None,
         *,
         settings: Mapping[str, str | int | float | bool] | None = None,
+        config: Config | None = None,
     ) -> None:
-        """`topic` defaults to the topic of the default config; `settings` are librdkafka
-        settings (security, SASL, tuning) that override the producer defaults."""
-        self.topic = topic or self.default_topic
+        """Connection, security settings and topic come from ``config`` (default: the worker's
+        config, see the module docstring); ``bootstrap_servers`` and ``topic`` override them,
+        and ``settings`` (librdkafka settings: tuning, security) override the producer's."""
+        config = config if config is not None else default_config()
+        self.topic = topic or self._configured_topic(config)
         conf: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
+            **config.kafka.confluent_settings(),
             "enable.idempotence": True,
             "acks": "all",
             "partitioner": "murmur2_random",  # the Java client's (and Faust's) partitioner
@@ -61,9 +82,28 @@ class _Logger:
             "compression.type": "lz4",
             "queue.buffering.max.messages": 1_000_000,
         }
+        if bootstrap_servers:
+            conf["bootstrap.servers"] = bootstrap_servers
         conf.update(settings or {})
+        # What the producer was given, for inspection and logs (the password masked).
+        self.settings = {k: ("***" if "password" in k else v) for k, v in conf.items()}
         self._producer = Producer(conf)
         self._failures: list[tuple[str, str]] = []
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config | None = None,
+        *,
+        path: str | Path | None = None,
+        settings: Mapping[str, str | int | float | bool] | None = None,
+    ) -> Self:
+        """A logger with the worker's topics and Kafka settings: from ``config``, or loaded
+        from ``path`` (default `config/driftline.yaml` if present) and the environment."""
+        return cls(settings=settings, config=config if config is not None else default_config(path))
+
+    def _configured_topic(self, config: Config) -> str:
+        raise NotImplementedError
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -110,6 +150,9 @@ class PredictionLogger(_Logger):
     """Publish prediction records to the predictions topic."""
 
     default_topic = "driftline.predictions"
+
+    def _configured_topic(self, config: Config) -> str:
+        return config.topics.predictions
 
     def log(
         self,
@@ -159,6 +202,9 @@ class LabelLogger(_Logger):
     """Publish ground-truth labels, keyed by the prediction they belong to."""
 
     default_topic = "driftline.labels"
+
+    def _configured_topic(self, config: Config) -> str:
+        return config.topics.labels
 
     def log(
         self,

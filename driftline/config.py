@@ -26,10 +26,12 @@ import yaml
 __all__ = [
     "Config",
     "ConfigError",
+    "FormatsConfig",
     "KafkaConfig",
     "LabelsConfig",
     "NotificationsConfig",
     "PostgresConfig",
+    "RetrainingConfig",
     "Secret",
     "TopicsConfig",
     "WindowConfig",
@@ -39,6 +41,18 @@ __all__ = [
 
 ENV_PREFIX = "DRIFTLINE_"
 DEFAULT_CONFIG_PATH = Path("config/driftline.yaml")
+# DRIFTLINE_* variables that are not config keys (the local stack's scripts and the tests read
+# them); any other DRIFTLINE_* variable that names no key is a mistake and fails at start.
+NON_CONFIG_VARIABLES = frozenset(
+    {
+        "DRIFTLINE_CACHE",
+        "DRIFTLINE_RUN",
+        "DRIFTLINE_LOGS",
+        "DRIFTLINE_PROMETHEUS_URL",
+        "DRIFTLINE_ALERTMANAGER_URL",
+        "DRIFTLINE_DEBUG_LOGS",
+    }
+)
 
 
 class ConfigError(ValueError):
@@ -208,6 +222,116 @@ class PostgresConfig:
 
 
 @dataclass(frozen=True)
+class RetrainingConfig:
+    """Retraining, registry and A/B tests (`driftline retrain ...`, docs/RETRAINING.md)."""
+
+    policies_file: str = "config/retraining_policies.yaml"
+    pipeline: str = "driftline.retrain.sklearn_pipeline:train"  # package.module:function
+    artifact_dir: str = ".cache/artifacts"
+    registry: Literal["postgres", "mlflow"] = "postgres"
+    mlflow_tracking_uri: str | None = None  # with registry: mlflow, e.g. http://mlflow:5000
+    control_topic: str = "driftline.model-control"
+    sample_rate: float = 0.1  # share of predictions kept in training_samples
+    sample_rates: dict[str, float] = field(default_factory=dict)  # per model
+    sample_max_rows_per_version: int = 200_000
+    sample_retention_days: int = 30
+    holdout_fraction: float = 0.2  # newest share of the labelled sample held out
+    min_offline_improvement: float = 0.0  # accuracy points a candidate must gain offline
+    challenger_traffic_share: float = 0.2
+    ab_alpha: float = 0.05
+    ab_min_detectable_effect: float = 0.03
+    ab_min_samples_per_arm: int = 200
+    ab_max_duration_seconds: float = 86_400.0
+    ab_max_error_rate_increase: float = 0.02
+    ab_max_latency_p99_ratio: float = 1.5
+    ab_min_guardrail_samples: int = 100
+    evaluate_interval_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _at_least(
+            1,
+            retraining_sample_max_rows_per_version=self.sample_max_rows_per_version,
+            retraining_sample_retention_days=self.sample_retention_days,
+            retraining_ab_min_samples_per_arm=self.ab_min_samples_per_arm,
+            retraining_ab_min_guardrail_samples=self.ab_min_guardrail_samples,
+        )
+        shares = {
+            "sample_rate": self.sample_rate,
+            **{f"sample_rates.{m}": r for m, r in self.sample_rates.items()},
+            "challenger_traffic_share": self.challenger_traffic_share,
+        }
+        for key, value in shares.items():
+            if not 0 < value <= 1:
+                raise ConfigError(f"retraining.{key}: must be in (0, 1], got {value}")
+        open_unit = {
+            "holdout_fraction": self.holdout_fraction,
+            "ab_alpha": self.ab_alpha,
+            "ab_min_detectable_effect": self.ab_min_detectable_effect,
+        }
+        for key, value in open_unit.items():
+            if not 0 < value < 1:
+                raise ConfigError(f"retraining.{key}: must be between 0 and 1, got {value}")
+        positive = {
+            "ab_max_duration_seconds": self.ab_max_duration_seconds,
+            "ab_max_latency_p99_ratio": self.ab_max_latency_p99_ratio,
+            "evaluate_interval_seconds": self.evaluate_interval_seconds,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"retraining.{key}: must be > 0, got {value}")
+        if self.ab_max_error_rate_increase < 0 or self.min_offline_improvement < 0:
+            raise ConfigError(
+                "retraining.ab_max_error_rate_increase and retraining.min_offline_improvement:"
+                " must be >= 0"
+            )
+        if self.registry == "mlflow" and not self.mlflow_tracking_uri:
+            raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
+        module, sep, function = self.pipeline.partition(":")
+        if not sep or not module or not function.isidentifier():
+            raise ConfigError(
+                f"retraining.pipeline: expected package.module:function, got {self.pipeline!r}"
+            )
+
+    def sample_rate_for(self, model: str) -> float:
+        """The sample rate of `model`: its own if configured, else `sample_rate`."""
+        return self.sample_rates.get(model, self.sample_rate)
+
+
+@dataclass(frozen=True)
+class FormatsConfig:
+    """Wire formats of the input topics (`driftline.streams.formats`, docs/FORMATS.md)."""
+
+    predictions: str = "driftline"  # driftline | cloudevents | oip
+    labels: str = "driftline"  # driftline | cloudevents
+    oip_model: str | None = None  # model name for oip records (default: response model_name)
+    oip_columns: dict[str, str] = field(default_factory=dict)  # tensor -> "col1 col2 ..."
+    oip_prediction_output: str | None = None  # output tensor holding the prediction
+    oip_require_response: bool = True  # false: requests alone become records (no join)
+    oip_max_pending: int = 10_000  # request/response halves waiting for their other half
+    oip_max_pending_bytes: int = 64 * 1024 * 1024
+    oip_max_wait_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        from driftline.streams.formats import LABEL_FORMATS, PREDICTION_FORMATS
+
+        for key, value, known in (
+            ("predictions", self.predictions, PREDICTION_FORMATS),
+            ("labels", self.labels, LABEL_FORMATS),
+        ):
+            if value not in known:
+                raise ConfigError(
+                    f"formats.{key}: expected one of {', '.join(known)}, got {value!r}"
+                )
+        _at_least(1, formats_oip_max_pending=self.oip_max_pending)
+        _at_least(1, formats_oip_max_pending_bytes=self.oip_max_pending_bytes)
+        if self.oip_max_wait_seconds <= 0:
+            raise ConfigError("formats.oip_max_wait_seconds: must be > 0")
+        for tensor, names in self.oip_columns.items():
+            if not names.split():
+                raise ConfigError(f"formats.oip_columns.{tensor}: expected column names")
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
     topics: TopicsConfig = field(default_factory=TopicsConfig)
@@ -216,6 +340,8 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    retraining: RetrainingConfig = field(default_factory=RetrainingConfig)
+    formats: FormatsConfig = field(default_factory=FormatsConfig)
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -241,7 +367,42 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         raw = loaded
+    _check_environment(environ)
     return _build(Config, raw, prefix="", environ=environ)
+
+
+def environment_variables(cls: type[Any] = Config, prefix: str = "") -> dict[str, str]:
+    """Every `DRIFTLINE_*` variable the config reads, mapped to its key.
+
+    >>> environment_variables()["DRIFTLINE_TOPICS_PREDICTIONS"]
+    'topics.predictions'
+    """
+    names: dict[str, str] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(hints[f.name]):
+            names.update(environment_variables(hints[f.name], f"{key}."))
+        else:
+            names[ENV_PREFIX + key.replace(".", "_").upper()] = key
+    return names
+
+
+def _check_environment(environ: Mapping[str, str]) -> None:
+    """A misspelled `DRIFTLINE_*` variable fails like an unknown key instead of being ignored.
+
+    >>> load_config(environ={"DRIFTLINE_TOPIC_PREDICTIONS": "mine"})
+    Traceback (most recent call last):
+    ...
+    driftline.config.ConfigError: unknown environment variable DRIFTLINE_TOPIC_PREDICTIONS (did you mean DRIFTLINE_TOPICS_PREDICTIONS?)
+    """
+    known = environment_variables()
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in known or name in NON_CONFIG_VARIABLES:
+            continue
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"unknown environment variable {name}{hint}")
 
 
 _T = TypeVar("_T")

@@ -14,6 +14,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 __all__ = [
+    "AB_DECISIONS",
+    "AB_P_VALUE",
+    "AB_TRAFFIC_SHARE",
     "ACCURACY",
     "BASELINE_ACCURACY",
     "CONSUMER_LAG",
@@ -41,6 +44,8 @@ __all__ = [
     "RECORDS_PROCESSED",
     "RECORDS_WITHOUT_REFERENCE",
     "REGISTRY",
+    "RETRAINING_EVALUATIONS",
+    "RETRAINING_RUNS",
     "SCORE_DRIFT",
     "WINDOWS_CLOSED",
     "export_output",
@@ -244,6 +249,40 @@ def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
             else:
                 known.add(kind)
         ERRORS.labels(model, kind).inc(count)
+
+
+# -- retraining and A/B tests (`driftline retrain serve`, driftline/retrain/) -----------------
+
+AB_TRAFFIC_SHARE = Gauge(
+    "model_ab_traffic_share",
+    "Share of the model's traffic routed to its challenger (0 when no A/B test runs).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+AB_P_VALUE = Gauge(
+    "model_ab_p_value",
+    "Always-valid p-value (mSPRT) of the running A/B test: challenger vs champion accuracy.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+AB_DECISIONS = Counter(
+    "model_ab_decisions",
+    "A/B test decisions: promote, rollback, inconclusive, stopped.",
+    ["model_name", "decision"],
+    registry=REGISTRY,
+)
+RETRAINING_EVALUATIONS = Counter(
+    "model_retraining_evaluations",
+    "Retraining policy evaluations, by outcome (fired, suppressed).",
+    ["model_name", "outcome"],
+    registry=REGISTRY,
+)
+RETRAINING_RUNS = Counter(
+    "model_retraining_runs",
+    "Finished retraining runs, by status (succeeded, failed, rejected).",
+    ["model_name", "status"],
+    registry=REGISTRY,
+)
 
 
 # -- output drift (detectors/output.py) -----------------------------------------------------------

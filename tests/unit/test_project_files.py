@@ -69,7 +69,9 @@ def test_cli_help_lists_commands_and_no_secret(monkeypatch: pytest.MonkeyPatch) 
         check=True,
         env={**os.environ, "DRIFTLINE_KAFKA_SASL_PASSWORD": "hunter2"},
     )
-    assert "hunter2" not in result.stdout + result.stderr and "Secret('***')" in result.stdout
+    assert (
+        "hunter2" not in result.stdout + result.stderr and "sasl_password: '***'" in result.stdout
+    )
 
 
 def test_bad_config_stops_the_cli_with_the_key_named(tmp_path: Path) -> None:

@@ -1,0 +1,224 @@
+"""One-line explanations of what went wrong, for the command line.
+
+A user's mistake (a wrong password, a broker that is not running, a topic nobody created) must
+end in one line that says what failed and what to do, not in a traceback. Two tools here:
+
+* checks run before a command does real work, so that it fails in seconds with the real reason:
+  :func:`check_kafka` (broker reachable, authentication, topics present) and
+  :func:`check_postgres` (the server's own message, not the pool's ``PoolTimeout``);
+* :func:`explain`, which turns an exception that escaped a command into that line.
+
+Credentials never appear in a message: URLs are shown with the password masked.
+
+>>> mask_url("postgresql://driftline:s3cret@db:5432/driftline")
+'postgresql://driftline:***@db:5432/driftline'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from driftline.config import Config, ConfigError, Secret
+
+__all__ = [
+    "CommandError",
+    "check_kafka",
+    "check_postgres",
+    "config_as_dict",
+    "expected",
+    "explain",
+    "mask_url",
+]
+
+_USERINFO = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?P<at>@)")
+
+
+class CommandError(RuntimeError):
+    """A failure the user can fix; the message is the one line to print."""
+
+
+def mask_url(text: str) -> str:
+    """Replace the password of every URL in ``text`` by ``***``."""
+    return _USERINFO.sub(lambda m: f"{m['head']}***{m['at']}", text)
+
+
+# -- Kafka ------------------------------------------------------------------------------------
+
+
+def check_kafka(config: Config, topics: Iterable[str] = (), timeout: float = 5.0) -> None:
+    """Raise CommandError unless the brokers answer within ``timeout`` seconds (with the
+    configured security settings) and every topic in ``topics`` exists."""
+    from confluent_kafka import KafkaError, KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    errors: list[str] = []
+
+    def on_error(error: KafkaError) -> None:
+        errors.append(str(error.str()))
+
+    settings: dict[str, Any] = dict(config.kafka.confluent_settings())
+    settings["error_cb"] = on_error
+    settings["log_level"] = 0  # the reason is reported once, below, not as librdkafka's lines
+    settings["socket.connection.setup.timeout.ms"] = int(timeout * 1000)
+    admin = AdminClient(settings)
+    servers = config.kafka.bootstrap_servers
+    try:
+        metadata = admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        admin.poll(0.1)  # serves error_cb: librdkafka's reason (refused, DNS, TLS, SASL)
+        reason = errors[-1] if errors else exc.args[0].str()
+        security = re.search(r"SASL|SSL|auth|certificate|handshake", reason, re.IGNORECASE)
+        hint = (
+            "check kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, "
+            "kafka.sasl_password and kafka.ssl_cafile (DRIFTLINE_KAFKA_*) against the "
+            "broker's listener"
+            if security
+            else "check kafka.bootstrap_servers (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS) and that "
+            "the broker is running"
+        )
+        raise CommandError(
+            f"cannot reach Kafka at {servers} ({config.kafka.security_protocol}) within "
+            f"{timeout:g} s: {_kafka_reason(reason)}; {hint}"
+        ) from None
+    auth = [e for e in errors if "auth" in e.lower() or "SASL" in e]
+    if auth:
+        raise CommandError(
+            f"Kafka at {servers} refused the credentials: {auth[-1]}; check kafka.sasl_username "
+            "and kafka.sasl_password (DRIFTLINE_KAFKA_SASL_*)"
+        )
+    missing = [t for t in topics if t not in metadata.topics]
+    if missing:
+        raise CommandError(
+            f"topic {', '.join(missing)} does not exist on {servers}: create it with "
+            "`driftline topics create`, or point topics.* (DRIFTLINE_TOPICS_*) at your topics"
+        )
+
+
+def _kafka_reason(text: str) -> str:
+    # librdkafka: "127.0.0.1:9999/bootstrap: Connect to ipv4#127.0.0.1:9999 failed: Connection
+    # refused (after 0ms in state CONNECT)" -> "Connect to ... failed: Connection refused"
+    text = re.sub(r"\s*\(after \d+ms in state \w+\)", "", text)
+    return text.split(": ", 1)[1] if "/bootstrap: " in text else text
+
+
+# -- PostgreSQL -------------------------------------------------------------------------------
+
+
+def check_postgres(url: Secret | str, timeout: float = 5.0) -> None:
+    """Raise CommandError with the server's reason unless a connection to ``url`` opens."""
+    import psycopg
+
+    raw = url.reveal() if isinstance(url, Secret) else url
+    try:
+        psycopg.connect(raw, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error as exc:
+        raise CommandError(postgres_message(raw, exc)) from None
+
+
+def postgres_message(url: str, exc: BaseException) -> str:
+    """The one line for a failed PostgreSQL connection: where, the server's reason, what to do."""
+    text = " ".join(str(exc).split())
+    fatal = re.findall(r"FATAL:\s*(.+?)(?=\s*(?:connection to server|$))", text)
+    reason = fatal[-1] if fatal else re.sub(r"^connection failed:\s*", "", text)
+    reason = re.sub(r'^connection to server at "[^"]*", port \d+ failed:\s*', "", reason)
+    hint = "check postgres.url (DRIFTLINE_POSTGRES_URL)"
+    if "password authentication failed" in reason or "no password supplied" in reason:
+        hint = "check the user and password in postgres.url (DRIFTLINE_POSTGRES_URL)"
+    elif "Connection refused" in reason or "timeout" in reason.lower():
+        hint = "is PostgreSQL running? check the host and port in postgres.url (DRIFTLINE_POSTGRES_URL)"
+    elif "does not exist" in reason:
+        hint = "create it, or fix the name in postgres.url (DRIFTLINE_POSTGRES_URL)"
+    return f"cannot connect to PostgreSQL at {mask_url(url)}: {mask_url(reason)}; {hint}"
+
+
+# -- the catch-all ------------------------------------------------------------------------------
+
+
+def expected(exc: BaseException) -> bool:
+    """A failure with a known cause, fully explained by :func:`explain` (no traceback hint)."""
+    from confluent_kafka import KafkaException
+    from psycopg import OperationalError
+    from psycopg_pool import PoolTimeout
+
+    from driftline.tabular import TableError
+
+    known = (
+        CommandError,
+        ConfigError,
+        TableError,
+        OSError,
+        KafkaException,
+        OperationalError,
+        PoolTimeout,
+    )
+    # TopicError (driftline.streams.topics): a topic is missing or not co-partitioned
+    return isinstance(exc, known) or type(exc).__name__ == "TopicError"
+
+
+def explain(exc: BaseException, config: Config | None = None) -> str:
+    """The one line for an exception that escaped a command."""
+    if isinstance(exc, CommandError) or type(exc).__name__ == "TopicError":
+        return str(exc)
+    if isinstance(exc, ConfigError):
+        return f"configuration error: {exc}"
+    from driftline.tabular import TableError
+
+    if isinstance(exc, TableError):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"{exc.filename}: no such file or directory"
+    if isinstance(exc, PermissionError):
+        return f"{exc.filename}: permission denied"
+    try:
+        import psycopg
+        from psycopg_pool import PoolTimeout
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        pass
+    else:
+        url = config.postgres.url.reveal() if config is not None else ""
+        if isinstance(exc, PoolTimeout) and url:
+            try:  # the pool hides the reason: ask the server directly
+                check_postgres(url)
+            except CommandError as real:
+                return str(real)
+        if isinstance(exc, psycopg.OperationalError):
+            return postgres_message(url, exc)
+        if isinstance(exc, psycopg.errors.UndefinedTable):
+            return (
+                f"PostgreSQL: {str(exc).splitlines()[0]}: the schema is not there yet; "
+                "run `driftline db upgrade`"
+            )
+    from confluent_kafka import KafkaException
+
+    if isinstance(exc, KafkaException):
+        error: Any = exc.args[0] if exc.args else exc
+        text = error.str() if hasattr(error, "str") else str(error)
+        return f"Kafka: {text}"
+    message = mask_url(str(exc).splitlines()[0]) if str(exc) else type(exc).__name__
+    return f"{message} ({type(exc).__name__})"
+
+
+def config_as_dict(config: Any) -> Any:
+    """The config as plain data for `config show`: secrets masked (a URL keeps all but its
+    password), everything else as it is.
+
+    >>> from driftline.config import load_config
+    >>> shown = config_as_dict(load_config(environ={}))
+    >>> shown["postgres"]["url"], shown["notifications"]["slack_webhook_url"]
+    ('postgresql://driftline:***@127.0.0.1:5432/driftline', None)
+    >>> config_as_dict(Secret("hunter2"))
+    '***'
+    """
+    import dataclasses
+
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_as_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Secret):
+        value = config.reveal()
+        masked = mask_url(value)
+        return masked if masked != value else "***"
+    if isinstance(config, dict):
+        return {str(k): config_as_dict(v) for k, v in config.items()}
+    return config

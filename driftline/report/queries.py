@@ -1,0 +1,198 @@
+"""The report's data, read from driftline's PostgreSQL store (the imperative shell).
+
+Each function takes an open connection and returns plain rows (lists of dicts); the builder
+(:mod:`driftline.report.build`) never touches the database. A table that does not exist (an
+older schema, a feature not deployed yet: retraining, A/B tests, data quality) gives ``None``,
+and the report leaves its section out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+__all__ = ["ReportData", "connect", "feature_history", "feature_names", "load_report_data"]
+
+Rows = list[dict[str, Any]]
+
+# Tables written by later features; shown as they are when they exist.
+HISTORY_TABLES = ("retraining_runs", "ab_tests", "ab_test_results", "model_promotions")
+DATA_QUALITY_TABLES = ("data_quality", "data_quality_issues", "data_quality_windows")
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows, for one model (optionally one version) since a time."""
+
+    model: str
+    model_version: str | None
+    since: datetime
+    until: datetime
+    windows: Rows = field(default_factory=list)
+    features: Rows = field(default_factory=list)
+    performance: Rows = field(default_factory=list)
+    events: Rows = field(default_factory=list)
+    open_alerts: dict[str, int] = field(default_factory=dict)  # model_version -> open alerts
+    history: dict[str, Rows] = field(default_factory=dict)  # table -> rows (present tables only)
+    quality: dict[str, Rows] = field(default_factory=dict)  # data-quality tables, when present
+
+
+@contextmanager
+def connect(url: str, schema: str | None = None) -> Iterator[psycopg.Connection[Any]]:
+    """A read-only connection (``schema`` first on the search path when given)."""
+    options = f"-c search_path={schema},public" if schema else None
+    with psycopg.connect(url, connect_timeout=5, options=options, autocommit=True) as conn:
+        conn.read_only = True
+        yield conn
+
+
+def _rows(conn: psycopg.Connection[Any], query: sql.Composable | str, params: Any) -> Rows:
+    cursor = conn.execute(query, params)  # type: ignore[arg-type]
+    names = [c.name for c in cursor.description or []]
+    return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def _exists(conn: psycopg.Connection[Any], table: str) -> bool:
+    row = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()
+    return bool(row and row[0])
+
+
+def _columns(conn: psycopg.Connection[Any], table: str) -> set[str]:
+    rows = conn.execute(
+        "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND attnum > 0"
+        " AND NOT attisdropped",
+        (table,),
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _filter(model_version: str | None) -> tuple[str, list[Any]]:
+    return (" AND model_version = %s", [model_version]) if model_version is not None else ("", [])
+
+
+def feature_history(
+    conn: psycopg.Connection[Any],
+    model: str,
+    feature: str,
+    since: datetime,
+    model_version: str | None = None,
+) -> Rows:
+    """One row per evaluated window of one feature, oldest first."""
+    extra, params = _filter(model_version)
+    return _rows(
+        conn,
+        "SELECT window_start, window_end, model_version, test, statistic, p_value,"
+        " adjusted_p_value, effect_measure, effect, drifted, missing_rate, n"
+        " FROM feature_drift WHERE model = %s AND feature = %s AND window_start >= %s"
+        + extra
+        + " ORDER BY window_start, model_version",
+        [model, feature, since, *params],
+    )
+
+
+def feature_names(
+    conn: psycopg.Connection[Any], model: str, since: datetime | None = None
+) -> list[str]:
+    """The features with drift scores for ``model`` (since ``since``), sorted."""
+    rows = conn.execute(
+        "SELECT DISTINCT feature FROM feature_drift WHERE model = %s AND window_start >= %s"
+        " ORDER BY feature",
+        (model, since or datetime.min.replace(tzinfo=UTC)),
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def load_report_data(
+    conn: psycopg.Connection[Any],
+    model: str,
+    since: datetime,
+    until: datetime,
+    model_version: str | None = None,
+) -> ReportData:
+    data = ReportData(model, model_version, since, until)
+    extra, params = _filter(model_version)
+    where = " WHERE model = %s AND window_start >= %s AND window_start < %s" + extra
+    base = [model, since, until, *params]
+    if _exists(conn, "window_metrics"):
+        data.windows = _rows(
+            conn,
+            "SELECT model_version, window_start, window_end, status, drifted, drift_share,"
+            " n_records, error_rate, latency_p50_seconds, latency_p95_seconds,"
+            " latency_p99_seconds, estimated_accuracy, drifted_features, reasons"
+            " FROM window_metrics" + where + " ORDER BY window_start, model_version",
+            base,
+        )
+    if _exists(conn, "feature_drift"):
+        data.features = _rows(
+            conn,
+            "SELECT model_version, window_start, feature, kind, test, statistic, p_value,"
+            " effect_measure, effect, drifted, missing, invalid, n, missing_rate"
+            " FROM feature_drift" + where + " ORDER BY window_start, model_version, feature",
+            base,
+        )
+    if _exists(conn, "performance_windows"):
+        data.performance = _rows(
+            conn,
+            "SELECT model_version, window_start, window_end, labelled, label_coverage, accuracy,"
+            " precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop"
+            " FROM performance_windows" + where + " ORDER BY window_start, model_version",
+            base,
+        )
+    if _exists(conn, "drift_events"):
+        data.events = _rows(
+            conn,
+            "SELECT event_time, detected_at, type, severity, model_version, feature, test,"
+            " statistic, p_value FROM drift_events"
+            " WHERE model = %s AND event_time >= %s AND event_time < %s"
+            + extra
+            + " ORDER BY event_time",
+            base,
+        )
+    if _exists(conn, "alerts") and {"model", "model_version"} <= _columns(conn, "alerts"):
+        rows = _rows(
+            conn,
+            "SELECT model_version, count(DISTINCT alert_id) AS open FROM alerts a"
+            " WHERE model = %s AND action <> 'resolved' AND created_at >= %s AND created_at < %s"
+            + extra
+            + " AND NOT EXISTS (SELECT 1 FROM alerts r WHERE r.alert_id = a.alert_id"
+            " AND r.action = 'resolved') GROUP BY model_version",
+            base,
+        )
+        data.open_alerts = {str(r["model_version"]): int(r["open"]) for r in rows}
+    for table in HISTORY_TABLES + DATA_QUALITY_TABLES:
+        stored = _table_rows(conn, table, model, since, until)
+        if stored is not None:
+            target = data.quality if table in DATA_QUALITY_TABLES else data.history
+            target[table] = stored
+    return data
+
+
+_TIME_COLUMNS = ("window_start", "event_time", "requested_at", "started_at", "created_at")
+
+
+def _table_rows(
+    conn: psycopg.Connection[Any], table: str, model: str, since: datetime, until: datetime
+) -> Rows | None:
+    """The model's rows of a table whose layout this module does not know (None if absent):
+    in the period when the table has a time column, newest first, at most 100."""
+    if not _exists(conn, table):
+        return None
+    columns = _columns(conn, table)
+    if "model" not in columns:
+        return None
+    times = [c for c in _TIME_COLUMNS if c in columns]
+    query = sql.SQL("SELECT * FROM {} WHERE model = %s").format(sql.Identifier(table))
+    params: list[Any] = [model]
+    if times:
+        column = sql.Identifier(times[0])
+        query += sql.SQL(" AND {} >= %s AND {} < %s ORDER BY {} DESC").format(
+            column, column, column
+        )
+        params += [since, until]
+    return _rows(conn, query + sql.SQL(" LIMIT 100"), params)
