@@ -121,3 +121,21 @@ def test_reference_build_type_options(tmp_path: Path, capsys: object) -> None:
     except SystemExit as exc:
         status, message = exc.code, str(exc.code)
     assert status not in (0, None) and "zip=text" in message
+
+
+def test_csv_labels_and_predictions_give_a_baseline_with_precision(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    lines = ["x,prediction,label"]
+    for _ in range(2_000):
+        label = int(rng.random() < 0.1)
+        prediction = label if rng.random() < 0.9 else 1 - label
+        lines.append(f"{rng.normal():.3f},{prediction},{label}")
+    path = tmp_path / "ref.csv"
+    path.write_text("\n".join(lines) + "\n")
+    profile = ReferenceProfile.from_csv(
+        path, model="m", model_version="1", prediction_column="prediction", label_column="label"
+    )
+    assert profile.performance is not None
+    assert profile.performance["precision"] is not None
+    assert profile.performance["recall"] is not None
+    assert 0.85 < (profile.performance["accuracy"] or 0) < 0.95
