@@ -33,7 +33,7 @@ Decision rule
 5. Output drift (``output_drift: true``, :mod:`driftline.detectors.output`): the score
    distribution, the predicted-class balance, the share of low-confidence predictions, the
    per-class probabilities (multiclass) or the predicted value (regression), each with a
-   p-value and an effect gate, Holm over these signals at ``output_alpha`` (0.01): their
+   p-value and an effect gate, Holm over these signals at ``output_alpha`` (0.005): their
    own family, apart from the features.
 6. Data quality (``data_quality: true``, :mod:`driftline.detectors.quality`): per feature,
    absent, missing-rate change, type errors, out-of-range share, constant, new features;

@@ -23,7 +23,7 @@ signal              p-value test                    effect (gate key, default)
 ==================  ==============================  ===========================================
 
 Multiple testing: the signals of one window are one family, corrected with Holm at
-``output_alpha`` (default 0.01), apart from the features' family: a stationary model raises
+``output_alpha`` (default 0.005), apart from the features' family: a stationary model raises
 output drift in at most ~1 % of windows whatever the number of signals (measured 0/400
 windows at 1,000 and at 10,000 records, ``benchmarks/bench_detection_quality.py --output``). Confidence is tracked on every window:
 mean and 10/50/90 % quantiles of the score (for multiclass records without a ``score`` the

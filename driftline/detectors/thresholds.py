@@ -36,9 +36,11 @@ Keys (defaults in brackets, where they come from in parentheses):
 * ``min_samples`` [500]: windows with fewer records are not tested.
 * ``multivariate`` [true]: run the multivariate tests.
 * output drift (the model's outputs, label-free; see ``evaluate.OutputEvaluation``):
-  ``output_drift`` [true] runs the tests; ``output_alpha`` [0.01] is the family-wise level
+  ``output_drift`` [true] runs the tests; ``output_alpha`` [0.005] is the family-wise level
   of the output tests (Holm over score, class balance, low-confidence share, per-class
-  probabilities or the regression prediction: their own family, apart from the features);
+  probabilities or the regression prediction: their own family, apart from the features;
+  0.005 because the families add up: at 0.01 the model-level false-alarm rate of the
+  13-feature benchmark stream was 1.1 % at 1,000 records, above the 1 % target);
   a signal drifts when its corrected p-value is below ``output_alpha`` *and* its effect
   reaches the minimum: ``min_effect_score`` [0.02] (1-Wasserstein distance between the
   score histograms, in score units: a shift of the mean score by 0.05 gives ~0.05),
@@ -156,7 +158,7 @@ class ModelThresholds:
     max_error_rate: float = 0.05  # share of predictions that failed (error field) in a window
     max_latency_p99_seconds: float = 0.5  # serving latency p99 of a window
     output_drift: bool = True
-    output_alpha: float = 0.01
+    output_alpha: float = 0.005
     min_effect_score: float = 0.02
     min_effect_class: float = 0.02
     min_effect_confidence: float = 0.05
