@@ -9,12 +9,23 @@ Batches of 10,000 records with 13 features (10 numeric, 3 categorical; the strea
 the median and the minimum over the repeats and as a ratio to a baseline measured in the same
 run: ``np.histogram`` of the same 10 numeric columns of 10,000 values on 20 bins (what a
 minimal, non-mergeable per-feature histogram would cost).
+
+``--compare REF`` (e.g. ``main``) also runs the same measurements on the code of a git
+revision (``git archive REF driftline`` into a temp dir, imported first in a subprocess)
+alternately with this checkout's (``--rounds`` pairs of subprocesses, default 3), in the
+same run, and prints the ratio of the medians (this checkout / REF).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -65,9 +76,56 @@ def as_records(batch: RecordBatch) -> list[dict[str, Any]]:
     ]
 
 
+def _measure(pythonpath: str | None, repeat: int, out: str) -> dict[str, float]:
+    env = dict(os.environ)
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    subprocess.run(
+        [sys.executable, __file__, "--repeat", str(repeat), "--json", out],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    with open(out, encoding="utf-8") as handle:
+        result: dict[str, float] = json.load(handle)
+    return result
+
+
+def compare(ref: str, repeat: int, rounds: int = 3) -> dict[str, float]:
+    """Ratio (this checkout / revision ``ref``) of each step's median, measured alternately
+    in ``rounds`` pairs of subprocesses so that both see the same machine load."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(
+            ["git", "archive", ref, "driftline"],
+            cwd=os.path.dirname(here),
+            check=True,
+            capture_output=True,
+        ).stdout
+        archive_path = os.path.join(tmp, "old.tar")
+        with open(archive_path, "wb") as handle:
+            handle.write(archive)
+        with tarfile.open(archive_path) as tar:
+            tar.extractall(tmp, filter="data")
+        new: dict[str, list[float]] = {}
+        old: dict[str, list[float]] = {}
+        for _ in range(rounds):
+            for target, path in ((new, None), (old, tmp)):
+                for label, value in _measure(path, repeat, os.path.join(tmp, "m.json")).items():
+                    target.setdefault(label, []).append(value)
+        return {
+            label: statistics.median(values) / statistics.median(old[label])
+            for label, values in new.items()
+            if label in old and statistics.median(old[label]) > 0
+        }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--compare", metavar="REF", help="also measure git revision REF")
+    parser.add_argument("--rounds", type=int, default=3, help="pairs of runs for --compare")
+    parser.add_argument("--json", help=argparse.SUPPRESS)  # medians, for --compare
     opts = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     profile = build_profile(0)
@@ -155,9 +213,20 @@ def main(argv: list[str] | None = None) -> None:
     for label, fn, _ in parts:
         rows.append((label, timed(fn, max(5, opts.repeat // 2))))
 
-    print(f"{'step':<48} {'median ms':>10} {'min ms':>8} {'x baseline':>11}")
+    if opts.json:
+        with open(opts.json, "w", encoding="utf-8") as handle:
+            json.dump({label: median for label, (median, _) in rows}, handle)
+        return
+    ratios = (
+        compare(opts.compare, max(5, opts.repeat // opts.rounds), opts.rounds)
+        if opts.compare
+        else {}
+    )
+    head = f" {'x ' + opts.compare:>10}" if opts.compare else ""
+    print(f"{'step':<48} {'median ms':>10} {'min ms':>8} {'x baseline':>11}{head}")
     for label, (median, minimum) in rows:
-        print(f"{label:<48} {median:>10.2f} {minimum:>8.2f} {median / base[0]:>11.1f}")
+        ratio = f" {ratios[label]:>10.2f}" if label in ratios else ""
+        print(f"{label:<48} {median:>10.2f} {minimum:>8.2f} {median / base[0]:>11.1f}{ratio}")
     per_record = rows[2][1][0] / 10_000 * 1e6
     print(f"sketch update: {per_record:.0f} ns per record (13 features)")
 

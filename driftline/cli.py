@@ -140,6 +140,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
+    from driftline.detectors.profile import describe_types, parse_feature_types
     from driftline.tabular import read_table, reference_from_table
 
     if args.csv is not None:
@@ -151,8 +152,9 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             score_column=args.score_column,
             label_column=args.label_column,
             threshold=args.threshold,
-            exclude=args.exclude,
+            exclude=[*args.exclude, *([args.id_column] if args.id_column else [])],
             bins=args.bins,
+            feature_types=parse_feature_types(args.feature_type),
         )
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -180,6 +182,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
         f"wrote {out}: {profile.n_records} rows, {len(profile.numeric)} numeric, "
         f"{len(profile.categorical)} categorical features"
     )
+    print(describe_types(profile))
     if profile.performance:
         perf = profile.performance
         shown = ", ".join(
@@ -610,6 +613,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COLUMN",
         help="a column that is not a feature, e.g. an id (repeatable)",
     )
+    build.add_argument(
+        "--feature-type",
+        action="append",
+        default=[],
+        metavar="NAME=TYPE",
+        help="fix a feature's type: numeric, categorical or boolean (repeatable)",
+    )
+    build.add_argument("--id-column", help="the record id column: never a feature")
     build.add_argument("--seed", type=int, default=0, help="random seed of --simulated")
     build.set_defaults(func=cmd_reference_build)
 

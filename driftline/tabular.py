@@ -38,7 +38,7 @@ import gzip
 import io
 import math
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -311,6 +311,7 @@ def reference_from_table(
     threshold: float = 0.5,
     exclude: Sequence[str] = (),
     bins: int = 20,
+    feature_types: Mapping[str, Any] | None = None,
 ) -> tuple[Any, list[str]]:
     """The reference profile of a training table, and warnings for the user.
 
@@ -366,5 +367,6 @@ def reference_from_table(
         score=score,
         labels=labels,
         bins=bins,
+        feature_types=feature_types,
     )
     return profile, warnings

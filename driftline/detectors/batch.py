@@ -23,7 +23,9 @@ Missing and invalid values (the convention used by the whole detection core):
 * numeric feature: ``NaN`` means *missing* (``None``, absent key, or NaN sent);
   ``+inf``/``-inf`` mean *invalid* (an infinite number was sent, or a value that is
   not a number such as ``"abc"``, stored as ``+inf``). Booleans count as 1.0/0.0.
-* categorical feature: ``None`` means missing; any other value is kept as ``str``.
+* categorical (and boolean) feature: ``None`` means missing; other values are normalised
+  to their category text by :mod:`driftline.detectors.normalise` (``True`` and ``"True"``
+  are ``"true"``, NaN and ``"null"`` are missing, ``1.0`` is ``"1"``).
 """
 
 from __future__ import annotations
@@ -32,12 +34,20 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-FeatureType = Literal["numeric", "categorical"]
+from driftline.detectors.normalise import (
+    FeatureType,
+    boolean_column,
+    category_column,
+    numeric_value,
+)
+
+MAX_PROBABILITY_CLASSES = 20
+MAX_EXTRA_FEATURES = 50
 
 __all__ = ["FeatureType", "RecordBatch", "parse_timestamp"]
 
@@ -69,18 +79,8 @@ def parse_timestamp(value: Any) -> float:
     return math.nan
 
 
-def _to_float(value: Any) -> float:
-    """One numeric feature value: NaN when missing, +inf when not a number."""
-    if value is None:
-        return math.nan
-    if isinstance(value, int | float):  # bool included: True is 1.0, as numpy does
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return math.inf
-    return math.inf
+_to_float = numeric_value
+"""One numeric feature value: NaN when missing, +inf when not a number."""
 
 
 def _float_column(values: list[Any]) -> NDArray[np.float64]:
@@ -92,12 +92,6 @@ def _float_column(values: list[Any]) -> NDArray[np.float64]:
     except (TypeError, ValueError):
         pass
     return np.array([_to_float(v) for v in values], dtype=np.float64)
-
-
-def _object_column(values: list[Any]) -> NDArray[np.object_]:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [None if v is None else v if isinstance(v, str) else str(v) for v in values]
-    return out
 
 
 @dataclass(slots=True)
@@ -154,6 +148,15 @@ class RecordBatch:
     attributions: dict[str, NDArray[np.float64]] | None = None
     record_keys: NDArray[np.uint64] | None = None
     """Stable identity per record (e.g. partition, offset, index): decides the sketch sample."""
+    absent: dict[str, NDArray[np.bool_]] | None = None
+    """Per monitored feature whose key some record lacks: True where the key was absent (not
+    sent at all, as opposed to sent as null). None when unknown (built from columns)."""
+    extra: dict[str, NDArray[np.bool_]] | None = None
+    """Keys of ``features`` outside the schema (new features; at most ``MAX_EXTRA_FEATURES``):
+    True where the record carried it."""
+    probabilities: dict[str, NDArray[np.float64]] | None = None
+    """Per-class probability (NaN when a record has none for the class), at most
+    ``MAX_PROBABILITY_CLASSES`` classes (the first seen), or None when no record has any."""
 
     def __post_init__(self) -> None:
         n = len(self.event_time)
@@ -174,6 +177,10 @@ class RecordBatch:
         columns.update({f"categorical.{k}": v for k, v in self.categorical.items()})
         if self.attributions is not None:
             columns.update({f"attributions.{k}": v for k, v in self.attributions.items()})
+        if self.probabilities is not None:
+            columns.update({f"probabilities.{k}": v for k, v in self.probabilities.items()})
+        for prefix, masks in (("absent", self.absent), ("extra", self.extra)):
+            columns.update({f"{prefix}.{k}": v for k, v in (masks or {}).items()})
         for name, col in columns.items():
             if len(col) != n:
                 raise ValueError(f"RecordBatch column {name!r} has {len(col)} rows, expected {n}")
@@ -190,20 +197,25 @@ class RecordBatch:
     ) -> RecordBatch:
         """Build a batch from parsed prediction records.
 
-        ``schema`` maps each monitored feature to ``"numeric"`` or ``"categorical"``
-        (typically ``profile.feature_types``); features outside it are ignored.
+        ``schema`` maps each monitored feature to ``"numeric"``, ``"categorical"`` or
+        ``"boolean"`` (typically ``profile.feature_types``); features outside it are ignored.
+        Values are normalised by :mod:`driftline.detectors.normalise` (boolean features are
+        categorical columns of ``"true"``/``"false"``).
         """
         n = len(records)
         feats = [r.get("features") or {} for r in records]
+        absent, extra = _key_masks(feats, schema)
         numeric = {
             name: _float_column([f.get(name) for f in feats])
             for name, kind in schema.items()
             if kind == "numeric"
         }
         categorical = {
-            name: _object_column([f.get(name) for f in feats])
+            name: (boolean_column if kind == "boolean" else category_column)(
+                [f.get(name) for f in feats]
+            )
             for name, kind in schema.items()
-            if kind == "categorical"
+            if kind in ("categorical", "boolean")
         }
         raw_ts = [r.get("timestamp") for r in records]
         try:
@@ -237,6 +249,9 @@ class RecordBatch:
             error=error,
             attributions=attributions,
             record_keys=record_keys,
+            probabilities=_probability_columns(records),
+            absent=absent,
+            extra=extra,
         )
 
     def take(self, index: NDArray[np.bool_] | NDArray[np.integer[Any]]) -> RecordBatch:
@@ -253,7 +268,74 @@ class RecordBatch:
             if self.attributions is None
             else {k: v[index] for k, v in self.attributions.items()},
             record_keys=None if self.record_keys is None else self.record_keys[index],
+            probabilities=None
+            if self.probabilities is None
+            else {k: v[index] for k, v in self.probabilities.items()},
+            absent=None if self.absent is None else {k: v[index] for k, v in self.absent.items()},
+            extra=None if self.extra is None else {k: v[index] for k, v in self.extra.items()},
         )
+
+
+def _key_masks(
+    feats: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]
+) -> tuple[dict[str, NDArray[np.bool_]], dict[str, NDArray[np.bool_]]]:
+    """Where monitored keys are absent, and where keys outside the schema are present.
+
+    Fast path (C-level passes only): when every record has as many keys as the union of all
+    records' keys, every record has exactly that union, so the masks are constant.
+    """
+    n = len(feats)
+    union = set().union(*feats) if n else set()
+    if set(map(len, feats)) <= {len(union)}:
+        absent = {name: np.ones(n, dtype=bool) for name in schema if name not in union}
+        extra_names = sorted(str(k) for k in union if k not in schema)[:MAX_EXTRA_FEATURES]
+        return absent, {name: np.ones(n, dtype=bool) for name in extra_names}
+    absent = {}
+    for name in schema:
+        mask = np.array([name not in f for f in feats], dtype=bool)
+        if mask.any():
+            absent[name] = mask
+    extra = {
+        str(name): np.array([name in f for f in feats], dtype=bool)
+        for name in sorted((k for k in union if k not in schema), key=str)[:MAX_EXTRA_FEATURES]
+    }
+    return absent, extra
+
+
+def _probability_columns(
+    records: Sequence[Mapping[str, Any]],
+) -> dict[str, NDArray[np.float64]] | None:
+    """One column per class of the records' ``probabilities`` (first ``MAX_PROBABILITY_CLASSES``
+    classes seen, class names as strings), or None when no record has probabilities."""
+    rows = [r.get("probabilities") for r in records]
+    if not any(rows) or not any(isinstance(p, Mapping) and p for p in rows if p):
+        return None
+    classes: list[str] = []
+    for p in rows:
+        if isinstance(p, Mapping):
+            for k in p:
+                name = str(k)
+                if name not in classes and len(classes) < MAX_PROBABILITY_CLASSES:
+                    classes.append(name)
+    columns: dict[str, NDArray[np.float64]] = {}
+    for name in classes:
+        columns[name] = _float_column(
+            [
+                (p.get(name) if name in p else _lookup_class(p, name))
+                if isinstance(p, Mapping)
+                else None
+                for p in rows
+            ]
+        )
+    return columns
+
+
+def _lookup_class(probabilities: Mapping[Any, Any], name: str) -> Any:
+    """A class's probability when its key is not a string (e.g. ``{0: 0.9, 1: 0.1}``)."""
+    for key, value in probabilities.items():
+        if str(key) == name:
+            return value
+    return None
 
 
 def _record_score(record: Mapping[str, Any]) -> float:

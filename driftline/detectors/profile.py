@@ -6,7 +6,8 @@ version and then compared with every window (:mod:`driftline.detectors.evaluate`
 * per numeric feature: quantile bin edges (default 20 bins, as Evidently and the PSI
   literature use 10-20), the reference counts on those bins, count/mean/variance/min/max and
   the number of missing (NaN) and invalid (+/-inf or not a number) values;
-* per categorical feature: category counts, the ``max_categories`` (default 50) most frequent
+* per categorical feature: the vocabulary (every category up to ``vocabulary_size``, default
+  10,000, the most frequent) and category counts, the ``max_categories`` (default 50) most frequent
   kept by name and the rest folded into ``__other__``;
 * a uniform joint sample of the numeric rows (default 2,000 rows, missing values kept as NaN)
   for the exact KS, Wasserstein, MMD and PCA tests;
@@ -35,12 +36,23 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from driftline.detectors.batch import FeatureType, RecordBatch
+from driftline.detectors.batch import RecordBatch
+from driftline.detectors.normalise import (
+    FEATURE_TYPES,
+    FeatureType,
+    boolean_column,
+    category_column,
+    infer_type,
+    is_missing,
+    numeric_value,
+)
+
+Task = Literal["classification", "regression"]
 
 __all__ = [
     "FORMAT_VERSION",
@@ -59,6 +71,9 @@ __all__ = [
 FORMAT_VERSION = 1
 OTHER = "__other__"
 SCORE_BINS = 50
+FINE_BINS = 200
+"""Quantile bins of the fine histogram behind the numeric effect sizes (mergeable, every
+record counts; ~1.6 KiB per feature in a sketch)."""
 MAX_CLASSES = 100
 
 
@@ -117,6 +132,9 @@ class NumericProfile:
     invalid: int
     mean: float
     variance: float
+    fine_cuts: NDArray[np.float64] | None = None
+    """Finer quantile cuts (``FINE_BINS``) for effect sizes on the window's full histogram."""
+    fine_counts: NDArray[np.int64] | None = None
 
     @property
     def std(self) -> float:
@@ -136,6 +154,10 @@ class NumericProfile:
             cuts = (distinct[:-1] + distinct[1:]) / 2.0
         else:
             cuts = np.unique(np.quantile(x, np.linspace(0.0, 1.0, bins + 1)[1:-1]))
+        if distinct.size <= FINE_BINS:
+            fine_cuts = (distinct[:-1] + distinct[1:]) / 2.0
+        else:
+            fine_cuts = np.unique(np.quantile(x, np.linspace(0.0, 1.0, FINE_BINS + 1)[1:-1]))
         return cls(
             cuts=cuts,
             low=low,
@@ -146,10 +168,14 @@ class NumericProfile:
             invalid=invalid,
             mean=float(x.mean()),
             variance=float(x.var()),
+            fine_cuts=fine_cuts,
+            fine_counts=bin_counts(x, fine_cuts, low, high),
         )
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "fine_cuts": None if self.fine_cuts is None else self.fine_cuts.tolist(),
+            "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
             "cuts": self.cuts.tolist(),
             "low": self.low,
             "high": self.high,
@@ -173,6 +199,12 @@ class NumericProfile:
             invalid=int(d["invalid"]),
             mean=float(d["mean"]),
             variance=float(d["variance"]),
+            fine_cuts=None
+            if d.get("fine_cuts") is None
+            else np.asarray(d["fine_cuts"], dtype=np.float64),
+            fine_counts=None
+            if d.get("fine_counts") is None
+            else np.asarray(d["fine_counts"], dtype=np.int64),
         )
 
 
@@ -182,9 +214,18 @@ class CategoricalProfile:
 
     counts: dict[str, int]
     missing: int
+    vocabulary: frozenset[str] | None = None
+    """Every category of the reference up to ``VOCABULARY_SIZE`` (the most frequent), so
+    that "unseen" means unseen; None in profiles built before it existed."""
+    vocabulary_complete: bool = True
 
     @classmethod
-    def fit(cls, values: NDArray[np.object_], max_categories: int = 50) -> CategoricalProfile:
+    def fit(
+        cls,
+        values: NDArray[np.object_],
+        max_categories: int = 50,
+        vocabulary_size: int = 10_000,
+    ) -> CategoricalProfile:
         present = [v for v in values.tolist() if v is not None]
         counter = Counter(str(v) for v in present)
         kept = dict(counter.most_common(max_categories))
@@ -192,15 +233,36 @@ class CategoricalProfile:
         counts = {k: int(v) for k, v in sorted(kept.items())}
         if folded or OTHER in counts:
             counts[OTHER] = counts.get(OTHER, 0) + int(folded)
-        return cls(counts=counts, missing=len(values) - len(present))
+        vocabulary = frozenset(k for k, _ in counter.most_common(vocabulary_size))
+        return cls(
+            counts=counts,
+            missing=len(values) - len(present),
+            vocabulary=vocabulary,
+            vocabulary_complete=len(counter) <= vocabulary_size,
+        )
+
+    def known(self, category: str) -> bool:
+        """Whether the reference had this category (by its vocabulary)."""
+        if self.vocabulary is None:
+            return category in self.counts and category != OTHER
+        return category in self.vocabulary
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": dict(self.counts), "missing": self.missing}
+        return {
+            "counts": dict(self.counts),
+            "missing": self.missing,
+            "vocabulary": None if self.vocabulary is None else sorted(self.vocabulary),
+            "vocabulary_complete": self.vocabulary_complete,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CategoricalProfile:
+        vocabulary = d.get("vocabulary")
         return cls(
-            counts={str(k): int(v) for k, v in d["counts"].items()}, missing=int(d["missing"])
+            counts={str(k): int(v) for k, v in d["counts"].items()},
+            missing=int(d["missing"]),
+            vocabulary=None if vocabulary is None else frozenset(str(v) for v in vocabulary),
+            vocabulary_complete=bool(d.get("vocabulary_complete", True)),
         )
 
 
@@ -222,8 +284,10 @@ class ReferenceProfile:
         Rows of the joint numeric sample (default 2,000: the two-sample KS test then
         resolves a difference of about 0.04 in the CDF at alpha=0.05).
     feature_types
-        Overrides the inferred type of some features (``"numeric"`` or ``"categorical"``);
-        a feature is inferred numeric when all its present values are numbers.
+        Overrides the inferred type of some features (``"numeric"``, ``"categorical"`` or
+        ``"boolean"``); by default a feature whose present values are all booleans (or
+        ``"true"``/``"false"``) is boolean, all numbers or numeric strings numeric, else
+        categorical (:mod:`driftline.detectors.normalise`, the rules live records follow).
 
     Examples
     --------
@@ -254,6 +318,10 @@ class ReferenceProfile:
     score_counts: NDArray[np.int64] | None = None
     performance: dict[str, float | None] | None = None
     pca: dict[str, Any] | None = None
+    probability_counts: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    """Per class: histogram of the class's probability on the 50 score bins (multiclass)."""
+    prediction_values: NumericProfile | None = None
+    """Regression models: the predicted value's distribution on quantile bins."""
     bins: int = 20
     max_categories: int = 50
     seed: int = 0
@@ -273,17 +341,31 @@ class ReferenceProfile:
         sample_size: int = 2_000,
         seed: int = 0,
         fit_pca: bool = True,
+        task: Task | None = None,
+        feature_types: Mapping[str, FeatureType] | None = None,
+        vocabulary_size: int = 10_000,
     ) -> ReferenceProfile:
-        """Profile of a :class:`RecordBatch` (its schema decides the feature types)."""
+        """Profile of a :class:`RecordBatch` (its schema decides the feature types).
+
+        ``task`` is ``"classification"`` or ``"regression"``; by default a model whose
+        predictions are all numbers with more than ``MAX_CLASSES`` distinct values is a
+        regression model: its predicted values are profiled like a numeric feature.
+        """
         if bins < 1 or max_categories < 1 or sample_size < 1:
             raise ValueError("bins, max_categories and sample_size must be >= 1")
         n = len(batch)
         numeric = {k: NumericProfile.fit(v, bins) for k, v in batch.numeric.items()}
         categorical = {
-            k: CategoricalProfile.fit(v, max_categories) for k, v in batch.categorical.items()
+            k: CategoricalProfile.fit(v, max_categories, vocabulary_size)
+            for k, v in batch.categorical.items()
         }
-        feature_types: dict[str, FeatureType] = {k: "numeric" for k in batch.numeric}
-        feature_types.update({k: "categorical" for k in batch.categorical})
+        types: dict[str, FeatureType] = {k: "numeric" for k in batch.numeric}
+        types.update(
+            {
+                k: "boolean" if (feature_types or {}).get(k) == "boolean" else "categorical"
+                for k in batch.categorical
+            }
+        )
         columns = list(batch.numeric)
         rng = np.random.default_rng(seed)
         rows = np.sort(rng.choice(n, size=min(sample_size, n), replace=False))
@@ -292,7 +374,22 @@ class ReferenceProfile:
             col = batch.numeric[name][rows]
             sample[:, j] = np.where(np.isfinite(col), col, np.nan)
 
-        class_counts = _capped_counts(batch.prediction, MAX_CLASSES)
+        if task is None:
+            task = _infer_task(batch.prediction)
+        if task not in ("classification", "regression"):
+            raise ValueError(f"task: expected 'classification' or 'regression', got {task!r}")
+        prediction_values = None
+        if task == "regression":
+            prediction_values = NumericProfile.fit(prediction_as_float(batch.prediction), bins)
+            class_counts: dict[str, int] = {}
+        else:
+            class_counts = _capped_counts(batch.prediction, MAX_CLASSES)
+        probability_counts = {
+            name: np.bincount(score_bin_index(col[np.isfinite(col)]), minlength=SCORE_BINS).astype(
+                np.int64
+            )
+            for name, col in (batch.probabilities or {}).items()
+        }
         score_counts = None
         if batch.score is not None:
             s = batch.score[np.isfinite(batch.score)]
@@ -303,7 +400,7 @@ class ReferenceProfile:
         profile = cls(
             model=model,
             model_version=model_version,
-            feature_types=feature_types,
+            feature_types=types,
             numeric=numeric,
             categorical=categorical,
             sample_columns=columns,
@@ -312,6 +409,8 @@ class ReferenceProfile:
             class_counts=class_counts,
             score_counts=score_counts,
             performance=performance,
+            probability_counts=probability_counts,
+            prediction_values=prediction_values,
             bins=bins,
             max_categories=max_categories,
             seed=seed,
@@ -331,9 +430,11 @@ class ReferenceProfile:
         score: ArrayLike | None = None,
         labels: ArrayLike | None = None,
         feature_types: Mapping[str, FeatureType] | None = None,
+        probabilities: Mapping[str, ArrayLike] | None = None,
         **options: Any,
     ) -> ReferenceProfile:
-        """Profile of feature columns given as arrays (or lists) of equal length."""
+        """Profile of feature columns given as arrays (or lists) of equal length;
+        ``probabilities`` maps each class to its probability column (multiclass models)."""
         arrays = {k: np.asarray(v) for k, v in columns.items()}
         lengths = {len(v) for v in arrays.values()}
         if len(lengths) > 1:
@@ -342,7 +443,11 @@ class ReferenceProfile:
         types = {k: _infer_type(v) for k, v in arrays.items()}
         types.update(_check_types(feature_types, arrays))
         numeric = {k: _as_float(arrays[k]) for k, t in types.items() if t == "numeric"}
-        categorical = {k: _as_category(arrays[k]) for k, t in types.items() if t == "categorical"}
+        categorical = {
+            k: (boolean_column if t == "boolean" else category_column)(arrays[k].tolist())
+            for k, t in types.items()
+            if t != "numeric"
+        }
         pred = np.empty(n, dtype=object)
         if prediction is not None:
             pred[:] = np.asarray(prediction, dtype=object)
@@ -352,9 +457,17 @@ class ReferenceProfile:
             event_time=np.zeros(n),
             prediction=pred,
             score=None if score is None else np.asarray(score, dtype=np.float64),
+            probabilities=None
+            if not probabilities
+            else {str(k): np.asarray(v, dtype=np.float64) for k, v in probabilities.items()},
         )
         return cls.from_batch(
-            batch, model=model, model_version=model_version, labels=labels, **options
+            batch,
+            model=model,
+            model_version=model_version,
+            labels=labels,
+            feature_types=types,
+            **options,
         )
 
     @classmethod
@@ -370,16 +483,18 @@ class ReferenceProfile:
     ) -> ReferenceProfile:
         """Profile of prediction records (dicts, see :mod:`driftline.detectors.batch`)."""
         names = sorted({k for r in records for k in (r.get("features") or {})})
-        types: dict[str, FeatureType] = {}
-        for name in names:
-            values = [(r.get("features") or {}).get(name) for r in records]
-            present = [v for v in values if v is not None]
-            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
-            types[name] = "numeric" if numeric else "categorical"
+        types: dict[str, FeatureType] = {
+            name: infer_type((r.get("features") or {}).get(name) for r in records) for name in names
+        }
         types.update(_check_types(feature_types, types))
         batch = RecordBatch.from_records(records, types)
         return cls.from_batch(
-            batch, model=model, model_version=model_version, labels=labels, **options
+            batch,
+            model=model,
+            model_version=model_version,
+            labels=labels,
+            feature_types=types,
+            **options,
         )
 
     @classmethod
@@ -419,7 +534,7 @@ class ReferenceProfile:
             arr = np.empty(len(values), dtype=object)
             arr[:] = values
             features[name] = arr
-        types = {k: _infer_csv_type(v) for k, v in features.items()}
+        types = {k: infer_type(v.tolist()) for k, v in features.items()}
         types.update(_check_types(feature_types, features))
         prediction = _object_array(cols[prediction_column]) if prediction_column else None
         score = None
@@ -442,10 +557,20 @@ class ReferenceProfile:
     @property
     def fingerprint(self) -> str:
         """Short hash of the bins and categories: sketches built on this profile carry it."""
-        layout = {
+        layout: dict[str, Any] = {
             "numeric": {k: [v.cuts.tolist(), v.low, v.high] for k, v in self.numeric.items()},
             "categorical": {k: sorted(v.counts) for k, v in self.categorical.items()},
         }
+        fine = {  # hashed bytes: the 200 cuts per feature as JSON cost ~2 ms per call
+            k: hashlib.sha256(v.fine_cuts.tobytes()).hexdigest()[:16]
+            for k, v in self.numeric.items()
+            if v.fine_cuts is not None
+        }
+        if fine:  # absent in older profiles: their fingerprints unchanged
+            layout["fine"] = fine
+        if self.prediction_values is not None:  # absent otherwise: older fingerprints unchanged
+            p = self.prediction_values
+            layout["prediction"] = {"values": [p.cuts.tolist(), p.low, p.high]}
         blob = json.dumps(layout, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -464,6 +589,10 @@ class ReferenceProfile:
             "score_counts": None if self.score_counts is None else self.score_counts.tolist(),
             "performance": self.performance,
             "pca": self.pca,
+            "probability_counts": {k: v.tolist() for k, v in self.probability_counts.items()},
+            "prediction_values": None
+            if self.prediction_values is None
+            else self.prediction_values.to_dict(),
             "bins": self.bins,
             "max_categories": self.max_categories,
             "seed": self.seed,
@@ -501,6 +630,13 @@ class ReferenceProfile:
                 else np.asarray(score_counts, dtype=np.int64),
                 performance=d.get("performance"),
                 pca=d.get("pca"),
+                probability_counts={
+                    str(k): np.asarray(v, dtype=np.int64)
+                    for k, v in (d.get("probability_counts") or {}).items()
+                },
+                prediction_values=None
+                if d.get("prediction_values") is None
+                else NumericProfile.from_dict(d["prediction_values"]),
                 bins=int(d.get("bins", 20)),
                 max_categories=int(d.get("max_categories", 50)),
                 seed=int(d.get("seed", 0)),
@@ -526,6 +662,36 @@ class ReferenceProfile:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+def parse_feature_types(items: Sequence[str]) -> dict[str, FeatureType]:
+    """``NAME=TYPE`` options (``--feature-type``) as a mapping; a clear error otherwise.
+
+    >>> parse_feature_types(["zip=categorical", "is_vip=boolean"])
+    {'zip': 'categorical', 'is_vip': 'boolean'}
+    >>> parse_feature_types(["zip"])
+    Traceback (most recent call last):
+    ...
+    ValueError: --feature-type zip: expected NAME=TYPE with TYPE numeric, categorical or boolean
+    """
+    out: dict[str, FeatureType] = {}
+    for item in items:
+        name, sep, kind = item.partition("=")
+        if not sep or not name.strip() or kind.strip() not in FEATURE_TYPES:
+            raise ValueError(
+                f"--feature-type {item}: expected NAME=TYPE with TYPE numeric, categorical "
+                "or boolean"
+            )
+        out[name.strip()] = _check_types({"x": kind.strip()}, {"x": 0})["x"]
+    return out
+
+
+def describe_types(profile: ReferenceProfile) -> str:
+    """The chosen type of every feature, one line each (printed at the end of a build)."""
+    width = max((len(k) for k in profile.feature_types), default=0)
+    return "\n".join(
+        f"  {name:<{width}}  {kind}" for name, kind in sorted(profile.feature_types.items())
+    )
+
+
 def _check_types(
     feature_types: Mapping[str, Any] | None, known: Mapping[str, Any]
 ) -> dict[str, FeatureType]:
@@ -537,9 +703,12 @@ def _check_types(
             out[name] = "numeric"
         elif kind == "categorical":
             out[name] = "categorical"
+        elif kind == "boolean":
+            out[name] = "boolean"
         else:
             raise ValueError(
-                f"feature_types.{name}: expected 'numeric' or 'categorical', got {kind!r}"
+                f"feature_types.{name}: expected 'numeric', 'categorical' or 'boolean', "
+                f"got {kind!r}"
             )
     return out
 
@@ -551,13 +720,11 @@ def _object_array(values: Sequence[Any]) -> NDArray[np.object_]:
 
 
 def _infer_type(values: NDArray[Any]) -> FeatureType:
+    if values.dtype.kind == "b":
+        return "boolean"
     if values.dtype.kind in "iuf":
         return "numeric"
-    if values.dtype.kind == "O":
-        present = [v for v in values.tolist() if v is not None]
-        if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
-            return "numeric"
-    return "categorical"
+    return infer_type(values.tolist())
 
 
 def _parse_float(value: str | None) -> float:
@@ -569,30 +736,26 @@ def _parse_float(value: str | None) -> float:
         return math.inf
 
 
-def _infer_csv_type(values: NDArray[Any]) -> FeatureType:
-    for v in values.tolist():
-        if v is None:
-            continue
-        try:
-            float(v)
-        except ValueError:
-            return "categorical"
-    return "numeric"
-
-
 def _as_float(values: NDArray[Any]) -> NDArray[np.float64]:
-    if values.dtype.kind in "iuf":
+    if values.dtype.kind in "iufb":
         return values.astype(np.float64)
-    return np.array(
-        [_parse_float(v) if isinstance(v, str) or v is None else float(v) for v in values.tolist()],
-        dtype=np.float64,
+    return np.array([numeric_value(v) for v in values.tolist()], dtype=np.float64)
+
+
+def _infer_task(prediction: NDArray[Any]) -> Task:
+    present = [v for v in prediction.tolist() if v is not None]
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+    return (
+        "regression"
+        if present and numbers and len(set(present)) > MAX_CLASSES
+        else "classification"
     )
 
 
-def _as_category(values: NDArray[Any]) -> NDArray[np.object_]:
-    out = np.empty(len(values), dtype=object)
-    out[:] = [None if v is None else str(v) for v in values.tolist()]
-    return out
+def prediction_as_float(prediction: NDArray[Any]) -> NDArray[np.float64]:
+    """Predicted values of a regression model as floats (NaN when missing, inf when not a
+    number, the convention of numeric features)."""
+    return _as_float(prediction.astype(object))
 
 
 def _capped_counts(values: NDArray[Any], cap: int) -> dict[str, int]:
@@ -612,7 +775,35 @@ def _baseline_performance(
 
     if len(labels) != len(prediction):
         raise ValueError(f"labels has {len(labels)} rows, expected {len(prediction)}")
-    return dict(classification_metrics(labels, prediction))
+    typed_labels = _object_array([class_value(v) for v in labels.tolist()])
+    typed_prediction = _object_array([class_value(v) for v in prediction.tolist()])
+    return dict(classification_metrics(typed_labels, typed_prediction))
+
+
+def class_value(value: Any) -> Any:
+    """A label or predicted class typed like the model's classes: ``"1"``, ``1.0``, ``True``
+    and ``1`` are the class 1 (so a CSV's string labels match numeric predictions and the
+    positive class ``1``); other strings stay strings; missing values are None.
+
+    >>> [class_value(v) for v in ["1", 0.0, True, "fraud", "", None, float("nan")]]
+    [1, 0, 1, 'fraud', None, None, None]
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            key = value.strip().lower()
+            return {"true": 1, "false": 0}.get(key, value)
+        return int(number) if number.is_integer() else value
+    return value
 
 
 def _fit_pca(profile: ReferenceProfile) -> dict[str, Any] | None:

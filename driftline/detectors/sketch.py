@@ -16,7 +16,7 @@ numeric moments             n, mean, M2 of the finite values, min, max          
 missing / invalid           NaN = missing, +/-inf (or not a number) = invalid   sum
 reservoir                   joint numeric rows with the k smallest random keys  k smallest keys
 categorical counts          reference categories, the rest in ``__other__``     sum
-unseen categories           values absent from the reference (capped)           sum, capped
+outside categories          heavy hitters among the values outside them (100)   Misra-Gries
 score histogram             50 bins over [0, 1], overall and per class          sum
 latency                     relative-error log buckets (DDSketch, alpha=1%)     sum
 classes / errors            counts per predicted class / error type (capped)    sum, capped
@@ -52,7 +52,9 @@ from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import (
     OTHER,
     SCORE_BINS,
+    NumericProfile,
     ReferenceProfile,
+    prediction_as_float,
     score_bin_index,
 )
 
@@ -61,7 +63,8 @@ __all__ = ["LatencySketch", "SketchMismatchError", "WindowSketch"]
 MAX_CLASSES = 100
 MAX_SCORE_CLASSES = 20
 MAX_ERROR_TYPES = 50
-MAX_UNSEEN = 50
+MAX_UNSEEN = 100
+MAX_NEW_FEATURES = 50
 MAX_ATTRIBUTION_FEATURES = 500
 ERROR_TYPE_CHARS = 100
 
@@ -224,6 +227,8 @@ class NumericSketch:
     max: float = -math.inf
     missing: int = 0
     invalid: int = 0
+    fine_cuts: NDArray[np.float64] | None = None
+    fine_counts: NDArray[np.int64] | None = None
 
     @property
     def _lower_edges(self) -> NDArray[np.float64]:
@@ -253,6 +258,12 @@ class NumericSketch:
         self.counts[: len(below)] += np.diff(below, prepend=0)
         self.counts[-2] += upto_high - int(below[-1])
         self.counts[-1] += n_b - upto_high
+        if self.fine_counts is not None and self.fine_cuts is not None:
+            edges = np.concatenate(([self.low], self.fine_cuts))
+            fine_below = np.searchsorted(xs, edges, side="left")
+            self.fine_counts[: len(fine_below)] += np.diff(fine_below, prepend=0)
+            self.fine_counts[-2] += upto_high - int(fine_below[-1])
+            self.fine_counts[-1] += n_b - upto_high
         mean_b = float(xs.mean())
         d = xs - mean_b
         self._combine(n_b, mean_b, float(d @ d), float(xs[0]), float(xs[-1]))
@@ -279,6 +290,10 @@ class NumericSketch:
             self.max,
             self.missing + other.missing,
             self.invalid + other.invalid,
+            self.fine_cuts,
+            None
+            if self.fine_counts is None or other.fine_counts is None
+            else self.fine_counts + other.fine_counts,
         )
         if other.n:
             out._combine(other.n, other.mean, other.m2, other.min, other.max)
@@ -297,6 +312,8 @@ class NumericSketch:
             "max": self.max if self.n else None,
             "missing": self.missing,
             "invalid": self.invalid,
+            "fine_cuts": None if self.fine_cuts is None else self.fine_cuts.tolist(),
+            "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
         }
 
     @classmethod
@@ -313,15 +330,41 @@ class NumericSketch:
             -math.inf if d["max"] is None else float(d["max"]),
             int(d["missing"]),
             int(d["invalid"]),
+            None if d.get("fine_cuts") is None else np.asarray(d["fine_cuts"], dtype=np.float64),
+            None if d.get("fine_counts") is None else np.asarray(d["fine_counts"], dtype=np.int64),
         )
 
 
 # -- categorical ---------------------------------------------------------------------------
 
 
+def heavy_hitters(a: Mapping[str, int], b: Mapping[str, int], k: int) -> dict[str, int]:
+    """Merge two heavy-hitter summaries of at most ``k`` counters (Misra-Gries, in the
+    mergeable form of Agarwal et al., "Mergeable summaries", PODS 2012).
+
+    Counts are summed; when more than ``k`` values remain, the (k+1)-th largest count is
+    subtracted from every counter and the non-positive ones dropped. Every value whose true
+    frequency exceeds ``N / (k + 1)`` (``N`` the records summarised) is kept, and a kept
+    count underestimates the true one by at most ``N / (k + 1)``. A batch's exact tally is
+    itself such a summary, so updating is merging.
+
+    >>> heavy_hitters({"a": 5, "b": 1}, {"a": 2, "c": 3}, k=2)
+    {'a': 6, 'c': 2}
+    """
+    out = dict(a)
+    for key, c in b.items():
+        out[key] = out.get(key, 0) + c
+    if len(out) <= k:
+        return out
+    cut = sorted(out.values(), reverse=True)[k]
+    return {key: c - cut for key, c in out.items() if c > cut}
+
+
 @dataclass(slots=True)
 class CategoricalSketch:
-    """Counts over the reference categories (+ ``__other__``); unseen values also listed apart."""
+    """Counts over the reference categories (+ ``__other__``), and a heavy-hitters summary
+    (``unseen``, at most ``MAX_UNSEEN`` counters) of the values outside them: the frequent
+    ones among thousands are found, with memory that does not grow with the vocabulary."""
 
     counts: dict[str, int]
     unseen: dict[str, int] = field(default_factory=dict)
@@ -331,19 +374,22 @@ class CategoricalSketch:
         tally = Counter(values.tolist())
         self.missing += tally.pop(None, 0)
         counts = self.counts
+        outside: dict[str, int] = {}
         for key, c in tally.items():
             k = key if isinstance(key, str) else str(key)
             if k in counts and k != OTHER:
                 counts[k] += c
             else:
                 counts[OTHER] += c
-                _add_capped(self.unseen, k, c, MAX_UNSEEN)
+                outside[k] = outside.get(k, 0) + c
+        if outside:
+            self.unseen = heavy_hitters(self.unseen, outside, MAX_UNSEEN)
 
     def merged(self, other: CategoricalSketch) -> CategoricalSketch:
         counts = {k: v + other.counts.get(k, 0) for k, v in self.counts.items()}
         return CategoricalSketch(
             counts,
-            _merge_capped(self.unseen, other.unseen, MAX_UNSEEN),
+            heavy_hitters(self.unseen, other.unseen, MAX_UNSEEN),
             self.missing + other.missing,
         )
 
@@ -418,6 +464,12 @@ class WindowSketch:
     error_counts: dict[str, int] = field(default_factory=dict)
     attribution_abs_sum: dict[str, float] = field(default_factory=dict)
     attribution_n: dict[str, int] = field(default_factory=dict)
+    probability_counts: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    prediction_values: NumericSketch | None = None
+    absent_counts: dict[str, int] = field(default_factory=dict)
+    """Records of the window that did not carry the feature's key at all (monitored features)."""
+    new_features: dict[str, int] = field(default_factory=dict)
+    """Records carrying each feature the reference does not know (at most 50 names)."""
 
     @classmethod
     def empty(
@@ -438,10 +490,7 @@ class WindowSketch:
             window_start=float(window_start),
             window_end=float(window_end),
             profile_fingerprint=profile.fingerprint,
-            numeric={
-                k: NumericSketch(p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64))
-                for k, p in profile.numeric.items()
-            },
+            numeric={k: _empty_numeric(p) for k, p in profile.numeric.items()},
             categorical={
                 k: CategoricalSketch({c: 0 for c in [*p.counts, OTHER]})
                 for k, p in profile.categorical.items()
@@ -452,6 +501,12 @@ class WindowSketch:
             reservoir_size=reservoir_size,
             seed=seed,
             latency=LatencySketch(alpha=latency_alpha),
+            probability_counts={
+                k: np.zeros(SCORE_BINS, np.int64) for k in profile.probability_counts
+            },
+            prediction_values=None
+            if profile.prediction_values is None
+            else _empty_numeric(profile.prediction_values),
         )
 
     # -- update ------------------------------------------------------------------------------
@@ -478,6 +533,12 @@ class WindowSketch:
             self.event_time_min = min(self.event_time_min, float(times.min()))
             self.event_time_max = max(self.event_time_max, float(times.max()))
         self._update_predictions(batch)
+        for name, mask in (batch.absent or {}).items():
+            if name in self.numeric or name in self.categorical:
+                self.absent_counts[name] = self.absent_counts.get(name, 0) + int(mask.sum())
+        for name, mask in (batch.extra or {}).items():
+            if name not in self.numeric and name not in self.categorical:
+                _add_capped(self.new_features, name, int(mask.sum()), MAX_NEW_FEATURES)
         self.latency.update(batch.latency_seconds)
         self._update_errors(batch.error)
         if batch.attributions:
@@ -515,7 +576,17 @@ class WindowSketch:
         )
 
     def _update_predictions(self, batch: RecordBatch) -> None:
-        tally = Counter(batch.prediction.tolist())
+        if self.prediction_values is not None:  # regression: values, not classes
+            self.prediction_values.update(prediction_as_float(batch.prediction))
+        for name, counts in self.probability_counts.items():
+            column = None if batch.probabilities is None else batch.probabilities.get(name)
+            if column is not None:
+                p = column[np.isfinite(column)]
+                counts += np.bincount(score_bin_index(p), minlength=SCORE_BINS)
+        if self.prediction_values is not None:
+            tally: Counter[Any] = Counter()
+        else:
+            tally = Counter(batch.prediction.tolist())
         tally.pop(None, None)
         for key, c in tally.items():
             _add_capped(self.class_counts, str(key), c, MAX_CLASSES)
@@ -609,6 +680,17 @@ class WindowSketch:
             error_counts=_merge_capped(self.error_counts, other.error_counts, MAX_ERROR_TYPES),
             attribution_abs_sum=attr_sum,
             attribution_n=attr_n,
+            probability_counts={
+                k2: v + other.probability_counts[k2] for k2, v in self.probability_counts.items()
+            },
+            prediction_values=None
+            if self.prediction_values is None or other.prediction_values is None
+            else self.prediction_values.merged(other.prediction_values),
+            absent_counts={
+                k2: self.absent_counts.get(k2, 0) + other.absent_counts.get(k2, 0)
+                for k2 in set(self.absent_counts) | set(other.absent_counts)
+            },
+            new_features=_merge_capped(self.new_features, other.new_features, MAX_NEW_FEATURES),
         )
 
     # -- summaries ---------------------------------------------------------------------------
@@ -647,6 +729,12 @@ class WindowSketch:
             "error_counts": dict(self.error_counts),
             "attribution_abs_sum": dict(self.attribution_abs_sum),
             "attribution_n": dict(self.attribution_n),
+            "probability_counts": {k: v.tolist() for k, v in self.probability_counts.items()},
+            "prediction_values": None
+            if self.prediction_values is None
+            else self.prediction_values.to_dict(),
+            "absent_counts": dict(self.absent_counts),
+            "new_features": dict(self.new_features),
         }
 
     @classmethod
@@ -684,7 +772,24 @@ class WindowSketch:
             error_counts={str(k): int(v) for k, v in d["error_counts"].items()},
             attribution_abs_sum={str(k): float(v) for k, v in d["attribution_abs_sum"].items()},
             attribution_n={str(k): int(v) for k, v in d["attribution_n"].items()},
+            probability_counts={
+                str(k): np.asarray(v, dtype=np.int64)
+                for k, v in (d.get("probability_counts") or {}).items()
+            },
+            prediction_values=None
+            if d.get("prediction_values") is None
+            else NumericSketch.from_dict(d["prediction_values"]),
+            absent_counts={str(k): int(v) for k, v in (d.get("absent_counts") or {}).items()},
+            new_features={str(k): int(v) for k, v in (d.get("new_features") or {}).items()},
         )
+
+
+def _empty_numeric(p: NumericProfile) -> NumericSketch:
+    fine = None if p.fine_cuts is None else np.zeros(len(p.fine_cuts) + 3, np.int64)
+    return NumericSketch(
+        p.cuts, p.low, p.high, np.zeros(len(p.cuts) + 3, np.int64), fine_cuts=p.fine_cuts,
+        fine_counts=fine,
+    )  # fmt: skip
 
 
 def error_type(text: Any) -> str:

@@ -12,14 +12,16 @@ Keys (defaults in brackets, where they come from in parentheses):
   ``chi_square`` [0.05], ``mmd`` [0.05], ``pca_reconstruction`` [0.05],
   ``pca_covariance`` [0.05] (the conventional 5 %, Evidently's and alibi-detect's default).
 * effect-size tests, the threshold: ``psi`` [0.2] (credit-scoring convention, Siddiqi 2006),
-  ``jensen_shannon`` [0.1], ``wasserstein`` [0.1] (Evidently), ``hellinger`` [0.1].
+  ``jensen_shannon`` [0.1] (Evidently's number, but driftline's distance is base 2 and
+  Evidently's natural log: driftline's value is Evidently's x1.20), ``wasserstein`` [0.1]
+  (Evidently), ``hellinger`` [0.1].
 * ``numeric_test`` [``ks_binned``]: the p-value test behind a numeric feature's verdict,
   ``ks_binned`` (KS on the window's full histogram) or ``ks`` (exact KS on the samples).
 * ``min_effect_numeric`` [0.12]: normalised Wasserstein distance a numeric feature must reach
   to be called drifted (Evidently's 0.1 raised to 0.12: with 1,000-record windows, features
   that pass Holm by chance have a Wasserstein distance of 0.10-0.13).
 * ``min_effect_categorical`` [0.075]: Jensen-Shannon distance (base 2, small-sample bias
-  removed) a categorical feature must reach; below Evidently's 0.1 because a 10-point move between two large categories
+  removed) a categorical feature must reach; below Evidently's 0.1 (itself 0.12 in base 2) because a 10-point move between two large categories
   gives only about 0.085, above the 0.05-0.07 that 8 categories reach by chance in 1,000
   records.
 * ``min_effect_correlation`` [0.1]: largest change of a pairwise Pearson correlation the
@@ -33,6 +35,33 @@ Keys (defaults in brackets, where they come from in parentheses):
   of drifted features is at least this (Evidently uses 0.5; 0 means any feature).
 * ``min_samples`` [500]: windows with fewer records are not tested.
 * ``multivariate`` [true]: run the multivariate tests.
+* output drift (the model's outputs, label-free; see ``evaluate.OutputEvaluation``):
+  ``output_drift`` [true] runs the tests; ``output_alpha`` [0.005] is the family-wise level
+  of the output tests (Holm over score, class balance, low-confidence share, per-class
+  probabilities or the regression prediction: their own family, apart from the features;
+  0.005 because the families add up: at 0.01 the model-level false-alarm rate of the
+  13-feature benchmark stream was 1.1 % at 1,000 records, above the 1 % target);
+  a signal drifts when its corrected p-value is below ``output_alpha`` *and* its effect
+  reaches the minimum: ``min_effect_score`` [0.02] (1-Wasserstein distance between the
+  score histograms, in score units: a shift of the mean score by 0.05 gives ~0.05),
+  ``min_effect_class`` [0.02] (total-variation distance between the predicted-class
+  shares: 5 % -> 8 % positives gives 0.03), ``min_effect_confidence`` [0.05] (absolute
+  change of the share of low-confidence predictions), ``min_effect_prediction`` [0.12]
+  (regression: normalised Wasserstein, as ``min_effect_numeric``).
+  ``low_confidence_band`` [[0.4, 0.6]]: a prediction is low-confidence when its score
+  lies in ``[low, high)`` (multiples of 0.02, the score histogram's bins; for multiclass
+  models whose score is the top class probability use e.g. ``[0.0, 0.6]``).
+  ``max_estimated_accuracy_drop`` [0.05]: when output drift and a CBPE-estimated relative
+  accuracy drop above this agree in one window, the ``output_drift`` event is critical
+  and says so (same default as ``labels.max_accuracy_drop``).
+* data quality (per feature and window; see ``detectors/quality.py``): ``data_quality``
+  [true] runs the checks; ``quality_alpha`` [0.01] is the family-wise level (Holm over the
+  features) of the missing-rate and type-error tests; ``min_missing_change`` [0.1]: absolute
+  change of a feature's missing rate that counts; ``max_type_error_rate`` [0.01]: share of
+  values that cannot be read as the feature's type (above the reference's share);
+  ``max_out_of_range`` [0.01]: share of a numeric feature's values outside the reference's
+  observed [min, max]; ``min_new_category_share`` [0.02]: share of a categorical feature's
+  values taken by one category absent from the reference's vocabulary.
 * per feature only: ``critical`` [false] (the model drifts whenever this feature drifts),
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
   that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
@@ -128,6 +157,20 @@ class ModelThresholds:
     multivariate: bool = True
     max_error_rate: float = 0.05  # share of predictions that failed (error field) in a window
     max_latency_p99_seconds: float = 0.5  # serving latency p99 of a window
+    output_drift: bool = True
+    output_alpha: float = 0.005
+    min_effect_score: float = 0.02
+    min_effect_class: float = 0.02
+    min_effect_confidence: float = 0.05
+    min_effect_prediction: float = 0.12
+    low_confidence_band: tuple[float, float] = (0.4, 0.6)
+    max_estimated_accuracy_drop: float = 0.05
+    data_quality: bool = True
+    quality_alpha: float = 0.01
+    min_missing_change: float = 0.1
+    max_type_error_rate: float = 0.01
+    max_out_of_range: float = 0.01
+    min_new_category_share: float = 0.02
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
 
     def feature(self, name: str) -> FeatureThresholds:
@@ -232,7 +275,35 @@ _MODEL_KEYS = (
     "multivariate",
     "max_error_rate",
     "max_latency_p99_seconds",
+    "output_drift",
+    "output_alpha",
+    "min_effect_score",
+    "min_effect_class",
+    "min_effect_confidence",
+    "min_effect_prediction",
+    "low_confidence_band",
+    "max_estimated_accuracy_drop",
+    "data_quality",
+    "quality_alpha",
+    "min_missing_change",
+    "max_type_error_rate",
+    "max_out_of_range",
+    "min_new_category_share",
 )
+SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
+
+
+def _band(path: str, value: Any) -> tuple[float, float]:
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise _fail(path, "[low, high]", value)
+    low = _number(f"{path}[0]", value[0], 0.0, 1.0, open_low=False)
+    high = _number(f"{path}[1]", value[1], 0.0, 1.0, open_low=False)
+    for edge in (low, high):
+        if abs(edge / SCORE_BIN_WIDTH - round(edge / SCORE_BIN_WIDTH)) > 1e-9:
+            raise _fail(path, "edges that are multiples of 0.02 (the score bins)", value)
+    if not low < high:
+        raise _fail(path, "low < high", value)
+    return (low, high)
 
 
 def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) -> ModelThresholds:
@@ -249,8 +320,26 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             changes[key] = _choice(p, value, ("holm", "bh", "bonferroni"))
         elif key in ("min_effect_numeric", "min_effect_categorical", "min_effect_correlation"):
             changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key == "multivariate_alpha":
+        elif key in (
+            "min_missing_change",
+            "max_type_error_rate",
+            "max_out_of_range",
+            "min_new_category_share",
+        ):
+            changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
+        elif key in ("multivariate_alpha", "output_alpha", "quality_alpha"):
             changes[key] = _alpha(p, value)
+        elif key in (
+            "min_effect_score",
+            "min_effect_class",
+            "min_effect_confidence",
+            "min_effect_prediction",
+        ):
+            changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
+        elif key == "max_estimated_accuracy_drop":
+            changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
+        elif key == "low_confidence_band":
+            changes[key] = _band(p, value)
         elif key in ("drift_share", "max_error_rate"):
             changes[key] = _number(p, value, 0.0, 1.0, open_low=False)
         elif key == "max_latency_p99_seconds":
@@ -259,7 +348,7 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise _fail(p, "an integer >= 1", value)
             changes[key] = value
-        elif key == "multivariate":
+        elif key in ("multivariate", "output_drift", "data_quality"):
             if not isinstance(value, bool):
                 raise _fail(p, "true or false", value)
             changes[key] = value

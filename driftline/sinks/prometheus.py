@@ -20,6 +20,7 @@ __all__ = [
     "ACCURACY",
     "BASELINE_ACCURACY",
     "CONSUMER_LAG",
+    "DATA_QUALITY_ISSUES",
     "DLQ_RECORDS",
     "DRIFT_DETECTED",
     "DRIFT_EVENTS",
@@ -27,22 +28,30 @@ __all__ = [
     "ERRORS",
     "ESTIMATED_ACCURACY",
     "F1",
+    "FEATURE_MISSING_RATIO",
     "LABELS_PROCESSED",
     "LABEL_COVERAGE",
     "LABEL_JOIN",
     "LATENCY",
     "LATE_RECORDS",
+    "LOW_CONFIDENCE_RATIO",
+    "OUTPUT_DRIFT_DETECTED",
+    "OUTPUT_DRIFT_SEVERITY",
     "PRECISION",
     "PREDICTIONS",
+    "PREDICTION_CLASS_RATIO",
     "RECALL",
     "RECORDS_PROCESSED",
     "RECORDS_WITHOUT_REFERENCE",
     "REGISTRY",
     "RETRAINING_EVALUATIONS",
     "RETRAINING_RUNS",
+    "SCORE_DRIFT",
     "WINDOWS_CLOSED",
+    "export_output",
     "export_performance",
     "export_predictions",
+    "export_quality",
     "export_window",
     "serve",
 ]
@@ -199,6 +208,8 @@ def export_window(evaluation: dict[str, Any], estimated_accuracy: float | None) 
         DRIFT_DETECTED.labels(model, "__multivariate__").set(
             1.0 if multivariate["drifted"] else 0.0
         )
+    export_output(model, evaluation.get("output"))
+    export_quality(model, evaluation.get("data_quality"))
     if estimated_accuracy is not None:
         ESTIMATED_ACCURACY.labels(model).set(estimated_accuracy)
 
@@ -272,3 +283,94 @@ RETRAINING_RUNS = Counter(
     ["model_name", "status"],
     registry=REGISTRY,
 )
+
+
+# -- output drift (detectors/output.py) -----------------------------------------------------------
+
+MAX_CLASS_LABELS = 20
+_OUTPUT_SEVERITY = {None: 0.0, "warning": 1.0, "critical": 2.0}
+
+SCORE_DRIFT = Gauge(
+    "model_score_drift",
+    "1-Wasserstein distance (score units) between the score histogram of the model's last "
+    "closed window and the reference's.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+PREDICTION_CLASS_RATIO = Gauge(
+    "model_prediction_class_ratio",
+    "Share of each predicted class in the model's last closed window (at most 20 classes).",
+    ["model_name", "class"],
+    registry=REGISTRY,
+)
+LOW_CONFIDENCE_RATIO = Gauge(
+    "model_low_confidence_ratio",
+    "Share of the last closed window's predictions whose score lies in low_confidence_band.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+OUTPUT_DRIFT_DETECTED = Gauge(
+    "model_output_drift_detected",
+    "1 if the output signal drifted in the model's last closed window (Holm over the output "
+    "signals and effect gates), else 0. signal: score, class_balance, low_confidence, "
+    "prediction (regression) or probability:<class>.",
+    ["model_name", "signal"],
+    registry=REGISTRY,
+)
+OUTPUT_DRIFT_SEVERITY = Gauge(
+    "model_output_drift_severity",
+    "Output-drift verdict of the model's last closed window: 0 none, 1 warning, 2 critical "
+    "(output drift and a CBPE-estimated accuracy drop agree).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+
+
+def export_output(model: str, output: dict[str, Any] | None) -> None:
+    """Gauges of a window's output verdict (`OutputEvaluation.to_dict()`); nothing when the
+    window had no output evaluation."""
+    if output is None:
+        return
+    OUTPUT_DRIFT_SEVERITY.labels(model).set(_OUTPUT_SEVERITY.get(output.get("severity"), 0.0))
+    signals = output.get("signals") or {}
+    for name, signal in list(signals.items())[: MAX_CLASS_LABELS + 4]:
+        OUTPUT_DRIFT_DETECTED.labels(model, name).set(1.0 if signal["drifted"] else 0.0)
+    score = signals.get("score")
+    if score is not None and score.get("effect") is not None:
+        SCORE_DRIFT.labels(model).set(score["effect"])
+    # classes of the reference absent from this window are exported as 0, not left stale
+    ratios = {k: 0.0 for k in output.get("reference_class_ratio") or {}}
+    ratios.update(output.get("class_ratio") or {})
+    for name, ratio in list(ratios.items())[:MAX_CLASS_LABELS]:
+        PREDICTION_CLASS_RATIO.labels(model, name).set(ratio)
+    low = (output.get("confidence") or {}).get("low_confidence_ratio")
+    if low is not None:
+        LOW_CONFIDENCE_RATIO.labels(model).set(low)
+
+
+# -- data quality (detectors/quality.py) ----------------------------------------------------------
+
+FEATURE_MISSING_RATIO = Gauge(
+    "model_feature_missing_ratio",
+    "Share of the model's last closed window's records in which the feature was missing "
+    "(null, NaN or absent).",
+    ["model_name", "feature_name"],
+    registry=REGISTRY,
+)
+DATA_QUALITY_ISSUES = Gauge(
+    "model_data_quality_issues",
+    "Features with a data-quality finding in the model's last closed window, per check: "
+    "absent, missing_rate, type_errors, out_of_range, constant, new_feature (reported only).",
+    ["model_name", "check"],
+    registry=REGISTRY,
+)
+
+
+def export_quality(model: str, quality: dict[str, Any] | None) -> None:
+    """Gauges of a window's data-quality verdict (`DataQualityEvaluation.to_dict()`)."""
+    if quality is None:
+        return
+    for name, rate in list((quality.get("missing_rate") or {}).items())[:MAX_FEATURE_LABELS]:
+        FEATURE_MISSING_RATIO.labels(model, name).set(rate)
+    for check, count in (quality.get("issues") or {}).items():
+        DATA_QUALITY_ISSUES.labels(model, check).set(count)

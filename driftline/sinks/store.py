@@ -94,6 +94,8 @@ TABLES: dict[str, Table] = {
                 "latency_p95_seconds", "latency_p99_seconds", "mean_score", "estimated_accuracy",
                 "estimated_performance", "reasons", "drifted_features", "multivariate",
                 "prediction_tests", "summary", "event_ids", "sources",
+                "output_drifted", "output_severity", "score_drift", "low_confidence_ratio",
+                "output", "data_quality_issues", "data_quality",
             ),
             ("model", "model_version", "window_start"),
             "window_start",
@@ -261,6 +263,8 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
         "summary": Jsonb(dict(summary)),
         "event_ids": _str_list(message.get("event_ids"), "event_ids"),
         "sources": _int_list(message.get("sources"), "sources"),
+        **_output_columns(ev.get("output")),
+        **_quality_columns(ev.get("data_quality")),
     }
     features = []
     for name, raw in _mapping(ev.get("features") or {}, "evaluation.features").items():
@@ -299,6 +303,42 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
             }
         )
     return {"window_metrics": [window], "feature_drift": features}
+
+
+def _output_columns(raw: Any) -> dict[str, Any]:
+    """Columns of a window's output verdict (``evaluation.output``; null when not evaluated)."""
+    if raw is None:
+        return dict.fromkeys(
+            ("output_drifted", "output_severity", "score_drift", "low_confidence_ratio", "output")
+        )
+    output = _mapping(raw, "evaluation.output")
+    drifted = output.get("drifted")
+    if not isinstance(drifted, bool):
+        raise MalformedMessageError("evaluation.output.drifted: expected true or false")
+    signals = _mapping(output.get("signals") or {}, "evaluation.output.signals")
+    score = _mapping(signals.get("score") or {}, "evaluation.output.signals.score")
+    confidence = _mapping(output.get("confidence") or {}, "evaluation.output.confidence")
+    return {
+        "output_drifted": drifted,
+        "output_severity": _opt_str(output.get("severity"), "evaluation.output.severity"),
+        "score_drift": _opt_float(score.get("effect"), "evaluation.output.signals.score.effect"),
+        "low_confidence_ratio": _opt_float(
+            confidence.get("low_confidence_ratio"), "output.confidence.low_confidence_ratio"
+        ),
+        "output": Jsonb(dict(output)),
+    }
+
+
+def _quality_columns(raw: Any) -> dict[str, Any]:
+    """Columns of a window's data-quality verdict (``evaluation.data_quality``)."""
+    if raw is None:
+        return {"data_quality_issues": None, "data_quality": None}
+    quality = _mapping(raw, "evaluation.data_quality")
+    findings = quality.get("findings") or []
+    if not isinstance(findings, list):
+        raise MalformedMessageError("evaluation.data_quality.findings: expected a list")
+    issues = sum(1 for f in findings if isinstance(f, Mapping) and f.get("check") != "new_feature")
+    return {"data_quality_issues": issues, "data_quality": Jsonb(dict(quality))}
 
 
 def performance_rows(message: Mapping[str, Any]) -> Rows:

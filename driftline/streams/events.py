@@ -13,7 +13,16 @@ from typing import Any, Literal
 from driftline.detectors.evaluate import WindowEvaluation
 from driftline.detectors.thresholds import ModelThresholds
 
-__all__ = ["SCHEMA_VERSION", "EventType", "drift_event", "service_events", "window_events"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "EventType",
+    "drift_event",
+    "output_event",
+    "quality_events",
+    "service_events",
+    "suppress_combined",
+    "window_events",
+]
 
 SCHEMA_VERSION = 1
 EventType = Literal[
@@ -25,6 +34,8 @@ EventType = Literal[
     "error_rate",
     "latency",
     "feature_importance_shift",
+    "output_drift",
+    "data_quality",
 ]
 Severity = Literal["warning", "critical"]
 
@@ -90,12 +101,139 @@ def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str
 
 
 def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
-    """The events of one evaluated window: one per drifted feature, one for multivariate drift.
+    """The events of one evaluated window: one per drifted feature, one for multivariate drift,
+    one ``output_drift`` when the model's outputs drifted, one ``data_quality`` per finding.
 
-    Nothing when the model-level verdict is "no drift" (false-alarm control happens there).
+    Nothing when the model-level verdict is "no drift" (false-alarm control happens there),
+    except ``data_quality`` events of new features, which are reported without a drift.
     """
-    if not evaluation.drifted:
+    events = []
+    if any(reason not in ("output", "data_quality") for reason in evaluation.reasons):
+        events += _data_events(evaluation, detected_at)
+    output = output_event(evaluation, detected_at)
+    if output is not None:
+        events.append(output)
+    return events + quality_events(evaluation, detected_at)
+
+
+def quality_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
+    """One ``data_quality`` event per finding (feature and check) with the figures; new
+    features are reported too (warning), although they do not make the window drift."""
+    quality = evaluation.data_quality
+    if quality is None:
         return []
+    common = _window_fields(evaluation, detected_at)
+    return [
+        drift_event(
+            type="data_quality",
+            severity=finding.severity,
+            feature=finding.feature,
+            test=finding.check,
+            statistic=finding.statistic,
+            p_value=finding.p_value,
+            threshold=finding.threshold,
+            evidence={
+                "check": finding.check,
+                "reference": finding.reference,
+                **finding.figures,
+                "window_missing_rate": quality.missing_rate.get(finding.feature),
+                "reference_missing_rate": quality.reference_missing_rate.get(finding.feature),
+            },
+            **common,
+        )
+        for finding in quality.findings
+    ]
+
+
+def _describe(name: str, signal: dict[str, Any]) -> str:
+    ref, win = signal.get("reference", {}), signal.get("window", {})
+    if name == "class_balance":
+        before, after = ref.get("class_ratio", {}), win.get("class_ratio", {})
+        moved = max(
+            set(before) | set(after),
+            # the largest move; of equal moves (two classes) the rarer class, the telling one
+            key=lambda k: (
+                round(abs(after.get(k, 0.0) - before.get(k, 0.0)), 9),
+                -before.get(k, 0.0),
+            ),
+            default=None,
+        )
+        if moved is None:
+            return name
+        return f"class {moved} share {before.get(moved, 0.0):.3f} -> {after.get(moved, 0.0):.3f}"
+    if name == "low_confidence":
+        return (
+            f"low-confidence share {ref.get('low_confidence_ratio', 0.0):.3f} -> "
+            f"{win.get('low_confidence_ratio', 0.0):.3f}"
+        )
+    before, after = ref.get("mean"), win.get("mean")
+    if isinstance(before, int | float) and isinstance(after, int | float):
+        return f"{name} mean {before:.4g} -> {after:.4g} ({signal['effect_measure']} {signal['effect']:.3g})"
+    return name
+
+
+def output_event(evaluation: WindowEvaluation, detected_at: float) -> dict[str, Any] | None:
+    """One ``output_drift`` event naming what drifted (score, class balance, low-confidence
+    share, per-class probability, regression prediction) with the figures; critical when a
+    CBPE-estimated accuracy drop agrees in the same window (the one page for both)."""
+    output = evaluation.output
+    if output is None or not output.drifted:
+        return None
+    found = output.to_dict()
+    drifted = {name: found["signals"][name] for name in output.drifted_signals}
+    first = output.signals[output.drifted_signals[0]]
+    summary = "; ".join(_describe(name, signal) for name, signal in drifted.items())
+    if output.estimated_drop_agrees and output.estimated_drop is not None:
+        summary += f"; CBPE-estimated accuracy {output.estimated_drop:.1%} below the reference"
+    return drift_event(
+        type="output_drift",
+        severity="critical" if output.severity == "critical" else "warning",
+        test="output",
+        statistic=first.effect,
+        p_value=min(s.adjusted_p_value for s in output.signals.values() if s.drifted),
+        threshold=output.alpha,
+        evidence={
+            "summary": summary,
+            "drifted_signals": list(output.drifted_signals),
+            "signals": drifted,
+            "confidence": found["confidence"],
+            "class_ratio": found["class_ratio"],
+            "reference_class_ratio": found["reference_class_ratio"],
+            "estimated_accuracy": output.estimated_accuracy,
+            "baseline_accuracy": output.baseline_accuracy,
+            "estimated_drop": output.estimated_drop,
+            "estimated_drop_agrees": output.estimated_drop_agrees,
+        },
+        **_window_fields(evaluation, detected_at),
+    )
+
+
+def suppress_combined(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Drop an ``estimated_performance_drop`` event of a window whose ``output_drift`` event
+    already carries the agreeing CBPE drop (one page, not two); everything else unchanged.
+
+    >>> out = {"type": "output_drift", "window_start": 0.0, "model": "m",
+    ...        "evidence": {"estimated_drop_agrees": True}}
+    >>> cbpe = {"type": "estimated_performance_drop", "window_start": 0.0, "model": "m"}
+    >>> [e["type"] for e in suppress_combined([out, cbpe])]
+    ['output_drift']
+    """
+    combined = {
+        (e["model"], e.get("window_start"))
+        for e in events
+        if e["type"] == "output_drift" and e.get("evidence", {}).get("estimated_drop_agrees")
+    }
+    return [
+        e
+        for e in events
+        if not (
+            e["type"] == "estimated_performance_drop"
+            and (e["model"], e.get("window_start")) in combined
+        )
+    ]
+
+
+def _data_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
     common = _window_fields(evaluation, detected_at)
     events = []
     for name in evaluation.drifted_features:

@@ -65,9 +65,14 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
-    assert store.upgrade() == ["0001_initial", "0002_alert_history", "0003_retraining"]
+    assert store.upgrade() == [
+        "0001_initial",
+        "0002_alert_history",
+        "0003_retraining",
+        "0004_output_drift_data_quality",
+    ]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 3
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 4
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):
