@@ -217,6 +217,30 @@ DRIFT_DETECTION = Dashboard(
             legend="{{type}} {{severity}}",
         ),
         Panel(
+            "Output drift: score distance to the reference (1-Wasserstein)",
+            f"max by (model_name) (model_score_drift{{{MODEL}}})",
+            legend="{{model_name}}",
+            description="Warning effect threshold: 0.02 (min_effect_score).",
+        ),
+        Panel(
+            "Output drift: predicted class shares",
+            f"max by (model_name, class) (model_prediction_class_ratio{{{MODEL}}})",
+            unit="percentunit",
+            legend="{{model_name}} class {{class}}",
+        ),
+        Panel(
+            "Output drift: low-confidence share",
+            f"max by (model_name) (model_low_confidence_ratio{{{MODEL}}})",
+            unit="percentunit",
+            legend="{{model_name}}",
+        ),
+        Panel(
+            "Data quality: missing values per feature",
+            f"max by (model_name, feature_name) (model_feature_missing_ratio{{{MODEL}}})",
+            unit="percentunit",
+            legend="{{model_name}} {{feature_name}}",
+        ),
+        Panel(
             "History: drift score per feature",
             "SELECT window_start AS time, feature || ' v' || model_version AS metric,"
             " coalesce(effect, statistic) AS value FROM feature_drift"

@@ -33,6 +33,8 @@ WINDOWED = {
     "error_rate",
     "latency",
     "estimated_performance_drop",
+    "output_drift",
+    "data_quality",
 }
 LABELLED = {"performance_drop", "concept_drift"}
 Severity = Literal["warning", "critical"]
