@@ -23,7 +23,9 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from driftline.config import Config
 from driftline.sinks.postgres import PostgresSink, SinkSettings
 from driftline.sinks.prometheus import REGISTRY
-from driftline.sinks.store import PARTITIONED, PostgresStore, partition_name, rows_from_message
+from driftline.sinks.rows import rows_from_message
+from driftline.sinks.schema import PARTITIONED, partition_name
+from driftline.sinks.store import PostgresStore
 from driftline.streams.topics import ensure_topics
 from tests.unit.test_postgres_rows import drift_event, window_message
 
@@ -198,6 +200,92 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
             parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
             committed = check.committed(parts, timeout=10)
             for tp in committed:
+                _, high = check.get_watermark_offsets(tp, timeout=10)
+                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
+    finally:
+        check.close()
+
+
+def _dead_letters(config: Config, expected: int) -> list[tuple[dict[str, bytes], bytes]]:
+    """(headers, value) of the first ``expected`` messages of the dead-letter topic."""
+    reader = Consumer(
+        {
+            **config.kafka.confluent_settings(),
+            "group.id": f"{config.worker.app_id}-dlq-check",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    reader.subscribe([config.topics.dlq])
+    found: list[tuple[dict[str, bytes], bytes]] = []
+    deadline = time.monotonic() + 30
+    try:
+        while len(found) < expected and time.monotonic() < deadline:
+            for m in reader.consume(num_messages=100, timeout=0.5):
+                if m.error() is None:
+                    found.append((dict(m.headers() or []), m.value() or b""))
+        time.sleep(1.0)  # nothing more than expected arrives
+        found += [
+            (dict(m.headers() or []), m.value() or b"")
+            for m in reader.consume(num_messages=100, timeout=0.5)
+            if m.error() is None
+        ]
+    finally:
+        reader.close()
+    return found
+
+
+def test_sink_skips_counts_and_dead_letters_malformed_messages(
+    store: PostgresStore, isolated_config: tuple[Config, dict[str, str]]
+) -> None:
+    """Issue 9, item 8: garbage on the metrics and alerts topics (not JSON, wrong shape, a
+    value PostgreSQL refuses) never stops the sink; each bad message is counted and sent to
+    the DLQ once with its reason, every valid one is written, and all offsets are committed."""
+    config, _ = isolated_config
+    ensure_topics(config)
+    metrics, alerts = config.topics.metrics, config.topics.alerts
+    store.upgrade()  # the tables exist before the test polls them (the sink upgrades too)
+    sink = PostgresSink(config, store, SinkSettings(batch_messages=10, flush_interval=0.3))
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    refused = window_message(model="nul\x00byte")  # valid JSON and shape; PostgreSQL refuses NUL
+    bad = [
+        (metrics, b"{not json"),
+        (metrics, orjson.dumps({"type": "window", "evaluation": {"model": 3}})),
+        (alerts, orjson.dumps(drift_event(event_id="short"))),
+        (alerts, b"[]"),
+        (metrics, orjson.dumps(refused)),
+    ]
+    good = [(metrics, v) for _, v in _windows(0, 12)] + [(alerts, orjson.dumps(drift_event()))]
+    try:
+        _publish(config, good[:6] + bad + good[6:])
+
+        def windows() -> int:
+            return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
+
+        _wait(lambda: windows() == 12 and not sink.state.buffer, 60, "the 12 valid windows")
+        assert thread.is_alive()
+        assert _scalar(store, "SELECT count(*) FROM drift_events") == 1
+        assert sink.stats["rejected"] == 5
+        letters = _dead_letters(config, 5)
+        kinds = sorted(h["driftline.reason.kind"].decode() for h, _ in letters)
+        assert kinds == ["malformed_message"] * 4 + ["refused_by_sink"], letters
+        assert sorted(v for _, v in letters) == sorted(v for _, v in bad)  # original bytes
+        for headers, _ in letters:
+            assert headers["driftline.source.topic"].decode() in (metrics, alerts)
+            assert int(headers["driftline.source.offset"]) >= 0 and headers["driftline.reason"]
+        # still consuming after the garbage
+        _publish(config, [(metrics, v) for _, v in _windows(12, 3)])
+        _wait(lambda: windows() == 15, 30, "windows published after the garbage")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    check = Consumer({**config.kafka.confluent_settings(), "group.id": sink.group_id})
+    try:
+        for topic in (metrics, alerts):
+            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
+            for tp in check.committed(parts, timeout=10):
                 _, high = check.get_watermark_offsets(tp, timeout=10)
                 assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
     finally:
