@@ -41,20 +41,20 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar, cast
+from typing import ClassVar, Generic, TypeVar, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
+from driftline.sinks.deadletter import send_dead_letters
 
 __all__ = [
     "BatchingSink",
     "MalformedMessageError",
     "SinkBackpressureError",
     "SinkSettings",
-    "dead_letter_headers",
 ]
 
 log = logging.getLogger(__name__)
@@ -330,12 +330,9 @@ class BatchingSink(ABC, Generic[T]):
         if not todo:
             return True
         try:
-            for p in todo:
-                self.producer.produce(
-                    self.config.topics.dlq, key=p.key, value=p.value or b"",
-                    headers=_dlq_headers(p), on_delivery=_on_delivery(p),
-                )  # fmt: skip
-            self.producer.flush(self.settings.dlq_timeout)
+            send_dead_letters(
+                self.producer, self.config.topics.dlq, todo, self.settings.dlq_timeout
+            )
         except (KafkaException, BufferError) as exc:
             self._failed(f"dead-letter topic unavailable: {exc}")
             return False
@@ -397,44 +394,3 @@ class BatchingSink(ABC, Generic[T]):
         st.buffer = [p for p in st.buffer if (p.topic, p.partition) not in revoked]
         if not st.buffer:
             st.oldest = None
-
-
-def dead_letter_headers(
-    kind: str, reason: str, topic: str, partition: int, offset: int, index: int | None = None
-) -> dict[str, str | bytes | None]:
-    """The headers of a dead letter: why, and where the message came from (the worker's
-    ``Pipeline.dead_letter`` writes the same).
-
-    >>> dead_letter_headers("malformed_message", "invalid JSON", "driftline.metrics", 2, 41)
-    ... # doctest: +NORMALIZE_WHITESPACE
-    {'driftline.reason.kind': b'malformed_message', 'driftline.reason': b'invalid JSON',
-     'driftline.source.topic': b'driftline.metrics', 'driftline.source.partition': b'2',
-     'driftline.source.offset': b'41'}
-    """
-    headers: dict[str, str | bytes | None] = {
-        "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode(),
-        "driftline.source.topic": topic.encode(),
-        "driftline.source.partition": str(partition).encode(),
-        "driftline.source.offset": str(offset).encode(),
-    }
-    if index is not None:
-        headers["driftline.source.index"] = str(index).encode()
-    return headers
-
-
-def _dlq_headers(p: Pending[Any]) -> dict[str, str | bytes | None]:
-    kind, reason = p.rejection or ("", "")
-    return dead_letter_headers(kind, reason, p.topic, p.partition, p.offset)
-
-
-def _on_delivery(p: Pending[Any]) -> Callable[[KafkaError | None, Message], None]:
-    def delivered(error: KafkaError | None, message: Message) -> None:
-        if error is None:
-            p.dead_lettered = True
-            metrics.DLQ_RECORDS.labels(p.topic, (p.rejection or ("", ""))[0]).inc()
-        else:
-            log.warning("dead letter of %s[%d]@%d not delivered: %s",
-                        p.topic, p.partition, p.offset, error)  # fmt: skip
-
-    return delivered

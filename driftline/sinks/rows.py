@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -103,6 +103,18 @@ def _int_list(value: Any, what: str) -> list[int]:
     return list(value)
 
 
+def _fields(
+    source: Mapping[str, Any], convert: Callable[[Any, str], Any], names: Iterable[str], where: str
+) -> dict[str, Any]:
+    """Columns named as their source field: ``{name: convert(source[name])}``; an error names
+    the field as ``<where><name>``.
+
+    >>> _fields({"p_value": 1, "alpha": None}, _opt_float, ("p_value", "alpha"), "features.x.")
+    {'p_value': 1.0, 'alpha': None}
+    """
+    return {name: convert(source.get(name), f"{where}{name}") for name in names}
+
+
 def window_rows(message: Mapping[str, Any]) -> Rows:
     """Rows of a ``type: window`` summary: one ``window_metrics`` row and one
     ``feature_drift`` row per tested feature.
@@ -131,25 +143,18 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
     drifted = ev.get("drifted")
     if not isinstance(drifted, bool):
         raise MalformedMessageError(f"evaluation.drifted: expected true or false, got {drifted!r}")
+    key = {"model": model, "model_version": version, "window_start": start, "window_end": end}
     window = {
-        "model": model,
-        "model_version": version,
-        "window_start": start,
-        "window_end": end,
+        **key,
         "status": _str(ev.get("status"), "evaluation.status"),
         "drifted": drifted,
         "drift_share": _opt_float(ev.get("drift_share"), "evaluation.drift_share"),
         "n_records": n_records,
-        "error_count": _opt_int(summary.get("error_count"), "summary.error_count"),
-        "error_rate": _opt_float(summary.get("error_rate"), "summary.error_rate"),
-        "latency_p50_seconds": _opt_float(summary.get("latency_p50_seconds"), "latency_p50"),
-        "latency_p95_seconds": _opt_float(summary.get("latency_p95_seconds"), "latency_p95"),
-        "latency_p99_seconds": _opt_float(summary.get("latency_p99_seconds"), "latency_p99"),
-        "mean_score": _opt_float(summary.get("mean_score"), "summary.mean_score"),
+        "error_count": _opt_int(summary.get("error_count"), "evaluation.summary.error_count"),
+        **_fields(summary, _opt_float, _SUMMARY_FLOATS, "evaluation.summary."),
         "estimated_accuracy": _opt_float(estimate.get("accuracy"), "estimated accuracy"),
         "estimated_performance": dict(estimate),
-        "reasons": _str_list(ev.get("reasons"), "evaluation.reasons"),
-        "drifted_features": _str_list(ev.get("drifted_features"), "drifted_features"),
+        **_fields(ev, _str_list, ("reasons", "drifted_features"), "evaluation."),
         "multivariate": ev.get("multivariate"),
         "prediction_tests": ev.get("prediction_tests"),
         "summary": dict(summary),
@@ -158,41 +163,35 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
     }
     features = []
     for name, raw in _mapping(ev.get("features") or {}, "evaluation.features").items():
-        f = _mapping(raw, f"features.{name}")
-        tests = _mapping(f.get("tests") or {}, f"features.{name}.tests")
-        verdict = _opt_str(f.get("verdict_test"), f"features.{name}.verdict_test")
-        verdict_result = _mapping(
-            tests.get(verdict or "") or {}, f"features.{name}.tests.{verdict}"
-        )
+        where = f"evaluation.features.{name}."
+        f = _mapping(raw, where[:-1])
+        tests = _mapping(f.get("tests") or {}, f"{where}tests")
+        verdict = _opt_str(f.get("verdict_test"), f"{where}verdict_test")
+        verdict_result = _mapping(tests.get(verdict or "") or {}, f"{where}tests.{verdict}")
         feature_drifted = f.get("drifted")
         if not isinstance(feature_drifted, bool):
-            raise MalformedMessageError(f"features.{name}.drifted: expected true or false")
+            raise MalformedMessageError(f"{where}drifted: expected true or false")
         features.append(
             {
-                "model": model,
-                "model_version": version,
-                "window_start": start,
-                "window_end": end,
+                **key,
                 "feature": _str(name, "feature name"),
-                "kind": _opt_str(f.get("kind"), f"features.{name}.kind"),
                 "test": verdict,
-                "statistic": _opt_float(verdict_result.get("statistic"), f"{name} statistic"),
-                "p_value": _opt_float(f.get("p_value"), f"features.{name}.p_value"),
-                "adjusted_p_value": _opt_float(f.get("adjusted_p_value"), f"{name} adjusted p"),
-                "alpha": _opt_float(f.get("alpha"), f"features.{name}.alpha"),
-                "effect_measure": _opt_str(f.get("effect_measure"), f"{name} effect_measure"),
-                "effect": _opt_float(f.get("effect"), f"features.{name}.effect"),
-                "min_effect": _opt_float(f.get("min_effect"), f"features.{name}.min_effect"),
+                "statistic": _opt_float(verdict_result.get("statistic"), f"{where}statistic"),
+                **_fields(f, _opt_str, ("kind", "effect_measure"), where),
+                **_fields(f, _opt_float, _FEATURE_FLOATS, where),
+                **_fields(f, _opt_int, ("n", "missing", "invalid"), where),
                 "drifted": feature_drifted,
                 "critical": bool(f.get("critical", False)),
-                "n": _opt_int(f.get("n"), f"features.{name}.n"),
-                "missing": _opt_int(f.get("missing"), f"features.{name}.missing"),
-                "invalid": _opt_int(f.get("invalid"), f"features.{name}.invalid"),
-                "missing_rate": _opt_float(f.get("missing_rate"), f"{name} missing_rate"),
                 "tests": dict(tests),
             }
         )
     return {"window_metrics": [window], "feature_drift": features}
+
+
+_SUMMARY_FLOATS = (
+    "error_rate", "latency_p50_seconds", "latency_p95_seconds", "latency_p99_seconds", "mean_score"
+)  # fmt: skip
+_FEATURE_FLOATS = ("p_value", "adjusted_p_value", "alpha", "effect", "min_effect", "missing_rate")
 
 
 def performance_rows(message: Mapping[str, Any]) -> Rows:
@@ -210,16 +209,14 @@ def performance_rows(message: Mapping[str, Any]) -> Rows:
     if labelled is None:
         raise MalformedMessageError("labelled: required")
     row = {
-        "model": _str(message.get("model"), "model"),
-        "model_version": _str(message.get("model_version"), "model_version"),
-        "window_start": to_timestamp(message.get("window_start"), "window_start"),
-        "window_end": to_timestamp(message.get("window_end"), "window_end"),
+        **_fields(message, _str, ("model", "model_version"), ""),
+        **_fields(message, to_timestamp, ("window_start", "window_end"), ""),
         "labelled": labelled,
-        "label_coverage": _opt_float(message.get("label_coverage"), "label_coverage"),
-        **{m: _opt_float(metrics.get(m), f"metrics.{m}") for m in _PERFORMANCE_COLUMNS},
+        **_fields(
+            message, _opt_float, ("label_coverage", "baseline_accuracy", "accuracy_drop"), ""
+        ),
+        **_fields(metrics, _opt_float, _PERFORMANCE_COLUMNS, "metrics."),
         "metrics": dict(metrics),
-        "baseline_accuracy": _opt_float(message.get("baseline_accuracy"), "baseline_accuracy"),
-        "accuracy_drop": _opt_float(message.get("accuracy_drop"), "accuracy_drop"),
         "event_ids": _str_list(message.get("event_ids"), "event_ids"),
         "sources": _int_list(message.get("sources"), "sources"),
     }
@@ -259,15 +256,9 @@ def event_rows(event: Mapping[str, Any]) -> Rows:
         "event_id": event_id,
         "event_time": event_time,
         "schema_version": _opt_int(event.get("schema_version"), "schema_version"),
-        "type": _str(event.get("type"), "type"),
-        "severity": _str(event.get("severity"), "severity"),
-        "model": _str(event.get("model"), "model"),
-        "model_version": _str(event.get("model_version"), "model_version"),
-        "feature": _opt_str(event.get("feature"), "feature"),
-        "test": _opt_str(event.get("test"), "test"),
-        "statistic": _opt_float(event.get("statistic"), "statistic"),
-        "p_value": _opt_float(event.get("p_value"), "p_value"),
-        "threshold": _opt_float(event.get("threshold"), "threshold"),
+        **_fields(event, _str, ("type", "severity", "model", "model_version"), ""),
+        **_fields(event, _opt_str, ("feature", "test"), ""),
+        **_fields(event, _opt_float, ("statistic", "p_value", "threshold"), ""),
         "window_start": start,
         "window_end": end,
         "detected_at": detected,

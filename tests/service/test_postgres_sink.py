@@ -42,7 +42,6 @@ def store(postgres_url: str) -> Iterator[PostgresStore]:
     try:
         yield store
     finally:
-        _postgres("start")  # whatever happened, leave PostgreSQL running
         store.drop_schema()
         store.close()
 
@@ -190,6 +189,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         assert sink.stats["rejected"] == 1
         _wait(lambda: not sink.state.paused and not sink.state.buffer, 10, "the buffer to drain")
     finally:
+        _postgres("start")  # whatever happened, leave PostgreSQL running
         stop.set()
         thread.join(30)
     assert not thread.is_alive()

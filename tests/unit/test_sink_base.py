@@ -247,7 +247,7 @@ def test_a_full_buffer_pauses_the_consumer_until_a_write_succeeds(harness: Harne
 
 
 def test_backpressure_pauses_at_once_and_retries_after_the_delay(harness: Harness) -> None:
-    sink, consumer, _, clock, journal = harness
+    sink, consumer, _, clock, _ = harness
     calls = []
 
     def slow_down(items: Sequence[dict[str, Any]]) -> None:
