@@ -10,7 +10,7 @@ Kafka wiring is tested against the real broker in tests/service/test_postgres_si
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,7 +20,7 @@ from confluent_kafka import TopicPartition
 
 from driftline.config import load_config
 from driftline.sinks.base import BatchingSink, SinkBackpressureError, SinkSettings
-from driftline.sinks.prometheus import REGISTRY
+from driftline.sinks.prometheus import REGISTRY, SINK_STATE
 
 TOPIC = "toy.metrics"
 
@@ -147,7 +147,7 @@ Harness = tuple[JsonLinesSink, FakeConsumer, FakeProducer, Clock, list[Any]]
 
 
 @pytest.fixture
-def harness(tmp_path: Path) -> Harness:
+def harness(tmp_path: Path) -> Iterator[Harness]:
     journal: list[Any] = []
     consumer, producer, clock = FakeConsumer(journal), FakeProducer(journal), Clock()
     settings = SinkSettings(
@@ -166,7 +166,8 @@ def harness(tmp_path: Path) -> Harness:
 
     sink.write = journaled  # type: ignore[method-assign]
     sink.start()
-    return sink, consumer, producer, clock, journal
+    yield sink, consumer, producer, clock, journal
+    SINK_STATE.untrack(sink)  # its backlog is no longer scraped
 
 
 def _lines(sink: JsonLinesSink) -> list[dict[str, Any]]:
