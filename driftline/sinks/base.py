@@ -98,6 +98,7 @@ class Pending(Generic[T]):
     item: T | None = None
     rejection: tuple[str, str] | None = None  # (kind, reason)
     dead_lettered: bool = False
+    in_flight: bool = False  # its dead letter is in the producer's queue
 
 
 @dataclass

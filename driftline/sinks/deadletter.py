@@ -27,7 +27,8 @@ class Letter(Protocol):
     key: bytes | None
     value: bytes | None
     rejection: tuple[str, str] | None  # (kind, reason)
-    dead_lettered: bool
+    dead_lettered: bool  # Kafka confirmed it
+    in_flight: bool  # produced, not yet confirmed or failed
 
 
 def dead_letter_headers(
@@ -58,8 +59,11 @@ def send_dead_letters(
     producer: Producer, topic: str, letters: Sequence[Letter], timeout: float
 ) -> None:
     """Produce ``letters`` to ``topic`` and wait (``flush``) up to ``timeout`` seconds; each one
-    Kafka confirms gets ``dead_lettered = True`` (so a retry sends only the others)."""
+    Kafka confirms gets ``dead_lettered = True``. A letter already confirmed or still in the
+    producer's queue is not produced again, so a retry sends each one once."""
     for letter in letters:
+        if letter.dead_lettered or letter.in_flight:
+            continue
         kind, reason = letter.rejection or ("", "")
         producer.produce(
             topic,
@@ -70,11 +74,13 @@ def send_dead_letters(
             ),
             on_delivery=_on_delivery(letter),
         )
+        letter.in_flight = True  # after produce: a letter produce refused is tried again
     producer.flush(timeout)
 
 
 def _on_delivery(p: Letter) -> Callable[[KafkaError | None, Message], None]:
     def delivered(error: KafkaError | None, message: Message) -> None:
+        p.in_flight = False
         if error is None:
             p.dead_lettered = True
             metrics.DLQ_RECORDS.labels(p.topic, (p.rejection or ("", ""))[0]).inc()

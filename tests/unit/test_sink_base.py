@@ -119,12 +119,17 @@ class FakeProducer:
         self.pending: list[tuple[Callable[..., None], Any]] = []
         self.delivered: list[dict[str, Any]] = []
         self.fail = False
+        self.hold = False  # nothing confirmed within the flush timeout
+        self.produced = 0
 
     def produce(self, topic: str, key: bytes, value: bytes, headers: Any, on_delivery: Any) -> None:
+        self.produced += 1
         self.pending.append((on_delivery, {"topic": topic, "value": value, "headers": headers}))
 
     def flush(self, timeout: float) -> int:
         self.journal.append(("flush", len(self.pending)))
+        if self.hold:
+            return len(self.pending)
         for callback, message in self.pending:
             if self.fail:
                 callback("broker down", None)
@@ -296,3 +301,16 @@ def test_no_commit_until_the_dead_letters_are_delivered(harness: Harness) -> Non
     sink.step()
     assert consumer.committed == {(TOPIC, 0): 3} and len(producer.delivered) == 1
     assert len(_lines(sink)) == 4  # written twice (idempotent writes are the contract)
+
+
+def test_a_slow_dead_letter_is_waited_for_not_sent_twice(harness: Harness) -> None:
+    sink, consumer, producer, clock, _ = harness
+    producer.hold = True
+    consumer.publish(b"garbage", *_values(1, 2))
+    sink.step()
+    assert consumer.committed == {} and sink.stats["write_failures"] == 1
+    producer.hold = False
+    clock.now = sink.state.retry_at
+    sink.step()
+    assert producer.produced == 1 and len(producer.delivered) == 1
+    assert consumer.committed == {(TOPIC, 0): 3}
