@@ -174,7 +174,8 @@ class BatchingSink(ABC, Generic[T]):
         """Run once at start (e.g. migrations), retried while :meth:`is_transient`."""
 
     def housekeeping(self) -> float:
-        """Periodic work, run when nothing is buffered; returns seconds until the next run."""
+        """Periodic work, run at start and then when nothing is buffered; returns seconds
+        until the next run."""
         return float("inf")
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -197,7 +198,8 @@ class BatchingSink(ABC, Generic[T]):
                 if stop is None:
                     time.sleep(delay)
                 delay = min(delay * 2, self.settings.backoff_max)
-        self.state.next_housekeeping = self.clock()  # run once at start
+        # once before consuming (e.g. retention), so it never runs between a write and a read
+        self.state.next_housekeeping = self.clock() + self._housekeeping()
         metrics.SINK_STATE.track(self)
         self.consumer.subscribe(self.topics, on_revoke=self._on_revoke)
 
@@ -241,11 +243,14 @@ class BatchingSink(ABC, Generic[T]):
         elif st.paused and (assignment := self.consumer.assignment()):
             self.consumer.pause(assignment)  # partitions assigned since the pause
         if now >= st.next_housekeeping and not st.buffer:
-            try:
-                st.next_housekeeping = now + self.housekeeping()
-            except Exception:
-                log.exception("%s sink: housekeeping failed; retrying in a minute", self.name)
-                st.next_housekeeping = now + 60.0
+            st.next_housekeeping = now + self._housekeeping()
+
+    def _housekeeping(self) -> float:
+        try:
+            return self.housekeeping()
+        except Exception:
+            log.exception("%s sink: housekeeping failed; retrying in a minute", self.name)
+            return 60.0
 
     def _add(self, message: Message) -> None:
         error = message.error()

@@ -1,13 +1,19 @@
 """The PostgreSQL store and sink against the real PostgreSQL and Kafka of the local stack.
 
 Each test works in a PostgreSQL schema of its own (search_path), dropped afterwards. The outage
-test stops and restarts the local PostgreSQL (`deploy/local/postgres.sh`) and always leaves it
-running.
+test stops and restarts a PostgreSQL of its own (initdb in a temporary directory, a free port),
+never the shared one other tests are using.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -21,17 +27,18 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.config import Config
+from driftline.local import free_port
 from driftline.sinks.postgres import PostgresSink, SinkSettings
 from driftline.sinks.prometheus import REGISTRY
 from driftline.sinks.rows import rows_from_message
 from driftline.sinks.schema import PARTITIONED, partition_name
 from driftline.sinks.store import PostgresStore
 from driftline.streams.topics import ensure_topics
+from tests.conftest import _missing
 from tests.unit.test_postgres_rows import drift_event, window_message
 
 pytestmark = pytest.mark.service
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_040.0
 
 
@@ -46,8 +53,59 @@ def store(postgres_url: str) -> Iterator[PostgresStore]:
         store.close()
 
 
-def _postgres(action: str) -> None:
-    subprocess.run(["bash", str(ROOT / "deploy/local/postgres.sh"), action], check=True, timeout=90)
+class PrivatePostgres:
+    """A throw-away PostgreSQL server (the local stack's binaries): initdb into a temporary
+    directory, a free port, trust authentication; `stop()`/`start()` for outages."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins:
+            _missing("PostgreSQL binaries", "/usr/lib/postgresql/*/bin")
+        self.bin = Path(bins[-1]).parent
+        # as root the server runs as 'postgres': its directory must be one it owns and reaches
+        self.home = Path(tempfile.mkdtemp(prefix="driftline-pg-", dir="/var/tmp"))
+        if os.geteuid() == 0:
+            os.chown(self.home, pwd.getpwnam("postgres").pw_uid, -1)
+        self.data, self.port = self.home / "data", free_port()
+        self.url = f"postgresql://driftline@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", str(self.data), "-U", "driftline", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, timeout=90, cwd="/", capture_output=True)
+
+    def _ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.home / "log"), "-w", *args)
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
+                   f"-c unix_socket_directories={self.data}")  # fmt: skip
+        self._ctl("-t", "60", "-o", options, "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_store() -> Iterator[tuple[PostgresStore, PrivatePostgres]]:
+    server = PrivatePostgres()
+    try:
+        server.start()
+        store = PostgresStore(server.url, schema="driftline_test", timeout=2.0)
+        try:
+            yield store, server
+        finally:
+            store.close()
+    finally:
+        server.remove()
 
 
 def _scalar(store: PostgresStore, query: str, *params: Any) -> Any:
@@ -139,8 +197,10 @@ def _windows(first: int, count: int) -> list[tuple[str, bytes]]:
 
 
 def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
-    store: PostgresStore, isolated_config: tuple[Config, dict[str, str]]
+    private_store: tuple[PostgresStore, PrivatePostgres],
+    isolated_config: tuple[Config, dict[str, str]],
 ) -> None:
+    store, server = private_store
     config, _ = isolated_config
     ensure_topics(config)
     metrics, alerts = config.topics.metrics, config.topics.alerts
@@ -162,7 +222,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
 
         _wait(lambda: windows() == 40, 60, "the first 40 windows")  # first group join can be slow
 
-        _postgres("stop")
+        server.stop()
         _publish(config, [(metrics, v) for _, v in _windows(40, 60)])
 
         def backlog() -> float:
@@ -174,7 +234,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         time.sleep(1.0)  # paused: nothing more is read although 30 more messages wait in Kafka
         assert len(sink.state.buffer) == 30 and backlog() == 30  # bounded by max_buffer
         assert sink.stats["write_failures"] >= 1
-        _postgres("start")
+        server.start()
 
         _wait(lambda: windows() == 100, 40, "all 100 windows after PostgreSQL came back")
         assert (
@@ -189,7 +249,6 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         assert sink.stats["rejected"] == 1
         _wait(lambda: not sink.state.paused and not sink.state.buffer, 10, "the buffer to drain")
     finally:
-        _postgres("start")  # whatever happened, leave PostgreSQL running
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
