@@ -337,7 +337,11 @@ class BatchingSink(ABC, Generic[T]):
             return True
         try:
             send_dead_letters(
-                self.producer, self.config.topics.dlq, todo, self.settings.dlq_timeout
+                self.producer,
+                self.config.topics.dlq,
+                todo,
+                self.settings.dlq_timeout,
+                consumer=f"sink-{self.name}",
             )
         except (KafkaException, BufferError) as exc:
             self._failed(f"dead-letter topic unavailable: {exc}")

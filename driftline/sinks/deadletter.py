@@ -32,10 +32,17 @@ class Letter(Protocol):
 
 
 def dead_letter_headers(
-    kind: str, reason: str, topic: str, partition: int, offset: int, index: int | None = None
+    kind: str,
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    index: int | None = None,
+    consumer: str | None = None,
 ) -> dict[str, str | bytes | None]:
-    """The headers of a dead letter: why, and where the message came from (the worker's
-    ``Pipeline.dead_letter`` writes the same).
+    """The headers of a dead letter: why, where the message came from, and (for a consumer of
+    driftline's own topics) who rejected it. The worker's ``Pipeline.dead_letter`` writes the
+    same.
 
     >>> dead_letter_headers("malformed_message", "invalid JSON", "driftline.metrics", 2, 41)
     ... # doctest: +NORMALIZE_WHITESPACE
@@ -52,11 +59,13 @@ def dead_letter_headers(
     }
     if index is not None:
         headers["driftline.source.index"] = str(index).encode()
+    if consumer is not None:
+        headers["driftline.consumer"] = consumer.encode()
     return headers
 
 
 def send_dead_letters(
-    producer: Producer, topic: str, letters: Sequence[Letter], timeout: float
+    producer: Producer, topic: str, letters: Sequence[Letter], timeout: float, consumer: str
 ) -> None:
     """Produce ``letters`` to ``topic`` and wait (``flush``) up to ``timeout`` seconds; each one
     Kafka confirms gets ``dead_lettered = True``. A letter already confirmed or still in the
@@ -70,7 +79,7 @@ def send_dead_letters(
             key=letter.key,
             value=letter.value or b"",
             headers=dead_letter_headers(
-                kind, reason, letter.topic, letter.partition, letter.offset
+                kind, reason, letter.topic, letter.partition, letter.offset, consumer=consumer
             ),
             on_delivery=_on_delivery(letter),
         )

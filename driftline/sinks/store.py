@@ -25,7 +25,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb, set_json_dumps
 from psycopg_pool import ConnectionPool
 
-from driftline.sinks.rows import Rows
+from driftline.sinks.rows import Rows, rows_from_message  # both re-exported (callers' imports)
 from driftline.sinks.schema import (
     PARTITIONED,
     TABLES,
@@ -44,6 +44,7 @@ __all__ = [
     "copy_upsert",
     "dedupe",
     "row_values",
+    "rows_from_message",
     "upsert_statement",
 ]
 

@@ -190,6 +190,19 @@ def _publish(config: Config, messages: list[tuple[str, bytes]]) -> None:
     assert producer.flush(30) == 0
 
 
+def _assert_all_committed(config: Config, group_id: str) -> None:
+    """Every message written is committed: a new consumer of the group has nothing to read."""
+    check = Consumer({**config.kafka.confluent_settings(), "group.id": group_id})
+    try:
+        for topic in (config.topics.metrics, config.topics.alerts):
+            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
+            for tp in check.committed(parts, timeout=10):
+                _, high = check.get_watermark_offsets(tp, timeout=10)
+                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
+    finally:
+        check.close()
+
+
 def _windows(first: int, count: int) -> list[tuple[str, bytes]]:
     return [
         ("", orjson.dumps(window_message(start=T0 + 60 * i))) for i in range(first, first + count)
@@ -252,17 +265,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-    # every message written is committed: a new consumer of the group has nothing left to read
-    check = Consumer({**config.kafka.confluent_settings(), "group.id": sink.group_id})
-    try:
-        for topic in (metrics, alerts):
-            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
-            committed = check.committed(parts, timeout=10)
-            for tp in committed:
-                _, high = check.get_watermark_offsets(tp, timeout=10)
-                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
-    finally:
-        check.close()
+    _assert_all_committed(config, sink.group_id)
 
 
 def _dead_letters(config: Config, expected: int) -> list[tuple[dict[str, bytes], bytes]]:
@@ -333,6 +336,7 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
         for headers, _ in letters:
             assert headers["driftline.source.topic"].decode() in (metrics, alerts)
             assert int(headers["driftline.source.offset"]) >= 0 and headers["driftline.reason"]
+            assert headers["driftline.consumer"] == b"sink-postgres"
         # still consuming after the garbage
         _publish(config, [(metrics, v) for _, v in _windows(12, 3)])
         _wait(lambda: windows() == 15, 30, "windows published after the garbage")
@@ -340,12 +344,4 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-    check = Consumer({**config.kafka.confluent_settings(), "group.id": sink.group_id})
-    try:
-        for topic in (metrics, alerts):
-            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
-            for tp in check.committed(parts, timeout=10):
-                _, high = check.get_watermark_offsets(tp, timeout=10)
-                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
-    finally:
-        check.close()
+    _assert_all_committed(config, sink.group_id)

@@ -285,32 +285,27 @@ def test_malformed_and_refused_messages_are_dead_lettered_before_the_commit(
     assert kinds == [b"malformed_message", b"refused_by_sink"]
     assert [m["value"] for m in producer.delivered] == [b"{not json", b'{"refuse":true}']
     assert producer.delivered[1]["headers"]["driftline.source.offset"] == b"1"
+    assert producer.delivered[1]["headers"]["driftline.consumer"] == b"sink-jsonl"
     # the batch (3), then one by one (2: the malformed one is not written), then DLQ, commit
     assert journal[1:] == [("write", 2), ("write", 1), ("write", 1), ("flush", 2), ("commit", [3])]
     assert sink.stats["rejected"] == 2
 
 
-def test_no_commit_until_the_dead_letters_are_delivered(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("trouble", "produced"),
+    [("fail", 2), ("hold", 1)],  # refused: produced again; only slow: waited for, not resent
+)
+def test_no_commit_until_the_dead_letters_are_confirmed(
+    harness: Harness, trouble: str, produced: int
+) -> None:
     sink, consumer, producer, clock, _ = harness
-    producer.fail = True
+    setattr(producer, trouble, True)
     consumer.publish(b"garbage", *_values(1, 2))
     sink.step()
     assert consumer.committed == {} and sink.stats["write_failures"] == 1
-    producer.fail = False
+    setattr(producer, trouble, False)
     clock.now = sink.state.retry_at
     sink.step()
-    assert consumer.committed == {(TOPIC, 0): 3} and len(producer.delivered) == 1
-    assert len(_lines(sink)) == 4  # written twice (idempotent writes are the contract)
-
-
-def test_a_slow_dead_letter_is_waited_for_not_sent_twice(harness: Harness) -> None:
-    sink, consumer, producer, clock, _ = harness
-    producer.hold = True
-    consumer.publish(b"garbage", *_values(1, 2))
-    sink.step()
-    assert consumer.committed == {} and sink.stats["write_failures"] == 1
-    producer.hold = False
-    clock.now = sink.state.retry_at
-    sink.step()
-    assert producer.produced == 1 and len(producer.delivered) == 1
     assert consumer.committed == {(TOPIC, 0): 3}
+    assert producer.produced == produced and len(producer.delivered) == 1
+    assert len(_lines(sink)) == 4  # written twice (idempotent writes are the contract)
