@@ -4,7 +4,7 @@ VENV := .cache/venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test up down status lint check unit bench clean-cache
+.PHONY: demo test test-faults up down status lint check unit bench clean-cache
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -35,10 +35,15 @@ unit: $(STAMP)
 	$(VENV)/bin/pytest -q tests/unit
 
 test: lint up
-	source deploy/local/env.sh && OPENBLAS_NUM_THREADS=1 $(VENV)/bin/pytest -q
+	source deploy/local/env.sh && OPENBLAS_NUM_THREADS=1 $(VENV)/bin/pytest -q -m "not slow_fault"
+
+# The long fault-injection cases (tests/faults, marker `slow_fault`); `make test` runs the short ones.
+test-faults: lint up
+	source deploy/local/env.sh && OPENBLAS_NUM_THREADS=1 $(VENV)/bin/pytest -q -m slow_fault tests/faults
 
 bench: up
 	source deploy/local/env.sh && for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b --quick || exit 1; done
 
 clean-cache: down
+	rm -rf "$$(bash deploy/local/postgres.sh paths | sed -n 's/^home //p')"
 	rm -rf .cache/kafka/data .cache/postgres .cache/prometheus .cache/worker

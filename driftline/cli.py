@@ -85,9 +85,10 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from driftline.demo import run_demo
+    from driftline.demo import Plan, run_demo
 
-    return run_demo(_config(args), config_path=args.config)
+    plan = Plan(speedup=args.speedup, window_seconds=args.window_seconds)
+    return run_demo(_config(args), config_path=args.config, plan=plan, report_path=args.out)
 
 
 def cmd_dashboards_write(args: argparse.Namespace) -> int:
@@ -107,22 +108,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"driftline simulate: {exc}", file=sys.stderr)
         return 2
     config = _kafka(args)
-    sent = publish(
+    from driftline.simulate import ab_routing
+
+    with ab_routing(
         config.kafka.bootstrap_servers,
-        config.topics.predictions,
-        config.topics.labels,
-        n=args.records,
-        seed=args.seed,
-        rate_per_second=args.rate,
-        start_time=args.start_time,
-        schedule=schedule,
-        label_delay=args.label_delay,
-        realtime=args.realtime,
-        model=args.model,
-        model_version=args.model_version,
+        config.retraining.control_topic,
+        args.model,
         settings=config.kafka.confluent_settings(),
-        progress=not args.quiet,
-    )
+    ) as (route, routing):
+        if not args.quiet:
+            print(routing, file=sys.stderr)
+        sent = publish(
+            config.kafka.bootstrap_servers,
+            config.topics.predictions,
+            config.topics.labels,
+            n=args.records,
+            seed=args.seed,
+            rate_per_second=args.rate,
+            start_time=args.start_time,
+            schedule=schedule,
+            label_delay=args.label_delay,
+            realtime=args.realtime,
+            model=args.model,
+            model_version=args.model_version,
+            settings=config.kafka.confluent_settings(),
+            progress=not args.quiet,
+            route=route,
+        )
     print(f"published {sent} predictions and their labels to {config.topics.predictions}")
     return 0
 
@@ -267,7 +279,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from driftline.sinks.store import PostgresStore
 
     config = _postgres(args)
-    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         applied = store.upgrade()
     print(f"applied: {', '.join(applied) if applied else 'nothing (schema is up to date)'}")
     return 0
@@ -278,7 +290,7 @@ def cmd_db_retention(args: argparse.Namespace) -> int:
 
     config = _postgres(args)
     days = args.days or config.postgres.retention_days
-    with PostgresStore(config.postgres.url.reveal(), schema=args.schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         dropped = store.retention(days)
         created = store.ensure_ahead()
     print(f"retention {days} days: dropped {len(dropped)} partitions {', '.join(dropped)}".rstrip())
@@ -326,7 +338,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
     since = args.since
     config = _postgres(args)
-    with PostgresStore(config.postgres.url.reveal()) as store:
+    with PostgresStore(config.postgres.dsn()) as store:
         rows = store.list_alerts(since, args.severity, args.model)
     if args.json:
         import orjson
@@ -366,7 +378,7 @@ def cmd_features_history(args: argparse.Namespace) -> int:
     from driftline.report.queries import connect, feature_history, feature_names
 
     config = _postgres(args)
-    with connect(config.postgres.url.reveal(), args.schema) as conn:
+    with connect(config.postgres.dsn(), args.schema) as conn:
         rows = feature_history(conn, args.model, args.feature, args.since, args.model_version)
         known = [] if rows else feature_names(conn, args.model)
     if not rows:
@@ -392,7 +404,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     config = _postgres(args)
     path = write_report(
-        config.postgres.url.reveal(),
+        config.postgres.dsn(),
         args.out,
         model=args.model,
         model_version=args.model_version,
@@ -445,6 +457,45 @@ def _common_options(parser: argparse.ArgumentParser, default: object) -> argpars
 # Options accepted before and after the command name (SUPPRESS: the subcommand's copy does not
 # overwrite a value given before the command).
 _COMMON = _common_options(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+
+
+# -- retraining and A/B tests (logic in driftline/retrain/commands.py) -------------------------
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain(_config(args), args.retrain_model, args.reason, args.schema)
+
+
+def cmd_retrain_history(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_history(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_retrain_serve(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.retrain_serve(_config(args), args.metrics_port, args.schema)
+
+
+def cmd_ab_status(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_status(_config(args), args.model, args.json, args.schema)
+
+
+def cmd_ab_stop(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.ab_stop(_config(args), args.model, args.schema)
+
+
+def cmd_sink_training_sample(args: argparse.Namespace) -> int:
+    from driftline.retrain import commands
+
+    return commands.training_sample(_config(args), args.schema)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -637,10 +688,28 @@ def build_parser() -> argparse.ArgumentParser:
     write.set_defaults(func=cmd_dashboards_write)
 
     demo = _command(
-        commands, "demo", "end-to-end run on the local stack: simulate drift, run a worker, report"
+        commands,
+        "demo",
+        "the whole story on the running local stack: drift, alerts, retraining, A/B, report",
     )
     demo.add_argument(
-        "--records", type=int, default=20_000, help="predictions to produce (default 20000)"
+        "--speedup",
+        type=float,
+        default=12.0,
+        help="event-time seconds per wall-clock second (default 12: a window closes every 5 s)",
+    )
+    demo.add_argument(
+        "--window-seconds",
+        type=int,
+        default=60,
+        help="event-time window size of the demo's worker (default 60)",
+    )
+    demo.add_argument(
+        "-o",
+        "--out",
+        type=Path,
+        default=None,
+        help="where to write the HTML report (default .cache/demo/<run>/report.html)",
     )
     demo.set_defaults(func=cmd_demo)
 
@@ -676,6 +745,46 @@ def build_parser() -> argparse.ArgumentParser:
     sink_postgres.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     sink_postgres.set_defaults(func=cmd_sink_postgres)
     # -- end of the PostgreSQL block --------------------------------------------------------
+
+    # -- retraining and A/B tests (docs/RETRAINING.md) --------------------------------------
+    sink_sample = _command(
+        sink_commands, "training-sample", "keep a sample of labelled predictions for retraining"
+    )
+    sink_sample.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    sink_sample.set_defaults(func=cmd_sink_training_sample)
+    retrain = _command(
+        commands, "retrain", "retrain a model now (--model M --reason ...), history, serve"
+    )
+    retrain.add_argument("--model", dest="retrain_model", help="the model to retrain now")
+    retrain.add_argument("--reason", help="why (recorded with the run)")
+    retrain.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain.set_defaults(func=cmd_retrain)
+    retrain_commands = retrain.add_subparsers(dest="retrain_command", metavar="ACTION")
+    retrain_history = _command(
+        retrain_commands, "history", "versions, runs and every policy evaluation of a model"
+    )
+    retrain_history.add_argument("--model", required=True, help="the model to show")
+    retrain_history.add_argument("--json", action="store_true", help="one JSON object per line")
+    retrain_history.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain_history.set_defaults(func=cmd_retrain_history)
+    retrain_serve = _command(
+        retrain_commands, "serve", "follow the alerts topic: triggers, retraining, A/B tests"
+    )
+    retrain_serve.add_argument("--metrics-port", type=int, default=9110, help="/metrics port")
+    retrain_serve.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    retrain_serve.set_defaults(func=cmd_retrain_serve)
+    ab = _command(commands, "ab", "champion/challenger A/B tests")
+    ab_commands = ab.add_subparsers(dest="ab_command", metavar="ACTION")
+    ab_status = _command(ab_commands, "status", "the running (or last) A/B test of a model")
+    ab_status.add_argument("--model", required=True, help="the model to show")
+    ab_status.add_argument("--json", action="store_true", help="print one JSON object")
+    ab_status.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    ab_status.set_defaults(func=cmd_ab_status)
+    ab_stop = _command(ab_commands, "stop", "end a model's A/B test (champion keeps all)")
+    ab_stop.add_argument("--model", required=True, help="the model whose test to end")
+    ab_stop.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+    ab_stop.set_defaults(func=cmd_ab_stop)
+    # -- end of the retraining block ----------------------------------------------------------
     return parser
 
 
@@ -717,8 +826,11 @@ def _command_path(args: argparse.Namespace) -> str:
 
 def _is_usage_error(exc: BaseException) -> bool:
     from driftline.config import ConfigError
+    from driftline.security import KafkaConnectionError
     from driftline.tabular import TableError
 
+    if isinstance(exc, KafkaConnectionError):  # the settings may be right, the broker down
+        return False
     return isinstance(exc, ConfigError | TableError | FileNotFoundError)
 
 

@@ -6,7 +6,9 @@ for example `DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS` or `DRIFTLINE_POSTGRES_URL`.
 
 Validation happens here, once, at start: an unknown key, a wrong type or a missing required value
 raises `ConfigError` with a message that names the key. Secrets (passwords, URLs with credentials,
-webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value.
+webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value. Every secret `x`
+can instead be read from a file with the key `x_file` (`DRIFTLINE_<SECTION>_<X>_FILE`), the way
+Docker and Kubernetes mount secrets; the file's content, without a trailing newline, is the value.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import ssl
 import types
 import typing
 from collections.abc import Mapping
@@ -26,10 +29,12 @@ import yaml
 __all__ = [
     "Config",
     "ConfigError",
+    "FormatsConfig",
     "KafkaConfig",
     "LabelsConfig",
     "NotificationsConfig",
     "PostgresConfig",
+    "RetrainingConfig",
     "Secret",
     "TopicsConfig",
     "WindowConfig",
@@ -83,6 +88,7 @@ class Secret:
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+PgSslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,43 @@ class KafkaConfig:
     sasl_username: str | None = None
     sasl_password: Secret | None = None
     ssl_cafile: str | None = None
+    ssl_certfile: str | None = None  # client certificate (mTLS), PEM
+    ssl_keyfile: str | None = None  # its private key, PEM
+    ssl_key_password: Secret | None = None  # if the key is encrypted
+
+    def __post_init__(self) -> None:
+        _files_exist(
+            kafka_ssl_cafile=self.ssl_cafile,
+            kafka_ssl_certfile=self.ssl_certfile,
+            kafka_ssl_keyfile=self.ssl_keyfile,
+        )
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ConfigError(
+                "kafka.ssl_keyfile: set kafka.ssl_certfile too (the client certificate)"
+            )
+        if self.security_protocol.startswith("SASL") and not (
+            self.sasl_username and self.sasl_password
+        ):
+            raise ConfigError(
+                f"kafka.sasl_username and kafka.sasl_password: required with security_protocol "
+                f"{self.security_protocol}"
+            )
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context for Python clients (aiokafka/Faust), or None without TLS: verifies the
+        broker against `ssl_cafile` (else the system's CAs) and its host name, and presents the
+        client certificate when one is configured.
+
+        >>> KafkaConfig().ssl_context() is None
+        True
+        """
+        if "SSL" not in self.security_protocol:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            password = self.ssl_key_password.reveal() if self.ssl_key_password else None
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, password)
+        return context
 
     def confluent_settings(self) -> dict[str, str | int | float | bool]:
         """Connection settings in librdkafka's vocabulary (for confluent-kafka clients)."""
@@ -108,6 +151,12 @@ class KafkaConfig:
             settings["sasl.password"] = self.sasl_password.reveal()
         if self.ssl_cafile:
             settings["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_certfile:
+            settings["ssl.certificate.location"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            settings["ssl.key.location"] = self.ssl_keyfile
+        if self.ssl_key_password:
+            settings["ssl.key.password"] = self.ssl_key_password.reveal()
         return settings
 
 
@@ -188,8 +237,8 @@ class NotificationsConfig:
     pagerduty_routing_key: Secret | None = None
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     smtp_host: str | None = None
-    smtp_port: int = 587
-    smtp_starttls: bool = True
+    smtp_port: int = 587  # 465: implicit TLS (SMTPS); otherwise STARTTLS unless smtp_starttls
+    smtp_starttls: bool = True  # false only for a relay without login (credentials need TLS)
     smtp_username: str | None = None
     smtp_password: Secret | None = None
     email_from: str | None = None
@@ -206,6 +255,11 @@ class NotificationsConfig:
             raise ConfigError(
                 "notifications.email_from and notifications.email_to: required with smtp_host"
             )
+        if self.smtp_password and not self.smtp_starttls and self.smtp_port != 465:
+            raise ConfigError(
+                "notifications.smtp_starttls: the SMTP password would be sent in clear text; "
+                "enable STARTTLS or use implicit TLS (smtp_port 465)"
+            )
 
 
 @dataclass(frozen=True)
@@ -214,9 +268,159 @@ class PostgresConfig:
         default_factory=lambda: Secret("postgresql://driftline:driftline@127.0.0.1:5432/driftline")
     )
     retention_days: int = 90
+    # TLS (libpq's names). sslmode defaults to verify-full when a CA (sslrootcert) is configured,
+    # else to libpq's own default (prefer: TLS if the server offers it, unverified).
+    sslmode: PgSslMode | None = None
+    sslrootcert: str | None = None
+    sslcert: str | None = None  # client certificate
+    sslkey: str | None = None
 
     def __post_init__(self) -> None:
         _at_least(1, postgres_retention_days=self.retention_days)
+        _files_exist(
+            postgres_sslrootcert=self.sslrootcert,
+            postgres_sslcert=self.sslcert,
+            postgres_sslkey=self.sslkey,
+        )
+        if self.sslmode in ("verify-ca", "verify-full") and not self.sslrootcert:
+            raise ConfigError(f"postgres.sslrootcert: required with sslmode {self.sslmode}")
+
+    def tls_settings(self) -> dict[str, str]:
+        """The libpq TLS parameters this config adds to the URL.
+
+        >>> PostgresConfig(sslrootcert=None).tls_settings()
+        {}
+        """
+        settings = {
+            "sslrootcert": self.sslrootcert,
+            "sslcert": self.sslcert,
+            "sslkey": self.sslkey,
+            "sslmode": self.sslmode or ("verify-full" if self.sslrootcert else None),
+        }
+        return {key: value for key, value in settings.items() if value}
+
+    def dsn(self) -> str:
+        """The connection string for psycopg: the URL with the TLS settings (parameters already
+        in the URL win). Contains the password: pass it to the driver, never log it."""
+        from psycopg import ProgrammingError
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            given = conninfo_to_dict(self.url.reveal())
+        except ProgrammingError:  # the message would quote the URL, password included
+            raise ConfigError("postgres.url: not a PostgreSQL URL or connection string") from None
+        extra = {k: v for k, v in self.tls_settings().items() if k not in given}
+        return make_conninfo(self.url.reveal(), **extra) if extra else self.url.reveal()
+
+
+@dataclass(frozen=True)
+class RetrainingConfig:
+    """Retraining, registry and A/B tests (`driftline retrain ...`, docs/RETRAINING.md)."""
+
+    policies_file: str = "config/retraining_policies.yaml"
+    pipeline: str = "driftline.retrain.sklearn_pipeline:train"  # package.module:function
+    artifact_dir: str = ".cache/artifacts"
+    registry: Literal["postgres", "mlflow"] = "postgres"
+    mlflow_tracking_uri: str | None = None  # with registry: mlflow, e.g. http://mlflow:5000
+    control_topic: str = "driftline.model-control"
+    sample_rate: float = 0.1  # share of predictions kept in training_samples
+    sample_rates: dict[str, float] = field(default_factory=dict)  # per model
+    sample_max_rows_per_version: int = 200_000
+    sample_retention_days: int = 30
+    holdout_fraction: float = 0.2  # newest share of the labelled sample held out
+    min_offline_improvement: float = 0.0  # accuracy points a candidate must gain offline
+    challenger_traffic_share: float = 0.2
+    ab_alpha: float = 0.05
+    ab_min_detectable_effect: float = 0.03
+    ab_min_samples_per_arm: int = 200
+    ab_max_duration_seconds: float = 86_400.0
+    ab_max_error_rate_increase: float = 0.02
+    ab_max_latency_p99_ratio: float = 1.5
+    ab_min_guardrail_samples: int = 100
+    evaluate_interval_seconds: float = 30.0
+
+    def __post_init__(self) -> None:
+        _at_least(
+            1,
+            retraining_sample_max_rows_per_version=self.sample_max_rows_per_version,
+            retraining_sample_retention_days=self.sample_retention_days,
+            retraining_ab_min_samples_per_arm=self.ab_min_samples_per_arm,
+            retraining_ab_min_guardrail_samples=self.ab_min_guardrail_samples,
+        )
+        shares = {
+            "sample_rate": self.sample_rate,
+            **{f"sample_rates.{m}": r for m, r in self.sample_rates.items()},
+            "challenger_traffic_share": self.challenger_traffic_share,
+        }
+        for key, value in shares.items():
+            if not 0 < value <= 1:
+                raise ConfigError(f"retraining.{key}: must be in (0, 1], got {value}")
+        open_unit = {
+            "holdout_fraction": self.holdout_fraction,
+            "ab_alpha": self.ab_alpha,
+            "ab_min_detectable_effect": self.ab_min_detectable_effect,
+        }
+        for key, value in open_unit.items():
+            if not 0 < value < 1:
+                raise ConfigError(f"retraining.{key}: must be between 0 and 1, got {value}")
+        positive = {
+            "ab_max_duration_seconds": self.ab_max_duration_seconds,
+            "ab_max_latency_p99_ratio": self.ab_max_latency_p99_ratio,
+            "evaluate_interval_seconds": self.evaluate_interval_seconds,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"retraining.{key}: must be > 0, got {value}")
+        if self.ab_max_error_rate_increase < 0 or self.min_offline_improvement < 0:
+            raise ConfigError(
+                "retraining.ab_max_error_rate_increase and retraining.min_offline_improvement:"
+                " must be >= 0"
+            )
+        if self.registry == "mlflow" and not self.mlflow_tracking_uri:
+            raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
+        module, sep, function = self.pipeline.partition(":")
+        if not sep or not module or not function.isidentifier():
+            raise ConfigError(
+                f"retraining.pipeline: expected package.module:function, got {self.pipeline!r}"
+            )
+
+    def sample_rate_for(self, model: str) -> float:
+        """The sample rate of `model`: its own if configured, else `sample_rate`."""
+        return self.sample_rates.get(model, self.sample_rate)
+
+
+@dataclass(frozen=True)
+class FormatsConfig:
+    """Wire formats of the input topics (`driftline.streams.formats`, docs/FORMATS.md)."""
+
+    predictions: str = "driftline"  # driftline | cloudevents | oip
+    labels: str = "driftline"  # driftline | cloudevents
+    oip_model: str | None = None  # model name for oip records (default: response model_name)
+    oip_columns: dict[str, str] = field(default_factory=dict)  # tensor -> "col1 col2 ..."
+    oip_prediction_output: str | None = None  # output tensor holding the prediction
+    oip_require_response: bool = True  # false: requests alone become records (no join)
+    oip_max_pending: int = 10_000  # request/response halves waiting for their other half
+    oip_max_pending_bytes: int = 64 * 1024 * 1024
+    oip_max_wait_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        from driftline.streams.formats import LABEL_FORMATS, PREDICTION_FORMATS
+
+        for key, value, known in (
+            ("predictions", self.predictions, PREDICTION_FORMATS),
+            ("labels", self.labels, LABEL_FORMATS),
+        ):
+            if value not in known:
+                raise ConfigError(
+                    f"formats.{key}: expected one of {', '.join(known)}, got {value!r}"
+                )
+        _at_least(1, formats_oip_max_pending=self.oip_max_pending)
+        _at_least(1, formats_oip_max_pending_bytes=self.oip_max_pending_bytes)
+        if self.oip_max_wait_seconds <= 0:
+            raise ConfigError("formats.oip_max_wait_seconds: must be > 0")
+        for tensor, names in self.oip_columns.items():
+            if not names.split():
+                raise ConfigError(f"formats.oip_columns.{tensor}: expected column names")
 
 
 @dataclass(frozen=True)
@@ -228,6 +432,8 @@ class Config:
     labels: LabelsConfig = field(default_factory=LabelsConfig)
     notifications: NotificationsConfig = field(default_factory=NotificationsConfig)
     postgres: PostgresConfig = field(default_factory=PostgresConfig)
+    retraining: RetrainingConfig = field(default_factory=RetrainingConfig)
+    formats: FormatsConfig = field(default_factory=FormatsConfig)
 
 
 def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
@@ -271,6 +477,8 @@ def environment_variables(cls: type[Any] = Config, prefix: str = "") -> dict[str
             names.update(environment_variables(hints[f.name], f"{key}."))
         else:
             names[ENV_PREFIX + key.replace(".", "_").upper()] = key
+            if _is_secret(hints[f.name]):  # the secret read from a file instead
+                names[ENV_PREFIX + f"{key}_file".replace(".", "_").upper()] = f"{key}_file"
     return names
 
 
@@ -306,8 +514,9 @@ def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> 
         raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    secret_files = {f"{name}_file": name for name in fields if _is_secret(hints[name])}
     for key in raw:
-        if key not in fields:
+        if key not in fields and key not in secret_files:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
@@ -319,13 +528,45 @@ def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> 
             values[name] = _build(hint, raw.get(name, {}), f"{key}.", environ)  # type: ignore[arg-type]
             continue
         env_name = ENV_PREFIX + key.replace(".", "_").upper()
-        if env_name in environ:
+        secret_file = _secret_file(name, key, raw, environ) if _is_secret(hint) else None
+        if secret_file is not None:
+            values[name] = secret_file
+        elif env_name in environ:
             values[name] = _coerce(
                 environ[env_name], hint, f"{key} (from {env_name})", from_env=True
             )
         elif name in raw:
             values[name] = _coerce(raw[name], hint, key, from_env=False)
     return cls(**values)
+
+
+def _is_secret(hint: Any) -> bool:
+    return hint is Secret or Secret in get_args(hint)
+
+
+def _secret_file(name: str, key: str, raw: dict[str, Any], environ: Mapping[str, str]) -> Any:
+    """The secret `key` read from the file named by `key_file` (environment first), or None."""
+    env_name = ENV_PREFIX + f"{key}_file".replace(".", "_").upper()
+    if env_name in environ:
+        path, source = environ[env_name], f"{key}_file (from {env_name})"
+    elif raw.get(f"{name}_file") is not None:
+        path, source = raw[f"{name}_file"], f"{key}_file"
+    else:
+        return None
+    try:
+        value = Path(str(path)).read_text().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read {path}: {exc.strerror}") from None
+    if not value:
+        raise ConfigError(f"{source}: {path} is empty")
+    return Secret(value)
+
+
+def _files_exist(**paths: str | None) -> None:
+    for name, path in paths.items():
+        if path and not Path(path).is_file():
+            key = name.replace("_", ".", 1)
+            raise ConfigError(f"{key}: file {path} does not exist")
 
 
 def _coerce(value: Any, hint: Any, key: str, *, from_env: bool) -> Any:

@@ -24,6 +24,10 @@ YAML_PATH = Path(__file__).resolve().parent.parent / "config" / "driftline.yaml"
 # Descriptions of the keys whose comment in config/driftline.yaml is missing or only makes
 # sense next to its neighbours there; these win over the comment.
 EXTRA = {
+    "kafka.ssl_key_password": "passphrase of kafka.ssl_keyfile if the key is encrypted (secret; or ssl_key_password_file)",
+    "postgres.sslrootcert": "CA that signed the PostgreSQL server's certificate; with it sslmode defaults to verify-full",
+    "postgres.sslkey": "private key of postgres.sslcert (client certificate authentication)",
+    "retraining.ab_max_latency_p99_ratio": "guardrail: the challenger's latency p99 over the champion's; above it the challenger is rolled back at once",
     "kafka.security_protocol": "how to reach the brokers: plain, TLS (SSL), SASL, or SASL over TLS",
     "worker.batch_timeout_seconds": "a batch is taken after this long even if smaller than batch_size",
     "notifications.webhook_secret": "HMAC-SHA256 key signing webhook bodies (X-Driftline-Signature; secret)",

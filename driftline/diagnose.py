@@ -48,59 +48,26 @@ def mask_url(text: str) -> str:
 
 
 def check_kafka(config: Config, topics: Iterable[str] = (), timeout: float = 5.0) -> None:
-    """Raise CommandError unless the brokers answer within ``timeout`` seconds (with the
-    configured security settings) and every topic in ``topics`` exists."""
-    from confluent_kafka import KafkaError, KafkaException
+    """Raise unless the brokers answer within ``timeout`` seconds with the configured security
+    settings (`driftline.security.check_kafka` explains refused logins and certificates) and
+    every topic in ``topics`` exists."""
     from confluent_kafka.admin import AdminClient
 
-    errors: list[str] = []
+    from driftline.security import check_kafka as check_connection
 
-    def on_error(error: KafkaError) -> None:
-        errors.append(str(error.str()))
-
-    settings: dict[str, Any] = dict(config.kafka.confluent_settings())
-    settings["error_cb"] = on_error
-    settings["log_level"] = 0  # the reason is reported once, below, not as librdkafka's lines
-    settings["socket.connection.setup.timeout.ms"] = int(timeout * 1000)
-    admin = AdminClient(settings)
-    servers = config.kafka.bootstrap_servers
-    try:
-        metadata = admin.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        admin.poll(0.1)  # serves error_cb: librdkafka's reason (refused, DNS, TLS, SASL)
-        reason = errors[-1] if errors else exc.args[0].str()
-        security = re.search(r"SASL|SSL|auth|certificate|handshake", reason, re.IGNORECASE)
-        hint = (
-            "check kafka.security_protocol, kafka.sasl_mechanism, kafka.sasl_username, "
-            "kafka.sasl_password and kafka.ssl_cafile (DRIFTLINE_KAFKA_*) against the "
-            "broker's listener"
-            if security
-            else "check kafka.bootstrap_servers (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS) and that "
-            "the broker is running"
-        )
-        raise CommandError(
-            f"cannot reach Kafka at {servers} ({config.kafka.security_protocol}) within "
-            f"{timeout:g} s: {_kafka_reason(reason)}; {hint}"
-        ) from None
-    auth = [e for e in errors if "auth" in e.lower() or "SASL" in e]
-    if auth:
-        raise CommandError(
-            f"Kafka at {servers} refused the credentials: {auth[-1]}; check kafka.sasl_username "
-            "and kafka.sasl_password (DRIFTLINE_KAFKA_SASL_*)"
-        )
-    missing = [t for t in topics if t not in metadata.topics]
+    check_connection(config.kafka, timeout=timeout)
+    wanted = list(topics)
+    if not wanted:
+        return
+    settings: dict[str, Any] = {**config.kafka.confluent_settings(), "log_level": 0}
+    metadata = AdminClient(settings).list_topics(timeout=timeout)
+    missing = [t for t in wanted if t not in metadata.topics]
     if missing:
         raise CommandError(
-            f"topic {', '.join(missing)} does not exist on {servers}: create it with "
-            "`driftline topics create`, or point topics.* (DRIFTLINE_TOPICS_*) at your topics"
+            f"topic {', '.join(missing)} does not exist on {config.kafka.bootstrap_servers}: "
+            "create it with `driftline topics create`, or point topics.* (DRIFTLINE_TOPICS_*) "
+            "at your topics"
         )
-
-
-def _kafka_reason(text: str) -> str:
-    # librdkafka: "127.0.0.1:9999/bootstrap: Connect to ipv4#127.0.0.1:9999 failed: Connection
-    # refused (after 0ms in state CONNECT)" -> "Connect to ... failed: Connection refused"
-    text = re.sub(r"\s*\(after \d+ms in state \w+\)", "", text)
-    return text.split(": ", 1)[1] if "/bootstrap: " in text else text
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------

@@ -6,18 +6,21 @@ makes a whole block of records with numpy, then turns it into dicts once.
 A drift schedule is a list of `Drift(kind, start, end, magnitude)` in seconds of event time
 after the simulation start:
 
-- `abrupt`: from `start`, `amount` shifts by `magnitude` standard deviations;
+- `abrupt`: from `start`, `feature` (default `amount`) shifts by `magnitude` standard deviations;
 - `gradual`: between `start` and `end`, the share of shifted records grows from 0 to 1;
 - `recurring`: between `start` and `end`, shifted and normal periods alternate every `period`;
 - `concept`: from `start`, the label relation flips (features unchanged: only labels show it);
 - `latency`: between `start` and `end`, serving latency is multiplied by `magnitude`;
-- `errors`: between `start` and `end`, a share `magnitude` of predictions fail.
+- `errors`: between `start` and `end`, a share `magnitude` of predictions fail;
+- `missing`: between `start` and `end`, a share `magnitude` of `feature`'s values are null (a
+  broken upstream feature; the truth still depends on the real value).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,6 +30,7 @@ __all__ = [
     "CATEGORICAL_FEATURES",
     "NUMERIC_FEATURES",
     "Drift",
+    "ab_routing",
     "fraud_records",
     "parse_drift",
     "simulate",
@@ -52,7 +56,7 @@ _CATEGORIES = {
 }
 DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
-DriftKind = Literal["abrupt", "gradual", "recurring", "concept", "latency", "errors"]
+DriftKind = Literal["abrupt", "gradual", "recurring", "concept", "latency", "errors", "missing"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,13 @@ class Drift:
     end: float = math.inf
     magnitude: float = 1.0
     period: float = 300.0  # for recurring drift
+    feature: str = "amount"  # the numeric feature abrupt/gradual/recurring/missing act on
+
+    def __post_init__(self) -> None:
+        if self.feature not in NUMERIC_FEATURES:
+            raise ValueError(
+                f"drift feature {self.feature!r}: expected one of {', '.join(NUMERIC_FEATURES)}"
+            )
 
     def weight(
         self, t: np.ndarray[Any, np.dtype[np.float64]]
@@ -84,7 +95,7 @@ def parse_drift(text: str) -> Drift:
     """`KIND:START[-END][:MAGNITUDE]`, times in seconds after the start.
 
     >>> parse_drift("gradual:600-1200:0.5")
-    Drift(kind='gradual', start=600.0, end=1200.0, magnitude=0.5, period=300.0)
+    Drift(kind='gradual', start=600.0, end=1200.0, magnitude=0.5, period=300.0, feature='amount')
     >>> parse_drift("concept:1800").end
     inf
     """
@@ -128,12 +139,18 @@ def simulate(
     latency_ms = rng.lognormal(mean=2.5, sigma=0.4, size=n)
     failed = np.zeros(n, dtype=bool)
     flipped = np.zeros(n, dtype=bool)
+    nulls: dict[int, np.ndarray[Any, np.dtype[np.bool_]]] = {}
     for drift in schedule:
         w = drift.weight(rel)
+        column = NUMERIC_FEATURES.index(drift.feature)
         if drift.kind in ("abrupt", "recurring"):
-            numeric[:, 0] += drift.magnitude * w
+            numeric[:, column] += drift.magnitude * w
         elif drift.kind == "gradual":
-            numeric[:, 0] += drift.magnitude * (rng.random(n) < w)
+            numeric[:, column] += drift.magnitude * (rng.random(n) < w)
+        elif drift.kind == "missing":
+            nulls[column] = nulls.get(column, np.zeros(n, dtype=bool)) | (
+                rng.random(n) < drift.magnitude * w
+            )
         elif drift.kind == "concept":
             flipped |= w > 0
         elif drift.kind == "latency":
@@ -149,6 +166,9 @@ def simulate(
     }
     times = start_time + rel
     numeric_rows = np.round(numeric, 6).tolist()
+    for column, mask in nulls.items():
+        for i in np.flatnonzero(mask).tolist():
+            numeric_rows[i][column] = None
     records: list[dict[str, Any]] = []
     labels: list[dict[str, Any]] = []
     for i in range(n):
@@ -209,9 +229,12 @@ def publish(
     settings: dict[str, Any] | None = None,
     progress: bool = False,
     block: int = 2_000,
+    route: Callable[[str, str], str] | None = None,
 ) -> int:
     """Publish a simulated stream with the client (predictions, then labels `label_delay`
-    event-time seconds later). `realtime` paces publishing to the event-time rate."""
+    event-time seconds later). `realtime` paces publishing to the event-time rate. `route`
+    (model, prediction id) -> version: the serving version of each prediction, e.g. the
+    router's during an A/B test (:func:`ab_routing`)."""
     import sys
     import time
 
@@ -236,6 +259,8 @@ def publish(
                 model_version=model_version,
             )
             for record in records:
+                if route is not None:
+                    record["model_version"] = route(record["model"], record["prediction_id"])
                 if realtime:
                     lag = (record["timestamp"] - start) - (time.monotonic() - wall_start)
                     if lag > 0:
@@ -264,3 +289,38 @@ def publish(
     if progress:
         sys.stderr.write("\n")
     return n
+
+
+@contextmanager
+def ab_routing(
+    bootstrap_servers: str,
+    control_topic: str,
+    model: str,
+    *,
+    settings: dict[str, Any] | None = None,
+    wait_seconds: float = 2.0,
+) -> Iterator[tuple[Callable[[str, str], str] | None, str]]:
+    """The router's choice of version per prediction while an A/B test of ``model`` is running
+    (a routing decision with a challenger on ``control_topic``), else None; with a sentence
+    saying which. What `driftline simulate` uses so that simulated traffic splits like real
+    traffic during a test (the scores stay the simulator's: it has no models; for predictions
+    by the registered artifacts see :class:`driftline.retrain.traffic.RoutedService`)."""
+    from driftline.router import ModelRouter
+
+    try:
+        router = ModelRouter(bootstrap_servers, control_topic, settings=settings)
+    except Exception as exc:  # no control topic (no retraining set up): nothing to route
+        yield None, f"no routing ({control_topic}: {exc})"
+        return
+    with router:
+        decision = router.wait_for(model, lambda d: True, timeout=wait_seconds)
+        if decision is None or decision.challenger is None:
+            yield None, f"no A/B test of {model} running: every prediction as given"
+            return
+        yield (
+            router.route,
+            (
+                f"A/B test of {model} running: {decision.challenger_share:.0%} of predictions to "
+                f"{model}@{decision.challenger}, the rest to {model}@{decision.champion}"
+            ),
+        )

@@ -152,3 +152,84 @@ def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) 
     }
     env.update({f"DRIFTLINE_{key}": value for key, value in overrides.items()})
     return env
+
+
+# -- private instances for the security and fault tests (never the shared stack) -----------------
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """A throwaway PKI: CA, broker/server certificate, client certificates, and an unrelated
+    CA (to prove an untrusted certificate is refused)."""
+
+    directory: Path
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+    rogue_ca: Path
+    rogue_client_cert: Path
+    rogue_client_key: Path
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    from tests.security.pki import make_pki
+
+    directory = tmp_path_factory.mktemp("tls")
+    pki = make_pki(directory)
+    server_cert, server_key = pki.issue("broker", server=True)
+    (directory / "broker.pem").write_text(server_key.read_text() + server_cert.read_text())
+    client_cert, client_key = pki.issue("driftline")
+    rogue = make_pki(directory, ca_name="rogue-ca")
+    rogue_cert, rogue_key = rogue.issue("intruder", ca_name="rogue-ca")
+    return TlsFiles(
+        directory, pki.ca, server_cert, server_key, client_cert, client_key,
+        rogue.ca, rogue_cert, rogue_key,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def private_kafka(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A Kafka of this test session (PLAINTEXT, SASL_SSL/SCRAM-SHA-512 and mTLS listeners),
+    started once; tests may stop and restart it. SCRAM user `driftline`."""
+    import secrets
+
+    from tests.security.services import PrivateKafka
+
+    broker = PrivateKafka(
+        tmp_path_factory.mktemp("kafka-cache"),
+        tls_files.directory,
+        {"driftline": "scram-" + secrets.token_urlsafe(12)},
+    )
+    try:
+        broker.start()
+    except RuntimeError as exc:
+        broker.stop()
+        pytest.fail(f"the private Kafka did not start: {exc}", pytrace=False)
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def private_postgres(
+    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """A PostgreSQL of this test session with TLS on, started by deploy/local/postgres.sh from a
+    0700 directory (as a clone under root's home would be)."""
+    import secrets
+
+    from tests.security.services import PrivatePostgres
+
+    cache = tmp_path_factory.mktemp("pg-clone") / ".cache"
+    server = PrivatePostgres(
+        cache, "pg-" + secrets.token_urlsafe(12), tls_files.server_cert, tls_files.server_key
+    )
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.stop()
+        pytest.fail(f"the private PostgreSQL did not start: {exc}", pytrace=False)
+    yield server
+    server.stop()

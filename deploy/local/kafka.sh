@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Apache Kafka in KRaft combined mode (one node, broker+controller) from Maven Central jars.
 # Usage: kafka.sh install|start|stop|status
+# A second, private broker (tests: TLS/SCRAM listeners, a broker to restart) is the same script
+# with other ports and a cache of its own: DRIFTLINE_CACHE, KAFKA_PORT, KAFKA_CONTROLLER_PORT; and
+#   KAFKA_LIB               where the jars are (default $KAFKA_HOME/lib; share one download)
+#   KAFKA_EXTRA_PROPERTIES  a file appended to server.properties (later keys win: listeners, TLS)
+#   KAFKA_FORMAT_ARGS       more arguments for the storage format, e.g. --add-scram 'SCRAM-SHA-512=[...]'
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 POM="$ROOT/deploy/local/kafka/pom.xml"
-LIB="$KAFKA_HOME/lib"
+LIB="${KAFKA_LIB:-$KAFKA_HOME/lib}"
 DATA="$KAFKA_HOME/data"
 CONF="$KAFKA_HOME/server.properties"
 STAMP="$LIB/.version"
@@ -45,6 +50,7 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=168
 CONF
+  if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then cat "$KAFKA_EXTRA_PROPERTIES" >>"$CONF"; fi
   cat >"$KAFKA_HOME/log4j2.yaml" <<'CONF'
 Configuration:
   Appenders:
@@ -77,8 +83,10 @@ start() {
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT is taken by a process we did not start; set KAFKA_PORT"
   write_config
   # Static quorum (controller.quorum.voters), so format without --standalone; idempotent.
+  # shellcheck disable=SC2086 # KAFKA_FORMAT_ARGS is a list of arguments
+  eval "set -- ${KAFKA_FORMAT_ARGS:-}"
   java -cp "$LIB/*" kafka.tools.StorageTool format -t driftline-local-cluster0001 -c "$CONF" \
-      --ignore-formatted >"$DRIFTLINE_LOGS/kafka-format.log" 2>&1 \
+      --ignore-formatted "$@" >"$DRIFTLINE_LOGS/kafka-format.log" 2>&1 \
     || die "formatting Kafka storage failed, see $DRIFTLINE_LOGS/kafka-format.log"
   log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
   nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Dlog4j2.configurationFile="$KAFKA_HOME/log4j2.yaml" \

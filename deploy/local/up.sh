@@ -7,6 +7,7 @@ started=$SECONDS
 bash "$ROOT/deploy/local/kafka.sh" start
 bash "$ROOT/deploy/local/postgres.sh" start
 bash "$ROOT/deploy/local/prometheus.sh" start
+bash "$ROOT/deploy/local/chromium.sh"  # the HTML report's browser test
 if [[ -x "$ROOT/.cache/venv/bin/driftline" ]]; then
   "$ROOT/.cache/venv/bin/driftline" --config "$ROOT/config/driftline.yaml" topics create
 fi

@@ -8,8 +8,13 @@ PagerDuty, resolutions to the channels that got the alert. A delivery is retried
 next pass, never dropped, and never stops the process. Every outcome is logged and counted
 (`driftline_notifications_total{channel,outcome}`).
 
+A malformed message on either topic (not JSON, not an object, a field missing or of the wrong
+type) is logged, counted (`driftline_notify_rejected_total{topic,reason}`), copied to the
+dead-letter topic with the reason in its headers, and skipped: it never stops the process.
+
 Channels use the standard library only (urllib, smtplib): few dependencies where a webhook is
-one POST.
+one POST. Webhooks are signed over a timestamp and the body (`WebhookVerifier` checks both on the
+receiving side); SMTP never sends a password without TLS.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import smtplib
 import ssl
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -30,7 +35,7 @@ import orjson
 from prometheus_client import Counter
 
 from driftline.config import Config, NotificationsConfig
-from driftline.sinks.policy import AlertPolicy, Notification
+from driftline.sinks.policy import AlertPolicy, Notification, event_problem, summary_problem
 from driftline.sinks.prometheus import REGISTRY
 
 log = logging.getLogger(__name__)
@@ -43,14 +48,23 @@ __all__ = [
     "PagerDutyChannel",
     "SlackChannel",
     "WebhookChannel",
+    "WebhookVerificationError",
+    "WebhookVerifier",
     "channels_from_config",
     "run_notifier",
+    "sign_webhook",
 ]
 
 NOTIFICATIONS = Counter(
     "driftline_notifications",
     "Notifications by channel and outcome (sent, failed: retried later).",
     ["channel", "outcome"],
+    registry=REGISTRY,
+)
+REJECTED = Counter(
+    "driftline_notify_rejected",
+    "Malformed messages the notifier skipped (and sent to the dead-letter topic), by topic.",
+    ["topic", "reason"],
     registry=REGISTRY,
 )
 
@@ -63,8 +77,10 @@ class Channel(Protocol):
         """Deliver or raise."""
 
 
-def _post_json(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> bytes:
-    data = orjson.dumps(body)
+def _post_json(
+    url: str, body: dict[str, Any] | bytes, headers: dict[str, str] | None = None
+) -> bytes:
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
     request = urllib.request.Request(
         url,
         data=data,
@@ -98,23 +114,98 @@ class SlackChannel:
         )
 
 
+SIGNATURE_HEADER = "X-Driftline-Signature"
+TIMESTAMP_HEADER = "X-Driftline-Timestamp"
+
+
+def sign_webhook(secret: bytes, timestamp: int, body: bytes) -> str:
+    """The signature header value: HMAC-SHA256 over `<timestamp>.<body>`, so a captured request
+    cannot be replayed later with a fresh timestamp.
+
+    >>> sign_webhook(b"k", 1700000000, b"{}")[:15]
+    'sha256=c6ef4734'
+    """
+    message = str(timestamp).encode() + b"." + body
+    return "sha256=" + hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+
 @dataclass
 class WebhookChannel:
-    """Generic webhook: the alert as JSON, signed with HMAC-SHA256 over the body
-    (`X-Driftline-Signature: sha256=<hex>`) when a secret is configured."""
+    """Generic webhook: the alert as JSON. With a secret, signed: `X-Driftline-Timestamp` (Unix
+    seconds) and `X-Driftline-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`;
+    receivers check both with `WebhookVerifier` (docs/SECURITY.md)."""
 
     url: str
     secret: bytes | None = None
     name: str = "webhook"
     pages: bool = False
+    clock: Callable[[], float] = time.time
 
     def send(self, notification: Notification) -> None:
-        body = payload(notification)
+        body = orjson.dumps(payload(notification))
         headers = {}
         if self.secret:
-            digest = hmac.new(self.secret, orjson.dumps(body), hashlib.sha256).hexdigest()
-            headers["X-Driftline-Signature"] = f"sha256={digest}"
+            timestamp = int(self.clock())
+            headers[TIMESTAMP_HEADER] = str(timestamp)
+            headers[SIGNATURE_HEADER] = sign_webhook(self.secret, timestamp, body)
         _post_json(self.url, body, headers)
+
+
+class WebhookVerificationError(ValueError):
+    """The request is not a fresh, authentic driftline webhook: reject it (HTTP 401)."""
+
+
+@dataclass
+class WebhookVerifier:
+    """For the receiver of driftline's webhooks: accepts a request only if its signature matches
+    the shared secret, its timestamp is within `tolerance_seconds` of the receiver's clock, and
+    the same signature was not accepted before (a replay inside the tolerance).
+
+    >>> verifier = WebhookVerifier(b"k", clock=lambda: 1700000010)
+    >>> body = b'{"alert_id": "a1"}'
+    >>> headers = {"X-Driftline-Timestamp": "1700000000",
+    ...            "X-Driftline-Signature": sign_webhook(b"k", 1700000000, body)}
+    >>> verifier.verify(body, headers)["alert_id"]
+    'a1'
+    >>> verifier.verify(body, headers)
+    Traceback (most recent call last):
+    ...
+    driftline.sinks.notify.WebhookVerificationError: replayed request (signature already accepted)
+    """
+
+    secret: bytes
+    tolerance_seconds: float = 300.0
+    clock: Callable[[], float] = time.time
+    _seen: dict[str, float] = field(default_factory=dict)
+
+    def verify(self, body: bytes, headers: Any) -> dict[str, Any]:
+        """Check a request (raw body bytes, headers: any case-insensitive or plain mapping) and
+        return the decoded alert; raise `WebhookVerificationError` saying why not."""
+        lowered = {str(k).lower(): str(v) for k, v in dict(headers).items()}
+        signature = lowered.get(SIGNATURE_HEADER.lower())
+        stamp = lowered.get(TIMESTAMP_HEADER.lower())
+        if not signature or not stamp:
+            raise WebhookVerificationError("unsigned request (signature or timestamp missing)")
+        try:
+            timestamp = int(stamp)
+        except ValueError:
+            raise WebhookVerificationError("malformed timestamp") from None
+        if not hmac.compare_digest(signature, sign_webhook(self.secret, timestamp, body)):
+            raise WebhookVerificationError("bad signature (wrong secret or altered request)")
+        now = self.clock()
+        if abs(now - timestamp) > self.tolerance_seconds:
+            raise WebhookVerificationError(
+                f"stale request: timestamp {timestamp} is more than "
+                f"{self.tolerance_seconds:g} s from now"
+            )
+        for seen, at in list(self._seen.items()):  # forget what is too old to pass anyway
+            if now - at > self.tolerance_seconds:
+                del self._seen[seen]
+        if signature in self._seen:
+            raise WebhookVerificationError("replayed request (signature already accepted)")
+        self._seen[signature] = timestamp
+        decoded: dict[str, Any] = orjson.loads(body)
+        return decoded
 
 
 @dataclass
@@ -144,9 +235,14 @@ class PagerDutyChannel:
         _post_json(self.url, body)
 
 
+class InsecureSMTPError(RuntimeError):
+    """Refused to send SMTP credentials over a connection without TLS."""
+
+
 @dataclass
 class EmailChannel:
-    """E-mail over SMTP, with STARTTLS and login when configured."""
+    """E-mail over SMTP: implicit TLS on port 465, else STARTTLS (required, never skipped when the
+    server does not offer it) unless `starttls` is off; credentials are never sent without TLS."""
 
     host: str
     port: int
@@ -156,6 +252,7 @@ class EmailChannel:
     password: str | None = None
     starttls: bool = True
     tls_context: ssl.SSLContext | None = None
+    implicit_tls: bool | None = None  # SMTPS; None: on port 465
     name: str = "email"
     pages: bool = False
 
@@ -169,9 +266,21 @@ class EmailChannel:
             + "\n\n"
             + orjson.dumps(payload(notification), option=orjson.OPT_INDENT_2).decode()
         )
-        with smtplib.SMTP(self.host, self.port, timeout=10) as smtp:
-            if self.starttls:
-                smtp.starttls(context=self.tls_context or ssl.create_default_context())
+        context = self.tls_context or ssl.create_default_context()
+        implicit_tls = self.port == 465 if self.implicit_tls is None else self.implicit_tls
+        if self.username and self.password and not (implicit_tls or self.starttls):
+            raise InsecureSMTPError(
+                f"refusing to log in to {self.host}:{self.port} without TLS: enable "
+                "notifications.smtp_starttls or use implicit TLS (port 465)"
+            )
+        smtp = (
+            smtplib.SMTP_SSL(self.host, self.port, timeout=10, context=context)
+            if implicit_tls
+            else smtplib.SMTP(self.host, self.port, timeout=10)
+        )
+        with smtp:
+            if self.starttls and not implicit_tls:
+                smtp.starttls(context=context)  # raises if the server does not offer it
             if self.username and self.password:
                 smtp.login(self.username, self.password)
             smtp.send_message(message)
@@ -306,11 +415,24 @@ class Notifier:
         return outcome
 
 
-def run_notifier(config: Config, timeout: float = float("inf")) -> int:
-    """`driftline notify`: follow the alerts and metrics topics and notify."""
+def run_notifier(
+    config: Config, timeout: float = float("inf"), stop: Callable[[], bool] | None = None
+) -> int:
+    """`driftline notify`: follow the alerts and metrics topics and notify, until `timeout`
+    seconds passed or `stop()` says so."""
+    from confluent_kafka import Producer
+
+    from driftline.security import check_kafka
     from driftline.streams.reader import TopicReader
 
+    check_kafka(config.kafka)
     channels = channels_from_config(config.notifications)
+    log.info(
+        "driftline notify: channels %s; following %s and %s",
+        ", ".join(c.name for c in channels) or "none",
+        config.topics.alerts,
+        config.topics.metrics,
+    )
     if not channels:
         log.warning("no notification channel is configured (notifications.* in the config)")
     settings = config.notifications
@@ -324,19 +446,54 @@ def run_notifier(config: Config, timeout: float = float("inf")) -> int:
     summaries = TopicReader(
         config, config.topics.metrics, group=f"{config.worker.app_id}-notify-windows"
     )
+    dead_letters = Producer({**config.kafka.confluent_settings(), "log_level": 3})
+
+    def reject(message: Any, reason: str) -> None:
+        topic = message.topic()
+        log.warning(
+            "skipping malformed message %s[%s]@%s: %s",
+            topic,
+            message.partition(),
+            message.offset(),
+            reason,
+        )
+        REJECTED.labels(topic, reason).inc()  # reasons are a fixed set of messages
+        dead_letters.produce(
+            config.topics.dlq,
+            key=message.key(),
+            value=message.value() or b"",
+            headers={
+                "driftline.reason.kind": b"malformed_"
+                + (b"event" if topic == config.topics.alerts else b"summary"),
+                "driftline.reason": reason.encode(),
+                "driftline.source.topic": topic.encode(),
+                "driftline.source.partition": str(message.partition()).encode(),
+                "driftline.source.offset": str(message.offset()).encode(),
+                "driftline.consumer": b"notify",
+            },
+        )
+        dead_letters.poll(0)
+
     seen: dict[str, str] = {}  # event_id -> policy key
     waiting: list[tuple[float, dict[str, Any]]] = []  # summaries whose events have not arrived
     deadline = time.monotonic() + timeout
     last_retry = time.monotonic()
     try:
-        while time.monotonic() < deadline:
-            for message in alerts.messages(timeout=0.5):
-                event = orjson.loads(message.value() or b"{}")
+        while time.monotonic() < deadline and not (stop and stop()):
+            for message in _read(alerts, timeout=0.5):
+                event, problem = _decode(message.value(), event_problem)
+                if problem is not None:
+                    reject(message, problem)
+                    continue
                 seen[event["event_id"]] = AlertPolicy.key(event)
                 for notification in policy.on_event(event, time.time()):
                     notifier.deliver(notification)
-            for message in summaries.messages(timeout=0.2):
-                waiting.append((time.monotonic(), orjson.loads(message.value() or b"{}")))
+            for message in _read(summaries, timeout=0.2):
+                summary, problem = _decode(message.value(), summary_problem, _NOTIFY_TYPES)
+                if problem is not None:
+                    reject(message, problem)
+                elif summary is not None:
+                    waiting.append((time.monotonic(), summary))
             still = []
             for arrived, summary in waiting:
                 ids = summary.get("event_ids") or []
@@ -358,16 +515,50 @@ def run_notifier(config: Config, timeout: float = float("inf")) -> int:
     finally:
         alerts.close()
         summaries.close()
+        dead_letters.flush(10)
         if store is not None:
             store.close()
     return 0
+
+
+def _read(reader: Any, timeout: float) -> Iterator[Any]:
+    """The reader's messages; an error the consumer reports (a broker restarting, a leader
+    moving) is logged, not fatal: librdkafka recovers by itself."""
+    try:
+        yield from reader.messages(timeout=timeout)
+    except RuntimeError as exc:
+        log.warning("%s; the consumer keeps retrying", exc)
+        time.sleep(1)
+
+
+_NOTIFY_TYPES = (
+    "window",
+    "performance_window",
+)  # other record types on the metrics topic: not ours
+
+
+def _decode(
+    value: bytes | None,
+    problem_of: Callable[[Any], str | None],
+    types: tuple[str, ...] | None = None,
+) -> tuple[Any, str | None]:
+    """The decoded message and None, or (None, why it is malformed); (None, None) for a record
+    type this process does not handle."""
+    try:
+        decoded = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return None, "invalid JSON"
+    kind = decoded.get("type") if isinstance(decoded, dict) else None
+    if types is not None and isinstance(kind, str) and kind not in types:
+        return None, None
+    return decoded, problem_of(decoded)
 
 
 def _history_store(config: Config) -> Any:
     """The PostgreSQL store for the alert history, or None (notifying never waits for it)."""
     from driftline.sinks.store import PostgresStore
 
-    store = PostgresStore(config.postgres.url.reveal())
+    store = PostgresStore(config.postgres.dsn())
     try:
         store.upgrade()
     except Exception as exc:

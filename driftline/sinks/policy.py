@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-__all__ = ["Alert", "AlertPolicy", "Notification"]
+__all__ = ["Alert", "AlertPolicy", "Notification", "event_problem", "summary_problem"]
 
 WINDOWED = {
     "data_drift",
@@ -173,3 +173,69 @@ class AlertPolicy:
             return []
         sent.append(now)
         return [notification]
+
+
+# -- what the policy accepts: checked at the edge, so a malformed message is rejected, not fatal --
+
+_NUMBER_FIELDS = ("statistic", "p_value", "threshold", "window_start", "window_end")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def event_problem(event: Any) -> str | None:
+    """Why a drift event (from the alerts topic) cannot be handled, or None if it can.
+
+    >>> event_problem({"event_id": "e1", "model": "fraud", "model_version": "7",
+    ...                "type": "data_drift", "severity": "warning", "feature": "amount"})
+    >>> event_problem({"event_id": "e1", "model": "fraud"})
+    'missing field model_version'
+    >>> event_problem([1, 2])
+    'not a JSON object'
+    """
+    if not isinstance(event, dict):
+        return "not a JSON object"
+    for name in ("event_id", "model", "model_version", "type", "severity"):
+        if name not in event:
+            return f"missing field {name}"
+    for name in ("event_id", "type"):
+        if not isinstance(event[name], str) or not event[name]:
+            return f"{name} is not a non-empty string"
+    for name in ("model", "model_version", "feature", "test"):
+        if event.get(name) is not None and not isinstance(event[name], str | int):
+            return f"{name} is not a string"
+    if event["severity"] not in ("warning", "critical"):
+        return "severity is not warning or critical"
+    for name in _NUMBER_FIELDS:
+        if event.get(name) is not None and not _is_number(event[name]):
+            return f"{name} is not a number"
+    if (event.get("window_start") is None) != (event.get("window_end") is None):
+        return "window_start and window_end must be given together"
+    return None
+
+
+def summary_problem(summary: Any) -> str | None:
+    """Why a window summary (from the metrics topic) cannot be handled, or None if it can.
+
+    >>> summary_problem({"type": "performance_window", "model": "fraud", "model_version": "7"})
+    >>> summary_problem({"type": "window", "evaluation": None})
+    'evaluation is not an object'
+    """
+    if not isinstance(summary, dict):
+        return "not a JSON object"
+    subject: Any = summary
+    if summary.get("type") != "performance_window":
+        subject = summary.get("evaluation")
+        if not isinstance(subject, dict):
+            return "evaluation is not an object"
+    for name in ("model", "model_version"):
+        if not isinstance(subject.get(name), str | int) or isinstance(subject.get(name), bool):
+            return f"{name} is missing or not a string"
+    window_end = summary.get("window_end", subject.get("window_end"))
+    if window_end is not None and not _is_number(window_end):
+        return "window_end is not a number"
+    ids = summary.get("event_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        return "event_ids is not a list of strings"
+    return None

@@ -18,6 +18,9 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 __all__ = [
+    "AB_DECISIONS",
+    "AB_P_VALUE",
+    "AB_TRAFFIC_SHARE",
     "ACCURACY",
     "BASELINE_ACCURACY",
     "CONSUMER_LAG",
@@ -39,6 +42,8 @@ __all__ = [
     "RECORDS_PROCESSED",
     "RECORDS_WITHOUT_REFERENCE",
     "REGISTRY",
+    "RETRAINING_EVALUATIONS",
+    "RETRAINING_RUNS",
     "SINK_REJECTED",
     "SINK_ROWS_WRITTEN",
     "SINK_STATE",
@@ -241,6 +246,40 @@ def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
             else:
                 known.add(kind)
         ERRORS.labels(model, kind).inc(count)
+
+
+# -- retraining and A/B tests (`driftline retrain serve`, driftline/retrain/) -----------------
+
+AB_TRAFFIC_SHARE = Gauge(
+    "model_ab_traffic_share",
+    "Share of the model's traffic routed to its challenger (0 when no A/B test runs).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+AB_P_VALUE = Gauge(
+    "model_ab_p_value",
+    "Always-valid p-value (mSPRT) of the running A/B test: challenger vs champion accuracy.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+AB_DECISIONS = Counter(
+    "model_ab_decisions",
+    "A/B test decisions: promote, rollback, inconclusive, stopped.",
+    ["model_name", "decision"],
+    registry=REGISTRY,
+)
+RETRAINING_EVALUATIONS = Counter(
+    "model_retraining_evaluations",
+    "Retraining policy evaluations, by outcome (fired, suppressed).",
+    ["model_name", "outcome"],
+    registry=REGISTRY,
+)
+RETRAINING_RUNS = Counter(
+    "model_retraining_runs",
+    "Finished retraining runs, by status (succeeded, failed, rejected).",
+    ["model_name", "status"],
+    registry=REGISTRY,
+)
 
 
 # -- sinks (driftline/sinks/base.py) --------------------------------------------------------------

@@ -36,6 +36,8 @@ from driftline.sinks.notify import (
     PagerDutyChannel,
     SlackChannel,
     WebhookChannel,
+    WebhookVerificationError,
+    WebhookVerifier,
     run_notifier,
 )
 from driftline.sinks.policy import AlertPolicy
@@ -187,9 +189,15 @@ def test_slack_webhook_and_pagerduty_receive_signed_deduplicated_messages(
         by_path.setdefault(path, []).append((headers, body))
     slack = [json.loads(b) for _, b in by_path["/slack"]]
     assert [m["text"].split("]")[0] for m in slack] == ["[WARNING", "[ESCALATED", "[RESOLVED"]
+    verifier = WebhookVerifier(b"k3y")
     for headers, body in by_path["/hook"]:
-        expected = "sha256=" + hmac.new(b"k3y", body, hashlib.sha256).hexdigest()
+        # signed over "<timestamp>.<body>", the timestamp in its own header
+        signed = headers["X-Driftline-Timestamp"].encode() + b"." + body
+        expected = "sha256=" + hmac.new(b"k3y", signed, hashlib.sha256).hexdigest()
         assert headers["X-Driftline-Signature"] == expected
+        assert verifier.verify(body, headers)["alert_id"]
+        with pytest.raises(WebhookVerificationError, match="replayed"):
+            verifier.verify(body, headers)  # the same request again
     assert [json.loads(b)["action"] for _, b in by_path["/hook"]] == [
         "firing",
         "escalated",
@@ -398,3 +406,173 @@ def _events(config: Any) -> list[dict[str, Any]]:
         return [orjson.loads(m.value() or b"{}") for m in reader.messages(timeout=15, idle=3)]
     finally:
         reader.close()
+
+
+def test_notify_skips_counts_and_dead_letters_malformed_messages(
+    isolated_config: tuple[Any, dict[str, str]], http: HTTPReceiver
+) -> None:
+    """Garbage on the alerts and metrics topics: each malformed message is skipped, counted and
+    copied to the DLQ with its reason; valid ones around it are still notified."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from driftline.sinks.notify import REJECTED
+
+    _, env = isolated_config
+    env = env | {
+        "DRIFTLINE_NOTIFICATIONS_WEBHOOK_URL": f"http://127.0.0.1:{http.server_address[1]}/hook"
+    }
+    config = load_config(ROOT / "config" / "driftline.yaml", environ={**os.environ, **env})
+    ensure_topics(config)
+    valid = {
+        "event_id": "e-valid", "model": "fraud", "model_version": "1", "type": "data_drift",
+        "severity": "warning", "feature": "amount", "test": "psi", "statistic": 0.4,
+        "p_value": 0.001, "threshold": 0.2, "window_start": 0.0, "window_end": 60.0,
+    }  # fmt: skip
+    bad_events = [
+        b"{not json",
+        b"[1, 2]",
+        b'"just a string"',
+        orjson.dumps({"event_id": "e1"}),
+        orjson.dumps({**valid, "event_id": "e2", "severity": "extreme"}),
+        orjson.dumps({**valid, "event_id": "e3", "statistic": "high"}),
+        orjson.dumps({**valid, "event_id": "e4", "window_end": None}),
+        orjson.dumps({**valid, "event_id": 5}),
+        b"",
+    ]
+    bad_summaries = [b"null", orjson.dumps({"type": "window", "evaluation": 5})]
+    producer = Producer(config.kafka.confluent_settings())
+    for value in bad_events:
+        producer.produce(config.topics.alerts, key=b"fraud", value=value)
+    producer.produce(config.topics.alerts, key=b"fraud", value=orjson.dumps(valid))
+    for value in bad_summaries:
+        producer.produce(config.topics.metrics, key=b"fraud", value=value)
+    # another record type on the metrics topic is not the notifier's business: ignored, not DLQ
+    producer.produce(config.topics.metrics, key=b"fraud", value=b'{"type": "retraining_run"}')
+    resolving = {"type": "window", "evaluation": {"model": "fraud", "model_version": "1"},
+                 "window_end": 120.0, "event_ids": []}  # fmt: skip
+    assert producer.flush(30) == 0
+    # The notifier's groups start at the beginning of these fresh topics.
+    app_id = config.worker.app_id
+    for group, topic in (
+        (f"{app_id}-notify", config.topics.alerts),
+        (f"{app_id}-notify-windows", config.topics.metrics),
+    ):
+        committer = Consumer({**config.kafka.confluent_settings(), "group.id": group})
+        partitions = committer.list_topics(topic, timeout=10).topics[topic].partitions
+        committer.commit(
+            offsets=[TopicPartition(topic, p, 0) for p in partitions], asynchronous=False
+        )
+        committer.close()  # fmt: skip
+
+    def rejected(topic: str) -> float:
+        return sum(
+            s.value
+            for metric in REJECTED.collect()
+            for s in metric.samples
+            if s.name.endswith("_total") and s.labels["topic"] == topic
+        )
+
+    def actions() -> list[str]:
+        return [json.loads(body)["action"] for _, _, _, body in list(http.requests)]
+
+    stop = threading.Event()
+    returned: list[int] = []
+    notifier = threading.Thread(
+        target=lambda: returned.append(run_notifier(config, timeout=60, stop=stop.is_set))
+    )
+    notifier.start()
+    try:
+        deadline = time.monotonic() + 30
+        while "firing" not in actions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # The window after the event, without it: the alert resolves (sent only now, so that
+        # the summary cannot overtake the event on its way through the two topics).
+        producer.produce(config.topics.metrics, key=b"fraud", value=orjson.dumps(resolving))
+        assert producer.flush(30) == 0
+        while "resolved" not in actions() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        notifier.join(30)
+    assert returned == [0]  # returned normally: no malformed message killed it
+    assert actions() == ["firing", "resolved"], actions()
+    assert rejected(config.topics.alerts) == len(bad_events)
+    assert rejected(config.topics.metrics) == len(bad_summaries)
+    from driftline.streams.reader import TopicReader
+
+    dlq = TopicReader(config, config.topics.dlq, start="beginning")
+    try:
+        dead = list(dlq.messages(timeout=15, idle=3))
+    finally:
+        dlq.close()
+    assert sorted(m.value() for m in dead) == sorted(bad_events + bad_summaries)
+    reasons = {m.value(): dict(m.headers() or [])["driftline.reason"].decode() for m in dead}
+    assert reasons[b"{not json"] == "invalid JSON"
+    assert reasons[orjson.dumps({"event_id": "e1"})] == "missing field model"
+    assert reasons[orjson.dumps({**valid, "event_id": "e2", "severity": "extreme"})] == (
+        "severity is not warning or critical"
+    )
+    headers = dict(dead[0].headers() or [])
+    assert headers["driftline.consumer"] == b"notify"
+    assert headers["driftline.source.topic"] in (
+        config.topics.alerts.encode(),
+        config.topics.metrics.encode(),
+    )
+
+
+def test_smtp_never_sends_credentials_without_tls(
+    smtp: tuple[int, Mailbox, ssl.SSLContext], tmp_path: Path
+) -> None:
+    from driftline.config import ConfigError
+    from driftline.sinks.notify import InsecureSMTPError
+
+    port, mailbox, client_context = smtp
+    cleartext = EmailChannel(
+        "localhost", port, "driftline@example.org", ["oncall@example.org"], "driftline",
+        "s3cret", starttls=False, tls_context=client_context,
+    )  # fmt: skip
+    with pytest.raises(InsecureSMTPError, match="without TLS"):
+        cleartext.send(notifications()[0])
+    assert mailbox.messages == []
+    # ... and the configuration says so at start.
+    with pytest.raises(ConfigError, match="smtp_starttls"):
+        load_config(
+            environ={
+                "DRIFTLINE_NOTIFICATIONS_SMTP_HOST": "mail.example.org",
+                "DRIFTLINE_NOTIFICATIONS_SMTP_STARTTLS": "false",
+                "DRIFTLINE_NOTIFICATIONS_SMTP_PASSWORD": "s3cret",
+                "DRIFTLINE_NOTIFICATIONS_EMAIL_FROM": "a@example.org",
+                "DRIFTLINE_NOTIFICATIONS_EMAIL_TO": "b@example.org",
+            }
+        )
+    # Implicit TLS (SMTPS, what port 465 means) with login.
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_context.load_cert_chain(cert, key)
+    smtps_box, smtps_port = Mailbox(), free_port()
+
+    def authenticate(*args: Any) -> AuthResult:
+        data = args[-1]
+        return AuthResult(success=isinstance(data, LoginPassword) and data.password == b"pw")
+
+    controller = Controller(
+        smtps_box, hostname="127.0.0.1", port=smtps_port, ssl_context=server_context,
+        authenticator=authenticate, auth_require_tls=False,
+    )  # fmt: skip
+    controller.start()
+    try:
+        implicit = EmailChannel(
+            "localhost", smtps_port, "driftline@example.org", ["oncall@example.org"],
+            "driftline", "pw", starttls=False, implicit_tls=True,
+            tls_context=ssl.create_default_context(cafile=str(cert)),
+        )  # fmt: skip
+        implicit.send(notifications()[0])
+    finally:
+        controller.stop()
+    assert len(smtps_box.messages) == 1

@@ -124,9 +124,9 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 
 def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
-    assert store.upgrade() == ["0001_initial", "0002_alert_history"]
+    assert store.upgrade() == ["0001_initial", "0002_alert_history", "0003_retraining"]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 2
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 3
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from driftline.cli import build_parser, format_event, main
-from driftline.config import Config, load_config
-from driftline.diagnose import CommandError, check_kafka, explain
+from driftline.config import Config, ConfigError, load_config
+from driftline.diagnose import check_kafka, explain
 
 HEADER = ["txn_id", "amount", "country", "is_online", "fraud_score", "is_fraud"]
 
@@ -290,7 +290,7 @@ def test_check_kafka_names_the_config_key() -> None:
     config = load_config(
         environ={"DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}"}
     )
-    with pytest.raises(CommandError, match="DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS"):
+    with pytest.raises(ConfigError, match="DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS"):
         check_kafka(config, timeout=2)
 
 

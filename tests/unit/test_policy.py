@@ -111,3 +111,26 @@ def test_an_older_window_does_not_resolve_a_newer_alert() -> None:
     policy.on_event(event(240), now=0)
     assert policy.on_window(window(120), set()) == []  # arrived late, says nothing about 240
     assert len(policy.on_window(window(300), set())) == 1
+
+
+def test_malformed_events_and_summaries_are_named_not_raised() -> None:
+    from driftline.sinks.policy import event_problem, summary_problem
+
+    event = {"event_id": "e", "model": "m", "model_version": "1", "type": "data_drift",
+             "severity": "critical", "window_start": 0.0, "window_end": 60.0}  # fmt: skip
+    assert event_problem(event) is None
+    assert event_problem(None) == "not a JSON object"
+    assert event_problem({**event, "severity": None}) == "severity is not warning or critical"
+    assert event_problem({**event, "statistic": float("nan")}) == "statistic is not a number"
+    assert event_problem({**event, "p_value": True}) == "p_value is not a number"
+    assert event_problem({**event, "feature": ["a"]}) == "feature is not a string"
+    assert event_problem({**event, "window_end": None}) == (
+        "window_start and window_end must be given together"
+    )
+    window = {"type": "window", "evaluation": {"model": "m", "model_version": "1"}}
+    assert summary_problem(window) is None
+    assert summary_problem({**window, "event_ids": "e1"}) == "event_ids is not a list of strings"
+    assert summary_problem({**window, "window_end": "late"}) == "window_end is not a number"
+    assert summary_problem({"type": "performance_window", "model": "m"}) == (
+        "model_version is missing or not a string"
+    )

@@ -18,7 +18,7 @@ from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds
 from driftline.simulate import simulate
 from driftline.streams.events import drift_event, window_events
-from driftline.streams.records import parse_predictions
+from driftline.streams.records import parse_labels, parse_predictions
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "config" / "schemas"
 
@@ -66,12 +66,70 @@ def test_simulated_records_and_labels_follow_the_schemas() -> None:
             "timestamp": 1.0,
             "features": {},
         },
+        {
+            "prediction_id": "a",
+            "model": "m",
+            "model_version": False,
+            "timestamp": 1.0,
+            "features": {},
+        },
+        {
+            "prediction_id": "a",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": 1.0,
+            "features": {"x": 1e16},
+        },
+        {
+            "prediction_id": "a",
+            "model": "m",
+            "model_version": "1",
+            "timestamp": 1.0,
+            "features": {},
+            "score": None,
+        },
     ],
 )
 def test_parser_and_schema_reject_the_same_records(record: dict[str, Any]) -> None:
     assert not validator("prediction.v1.schema.json").is_valid(record)
     valid, rejected = parse_predictions(orjson.dumps(record))
     assert valid == [] and rejected[0].kind == "schema_violation"
+
+
+@pytest.mark.parametrize(
+    "label",
+    [
+        {"prediction_id": "a", "label": None, "timestamp": 1.0},
+        {"prediction_id": "a", "label": {"y": 1}, "timestamp": 1.0},
+        {"prediction_id": "a", "label": [1], "timestamp": 1.0},
+        {"prediction_id": "a", "label": 1, "timestamp": "now"},
+        {"label": 1, "timestamp": 1.0},
+    ],
+)
+def test_label_parser_and_schema_reject_the_same_labels(label: dict[str, Any]) -> None:
+    assert not validator("label.v1.schema.json").is_valid(label)
+    valid, rejected = parse_labels(orjson.dumps(label))
+    assert valid == [] and rejected[0].kind == "schema_violation"
+
+
+def test_dlq_reason_kinds_are_the_decoders_kinds() -> None:
+    from driftline.streams.formats import REJECTION_KINDS
+
+    schema = json.loads((SCHEMAS / "dlq_headers.v1.schema.json").read_text())
+    assert set(schema["properties"]["driftline.reason.kind"]["enum"]) == REJECTION_KINDS
+
+
+def test_schemas_state_the_documented_bounds() -> None:
+    """The bounds the decoders enforce are written in the published schemas."""
+    from driftline.streams.formats import contract
+
+    prediction = json.loads((SCHEMAS / "prediction.v1.schema.json").read_text())
+    value = prediction["$defs"]["value"]
+    assert value["maximum"] == contract.MAX_ABS_NUMBER == -value["minimum"]
+    assert value["maxLength"] == contract.MAX_VALUE_LENGTH
+    assert prediction["$defs"]["entries"]["maxProperties"] == contract.MAX_ENTRIES
+    assert prediction["properties"]["model"]["maxLength"] == contract.MAX_NAME_LENGTH
+    assert prediction["$defs"]["id"]["maximum"] == contract.ID_MAX
 
 
 def test_drift_events_follow_the_schema() -> None:

@@ -1,0 +1,89 @@
+"""The decoder seam: what every input format returns, and the fixed set of rejection kinds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+__all__ = [
+    "REJECTION_KINDS",
+    "Decoded",
+    "Decoder",
+    "Headers",
+    "RejectedRecord",
+    "header_map",
+]
+
+Headers = (
+    Sequence[tuple[str, bytes | None]]
+    | Mapping[str, bytes | None]
+    | Callable[[], Sequence[tuple[str, bytes | None]] | None]
+    | None
+)
+"""Kafka headers as the clients hand them over: confluent-kafka's list of pairs (or its
+`Message.headers` method itself), Faust's mapping or list, or None. Keys are compared in lower case (the CloudEvents Kafka binding writes them lower case)."""
+
+REJECTION_KINDS: frozenset[str] = frozenset(
+    {
+        "invalid_json",  # the bytes are not JSON (or not UTF-8, or a number beyond a double)
+        "invalid_shape",  # JSON, but not an object/array of records where one was expected
+        "schema_violation",  # a record breaks the contract: the reason names field and index
+        "invalid_event",  # a CloudEvent without a required attribute (id, source, type, ...)
+        "unsupported_format",  # a content type or tensor layout this decoder cannot read
+        "unjoined",  # an inference request whose response never came (or the reverse)
+        "timestamp_out_of_range",  # event time beyond the configured skew (set by the pipeline)
+        "worker_error",  # last resort of the worker, never set by a decoder
+    }
+)
+"""Every `RejectedRecord.kind`. A fixed, documented set, so it is safe as a Prometheus label
+(`driftline_dlq_records_total{reason=...}`) and in DLQ headers; the detail goes in `reason`."""
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRecord:
+    """One record (or a whole message, `index` None) that will not reach the windows."""
+
+    kind: str  # one of REJECTION_KINDS
+    reason: str  # for humans, goes into the DLQ header; names the field and the record index
+    index: int | None  # position inside a batch message, None for the message itself
+
+
+class Decoded(NamedTuple):
+    """The result of decoding one Kafka message: valid records and rejections, both possibly
+    empty. A tuple, so `valid, rejected = decoder.decode(...)` reads like `parse_predictions`."""
+
+    records: list[dict[str, Any]]
+    rejected: list[RejectedRecord]
+
+
+class Decoder(Protocol):
+    """An input format: one Kafka message (value and headers) in, normalised records out.
+
+    A prediction record is a plain dict with the keys of `config/schemas/prediction.v1.schema
+    .json` (`prediction_id`, `model`, `model_version`, `timestamp` as float, `features`, and
+    optionally `prediction`, `score`, `probabilities`, `attributions`, `latency_ms`, `error`),
+    already validated by `contract.check_prediction`; a label record has `prediction_id`, `label`
+    and `timestamp`. Unknown top-level keys are dropped. `decode` never raises on bad input.
+    """
+
+    def decode(self, value: bytes | None, headers: Headers = None) -> Decoded: ...
+
+
+def header_map(headers: Headers) -> dict[str, bytes]:
+    """Headers as a dict with lower-case keys (the last value wins; None becomes b"").
+
+    >>> header_map([("ce_id", b"1"), ("Content-Type", None)])
+    {'ce_id': b'1', 'content-type': b''}
+    """
+    if callable(headers):  # confluent-kafka's Message.headers is a method
+        headers = headers()
+    if not headers:
+        return {}
+    items: Any = headers.items() if isinstance(headers, Mapping) else headers
+    out: dict[str, bytes] = {}
+    for key, value in items:
+        if isinstance(value, str):
+            value = value.encode()
+        out[str(key).lower()] = value or b""
+    return out
