@@ -19,11 +19,16 @@ import argparse
 import os
 import time
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
+import psycopg
+from psycopg import sql
 
-from driftline.sinks.store import PostgresStore, Rows, merge_rows, rows_from_message
+from driftline.sinks.rows import Rows, merge_rows, rows_from_message
+from driftline.sinks.schema import Table
+from driftline.sinks.store import PostgresStore, row_values, upsert_statement
 
 FEATURES = [f"f{i:02d}" for i in range(13)]
 
@@ -82,6 +87,18 @@ def summary(model: str, start: float, n_features: int) -> bytes:
     })  # fmt: skip
 
 
+def executemany_upsert(
+    conn: psycopg.Connection[Any], table: Table, rows: Sequence[Mapping[str, Any]]
+) -> int:
+    """The baseline: the same upserts as the sink, as a plain ``executemany`` of one INSERT
+    per row (instead of COPY into a temporary table + one INSERT ... SELECT)."""
+    placeholders = sql.SQL(", ").join(sql.Placeholder() * len(table.columns))
+    statement = upsert_statement(table, sql.SQL("VALUES ({})").format(placeholders))
+    with conn.cursor() as cur:
+        cur.executemany(statement, [row_values(table, row) for row in rows])
+    return len(rows)
+
+
 def run(store: PostgresStore, batches: list[list[bytes]], how: str) -> tuple[float, float, int]:
     """(seconds mapping, seconds writing, rows) for all batches."""
     mapping = writing = 0.0
@@ -90,10 +107,7 @@ def run(store: PostgresStore, batches: list[list[bytes]], how: str) -> tuple[flo
         t0 = time.perf_counter()
         rows: Rows = merge_rows(rows_from_message("metrics", m) for m in batch)
         t1 = time.perf_counter()
-        if how == "executemany":
-            store.write_executemany(rows)
-        else:
-            store.write(rows)
+        store.write(rows, executemany_upsert if how == "executemany" else None)
         t2 = time.perf_counter()
         mapping += t1 - t0
         writing += t2 - t1

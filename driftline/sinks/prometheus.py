@@ -8,10 +8,14 @@ and error-type labels (see below).
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter as Tally
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 __all__ = [
     "AB_DECISIONS",
@@ -47,6 +51,10 @@ __all__ = [
     "RETRAINING_EVALUATIONS",
     "RETRAINING_RUNS",
     "SCORE_DRIFT",
+    "SINK_REJECTED",
+    "SINK_ROWS_WRITTEN",
+    "SINK_STATE",
+    "SINK_WRITE_FAILURES",
     "WINDOWS_CLOSED",
     "export_output",
     "export_performance",
@@ -374,3 +382,67 @@ def export_quality(model: str, quality: dict[str, Any] | None) -> None:
         FEATURE_MISSING_RATIO.labels(model, name).set(rate)
     for check, count in (quality.get("issues") or {}).items():
         DATA_QUALITY_ISSUES.labels(model, check).set(count)
+
+
+# -- sinks (driftline/sinks/base.py) --------------------------------------------------------------
+# Events are counters; the state of the running sinks (backlog, paused) is read at scrape time.
+
+SINK_ROWS_WRITTEN = Counter(
+    "driftline_sink_rows_written",
+    "Rows written by the sinks, per destination table (PostgreSQL: inserted or updated; "
+    "duplicates skipped by DO NOTHING are not counted).",
+    ["table"],
+    registry=REGISTRY,
+)
+SINK_REJECTED = Counter(
+    "driftline_sink_rejected",
+    "Messages a sink skipped and dead-lettered: malformed, or refused by the destination "
+    "(a bug signal: the worker wrote them).",
+    ["topic"],
+    registry=REGISTRY,
+)
+SINK_WRITE_FAILURES = Counter(
+    "driftline_sink_write_failures",
+    "Failed write attempts of the sinks (each is retried with backoff).",
+    registry=REGISTRY,
+)
+
+
+class SinkState(Protocol):
+    @property
+    def backlog(self) -> int: ...
+
+    @property
+    def paused(self) -> bool: ...
+
+
+class SinkStateCollector(Collector):
+    """``driftline_sink_backlog_records`` and ``driftline_sink_paused``, read from the running
+    sinks when Prometheus scrapes (no ``set()`` on the hot path)."""
+
+    def __init__(self) -> None:
+        self._sinks: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def track(self, sink: SinkState) -> None:
+        self._sinks.add(sink)
+
+    def untrack(self, sink: SinkState) -> None:
+        self._sinks.discard(sink)
+
+    def collect(self) -> Iterable[Metric]:
+        sinks: list[SinkState] = list(self._sinks)
+        backlog = GaugeMetricFamily(
+            "driftline_sink_backlog_records",
+            "Kafka messages read by the sinks and not yet written.",
+            value=sum(s.backlog for s in sinks),
+        )
+        paused = GaugeMetricFamily(
+            "driftline_sink_paused",
+            "1 while a sink's Kafka partitions are paused (buffer full or backpressure).",
+            value=max((1.0 if s.paused else 0.0 for s in sinks), default=0.0),
+        )
+        return [backlog, paused]
+
+
+SINK_STATE = SinkStateCollector()
+REGISTRY.register(SINK_STATE)

@@ -1,13 +1,19 @@
 """The PostgreSQL store and sink against the real PostgreSQL and Kafka of the local stack.
 
 Each test works in a PostgreSQL schema of its own (search_path), dropped afterwards. The outage
-test stops and restarts the local PostgreSQL (`deploy/local/postgres.sh`) and always leaves it
-running.
+test stops and restarts a PostgreSQL of its own (initdb in a temporary directory, a free port),
+never the shared one other tests are using.
 """
 
 from __future__ import annotations
 
+import contextlib
+import glob
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
 import threading
 import time
 import uuid
@@ -17,19 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.config import Config
+from driftline.local import free_port
 from driftline.sinks.postgres import PostgresSink, SinkSettings
 from driftline.sinks.prometheus import REGISTRY
-from driftline.sinks.store import PARTITIONED, PostgresStore, partition_name, rows_from_message
+from driftline.sinks.rows import rows_from_message
+from driftline.sinks.schema import PARTITIONED, partition_name
+from driftline.sinks.store import PostgresStore
 from driftline.streams.topics import ensure_topics
+from tests.conftest import _missing
 from tests.unit.test_postgres_rows import drift_event, window_message
 
 pytestmark = pytest.mark.service
 
-ROOT = Path(__file__).resolve().parents[2]
 T0 = 1_700_000_040.0
 
 
@@ -40,13 +50,63 @@ def store(postgres_url: str) -> Iterator[PostgresStore]:
     try:
         yield store
     finally:
-        _postgres("start")  # whatever happened, leave PostgreSQL running
         store.drop_schema()
         store.close()
 
 
-def _postgres(action: str) -> None:
-    subprocess.run(["bash", str(ROOT / "deploy/local/postgres.sh"), action], check=True, timeout=90)
+class PrivatePostgres:
+    """A throw-away PostgreSQL server (the local stack's binaries): initdb into a temporary
+    directory, a free port, trust authentication; `stop()`/`start()` for outages."""
+
+    def __init__(self) -> None:
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not bins:
+            _missing("PostgreSQL binaries", "/usr/lib/postgresql/*/bin")
+        self.bin = Path(bins[-1]).parent
+        # as root the server runs as 'postgres': its directory must be one it owns and reaches
+        self.home = Path(tempfile.mkdtemp(prefix="driftline-pg-", dir="/var/tmp"))
+        if os.geteuid() == 0:
+            os.chown(self.home, pwd.getpwnam("postgres").pw_uid, -1)
+        self.data, self.port = self.home / "data", free_port()
+        self.url = f"postgresql://driftline@127.0.0.1:{self.port}/postgres"
+        self._run("initdb", "-D", str(self.data), "-U", "driftline", "--auth=trust", "-E", "UTF8",
+                  "--no-sync")  # fmt: skip
+
+    def _run(self, program: str, *args: str) -> None:
+        command = [str(self.bin / program), *args]
+        if os.geteuid() == 0:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, timeout=90, cwd="/", capture_output=True)
+
+    def _ctl(self, *args: str) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.home / "log"), "-w", *args)
+
+    def start(self) -> None:
+        options = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c fsync=off "
+                   f"-c unix_socket_directories={self.data}")  # fmt: skip
+        self._ctl("-t", "60", "-o", options, "start")
+
+    def stop(self) -> None:
+        self._ctl("-m", "fast", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._ctl("-m", "immediate", "stop")
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def private_store() -> Iterator[tuple[PostgresStore, PrivatePostgres]]:
+    server = PrivatePostgres()
+    try:
+        server.start()
+        store = PostgresStore(server.url, schema="driftline_test", timeout=2.0)
+        try:
+            yield store, server
+        finally:
+            store.close()
+    finally:
+        server.remove()
 
 
 def _scalar(store: PostgresStore, query: str, *params: Any) -> Any:
@@ -136,6 +196,19 @@ def _publish(config: Config, messages: list[tuple[str, bytes]]) -> None:
     assert producer.flush(30) == 0
 
 
+def _assert_all_committed(config: Config, group_id: str) -> None:
+    """Every message written is committed: a new consumer of the group has nothing to read."""
+    check = Consumer({**config.kafka.confluent_settings(), "group.id": group_id})
+    try:
+        for topic in (config.topics.metrics, config.topics.alerts):
+            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
+            for tp in check.committed(parts, timeout=10):
+                _, high = check.get_watermark_offsets(tp, timeout=10)
+                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
+    finally:
+        check.close()
+
+
 def _windows(first: int, count: int) -> list[tuple[str, bytes]]:
     return [
         ("", orjson.dumps(window_message(start=T0 + 60 * i))) for i in range(first, first + count)
@@ -143,8 +216,10 @@ def _windows(first: int, count: int) -> list[tuple[str, bytes]]:
 
 
 def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
-    store: PostgresStore, isolated_config: tuple[Config, dict[str, str]]
+    private_store: tuple[PostgresStore, PrivatePostgres],
+    isolated_config: tuple[Config, dict[str, str]],
 ) -> None:
+    store, server = private_store
     config, _ = isolated_config
     ensure_topics(config)
     metrics, alerts = config.topics.metrics, config.topics.alerts
@@ -162,11 +237,14 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         _publish(config, before + duplicates + extra)
 
         def windows() -> int:
-            return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
+            try:
+                return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
+            except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
+                return 0
 
         _wait(lambda: windows() == 40, 60, "the first 40 windows")  # first group join can be slow
 
-        _postgres("stop")
+        server.stop()
         _publish(config, [(metrics, v) for _, v in _windows(40, 60)])
 
         def backlog() -> float:
@@ -178,7 +256,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         time.sleep(1.0)  # paused: nothing more is read although 30 more messages wait in Kafka
         assert len(sink.state.buffer) == 30 and backlog() == 30  # bounded by max_buffer
         assert sink.stats["write_failures"] >= 1
-        _postgres("start")
+        server.start()
 
         _wait(lambda: windows() == 100, 40, "all 100 windows after PostgreSQL came back")
         assert (
@@ -196,14 +274,86 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
         stop.set()
         thread.join(30)
     assert not thread.is_alive()
-    # every message written is committed: a new consumer of the group has nothing left to read
-    check = Consumer({**config.kafka.confluent_settings(), "group.id": sink.group_id})
+    _assert_all_committed(config, sink.group_id)
+
+
+def _dead_letters(config: Config, expected: int) -> list[tuple[dict[str, bytes], bytes]]:
+    """(headers, value) of the first ``expected`` messages of the dead-letter topic."""
+    reader = Consumer(
+        {
+            **config.kafka.confluent_settings(),
+            "group.id": f"{config.worker.app_id}-dlq-check",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    reader.subscribe([config.topics.dlq])
+    found: list[tuple[dict[str, bytes], bytes]] = []
+    deadline = time.monotonic() + 30
     try:
-        for topic in (metrics, alerts):
-            parts = [TopicPartition(topic, p) for p in range(config.topics.partitions)]
-            committed = check.committed(parts, timeout=10)
-            for tp in committed:
-                _, high = check.get_watermark_offsets(tp, timeout=10)
-                assert tp.offset == high or (high == 0 and tp.offset < 0), (topic, tp)
+        while len(found) < expected and time.monotonic() < deadline:
+            for m in reader.consume(num_messages=100, timeout=0.5):
+                if m.error() is None:
+                    found.append((dict(m.headers() or []), m.value() or b""))
+        time.sleep(1.0)  # nothing more than expected arrives
+        found += [
+            (dict(m.headers() or []), m.value() or b"")
+            for m in reader.consume(num_messages=100, timeout=0.5)
+            if m.error() is None
+        ]
     finally:
-        check.close()
+        reader.close()
+    return found
+
+
+def test_sink_skips_counts_and_dead_letters_malformed_messages(
+    store: PostgresStore, isolated_config: tuple[Config, dict[str, str]]
+) -> None:
+    """Issue 9, item 8: garbage on the metrics and alerts topics (not JSON, wrong shape, a
+    value PostgreSQL refuses) never stops the sink; each bad message is counted and sent to
+    the DLQ once with its reason, every valid one is written, and all offsets are committed."""
+    config, _ = isolated_config
+    ensure_topics(config)
+    metrics, alerts = config.topics.metrics, config.topics.alerts
+    store.upgrade()  # the tables exist before the test polls them (the sink upgrades too)
+    sink = PostgresSink(config, store, SinkSettings(batch_messages=10, flush_interval=0.3))
+    stop = threading.Event()
+    thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    thread.start()
+    refused = window_message(model="nul\x00byte")  # valid JSON and shape; PostgreSQL refuses NUL
+    bad = [
+        (metrics, b"{not json"),
+        (metrics, orjson.dumps({"type": "window", "evaluation": {"model": 3}})),
+        (alerts, orjson.dumps(drift_event(event_id="short"))),
+        (alerts, b"[]"),
+        (metrics, orjson.dumps(refused)),
+    ]
+    good = [(metrics, v) for _, v in _windows(0, 12)] + [(alerts, orjson.dumps(drift_event()))]
+    try:
+        _publish(config, good[:6] + bad + good[6:])
+
+        def windows() -> int:
+            try:
+                return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
+            except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
+                return 0
+
+        _wait(lambda: windows() == 12 and not sink.state.buffer, 60, "the 12 valid windows")
+        assert thread.is_alive()
+        assert _scalar(store, "SELECT count(*) FROM drift_events") == 1
+        assert sink.stats["rejected"] == 5
+        letters = _dead_letters(config, 5)
+        kinds = sorted(h["driftline.reason.kind"].decode() for h, _ in letters)
+        assert kinds == ["malformed_message"] * 4 + ["refused_by_sink"], letters
+        assert sorted(v for _, v in letters) == sorted(v for _, v in bad)  # original bytes
+        for headers, _ in letters:
+            assert headers["driftline.source.topic"].decode() in (metrics, alerts)
+            assert int(headers["driftline.source.offset"]) >= 0 and headers["driftline.reason"]
+            assert headers["driftline.consumer"] == b"sink-postgres"
+        # still consuming after the garbage
+        _publish(config, [(metrics, v) for _, v in _windows(12, 3)])
+        _wait(lambda: windows() == 15, 30, "windows published after the garbage")
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not thread.is_alive()
+    _assert_all_committed(config, sink.group_id)

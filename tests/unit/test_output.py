@@ -15,7 +15,7 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds, ThresholdsError, thresholds_from_dict
 from driftline.sinks import prometheus as metrics
-from driftline.sinks.store import window_rows
+from driftline.sinks.rows import window_rows
 from driftline.streams.events import suppress_combined, window_events
 
 N_REF = 50_000

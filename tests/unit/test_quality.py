@@ -13,7 +13,7 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.sinks.store import window_rows
+from driftline.sinks.rows import window_rows
 from driftline.streams.events import window_events
 
 
