@@ -120,6 +120,7 @@ class WorkerConfig:
     app_id: str = "driftline"
     batch_size: int = 5000
     batch_timeout_seconds: float = 0.5
+    checkpoint_interval_seconds: float = 2.0
     metrics_port: int = 9108
     data_dir: str = ".cache/worker"
     reference_dir: str = "config/references"
@@ -129,6 +130,8 @@ class WorkerConfig:
         _at_least(1, worker_batch_size=self.batch_size, worker_metrics_port=self.metrics_port)
         if self.batch_timeout_seconds <= 0:
             raise ConfigError("worker.batch_timeout_seconds: must be > 0")
+        if self.checkpoint_interval_seconds <= 0:
+            raise ConfigError("worker.checkpoint_interval_seconds: must be > 0")
 
 
 @dataclass(frozen=True)

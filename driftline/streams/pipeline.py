@@ -8,7 +8,10 @@ Data flow, in the order of the methods below:
     partials batch    -> ModelWindows (stage 2) -> merged window -> evaluate_window (the core)
                       -> drift events -> alerts topic;  window summary -> metrics topic
 
-State is checkpointed after each batch (checkpoint.py) before the batch can be acked.
+State changed by a batch is marked dirty; `Pipeline.checkpoint` writes every dirty partition
+and model to the checkpoint topic (checkpoint.py). The shell (consumer.py) calls it on an
+interval and on revoke/shutdown, confirms every output with the broker, and only then commits
+the input offsets: committed offsets are never ahead of the checkpointed state.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -48,13 +51,14 @@ WATERMARK_INTERVAL_SECONDS = 1.0
 
 
 class Message(Protocol):
-    """The part of a Kafka message the pipeline reads (Faust's and confluent's both fit)."""
+    """The part of a Kafka message the pipeline reads (`consumer.KafkaMessage` fits)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None
 
 
 def record_key(partition: int, offset: int, index: int) -> int:
@@ -110,6 +114,8 @@ class Pipeline:
         self._idle: set[int] = set()
         self._stage1_lock = asyncio.Lock()
         self._stage2_lock = asyncio.Lock()
+        self._dirty_partitions: set[int] = set()  # changed since the last checkpoint
+        self._dirty_models: set[str] = set()
 
     # -- rebalance ---------------------------------------------------------------------------
 
@@ -127,8 +133,10 @@ class Pipeline:
                 for model in [m for m, p in self._stage2_partition.items() if p == partition]:
                     self.stage2.pop(model, None)
                     self._stage2_partition.pop(model, None)
+                    self._dirty_models.discard(model)
             elif topic == self.topics.predictions:
                 self.stage1.pop(partition, None)
+                self._dirty_partitions.discard(partition)
                 self.labels.pop(partition, None)
                 self._last_record_at.pop(partition, None)
                 self._idle.discard(partition)
@@ -276,11 +284,31 @@ class Pipeline:
             metrics.LABEL_JOIN.labels(outcome).set(sum(getattr(s, outcome) for s in states))
 
     async def _save_partition(self, partition: int) -> None:
-        self._export_join_counts()
-        value = {**self.stage1[partition].to_dict(), "labels": self.labels[partition].to_dict()}
-        await self._send(
-            self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
-        )
+        self._dirty_partitions.add(partition)  # written by the next `checkpoint()`
+
+    async def checkpoint(self) -> int:
+        """Write the state of every partition and model changed since the last call to the
+        checkpoint topic; returns how many were written. The caller confirms the sends with
+        the broker before it commits any input offset."""
+        async with self._stage1_lock, self._stage2_lock:
+            partitions = sorted(self._dirty_partitions & self.stage1.keys())
+            models = sorted(self._dirty_models & self.stage2.keys())
+            self._dirty_partitions.clear()
+            self._dirty_models.clear()
+            if partitions:
+                self._export_join_counts()
+            for partition in partitions:
+                value = {
+                    **self.stage1[partition].to_dict(),
+                    "labels": self.labels[partition].to_dict(),
+                }
+                await self._send(
+                    self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
+                )
+            for model in models:
+                saved = orjson.dumps(self.stage2[model].to_dict())
+                await self._send(self.topics.checkpoints, f"s2/{model}".encode(), saved, None)
+            return len(partitions) + len(models)
 
     # -- stage 1: labels -------------------------------------------------------------------------
 
@@ -431,8 +459,7 @@ class Pipeline:
                 await self._save_model(model)
 
     async def _save_model(self, model: str) -> None:
-        value = orjson.dumps(self.stage2[model].to_dict())
-        await self._send(self.topics.checkpoints, f"s2/{model}".encode(), value, None)
+        self._dirty_models.add(model)  # written by the next `checkpoint()`
 
     async def _close_windows(self, model: str) -> bool:
         state = self.stage2[model]
