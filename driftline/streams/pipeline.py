@@ -195,45 +195,53 @@ class Pipeline:
 
     async def _partition_batch(self, partition: int, messages: list[Message]) -> None:
         state = await self._partition_state(partition)
-        fresh = [
-            m for m in messages if m.offset > state.last_offset
-        ]  # skip what the checkpoint has
+        last = state.last_offset
+        fresh = [m for m in messages if m.offset > last]  # skip what the checkpoint has
         if not fresh:
             return
         topic = fresh[0].topic
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        keys: dict[tuple[str, str], list[int]] = defaultdict(list)
-        max_time = -np.inf
-        accepted = 0
+        # (model, model_version as sent) -> (records, record keys), in offset order
+        groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]] = {}
+        times: list[float] = []
+        partition_key = (partition & 0xFFFF) << 48  # record_key, inlined: once per record
         for message in fresh:
             valid, rejected = parse_predictions(message.value or b"")
             for reject in rejected:
                 await self.dead_letter(message, reject.kind, reject.reason, reject.index)
+            message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 12)
             for i, record in enumerate(valid):
-                group = (record["model"], str(record["model_version"]))
-                groups[group].append(record)
-                keys[group].append(record_key(partition, message.offset, i))
-                max_time = max(max_time, record["timestamp"])
-            accepted += len(valid)
-        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+                key = (record["model"], record["model_version"])
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [])
+                group[0].append(record)
+                group[1].append(message_key | (i & 0xFFF))
+                times.append(record["timestamp"])
+        metrics.RECORDS_PROCESSED.labels(topic).inc(len(times))
         joins = self.labels[partition]
-        for (model, version), records in groups.items():
+        for (model, version), (records, keys) in _versions_as_text(groups).items():
             profile = self.profiles.get((model, version))
             if profile is None:
                 state.unknown_records += len(records)
                 metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
                 continue
             batch = RecordBatch.from_records(
-                records,
-                profile.feature_types,
-                record_keys=np.array(keys[(model, version)], dtype=np.uint64),
+                records, profile.feature_types, record_keys=np.array(keys, dtype=np.uint64)
             )
             metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
             metrics.LATE_RECORDS.inc(state.late_records - late_before)
-            await self._concept_events(partition, joins.add_predictions(records))
-        state.advance(max_time, fresh[-1].offset)
+            detections = joins.add_columns(
+                model,
+                version,
+                [str(r["prediction_id"]) for r in records],
+                batch.event_time,
+                batch.prediction.tolist(),
+                batch.score,
+            )
+            await self._concept_events(partition, detections)
+        state.advance(max(times, default=-np.inf), fresh[-1].offset)
         was_idle = partition in self._idle
         self._idle.discard(partition)
         await self._hand_on(state, force_watermark=was_idle)
@@ -600,6 +608,22 @@ class Pipeline:
 
 
 _SCORE_MIDPOINTS = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
+
+
+def _versions_as_text(
+    groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]],
+) -> dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]]:
+    """Groups keyed by model_version as sent (3 or "3") merged under its text, offset order
+    kept by merging on the record keys."""
+    merged: dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]] = {}
+    for (model, version), (records, keys) in groups.items():
+        key = (model, str(version))
+        if key not in merged:
+            merged[key] = (records, keys)
+            continue
+        rows = sorted(zip(merged[key][1] + keys, merged[key][0] + records, strict=True))
+        merged[key] = ([r for _, r in rows], [k for k, _ in rows])
+    return merged
 
 
 def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:

@@ -91,7 +91,7 @@ def _env(
 def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None:
     producer = Producer({**config.kafka.confluent_settings(), "partitioner": "murmur2_random"})
     schedule = [Drift("abrupt", ONSET, magnitude=1.0)]
-    assert first % 5_000 == PHASE_1 % 5_000  # the same blocks (and records) however it is cut
+    # Blocks of 5,000 from PHASE_1 on: the same records whether phase 2 is cut at PHASE_2 or not.
     for block in range(first, first + n, 5_000):
         records, _ = simulate(
             min(5_000, first + n - block),
