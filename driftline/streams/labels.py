@@ -171,7 +171,7 @@ class PartitionLabels:
         starts = (np.floor(event_time / size) * size).tolist()
         times = event_time.tolist()
         score_list = [math.nan] * len(times) if scores is None else scores.tolist()
-        detections: list[Joined] = []
+        matched = []  # labels that came first: joined together, in offset order
         pending, orphans = self.pending, self.orphans
         for pid, start, prediction, score, t in zip(
             prediction_ids, starts, predictions, score_list, times, strict=True
@@ -180,14 +180,14 @@ class PartitionLabels:
             if orphans:
                 orphan = orphans.pop(pid, None)
                 if orphan is not None:
-                    detections += self._join([(pid, entry, orphan[0])])
+                    matched.append((pid, entry, orphan[0]))
                     continue
             pending[pid] = entry
         overflow = len(pending) - self.max_pending
         for _ in range(max(overflow, 0)):
             pending.popitem(last=False)
         self.evicted += max(overflow, 0)
-        return detections
+        return self._join(matched)
 
     # -- labels --------------------------------------------------------------------------------
 
