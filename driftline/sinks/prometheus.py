@@ -233,3 +233,12 @@ def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
             else:
                 known.add(kind)
         ERRORS.labels(model, kind).inc(count)
+
+
+CHECKPOINTS_DROPPED = Counter(
+    "driftline_checkpoints_dropped",
+    "Checkpoints that could not be restored (corrupt, or written by another version) and were "
+    "dropped: the partition (stage1) or model (stage2) started fresh.",
+    ["stage"],
+    registry=REGISTRY,
+)

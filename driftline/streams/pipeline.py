@@ -17,6 +17,7 @@ the input offsets: committed offsets are never ahead of the checkpointed state.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -61,16 +62,27 @@ class Message(Protocol):
     headers: Sequence[tuple[str, bytes]] | None
 
 
+MAX_RECORDS_PER_MESSAGE = 1 << 16  # record keys hold 16 bits of the index in a message
+
+
 def record_key(partition: int, offset: int, index: int) -> int:
-    """A stable 64-bit identity per record: (partition, offset, index inside a batch message).
+    """A stable 64-bit identity per record: (partition, offset, index inside a batch message),
+    12, 36 and 16 bits: unique for 4,096 partitions, 6.9e10 offsets per partition and 65,536
+    records per message (a message of Kafka's default 1 MB holds at most ~17,000 valid
+    records; a message with more is dead-lettered whole).
 
     Sketch samples are chosen by a hash of it, so the sample of a window does not depend on
     which worker read the record or how the stream was cut into batches.
 
-    >>> record_key(1, 2, 3) == (1 << 48) | (2 << 12) | 3
+    >>> record_key(1, 2, 3) == (1 << 52) | (2 << 16) | 3
+    True
+    >>> record_key(0, 0, 4096) != record_key(0, 1, 0)
     True
     """
-    return ((partition & 0xFFFF) << 48) | ((offset & 0xFFFFFFFFF) << 12) | (index & 0xFFF)
+    return ((partition & 0xFFF) << 52) | ((offset & 0xFFFFFFFFF) << 16) | (index & 0xFFFF)
+
+
+Reject = tuple[str, str, int | None]  # kind, reason, index in the message (None: all of it)
 
 
 @dataclass(frozen=True)
@@ -153,8 +165,18 @@ class Pipeline:
             windows = self.config.windows
             model_sizes = {model: float(size) for model, size in windows.model_sizes.items()}
             saved = await self._checkpoint(f"s1/{partition}")
-            if saved is not None:
-                state = PartitionWindows.from_dict(saved)
+            labels = self.config.labels
+            joins = PartitionLabels(
+                partition,
+                float(windows.size_seconds),
+                labels.horizon_seconds,
+                labels.ttl_seconds,
+                labels.max_pending_per_partition,
+                model_sizes,
+            )
+            restored = _restore_partition(partition, saved, joins)
+            if restored is not None:
+                state = restored
                 log.info(
                     "partition %d: restored %d open windows, last offset %d",
                     partition,
@@ -168,20 +190,19 @@ class Pipeline:
                     float(windows.allowed_lateness_seconds),
                     model_sizes,
                 )
+                if saved is not None:  # unrestorable: start fresh from the committed offset
+                    joins = PartitionLabels(
+                        partition,
+                        float(windows.size_seconds),
+                        labels.horizon_seconds,
+                        labels.ttl_seconds,
+                        labels.max_pending_per_partition,
+                        model_sizes,
+                    )
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.size, state.model_sizes = float(windows.size_seconds), model_sizes
-            labels = self.config.labels
-            self.labels[partition] = PartitionLabels(
-                partition,
-                float(windows.size_seconds),
-                labels.horizon_seconds,
-                labels.ttl_seconds,
-                labels.max_pending_per_partition,
-                model_sizes,
-            )
-            if saved is not None and "labels" in saved:
-                self.labels[partition].restore(saved["labels"])
+            self.labels[partition] = joins
             self.stage1[partition] = state
         return state
 
@@ -193,41 +214,68 @@ class Pipeline:
                 self._last_record_at[partition] = self._clock()
                 await self._partition_batch(partition, part)
 
+    def _time_bounds(self) -> tuple[float, float]:
+        """Accepted event times: (earliest, latest) by the worker's clock."""
+        windows, now = self.config.windows, self._clock()
+        age = windows.max_event_age_seconds
+        return (now - age if age > 0 else -np.inf), now + windows.max_future_skew_seconds
+
     async def _partition_batch(self, partition: int, messages: list[Message]) -> None:
+        """One partition's messages: phase 1 (parse, bounds, columns) touches no state and
+        rejects bad records one by one; phase 2 applies what was accepted."""
         state = await self._partition_state(partition)
         last = state.last_offset
         fresh = [m for m in messages if m.offset > last]  # skip what the checkpoint has
         if not fresh:
             return
         topic = fresh[0].topic
+        earliest, latest = self._time_bounds()
         # (model, model_version as sent) -> (records, record keys), in offset order
         groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]] = {}
-        times: list[float] = []
-        partition_key = (partition & 0xFFFF) << 48  # record_key, inlined: once per record
-        for message in fresh:
+        rejects: dict[int, list[Reject]] = {}  # by position in `fresh`
+        partition_key = (partition & 0xFFF) << 52  # record_key, inlined: once per record
+        for position, message in enumerate(fresh):
             valid, rejected = parse_predictions(message.value or b"")
-            for reject in rejected:
-                await self.dead_letter(message, reject.kind, reject.reason, reject.index)
-            message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 12)
+            if rejected:
+                rejects[position] = [(r.kind, r.reason, r.index) for r in rejected]
+            if len(valid) > MAX_RECORDS_PER_MESSAGE:
+                reason = f"{len(valid)} records in one message (at most {MAX_RECORDS_PER_MESSAGE})"
+                rejects.setdefault(position, []).append(("invalid_shape", reason, None))
+                continue
+            message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 16)
             for i, record in enumerate(valid):
+                t = record["timestamp"]
+                if not earliest <= t <= latest:
+                    rejects.setdefault(position, []).append(
+                        ("timestamp_out_of_range", _time_reason(i, t, earliest, latest), i)
+                    )
+                    continue
                 key = (record["model"], record["model_version"])
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = ([], [])
                 group[0].append(record)
-                group[1].append(message_key | (i & 0xFFF))
-                times.append(record["timestamp"])
-        metrics.RECORDS_PROCESSED.labels(topic).inc(len(times))
-        joins = self.labels[partition]
+                group[1].append(message_key | i)
+        prepared: list[tuple[str, str, ReferenceProfile, RecordBatch, list[dict[str, Any]]]] = []
+        accepted = 0
         for (model, version), (records, keys) in _versions_as_text(groups).items():
             profile = self.profiles.get((model, version))
             if profile is None:
                 state.unknown_records += len(records)
                 metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
+                accepted += len(records)
                 continue
-            batch = RecordBatch.from_records(
-                records, profile.feature_types, record_keys=np.array(keys, dtype=np.uint64)
-            )
+            batch, records = _columns(records, keys, profile, fresh, rejects)
+            if batch is not None:
+                prepared.append((model, version, profile, batch, records))
+                accepted += len(records)
+        for position, found in sorted(rejects.items()):
+            await self._dead_letter(fresh[position], found)
+        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+        # phase 2: apply (no record can fail here: what could is rejected above)
+        joins = self.labels[partition]
+        max_time = -np.inf
+        for model, version, profile, batch, records in prepared:
             metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
@@ -241,7 +289,9 @@ class Pipeline:
                 batch.score,
             )
             await self._concept_events(partition, detections)
-        state.advance(max(times, default=-np.inf), fresh[-1].offset)
+            # the watermark moves only with records accepted for a profiled model
+            max_time = max(max_time, float(batch.event_time.max()))
+        state.advance(max_time, fresh[-1].offset)
         was_idle = partition in self._idle
         self._idle.discard(partition)
         await self._hand_on(state, force_watermark=was_idle)
@@ -330,10 +380,16 @@ class Pipeline:
                 if not fresh:
                     continue
                 labels = []
+                earliest, latest = self._time_bounds()
                 for message in fresh:
                     label = _parse_label(message.value or b"")
                     if isinstance(label, str):
-                        await self.dead_letter(message, "schema_violation", label, None)
+                        await self._dead_letter(message, [("schema_violation", label, None)])
+                    elif not earliest <= label["timestamp"] <= latest:
+                        reason = _time_reason(0, label["timestamp"], earliest, latest)
+                        await self._dead_letter(
+                            message, [("timestamp_out_of_range", reason.split(": ", 1)[1], None)]
+                        )
                     else:
                         labels.append(label)
                 metrics.LABELS_PROCESSED.inc(len(labels))
@@ -412,17 +468,38 @@ class Pipeline:
     async def dead_letter(
         self, message: Message, kind: str, reason: str, index: int | None
     ) -> None:
+        """Send one message to the DLQ for one reason (see `_dead_letter`)."""
+        await self._dead_letter(message, [(kind, reason, index)])
+
+    async def _dead_letter(self, message: Message, rejects: list[Reject]) -> None:
+        """One DLQ message per bad source message, whatever the number of bad records in it.
+
+        Headers: the first reject's kind, reason and index (`driftline.reason.kind`,
+        `driftline.reason`, `driftline.source.index`), the source topic/partition/offset, every
+        reject as JSON in `driftline.rejects` (truncated to 16 KiB, `driftline.rejects.count`
+        says how many), and the payload's original size and SHA-256; the value is the payload,
+        truncated to `worker.dlq_max_payload_bytes` (`driftline.payload.truncated`)."""
+        kind, reason, index = rejects[0]
+        payload = message.value or b""
+        limit = self.config.worker.dlq_max_payload_bytes
+        listed = orjson.dumps([{"index": i, "kind": k, "reason": r} for k, r, i in rejects])
         headers = {
             "driftline.reason.kind": kind.encode(),
-            "driftline.reason": reason.encode(),
+            "driftline.reason": reason.encode()[:4096],
             "driftline.source.topic": message.topic.encode(),
             "driftline.source.partition": str(message.partition).encode(),
             "driftline.source.offset": str(message.offset).encode(),
+            "driftline.rejects.count": str(len(rejects)).encode(),
+            "driftline.rejects": listed[:16384],
+            "driftline.payload.size": str(len(payload)).encode(),
+            "driftline.payload.sha256": hashlib.sha256(payload).hexdigest().encode(),
+            "driftline.payload.truncated": b"true" if len(payload) > limit else b"false",
         }
         if index is not None:
             headers["driftline.source.index"] = str(index).encode()
-        metrics.DLQ_RECORDS.labels(message.topic, kind).inc()
-        await self._send(self.topics.dlq, message.key, message.value or b"", headers)
+        for k, _, _ in rejects:
+            metrics.DLQ_RECORDS.labels(message.topic, k).inc()
+        await self._send(self.topics.dlq, message.key, payload[:limit], headers)
 
     # -- stage 2: partials ---------------------------------------------------------------------
 
@@ -430,11 +507,18 @@ class Pipeline:
         state = self.stage2.get(model)
         if state is None:
             saved = await self._checkpoint(f"s2/{model}")
-            state = (
-                ModelWindows.from_dict(saved)
-                if saved is not None
-                else ModelWindows(model, self.n_sources)
-            )
+            state = ModelWindows(model, self.n_sources)
+            if saved is not None:
+                try:
+                    state = ModelWindows.from_dict(saved)
+                except Exception as exc:  # never stick: start fresh, windows re-fill
+                    log.warning(
+                        "model %s: stage-2 checkpoint dropped, it cannot be restored (%s: %s)",
+                        model,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    metrics.CHECKPOINTS_DROPPED.labels("stage2").inc()
             self.stage2[model] = state
         self._stage2_partition[model] = partition
         return state
@@ -624,6 +708,104 @@ def _versions_as_text(
         rows = sorted(zip(merged[key][1] + keys, merged[key][0] + records, strict=True))
         merged[key] = ([r for _, r in rows], [k for k, _ in rows])
     return merged
+
+
+def _columns(
+    records: list[dict[str, Any]],
+    keys: list[int],
+    profile: ReferenceProfile,
+    messages: list[Message],
+    rejects: dict[int, list[Reject]],
+) -> tuple[RecordBatch | None, list[dict[str, Any]]]:
+    """One model version's records as columns, and the records kept. A record the core cannot
+    take (say probabilities as a list) is rejected on its own into `rejects` (by position of
+    its message in `messages`); the others are kept."""
+    try:
+        batch = RecordBatch.from_records(
+            records, profile.feature_types, record_keys=np.array(keys, dtype=np.uint64)
+        )
+        if _usable(batch):
+            return batch, records
+    except Exception:  # found record by record below
+        pass
+    position = {m.offset & 0xFFFFFFFFF: i for i, m in enumerate(messages)}
+    kept, kept_keys = [], []
+    for record, key in zip(records, keys, strict=True):
+        try:
+            if _usable(RecordBatch.from_records([record], profile.feature_types)):
+                kept.append(record)
+                kept_keys.append(key)
+                continue
+            reason = (
+                "a number is out of range (finite values up to 1e15 are accepted), "
+                "or 'prediction'/'error' is not a scalar"
+            )
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+        index = key & 0xFFFF
+        rejects.setdefault(position[(key >> 16) & 0xFFFFFFFFF], []).append(
+            ("schema_violation", f"record {index}: {reason}", index)
+        )
+    if not kept:
+        return None, []
+    batch = RecordBatch.from_records(
+        kept, profile.feature_types, record_keys=np.array(kept_keys, dtype=np.uint64)
+    )
+    return batch, kept
+
+
+MAX_MAGNITUDE = 1e15  # larger numbers would overflow a window's sums of squares
+
+
+def _usable(batch: RecordBatch) -> bool:
+    """No value that would make a window's moments or sums infinite (NaN = missing is fine)."""
+    columns = [*batch.numeric.values(), batch.event_time, batch.latency_seconds]
+    if batch.score is not None:
+        columns.append(batch.score)
+    if batch.attributions is not None:
+        columns.extend(batch.attributions.values())
+    # +/-inf is how the core marks a value that is not a number (counted as invalid): keep it
+    if any((np.abs(c[np.isfinite(c)]) > MAX_MAGNITUDE).any() for c in columns):
+        return False
+    # prediction and error are counted by value: scalars only (the schema says so)
+    return all(type(v) in _SCALARS for v in batch.prediction.tolist()) and all(
+        type(v) in _SCALARS for v in batch.error.tolist()
+    )
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _time_reason(index: int, t: float, earliest: float, latest: float) -> str:
+    if t > latest:
+        bound = "later than now + windows.max_future_skew_seconds"
+    else:
+        bound = "earlier than now - windows.max_event_age_seconds"
+    return f"record {index}: timestamp {t} is {bound}"
+
+
+def _restore_partition(
+    partition: int, saved: Mapping[str, Any] | None, joins: PartitionLabels
+) -> PartitionWindows | None:
+    """A partition's state from its checkpoint; None (with a warning and a metric) if it has
+    none or it cannot be restored (corrupt, written by another version): the partition then
+    starts fresh from its committed offset instead of failing every batch."""
+    if saved is None:
+        return None
+    try:
+        state = PartitionWindows.from_dict(saved)
+        if "labels" in saved:
+            joins.restore(saved["labels"])
+        return state
+    except Exception as exc:
+        log.warning(
+            "partition %d: checkpoint dropped, it cannot be restored (%s: %s); starting fresh",
+            partition,
+            type(exc).__name__,
+            exc,
+        )
+        metrics.CHECKPOINTS_DROPPED.labels("stage1").inc()
+        return None
 
 
 def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:
