@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -120,6 +121,12 @@ def produce(topic: str, messages: Iterator[tuple[bytes, bytes]]) -> int:
     return n
 
 
+def produce_list(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    t = time.perf_counter()
+    produce(topic, iter(messages))
+    log(f"produced {len(messages)} messages to {topic} in {time.perf_counter() - t:.1f} s")
+
+
 def single_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
     for r in records:
         yield r["prediction_id"].encode(), orjson.dumps(r)
@@ -129,6 +136,16 @@ def batch_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes
     for i in range(0, len(records), BATCH_RECORDS):
         chunk = records[i : i + BATCH_RECORDS]
         yield chunk[0]["prediction_id"].encode(), orjson.dumps({"records": chunk})
+
+
+def batch_label_messages(
+    records: list[dict[str, Any]], labels: list[dict[str, Any]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Labels keyed like the batch message that carried their prediction (its first id), so
+    that each label lands on its prediction's partition: the join is per partition."""
+    for i, label in enumerate(labels):
+        key = records[i - i % BATCH_RECORDS]["prediction_id"]
+        yield key.encode(), orjson.dumps(label)
 
 
 def fraud_stream(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -372,9 +389,12 @@ def run_worker(
     windows: int = 3,
     processes: int = 1,
     metric: str = "driftline_records_processed_total",
+    fill: Callable[[], None] | None = None,
 ) -> dict[str, float]:
-    """Start `processes` workers (one consumer group) on pre-filled topics; time them from
-    the summed `metric` > 0 to >= n. CPU seconds are the workers' own, over that interval."""
+    """Start `processes` workers (one consumer group) on pre-filled topics (or, with `fill`, on
+    empty ones filled once every worker holds its share of the partitions, so that no rebalance
+    falls in the timed interval); time them from the summed `metric` > 0 to >= n. CPU seconds
+    are the workers' own, over that interval."""
     from driftline.config import load_config
     from driftline.streams.topics import ensure_topics
 
@@ -401,6 +421,24 @@ def run_worker(
                 )
             )
         state: dict[str, float] = {}
+        if fill is not None:
+            share = len(range(0, PARTITIONS, processes))  # partitions per worker, range assignor
+            owned = re.compile(
+                rf"assigned .*{re.escape(env['DRIFTLINE_TOPICS_PREDICTIONS'])} "
+                rf"\[{', '.join([r'[0-9]+'] * share)}\]"
+            )
+            wait_until(
+                f"workers {name}: each assigned {share} partitions",
+                lambda: (
+                    all(owned.search(p.read_text()) for p in log_paths if p.exists())
+                    and all(p.exists() for p in log_paths)
+                ),
+                timeout,
+                procs[0],
+                log_paths[0],
+                0.2,
+            )
+            fill()
 
         def total(what: str = metric) -> float | None:
             counts = [processed(port, what) for port in ports]
@@ -556,7 +594,7 @@ def main() -> int:
     create_topics(
         [
             *(single, f"{single}.labels", batch, f"{batch}.labels", many, f"{many}.labels"),
-            *(labelled, f"{labelled}.labels"),
+            *(labelled, f"{labelled}.labels", f"{prefix}.single2", f"{prefix}.single2.labels"),
         ]
     )
     results: dict[str, Any] = {"n": n, "load_before": os.getloadavg()}
@@ -568,7 +606,8 @@ def main() -> int:
         produce(single, single_messages(records))
         produce(batch, batch_messages(records))
         produce(labelled, batch_messages(records))
-        produce(f"{labelled}.labels", single_messages(labels))
+        produce(f"{labelled}.labels", batch_label_messages(records, labels))
+        fill_later = list(single_messages(records))  # for the 2-process run, once both joined
         log(
             f"produced {n} single + {n // BATCH_RECORDS} batch messages (x2) + {n} labels in {time.perf_counter() - t:.1f} s"
         )
@@ -591,7 +630,7 @@ def main() -> int:
         scenarios: list[tuple[str, str, int, str]] = [
             ("single", single, 1, "driftline_records_processed_total"),
             ("batch", batch, 1, "driftline_records_processed_total"),
-            ("single_2proc", single, 2, "driftline_records_processed_total"),
+            ("single_2proc", f"{prefix}.single2", 2, "driftline_records_processed_total"),
             ("labels", labelled, 1, "driftline_labels_processed_total"),
         ]
         for name, topic, processes, metric in scenarios:
@@ -605,6 +644,7 @@ def main() -> int:
                 args.profile if name == args.profile_scenario else None,
                 processes=processes,
                 metric=metric,
+                fill=(lambda t=topic: produce_list(t, fill_later)) if processes > 1 else None,
             )
             w = results[f"worker_{name}"]
             log(

@@ -39,7 +39,14 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
@@ -130,6 +137,7 @@ class IngestWorker:
         self._stopping = asyncio.Event()
         self._next_offsets: dict[tuple[str, int], int] = {}  # processed, to commit
         self._committed: dict[tuple[str, int], int] = {}
+        self._rewound: set[int] = set()  # source partitions re-read since this batch failed
         self._last_checkpoint = time.monotonic()
         self.batches = 0
 
@@ -282,12 +290,16 @@ class IngestWorker:
             by_topic.setdefault(message.topic, []).append(message)
             self._next_offsets[(message.topic, message.partition)] = message.offset + 1
         self.batches += 1
+        self._rewound.clear()
         for topic, handler, what in (
             (self.topics.predictions, self.pipeline.on_predictions, "predictions"),
             (self.topics.labels, self.pipeline.on_labels, "labels"),
             (self.partials, self.pipeline.on_partials, "partials"),
         ):
             messages = by_topic.get(topic)
+            if messages and self._rewound and topic == self.topics.labels:
+                # re-read after the rewind of their partition, with its predictions
+                messages = [m for m in messages if m.partition not in self._rewound]
             if messages:
                 await self._handle(handler, messages, what)
 
@@ -305,6 +317,30 @@ class IngestWorker:
                 await self.pipeline.dead_letter(
                     message, "worker_error", f"worker error processing the {what} batch", None
                 )
+        if self.pipeline.rewound:
+            await self._rewind()
+
+    async def _rewind(self) -> None:
+        """A partition's batch failed half-way and the pipeline dropped its state (restored from
+        the checkpoint next, see `Pipeline.rewind`): re-read its predictions and labels from
+        the committed offsets."""
+        partitions, self.pipeline.rewound = self.pipeline.rewound, set()
+        self._rewound |= partitions
+        tps = [
+            TopicPartition(t, p)
+            for p in sorted(partitions)
+            for t in (self.topics.predictions, self.topics.labels)
+        ]
+        committed = await self._in_thread(None, self.consumer.committed, tps, 10.0)
+        for tp in committed:
+            key = (tp.topic, tp.partition)
+            offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
+            if tp.offset >= 0:
+                self._next_offsets[key] = self._committed[key] = tp.offset
+            else:
+                self._next_offsets.pop(key, None)
+        log.warning("re-reading partitions %s from their committed offsets", sorted(partitions))
 
     async def _idle_timer(self) -> None:
         while True:

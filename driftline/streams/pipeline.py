@@ -127,6 +127,8 @@ class Pipeline:
         self._stage1_lock = asyncio.Lock()
         self._stage2_lock = asyncio.Lock()
         self._dirty_partitions: set[int] = set()  # changed since the last checkpoint
+        self._poisoned: dict[tuple[str, int], list[tuple[int, int]]] = {}  # see `rewind`
+        self.rewound: set[int] = set()  # partitions the shell must re-read (then clears it)
         self._dirty_models: set[str] = set()
 
     # -- rebalance ---------------------------------------------------------------------------
@@ -153,6 +155,35 @@ class Pipeline:
                 self._last_record_at.pop(partition, None)
                 self._idle.discard(partition)
         self._checkpoints = None
+
+    def rewind(self, topic: str, partition: int, first: int, last: int) -> None:
+        """A batch (offsets `first`..`last` of `topic`, source partition `partition`) failed
+        half-way through phase 2 (a bug: bad records are rejected before). Drop the partition's
+        in-memory state, so that the next batch restores its checkpoint: the caller re-reads
+        predictions and labels of the partition from the committed offset. The messages of the
+        failed batch are dead-lettered (`worker_error`) when they come again, the others are
+        applied once: a batch counts entirely or not at all."""
+        self._poisoned.setdefault((topic, partition), []).append((first, last))
+        self.rewound.add(partition)
+        self.stage1.pop(partition, None)
+        self.labels.pop(partition, None)
+        self._dirty_partitions.discard(partition)
+        self._idle.discard(partition)
+        self._checkpoints = None
+
+    def _poisoned_offsets(self, topic: str, partition: int, fresh: list[Message]) -> set[int]:
+        """Offsets in `fresh` of a batch that failed before (see `rewind`); forgets ranges
+        that `fresh` goes past."""
+        ranges = self._poisoned.get((topic, partition))
+        if not ranges:
+            return set()
+        found = {m.offset for m in fresh if any(a <= m.offset <= b for a, b in ranges)}
+        remaining = [(a, b) for a, b in ranges if b > fresh[-1].offset]
+        if remaining:
+            self._poisoned[(topic, partition)] = remaining
+        else:
+            del self._poisoned[(topic, partition)]
+        return found
 
     async def _checkpoint(self, key: str) -> Any:
         if self._checkpoints is None:
@@ -212,7 +243,15 @@ class Pipeline:
         async with self._stage1_lock:
             for partition, part in _by_partition(messages).items():
                 self._last_record_at[partition] = self._clock()
-                await self._partition_batch(partition, part)
+                try:
+                    await self._partition_batch(partition, part)
+                except Exception:
+                    log.exception(
+                        "partition %d: %d predictions failed; re-reading from the last commit",
+                        partition,
+                        len(part),
+                    )
+                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
 
     def _time_bounds(self) -> tuple[float, float]:
         """Accepted event times: (earliest, latest) by the worker's clock."""
@@ -234,7 +273,11 @@ class Pipeline:
         groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]] = {}
         rejects: dict[int, list[Reject]] = {}  # by position in `fresh`
         partition_key = (partition & 0xFFF) << 52  # record_key, inlined: once per record
+        poisoned = self._poisoned_offsets(topic, partition, fresh)
         for position, message in enumerate(fresh):
+            if poisoned and message.offset in poisoned:
+                rejects[position] = [("worker_error", _FAILED_BATCH, None)]
+                continue
             valid, rejected = parse_predictions(message.value or b"")
             if rejected:
                 rejects[position] = [(r.kind, r.reason, r.index) for r in rejected]
@@ -374,28 +417,44 @@ class Pipeline:
         """Join labels to their predictions (same partition number: co-partitioned topics)."""
         async with self._stage1_lock:
             for partition, part in _by_partition(messages).items():
-                await self._partition_state(partition)
-                joins = self.labels[partition]
-                fresh = [m for m in part if m.offset > joins.last_label_offset]
-                if not fresh:
-                    continue
-                labels = []
-                earliest, latest = self._time_bounds()
-                for message in fresh:
-                    label = _parse_label(message.value or b"")
-                    if isinstance(label, str):
-                        await self._dead_letter(message, [("schema_violation", label, None)])
-                    elif not earliest <= label["timestamp"] <= latest:
-                        reason = _time_reason(0, label["timestamp"], earliest, latest)
-                        await self._dead_letter(
-                            message, [("timestamp_out_of_range", reason.split(": ", 1)[1], None)]
-                        )
-                    else:
-                        labels.append(label)
-                metrics.LABELS_PROCESSED.inc(len(labels))
-                await self._concept_events(partition, joins.add_labels(labels))
-                joins.last_label_offset = fresh[-1].offset
-                await self._hand_on(self.stage1[partition])  # label time may close performance
+                try:
+                    await self._partition_labels(partition, part)
+                except Exception:
+                    log.exception(
+                        "partition %d: %d labels failed; re-reading from the last commit",
+                        partition,
+                        len(part),
+                    )
+                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
+
+    async def _partition_labels(self, partition: int, part: list[Message]) -> None:
+        """One partition's labels; what `rewind` undoes if it fails half-way."""
+        await self._partition_state(partition)
+        joins = self.labels[partition]
+        fresh = [m for m in part if m.offset > joins.last_label_offset]
+        if not fresh:
+            return
+        labels = []
+        earliest, latest = self._time_bounds()
+        poisoned = self._poisoned_offsets(fresh[0].topic, partition, fresh)
+        for message in fresh:
+            if poisoned and message.offset in poisoned:
+                await self._dead_letter(message, [("worker_error", _FAILED_BATCH, None)])
+                continue
+            label = _parse_label(message.value or b"")
+            if isinstance(label, str):
+                await self._dead_letter(message, [("schema_violation", label, None)])
+            elif not earliest <= label["timestamp"] <= latest:
+                reason = _time_reason(0, label["timestamp"], earliest, latest)
+                await self._dead_letter(
+                    message, [("timestamp_out_of_range", reason.split(": ", 1)[1], None)]
+                )
+            else:
+                labels.append(label)
+        metrics.LABELS_PROCESSED.inc(len(labels))
+        await self._concept_events(partition, joins.add_labels(labels))
+        joins.last_label_offset = fresh[-1].offset
+        await self._hand_on(self.stage1[partition])  # label time may close performance
 
     async def _concept_events(self, partition: int, detections: list[Joined]) -> None:
         """A concept-drift detection is published at once, not at window close."""
@@ -773,6 +832,7 @@ def _usable(batch: RecordBatch) -> bool:
     )
 
 
+_FAILED_BATCH = "the worker failed on the batch holding this message (see its log)"
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 

@@ -252,3 +252,37 @@ def _numbers(value: Any) -> list[float]:
     if isinstance(value, list):
         return [x for v in value for x in _numbers(v)]
     return [float(value)] if isinstance(value, int | float) and not isinstance(value, bool) else []
+
+
+def test_a_batch_failing_half_way_counts_entirely_or_not_at_all(
+    config: Config, profile: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in phase 2 (simulated: the label join raises on one batch): the partition's state
+    is dropped, the shell re-reads from the committed offset (0 here), the failed batch's
+    messages are dead-lettered once and every other record is windowed exactly once."""
+    from driftline.streams.labels import PartitionLabels
+
+    broker = Broker()
+    saved: dict[str, Any] = {}
+    p = pipeline(config, profile, broker, saved=saved)
+    stream = messages(good(300))
+    run(p.on_predictions(stream[:100]))
+    run(p.checkpoint())
+    saved.update(broker.checkpoints())  # offsets 0..99 checkpointed (not committed: replayed)
+
+    add_columns = PartitionLabels.add_columns
+
+    def fail_once(self: PartitionLabels, *args: Any) -> Any:
+        monkeypatch.setattr(PartitionLabels, "add_columns", add_columns)
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(PartitionLabels, "add_columns", fail_once)
+    run(p.on_predictions(stream[100:200]))  # windows updated, then the join raises
+    assert p.rewound == {0} and 0 not in p.stage1
+    p.rewound.clear()
+    for first in range(0, 300, 100):  # the shell re-reads from the committed offset 0
+        run(p.on_predictions(stream[first : first + 100]))
+    assert windowed(p) == 200
+    dead = broker.dlq()
+    assert sorted(int(h["driftline.source.offset"]) for _, h in dead) == list(range(100, 200))
+    assert {h["driftline.reason.kind"] for _, h in dead} == {b"worker_error"}
