@@ -129,11 +129,13 @@ def _processed(port: int) -> float:
     )
 
 
-def _wait(condition: Any, workers: list[subprocess.Popen[bytes]], timeout: float = 90) -> None:
+def _wait(
+    condition: Any, workers: list[subprocess.Popen[bytes]], log: Path, timeout: float = 180
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert all(w.poll() is None for w in workers), "a worker exited"
-        assert time.monotonic() < deadline, "timed out"
+        assert all(w.poll() is None for w in workers), f"a worker exited:\n{_text(log)[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out:\n{_text(log)[-3000:]}"
         time.sleep(0.2)
 
 
@@ -212,9 +214,10 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
                 None, tmp / "D1.log", env={**d.env, "DRIFTLINE_WORKER_METRICS_PORT": str(d_port)}
             )
         )
-        _wait(lambda: f"{input_config.topics.predictions} [" in _text(tmp / "D1.log"), d.workers)
+        joined = f"{input_config.topics.predictions} ["
+        _wait(lambda: joined in _text(tmp / "D1.log"), d.workers, tmp / "D1.log")
         _produce(input_config, PHASE_1, PHASE_2 - PHASE_1, [])
-        _wait(lambda: _processed(d_port) > 0, d.workers)
+        _wait(lambda: _processed(d_port) > 0, d.workers, tmp / "D1.log")
         d.workers[1].send_signal(signal.SIGTERM)
         assert d.workers[1].wait(30) == 0, _text(tmp / "D1.log")[-3000:]
         _produce(input_config, PHASE_2, TOTAL - PHASE_2, MALFORMED[2:])
