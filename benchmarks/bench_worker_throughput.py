@@ -212,23 +212,30 @@ def ceiling(topic: str, n: int, timeout: float) -> dict[str, float]:
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     seen = 0
     first = last = None
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + timeout
     try:
         while seen < n and time.monotonic() < deadline:
             batch = consumer.consume(10_000, timeout=1.0)
             if batch and first is None:
-                first = time.perf_counter()
+                first, cpu_first = time.perf_counter(), time.process_time()
             for message in batch:
                 if message.error() is not None:
                     continue
                 valid, _ = parse_predictions(message.value() or b"")
                 seen += len(valid)
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
     finally:
         consumer.close()
     if seen < n or first is None or last is None:
         raise RuntimeError(f"ceiling: read {seen} of {n} records in {timeout} s")
-    return {"records": seen, "seconds": last - first, "rate": seen / (last - first)}
+    return {
+        "records": seen,
+        "seconds": last - first,
+        "rate": seen / (last - first),
+        # this process only (parse + librdkafka's threads): comparable to the workers' figure
+        "cpu_seconds_per_million": (cpu_last - cpu_first) / seen * 1e6,
+    }
 
 
 # -- no-op Faust agent (runs in a child process: `--faust-noop`) --------------------------------
@@ -735,20 +742,26 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         )
     one, two = r["worker_single"]["rate"], r["worker_single_2proc"]["rate"]
     print(f"\n2 processes / 1 process: {two / one:.2f}x")
+    print(
+        f"\nCPU s per million records, ceiling (consume + parse, this process): "
+        f"{r['ceiling']['cpu_seconds_per_million']:.1f} single-record, "
+        f"{r['ceiling_batch']['cpu_seconds_per_million']:.1f} batch messages"
+    )
     print("\nCost of the worker processes over the timed interval:")
     print(
-        f"| {'scenario':<46} | CPU s / M | VmHWM MiB | startup s | timed s | windows closed (s after N) "
+        f"| {'scenario':<46} | CPU s / M | 1e6 / CPU s per M | VmHWM MiB | startup s | timed s | windows closed (s after N) "
         "| ckpt msgs | ckpt KiB (last 50) | joined |"
     )
     print(
-        f"|{'-' * 48}|-----------|-----------|-----------|---------|----------------------------"
+        f"|{'-' * 48}|-----------|-------------------|-----------|-----------|---------|----------------------------"
         "|-----------|--------------------|--------|"
     )
     for name, key, _ in rows[3:]:
         w = r[key]
         closed = f"{w['windows_closed']:.0f} ({w['seconds_n_to_windows_closed']:.1f} s)"
         print(
-            f"| {name[:46]:<46} | {w['cpu_seconds_per_million']:>9.1f} | {w['vm_hwm_mib']:>9.0f} "
+            f"| {name[:46]:<46} | {w['cpu_seconds_per_million']:>9.1f} "
+            f"| {1e6 / w['cpu_seconds_per_million']:>17,.0f} | {w['vm_hwm_mib']:>9.0f} "
             f"| {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
             f"| {w['checkpoint_messages']:>9,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} "
             f"| {w['labels_joined']:>6,.0f} |"

@@ -115,6 +115,7 @@ def messages(payloads: list[Any], first_offset: int = 0) -> list[Message]:
 
 def windowed(p: Pipeline) -> int:
     """Records in the open windows of partition 0."""
+    p.stage1[0].flush()
     return sum(sketch.n_records for sketch in p.stage1[0].open.values())
 
 
