@@ -39,7 +39,7 @@ from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
 from driftline.streams.events import drift_event, service_events, window_events
 from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
-from driftline.streams.records import parse_predictions
+from driftline.streams.records import RejectedRecord, parse_predictions
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
 log = logging.getLogger(__name__)
@@ -441,16 +441,17 @@ class Pipeline:
             if poisoned and message.offset in poisoned:
                 await self._dead_letter(message, [("worker_error", _FAILED_BATCH, None)])
                 continue
-            label = _parse_label(message.value or b"")
-            if isinstance(label, str):
-                await self._dead_letter(message, [("schema_violation", label, None)])
-            elif not earliest <= label["timestamp"] <= latest:
-                reason = _time_reason(0, label["timestamp"], earliest, latest)
-                await self._dead_letter(
-                    message, [("timestamp_out_of_range", reason.split(": ", 1)[1], None)]
-                )
-            else:
-                labels.append(label)
+            valid, rejected = _parse_labels(message.value or b"")
+            rejects: list[Reject] = [(r.kind, r.reason, r.index) for r in rejected]
+            for i, label in enumerate(valid):
+                t = label["timestamp"]
+                if earliest <= t <= latest:
+                    labels.append(label)
+                else:
+                    reason = _time_reason(i, t, earliest, latest)
+                    rejects.append(("timestamp_out_of_range", reason, i))
+            if rejects:
+                await self._dead_letter(message, rejects)
         metrics.LABELS_PROCESSED.inc(len(labels))
         await self._concept_events(partition, joins.add_labels(labels))
         joins.last_label_offset = fresh[-1].offset
@@ -885,6 +886,15 @@ def _estimated_performance(sketch: WindowSketch) -> dict[str, float | None]:
         sketch.score_counts, _SCORE_MIDPOINTS, _SCORE_MIDPOINTS >= 0.5
     )
     return confusion.metrics()
+
+
+def _parse_labels(payload: bytes) -> tuple[list[dict[str, Any]], list[RejectedRecord]]:
+    """The label records of one message and its rejections (the shape of `parse_predictions`:
+    a label decoder of `driftline.streams.formats` can take this function's place)."""
+    label = _parse_label(payload)
+    if isinstance(label, str):
+        return [], [RejectedRecord("schema_violation", label, None)]
+    return [label], []
 
 
 def _parse_label(payload: bytes) -> dict[str, Any] | str:
