@@ -55,10 +55,12 @@ BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"
 PARTITIONS = 4
 BATCH_RECORDS = 100
 START = 1_767_225_600.0
-# Seconds between scrapes of a worker's /metrics page while it is timed. Rendering the page
-# holds the GIL in the worker (100 models x 20 features: thousands of series), so scraping it
-# every 50 ms slowed the worker it measured; the rate is exact between two readings anyway.
-SCRAPE_EVERY = 0.5
+# Seconds between scrapes of a worker's /metrics page while it is timed (the first non-zero
+# reading is looked for every 50 ms, while the page is still small). Rendering the page holds
+# the GIL in the worker (100 models x 20 features: thousands of series), so scraping it every
+# 50 ms slowed the worker it measured; the rate is exact between two readings anyway.
+SCRAPE_EVERY = 0.2
+SCRAPE_EVERY_MANY_MODELS = 0.5
 
 
 def log(message: str) -> None:
@@ -397,6 +399,7 @@ def run_worker(
     processes: int = 1,
     metric: str = "driftline_records_processed_total",
     fill: Callable[[], None] | None = None,
+    scrape_every: float = 0.2,
 ) -> dict[str, float]:
     """Start `processes` workers (one consumer group) on pre-filled topics (or, with `fill`, on
     empty ones filled once every worker holds its share of the partitions, so that no rebalance
@@ -459,9 +462,7 @@ def run_worker(
                 return True
             return False
 
-        wait_until(
-            f"worker {name}: first record", first, timeout, procs[0], log_paths[0], SCRAPE_EVERY
-        )
+        wait_until(f"worker {name}: first record", first, timeout, procs[0], log_paths[0], 0.05)
         startup = time.monotonic() - started
 
         def done() -> bool:
@@ -473,7 +474,7 @@ def run_worker(
             return False
 
         wait_until(
-            f"worker {name}: {n} records", done, timeout, procs[0], log_paths[0], SCRAPE_EVERY
+            f"worker {name}: {n} records", done, timeout, procs[0], log_paths[0], scrape_every
         )
         rss = max(vm_hwm_mib(p.pid) for p in procs)
         state["w1"] = total("driftline_windows_closed_total") or 0.0
@@ -505,6 +506,8 @@ def run_worker(
             log(f"worker {name}: its log has a traceback ({log_path})")
     seconds = state["t1"] - state["t0"]
     counted = state["c1"] - state["c0"]
+    if counted <= 0:  # everything between two readings: no interval to divide by
+        log(f"worker {name}: all {n} counted between two scrapes; rate not measured")
     return {
         "processes": processes,
         "records": state["c1"],
@@ -692,6 +695,7 @@ def main() -> int:
                 args.timeout,
                 args.profile if args.profile_scenario == "many" else None,
                 windows=3 * args.models,
+                scrape_every=SCRAPE_EVERY_MANY_MODELS,
             )
             w = results["worker_many"]
             log(
