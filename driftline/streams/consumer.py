@@ -98,6 +98,11 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "queued.min.messages": max(4 * config.worker.batch_size, 100_000),
+        # fetch far ahead (librdkafka's threads), so that `consume` finds a full batch waiting;
+        # when the prefetch queue is full, librdkafka waits fetch.queue.backoff.ms (1 s by
+        # default) before fetching again: `consume` then stalled ~1 s every few batches here
+        "max.partition.fetch.bytes": 10 * 1024 * 1024,
+        "fetch.queue.backoff.ms": 10,
         "fetch.max.bytes": MAX_CHECKPOINT_BYTES,
         "receive.message.max.bytes": MAX_CHECKPOINT_BYTES + 1_000_000,
     }
@@ -350,13 +355,20 @@ class IngestWorker:
             except Exception:
                 log.exception("declaring idle partitions failed; retrying on the next tick")
 
-    def _end_offsets(self, partitions: list[int]) -> dict[int, int]:
+    def _end_offsets(self, partitions: list[int], cached: bool) -> dict[int, int]:
+        """End offsets of predictions partitions. Cached: the high watermark of the last fetch
+        response (no request; fetches of a caught-up partition come back every
+        fetch.wait.max.ms). Asking the broker instead, while `consume` ran in the consumer
+        thread, delayed `consume` by ~1 s each time here."""
         ends = {}
         for p in partitions:
-            _, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.topics.predictions, p), timeout=5.0, cached=False
-            )
-            ends[p] = int(high)
+            tp = TopicPartition(self.topics.predictions, p)
+            if cached:
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+            else:
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=5.0, cached=False)
+            if high is not None and high >= 0:
+                ends[p] = int(high)
         return ends
 
     async def _declare_idle(self) -> None:
@@ -364,7 +376,10 @@ class IngestWorker:
         assigned = pipeline.assigned_partitions()
         if not assigned:
             return
-        ends = await self._in_thread(None, self._end_offsets, assigned)
+        ends = self._end_offsets(assigned, cached=True)
+        unknown = [p for p in assigned if p not in ends]  # nothing fetched yet
+        if unknown:
+            ends.update(await self._in_thread(None, self._end_offsets, unknown, False))
         for partition, end in ends.items():
             processed = pipeline.processed_offset(partition)
             if processed is not None:
