@@ -97,13 +97,15 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "queued.min.messages": max(4 * config.worker.batch_size, 100_000),
+        "queued.min.messages": 4 * config.worker.batch_size,
+        "queued.max.messages.kbytes": 16_384,  # prefetch at most 16 MiB (librdkafka: 64 MiB)
         # fetch far ahead (librdkafka's threads), so that `consume` finds a full batch waiting;
         # when the prefetch queue is full, librdkafka waits fetch.queue.backoff.ms (1 s by
         # default) before fetching again: `consume` then stalled ~1 s every few batches here
-        "max.partition.fetch.bytes": 10 * 1024 * 1024,
+        "max.partition.fetch.bytes": 4 * 1024 * 1024,
         "fetch.queue.backoff.ms": 10,
-        "fetch.max.bytes": MAX_CHECKPOINT_BYTES,
+        # a fetch response is held whole in memory; a bigger message still comes (KIP-74)
+        "fetch.max.bytes": 16 * 1024 * 1024,
         "receive.message.max.bytes": MAX_CHECKPOINT_BYTES + 1_000_000,
     }
 
