@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,12 @@ BOOTSTRAP = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"
 PARTITIONS = 4
 BATCH_RECORDS = 100
 START = 1_767_225_600.0
+# Seconds between scrapes of a worker's /metrics page while it is timed (the first non-zero
+# reading is looked for every 50 ms, while the page is still small). Rendering the page holds
+# the GIL in the worker (100 models x 20 features: thousands of series), so scraping it every
+# 50 ms slowed the worker it measured; the rate is exact between two readings anyway.
+SCRAPE_EVERY = 0.2
+SCRAPE_EVERY_MANY_MODELS = 0.5
 
 
 def log(message: str) -> None:
@@ -116,6 +123,12 @@ def produce(topic: str, messages: Iterator[tuple[bytes, bytes]]) -> int:
     return n
 
 
+def produce_list(topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    t = time.perf_counter()
+    produce(topic, iter(messages))
+    log(f"produced {len(messages)} messages to {topic} in {time.perf_counter() - t:.1f} s")
+
+
 def single_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes]]:
     for r in records:
         yield r["prediction_id"].encode(), orjson.dumps(r)
@@ -127,14 +140,25 @@ def batch_messages(records: list[dict[str, Any]]) -> Iterator[tuple[bytes, bytes
         yield chunk[0]["prediction_id"].encode(), orjson.dumps({"records": chunk})
 
 
-def fraud_stream(n: int) -> list[dict[str, Any]]:
+def batch_label_messages(
+    records: list[dict[str, Any]], labels: list[dict[str, Any]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Labels keyed like the batch message that carried their prediction (its first id), so
+    that each label lands on its prediction's partition: the join is per partition."""
+    for i, label in enumerate(labels):
+        key = records[i - i % BATCH_RECORDS]["prediction_id"]
+        yield key.encode(), orjson.dumps(label)
+
+
+def fraud_stream(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """n records of simulate() traffic spread over 200 s of event time whatever n is, so that
-    three windows of 60 s close during the run (the fourth stays open)."""
+    three windows of 60 s close during the run (the fourth stays open), and their labels."""
     from driftline.simulate import simulate
 
     records: list[dict[str, Any]] = []
+    labels: list[dict[str, Any]] = []
     for first in range(0, n, 50_000):
-        block, _ = simulate(
+        block, truth = simulate(
             min(50_000, n - first),
             seed=7,
             first_index=first,
@@ -142,7 +166,8 @@ def fraud_stream(n: int) -> list[dict[str, Any]]:
             rate_per_second=n / 200.0,
         )
         records.extend(block)
-    return records
+        labels.extend(truth)
+    return records, labels
 
 
 def many_models_stream(n: int, n_models: int, n_features: int, seed: int) -> list[dict[str, Any]]:
@@ -189,23 +214,30 @@ def ceiling(topic: str, n: int, timeout: float) -> dict[str, float]:
     consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTITIONS)])
     seen = 0
     first = last = None
+    cpu_first = cpu_last = 0.0
     deadline = time.monotonic() + timeout
     try:
         while seen < n and time.monotonic() < deadline:
             batch = consumer.consume(10_000, timeout=1.0)
             if batch and first is None:
-                first = time.perf_counter()
+                first, cpu_first = time.perf_counter(), time.process_time()
             for message in batch:
                 if message.error() is not None:
                     continue
                 valid, _ = parse_predictions(message.value() or b"")
                 seen += len(valid)
-            last = time.perf_counter()
+            last, cpu_last = time.perf_counter(), time.process_time()
     finally:
         consumer.close()
     if seen < n or first is None or last is None:
         raise RuntimeError(f"ceiling: read {seen} of {n} records in {timeout} s")
-    return {"records": seen, "seconds": last - first, "rate": seen / (last - first)}
+    return {
+        "records": seen,
+        "seconds": last - first,
+        "rate": seen / (last - first),
+        # this process only (parse + librdkafka's threads): comparable to the workers' figure
+        "cpu_seconds_per_million": (cpu_last - cpu_first) / seen * 1e6,
+    }
 
 
 # -- no-op Faust agent (runs in a child process: `--faust-noop`) --------------------------------
@@ -271,6 +303,7 @@ def wait_until(
     timeout: float,
     proc: subprocess.Popen[bytes] | None = None,
     log_path: Path | None = None,
+    poll: float = 0.05,
 ) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -280,7 +313,7 @@ def wait_until(
         if time.monotonic() > deadline:
             tail = log_path.read_text()[-3000:] if log_path else ""
             raise TimeoutError(f"{what}: not done after {timeout} s\n{tail}")
-        time.sleep(0.05)
+        time.sleep(poll)
 
 
 def faust_noop(topic: str, n: int, tmp: Path, timeout: float) -> dict[str, float]:
@@ -349,6 +382,12 @@ def worker_env(
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (/proc/<pid>/stat, clock ticks)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_worker(
     name: str,
     env: dict[str, str],
@@ -357,74 +396,134 @@ def run_worker(
     timeout: float,
     profile_to: str | None = None,
     windows: int = 3,
+    processes: int = 1,
+    metric: str = "driftline_records_processed_total",
+    fill: Callable[[], None] | None = None,
+    scrape_every: float = 0.2,
 ) -> dict[str, float]:
-    """Start a worker on a pre-filled topic; time it from counter > 0 to counter >= n."""
+    """Start `processes` workers (one consumer group) on pre-filled topics (or, with `fill`, on
+    empty ones filled once every worker holds its share of the partitions, so that no rebalance
+    falls in the timed interval); time them from the summed `metric` > 0 to >= n. CPU seconds
+    are the workers' own, over that interval."""
     from driftline.config import load_config
     from driftline.streams.topics import ensure_topics
 
     ensure_topics(load_config(ROOT / "config" / "driftline.yaml", environ=env))
-    port = int(env["DRIFTLINE_WORKER_METRICS_PORT"])
-    log_path = tmp / f"worker-{name}.log"
-    command = [sys.executable]
-    if profile_to:
-        command += ["-m", "cProfile", "-o", profile_to]
-    command += ["-m", "driftline", "--config", str(ROOT / "config" / "driftline.yaml"), "worker"]
+    ports = [int(env["DRIFTLINE_WORKER_METRICS_PORT"])] + [
+        free_port() for _ in range(processes - 1)
+    ]
+    log_paths = [tmp / f"worker-{name}-{i}.log" for i in range(processes)]
     started = time.monotonic()
-    with child(command, log_path, env=env) as proc:
+    with ExitStack() as stack:
+        procs = []
+        for i, (port, log_path) in enumerate(zip(ports, log_paths, strict=True)):
+            command = [sys.executable]
+            if profile_to and i == 0:
+                command += ["-m", "cProfile", "-o", profile_to]
+            command += ["-m", "driftline", "--config", str(ROOT / "config" / "driftline.yaml")]
+            procs.append(
+                stack.enter_context(
+                    child(
+                        [*command, "worker"],
+                        log_path,
+                        env={**env, "DRIFTLINE_WORKER_METRICS_PORT": str(port)},
+                    )
+                )
+            )
         state: dict[str, float] = {}
+        if fill is not None:
+            share = len(range(0, PARTITIONS, processes))  # partitions per worker, range assignor
+            owned = re.compile(
+                rf"assigned .*{re.escape(env['DRIFTLINE_TOPICS_PREDICTIONS'])} "
+                rf"\[{', '.join([r'[0-9]+'] * share)}\]"
+            )
+            wait_until(
+                f"workers {name}: each assigned {share} partitions",
+                lambda: (
+                    all(owned.search(p.read_text()) for p in log_paths if p.exists())
+                    and all(p.exists() for p in log_paths)
+                ),
+                timeout,
+                procs[0],
+                log_paths[0],
+                0.2,
+            )
+            fill()
+
+        def total(what: str = metric) -> float | None:
+            counts = [processed(port, what) for port in ports]
+            return None if any(c is None for c in counts) else sum(c or 0.0 for c in counts)
 
         def first() -> bool:
-            count = processed(port)
+            count = total()
             if count:
                 state["t0"], state["c0"] = time.perf_counter(), count
+                state["cpu0"] = sum(cpu_seconds(p.pid) for p in procs)
                 return True
             return False
 
-        wait_until(f"worker {name}: first record", first, timeout, proc, log_path)
+        wait_until(f"worker {name}: first record", first, timeout, procs[0], log_paths[0], 0.05)
         startup = time.monotonic() - started
 
         def done() -> bool:
-            count = processed(port)
+            count = total()
             if count is not None and count >= n:
                 state["t1"], state["c1"] = time.perf_counter(), count
+                state["cpu1"] = sum(cpu_seconds(p.pid) for p in procs)
                 return True
             return False
 
-        wait_until(f"worker {name}: {n} records", done, timeout, proc, log_path)
-        rss = vm_hwm_mib(proc.pid)
-        state["w1"] = processed(port, "driftline_windows_closed_total") or 0.0
+        wait_until(
+            f"worker {name}: {n} records", done, timeout, procs[0], log_paths[0], scrape_every
+        )
+        rss = max(vm_hwm_mib(p.pid) for p in procs)
+        state["w1"] = total("driftline_windows_closed_total") or 0.0
 
         def closed() -> bool:
-            count = processed(port, "driftline_windows_closed_total")
+            count = total("driftline_windows_closed_total")
             if count is not None and count >= windows:
                 state["t2"], state["w2"] = time.perf_counter(), count
                 return True
             return False
 
         try:  # not part of the rate: that the windows closed, i.e. stage 2 ran too
-            wait_until(f"worker {name}: {windows} windows closed", closed, 60.0, proc, log_path)
+            wait_until(
+                f"worker {name}: {windows} windows closed", closed, 60.0, procs[0], poll=0.25
+            )
         except TimeoutError:
             state["t2"], state["w2"] = (
                 float("nan"),
-                processed(port, "driftline_windows_closed_total") or 0.0,
+                total("driftline_windows_closed_total") or 0.0,
             )
-        rss = max(rss, vm_hwm_mib(proc.pid))
+        state["joined"] = sum(
+            processed(port, 'driftline_label_join_records{outcome="joined"}') or 0.0
+            for port in ports
+        )
+        rss = max(rss, *(vm_hwm_mib(p.pid) for p in procs))
     checkpoints = checkpoint_stats(f"{env['DRIFTLINE_WORKER_APP_ID']}-checkpoints")
-    text = log_path.read_text()
-    if "Traceback" in text:
-        log(f"worker {name}: its log has a traceback ({log_path})")
+    for log_path in log_paths:
+        if "Traceback" in log_path.read_text():
+            log(f"worker {name}: its log has a traceback ({log_path})")
     seconds = state["t1"] - state["t0"]
+    counted = state["c1"] - state["c0"]
+    if counted <= 0:  # everything between two readings: no interval to divide by
+        log(f"worker {name}: all {n} counted between two scrapes; rate not measured")
     return {
+        "processes": processes,
         "records": state["c1"],
         "first_count": state["c0"],
         "seconds": seconds,
-        "rate": (state["c1"] - state["c0"]) / seconds if seconds > 0 else float("nan"),
+        "rate": counted / seconds if seconds > 0 else float("nan"),
         "rate_all": state["c1"] / seconds if seconds > 0 else float("nan"),
+        "cpu_seconds_per_million": (state["cpu1"] - state["cpu0"]) / counted * 1e6
+        if counted
+        else float("nan"),
         "startup_seconds": startup,
         "vm_hwm_mib": rss,
         "windows_closed_at_n": state["w1"],
         "windows_closed": state["w2"],
         "seconds_n_to_windows_closed": state["t2"] - state["t1"],
+        "labels_joined": state["joined"],
         **checkpoints,
     }
 
@@ -483,8 +582,13 @@ def main() -> int:
     parser.add_argument(
         "--profile", metavar="PATH", help="run one worker under cProfile, writing PATH"
     )
-    parser.add_argument("--profile-scenario", choices=["single", "batch", "many"], default="single")
+    parser.add_argument(
+        "--profile-scenario",
+        choices=["single", "batch", "single_2proc", "labels", "many"],
+        default="single",
+    )
     parser.add_argument("--keep-topics", action="store_true")
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON here too")
     args = parser.parse_args()
     n = args.n or (50_000 if args.quick else 200_000)
     suffix = uuid.uuid4().hex[:8]
@@ -496,19 +600,28 @@ def main() -> int:
     from driftline.simulate import simulate
 
     single, batch, many = f"{prefix}.single", f"{prefix}.batch", f"{prefix}.many"
-    create_topics([single, f"{single}.labels", batch, f"{batch}.labels", many, f"{many}.labels"])
+    labelled = f"{prefix}.labelled"  # batch predictions + single-record labels
+    create_topics(
+        [
+            *(single, f"{single}.labels", batch, f"{batch}.labels", many, f"{many}.labels"),
+            *(labelled, f"{labelled}.labels", f"{prefix}.single2", f"{prefix}.single2.labels"),
+        ]
+    )
     results: dict[str, Any] = {"n": n, "load_before": os.getloadavg()}
     try:
         t = time.perf_counter()
-        records = fraud_stream(n)
+        records, labels = fraud_stream(n)
         log(f"simulated {n} records in {time.perf_counter() - t:.1f} s")
         t = time.perf_counter()
         produce(single, single_messages(records))
         produce(batch, batch_messages(records))
+        produce(labelled, batch_messages(records))
+        produce(f"{labelled}.labels", batch_label_messages(records, labels))
+        fill_later = list(single_messages(records))  # for the 2-process run, once both joined
         log(
-            f"produced {n} single + {n // BATCH_RECORDS} batch messages in {time.perf_counter() - t:.1f} s"
+            f"produced {n} single + {n // BATCH_RECORDS} batch messages (x2) + {n} labels in {time.perf_counter() - t:.1f} s"
         )
-        del records
+        del records, labels
 
         references = tmp / "references"
         references.mkdir()
@@ -524,7 +637,13 @@ def main() -> int:
         results["faust_noop"] = faust_noop(single, n, tmp, args.timeout)
         log(f"no-op Faust: {results['faust_noop']['rate']:,.0f} records/s")
 
-        for name, topic in (("single", single), ("batch", batch)):
+        scenarios: list[tuple[str, str, int, str]] = [
+            ("single", single, 1, "driftline_records_processed_total"),
+            ("batch", batch, 1, "driftline_records_processed_total"),
+            ("single_2proc", f"{prefix}.single2", 2, "driftline_records_processed_total"),
+            ("labels", labelled, 1, "driftline_labels_processed_total"),
+        ]
+        for name, topic, processes, metric in scenarios:
             env = worker_env(name, suffix, topic, references, tmp, free_port())
             results[f"worker_{name}"] = run_worker(
                 name,
@@ -533,10 +652,15 @@ def main() -> int:
                 tmp,
                 args.timeout,
                 args.profile if name == args.profile_scenario else None,
+                processes=processes,
+                metric=metric,
+                fill=(lambda t=topic: produce_list(t, fill_later)) if processes > 1 else None,
             )
             w = results[f"worker_{name}"]
             log(
-                f"worker ({name}): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB, started in {w['startup_seconds']:.1f} s"
+                f"worker ({name}, {processes} process(es)): {w['rate']:,.0f}/s, "
+                f"{w['cpu_seconds_per_million']:.1f} CPU s per million, VmHWM {w['vm_hwm_mib']:.0f} MiB, "
+                f"started in {w['startup_seconds']:.1f} s, labels joined {w['labels_joined']:,.0f}"
             )
 
         if not args.skip_many_models:
@@ -571,6 +695,7 @@ def main() -> int:
                 args.timeout,
                 args.profile if args.profile_scenario == "many" else None,
                 windows=3 * args.models,
+                scrape_every=SCRAPE_EVERY_MANY_MODELS,
             )
             w = results["worker_many"]
             log(
@@ -582,70 +707,68 @@ def main() -> int:
     results["load_after"] = os.getloadavg()
     report(results, args)
     (tmp / "results.json").write_text(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     log(f"results: {tmp / 'results.json'}")
     return 0
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
+    """The Markdown tables of docs/BENCHMARKS.md."""
     c, f = r["ceiling"]["rate"], r["faust_noop"]["rate"]
-    rows = [
-        (
-            "ceiling: confluent consume(10000) + parse_predictions, single",
-            r["ceiling"]["rate"],
-            "records/s",
-        ),
-        (
-            "ceiling: same, batch messages (100 records each)",
-            r["ceiling_batch"]["rate"],
-            "records/s",
-        ),
-        ("no-op Faust agent, take_events(5000), single", f, "records/s"),
-        ("driftline worker, single-record messages", r["worker_single"]["rate"], "predictions/s"),
-        (
-            "driftline worker, batch messages (100 records each)",
-            r["worker_batch"]["rate"],
-            "predictions/s",
-        ),
+    rows: list[tuple[str, str, str]] = [
+        ("ceiling: confluent consume(10000) + parse_predictions, single", "ceiling", "records/s"),
+        ("ceiling: same, batch messages (100 records each)", "ceiling_batch", "records/s"),
+        ("no-op Faust agent, take_events(5000), single", "faust_noop", "records/s"),
+        ("worker, 1 model x 13 feat., single-record messages", "worker_single", "predictions/s"),
+        ("worker, 1 model x 13 feat., batch messages of 100", "worker_batch", "predictions/s"),
+        ("2 worker processes, 4 partitions, single-record", "worker_single_2proc", "predictions/s"),
+        ("worker, labels joined (single-record label messages)", "worker_labels", "labels/s"),
     ]
     if "worker_many" in r:
         rows.append(
             (
-                f"driftline worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}",
-                r["worker_many"]["rate"],
+                f"worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}",
+                "worker_many",
                 "predictions/s",
             )
         )
     print(
-        f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, after {r['load_after'][0]:.2f}\n"
+        f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, "
+        f"after {r['load_after'][0]:.2f}\n"
     )
-    print(f"| {'scenario':<66} | {'rate':>10} | unit          | / ceiling | / no-op Faust |")
-    print(f"|{'-' * 68}|{'-' * 12}|---------------|-----------|---------------|")
-    for name, rate, unit in rows:
+    print(f"| {'scenario':<58} | {'rate':>10} | unit          | / ceiling | / no-op Faust |")
+    print(f"|{'-' * 60}|{'-' * 12}|---------------|-----------|---------------|")
+    for name, key, unit in rows:
+        rate = r[key]["rate"]
         print(
-            f"| {name:<66} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |"
+            f"| {name:<58} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |"
         )
-    print("\nPeak RSS of the worker (VmHWM):")
+    one, two = r["worker_single"]["rate"], r["worker_single_2proc"]["rate"]
+    print(f"\n2 processes / 1 process: {two / one:.2f}x")
     print(
-        f"| {'scenario':<48} | {'MiB':>7} | {'startup s':>9} | {'timed s':>7} | windows closed (s after N) | checkpoint msgs | ckpt KiB (last 50) | records / ckpt |"
+        f"\nCPU s per million records, ceiling (consume + parse, this process): "
+        f"{r['ceiling']['cpu_seconds_per_million']:.1f} single-record, "
+        f"{r['ceiling_batch']['cpu_seconds_per_million']:.1f} batch messages"
+    )
+    print("\nCost of the worker processes over the timed interval:")
+    print(
+        f"| {'scenario':<46} | CPU s / M | 1e6 / CPU s per M | VmHWM MiB | startup s | timed s | windows closed (s after N) "
+        "| ckpt msgs | ckpt KiB (last 50) | joined |"
     )
     print(
-        f"|{'-' * 50}|{'-' * 9}|{'-' * 11}|{'-' * 9}|----------------------------|-----------------|--------------------|----------------|"
+        f"|{'-' * 48}|-----------|-------------------|-----------|-----------|---------|----------------------------"
+        "|-----------|--------------------|--------|"
     )
-    scenarios = [
-        ("1 model x 13 features, single-record", "worker_single"),
-        ("1 model x 13 features, batch messages", "worker_batch"),
-    ]
-    if "worker_many" in r:
-        scenarios.append(
-            (f"{args.models} models x {args.features} features, single-record", "worker_many")
-        )
-    for name, key in scenarios:
+    for name, key, _ in rows[3:]:
         w = r[key]
         closed = f"{w['windows_closed']:.0f} ({w['seconds_n_to_windows_closed']:.1f} s)"
-        per = w["records"] / w["checkpoint_messages"] if w["checkpoint_messages"] else float("nan")
         print(
-            f"| {name:<48} | {w['vm_hwm_mib']:>7.0f} | {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
-            f"| {w['checkpoint_messages']:>15,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} | {per:>14,.0f} |"
+            f"| {name[:46]:<46} | {w['cpu_seconds_per_million']:>9.1f} "
+            f"| {1e6 / w['cpu_seconds_per_million']:>17,.0f} | {w['vm_hwm_mib']:>9.0f} "
+            f"| {w['startup_seconds']:>9.1f} | {w['seconds']:>7.2f} | {closed:<26} "
+            f"| {w['checkpoint_messages']:>9,.0f} | {w['checkpoint_mean_bytes_last'] / 1024:>18,.0f} "
+            f"| {w['labels_joined']:>6,.0f} |"
         )
 
 

@@ -181,6 +181,8 @@ class WorkerConfig:
     app_id: str = "driftline"
     batch_size: int = 5000
     batch_timeout_seconds: float = 0.5
+    checkpoint_interval_seconds: float = 2.0
+    dlq_max_payload_bytes: int = 65536
     metrics_port: int = 9108
     data_dir: str = ".cache/worker"
     reference_dir: str = "config/references"
@@ -188,8 +190,11 @@ class WorkerConfig:
 
     def __post_init__(self) -> None:
         _at_least(1, worker_batch_size=self.batch_size, worker_metrics_port=self.metrics_port)
+        _at_least(0, worker_dlq_max_payload_bytes=self.dlq_max_payload_bytes)
         if self.batch_timeout_seconds <= 0:
             raise ConfigError("worker.batch_timeout_seconds: must be > 0")
+        if self.checkpoint_interval_seconds <= 0:
+            raise ConfigError("worker.checkpoint_interval_seconds: must be > 0")
 
 
 @dataclass(frozen=True)
@@ -198,9 +203,14 @@ class WindowConfig:
     allowed_lateness_seconds: int = 60
     idle_timeout_seconds: float = 30.0
     model_sizes: dict[str, int] = field(default_factory=dict)  # model -> its own size_seconds
+    max_future_skew_seconds: float = 300.0
+    max_event_age_seconds: float = 0.0  # 0: no lower bound
 
     def __post_init__(self) -> None:
         _at_least(1, windows_size_seconds=self.size_seconds)
+        for name in ("max_future_skew_seconds", "max_event_age_seconds"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"windows.{name}: must be >= 0")
         _at_least(0, windows_allowed_lateness_seconds=self.allowed_lateness_seconds)
         if self.idle_timeout_seconds <= 0:
             raise ConfigError("windows.idle_timeout_seconds: must be > 0")

@@ -64,7 +64,7 @@ DETECTED_BY: dict[str, tuple[str, ...]] = {
     "data quality": ("data_quality",),
     "concept drift": ("concept_drift", "performance_drop"),
 }
-DATA_QUALITY_FALLBACK = True
+DATA_QUALITY_FALLBACK = False
 MISSING_RATE_SEEN = 0.5  # window missing rate of the broken feature that counts as seen
 
 

@@ -39,7 +39,8 @@ def start_worker_process(
 
 
 def stop_worker_processes(workers: Iterable[subprocess.Popen[bytes]], timeout: float = 30) -> None:
-    """SIGTERM every worker still running (a clean Faust shutdown), SIGKILL after `timeout`."""
+    """SIGTERM every worker still running (a clean shutdown: checkpoint, commit, leave the
+    consumer group), SIGKILL after `timeout`."""
     workers = list(workers)
     for worker in workers:
         if worker.poll() is None:

@@ -446,3 +446,10 @@ class SinkStateCollector(Collector):
 
 SINK_STATE = SinkStateCollector()
 REGISTRY.register(SINK_STATE)
+CHECKPOINTS_DROPPED = Counter(
+    "driftline_checkpoints_dropped",
+    "Checkpoints that could not be restored (corrupt, or written by another version) and were "
+    "dropped: the partition (stage1) or model (stage2) started fresh.",
+    ["stage"],
+    registry=REGISTRY,
+)

@@ -140,29 +140,54 @@ class PartitionLabels:
     # -- predictions -------------------------------------------------------------------------
 
     def add_predictions(self, records: list[dict[str, Any]]) -> list[Joined]:
-        """Index predictions for the join; a prediction whose label came first joins now."""
-        detections: list[Joined] = []
+        """Index prediction records (any models) for the join; see `add_columns`."""
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for record in records:
-            pid = str(record["prediction_id"])
-            model, version = record["model"], str(record["model_version"])
-            t = float(record["timestamp"])
-            entry = (
+            groups.setdefault((record["model"], str(record["model_version"])), []).append(record)
+        detections: list[Joined] = []
+        for (model, version), rows in groups.items():
+            detections += self.add_columns(
                 model,
                 version,
-                math.floor(t / self.size_for(model)) * self.size_for(model),
-                record.get("prediction"),
-                float(record.get("score", math.nan)),
-                t,
+                [str(r["prediction_id"]) for r in rows],
+                np.array([r["timestamp"] for r in rows], dtype=np.float64),
+                [r.get("prediction") for r in rows],
+                np.array([r.get("score", math.nan) for r in rows], dtype=np.float64),
             )
-            orphan = self.orphans.pop(pid, None)
-            if orphan is not None:
-                detections += self._join([(pid, entry, orphan[0])])
-                continue
-            self.pending[pid] = entry
-            if len(self.pending) > self.max_pending:
-                self.pending.popitem(last=False)
-                self.evicted += 1
         return detections
+
+    def add_columns(
+        self,
+        model: str,
+        version: str,
+        prediction_ids: list[str],
+        event_time: np.ndarray[Any, np.dtype[np.float64]],
+        predictions: list[Any],
+        scores: np.ndarray[Any, np.dtype[np.float64]] | None,
+    ) -> list[Joined]:
+        """Index one model version's predictions (in offset order) for the join, from the
+        columns of its batch; a prediction whose label came first joins now."""
+        size = self.size_for(model)
+        starts = (np.floor(event_time / size) * size).tolist()
+        times = event_time.tolist()
+        score_list = [math.nan] * len(times) if scores is None else scores.tolist()
+        matched = []  # labels that came first: joined together, in offset order
+        pending, orphans = self.pending, self.orphans
+        for pid, start, prediction, score, t in zip(
+            prediction_ids, starts, predictions, score_list, times, strict=True
+        ):
+            entry = (model, version, start, prediction, score, t)
+            if orphans:
+                orphan = orphans.pop(pid, None)
+                if orphan is not None:
+                    matched.append((pid, entry, orphan[0]))
+                    continue
+            pending[pid] = entry
+        overflow = len(pending) - self.max_pending
+        for _ in range(max(overflow, 0)):
+            pending.popitem(last=False)
+        self.evicted += max(overflow, 0)
+        return self._join(matched)
 
     # -- labels --------------------------------------------------------------------------------
 

@@ -8,16 +8,20 @@ Data flow, in the order of the methods below:
     partials batch    -> ModelWindows (stage 2) -> merged window -> evaluate_window (the core)
                       -> drift events -> alerts topic;  window summary -> metrics topic
 
-State is checkpointed after each batch (checkpoint.py) before the batch can be acked.
+State changed by a batch is marked dirty; `Pipeline.checkpoint` writes every dirty partition
+and model to the checkpoint topic (checkpoint.py). The shell (consumer.py) calls it on an
+interval and on revoke/shutdown, confirms every output with the broker, and only then commits
+the input offsets: committed offsets are never ahead of the checkpointed state.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -33,9 +37,9 @@ from driftline.detectors.profile import SCORE_BINS, ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.streams.events import drift_event, service_events, window_events
+from driftline.streams.events import drift_event, service_events, suppress_combined, window_events
+from driftline.streams.formats import label_decoder, prediction_decoder
 from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
-from driftline.streams.records import parse_predictions
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
 log = logging.getLogger(__name__)
@@ -48,25 +52,37 @@ WATERMARK_INTERVAL_SECONDS = 1.0
 
 
 class Message(Protocol):
-    """The part of a Kafka message the pipeline reads (Faust's and confluent's both fit)."""
+    """The part of a Kafka message the pipeline reads (`consumer.KafkaMessage` fits)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]] | None
+
+
+MAX_RECORDS_PER_MESSAGE = 1 << 16  # record keys hold 16 bits of the index in a message
 
 
 def record_key(partition: int, offset: int, index: int) -> int:
-    """A stable 64-bit identity per record: (partition, offset, index inside a batch message).
+    """A stable 64-bit identity per record: (partition, offset, index inside a batch message),
+    12, 36 and 16 bits: unique for 4,096 partitions, 6.9e10 offsets per partition and 65,536
+    records per message (a message of Kafka's default 1 MB holds at most ~17,000 valid
+    records; a message with more is dead-lettered whole).
 
     Sketch samples are chosen by a hash of it, so the sample of a window does not depend on
     which worker read the record or how the stream was cut into batches.
 
-    >>> record_key(1, 2, 3) == (1 << 48) | (2 << 12) | 3
+    >>> record_key(1, 2, 3) == (1 << 52) | (2 << 16) | 3
+    True
+    >>> record_key(0, 0, 4096) != record_key(0, 1, 0)
     True
     """
-    return ((partition & 0xFFFF) << 48) | ((offset & 0xFFFFFFFFF) << 12) | (index & 0xFFF)
+    return ((partition & 0xFFF) << 52) | ((offset & 0xFFFFFFFFF) << 16) | (index & 0xFFFF)
+
+
+Reject = tuple[str, str, int | None]  # kind, reason, index in the message (None: all of it)
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,9 @@ class Pipeline:
         self._send = send
         self._load_checkpoints = load_checkpoints
         self._clock = clock
+        # built once: a joining format (oip) keeps its pending request/response halves in it
+        self._predictions_in = prediction_decoder(config)
+        self._labels_in = label_decoder(config)
         self._checkpoints: dict[str, Any] | None = None  # cache, reset on rebalance
         self.stage1: dict[int, PartitionWindows] = {}
         self.labels: dict[int, PartitionLabels] = {}
@@ -110,6 +129,10 @@ class Pipeline:
         self._idle: set[int] = set()
         self._stage1_lock = asyncio.Lock()
         self._stage2_lock = asyncio.Lock()
+        self._dirty_partitions: set[int] = set()  # changed since the last checkpoint
+        self._poisoned: dict[tuple[str, int], list[tuple[int, int]]] = {}  # see `rewind`
+        self.rewound: set[int] = set()  # partitions the shell must re-read (then clears it)
+        self._dirty_models: set[str] = set()
 
     # -- rebalance ---------------------------------------------------------------------------
 
@@ -127,12 +150,43 @@ class Pipeline:
                 for model in [m for m, p in self._stage2_partition.items() if p == partition]:
                     self.stage2.pop(model, None)
                     self._stage2_partition.pop(model, None)
+                    self._dirty_models.discard(model)
             elif topic == self.topics.predictions:
                 self.stage1.pop(partition, None)
+                self._dirty_partitions.discard(partition)
                 self.labels.pop(partition, None)
                 self._last_record_at.pop(partition, None)
                 self._idle.discard(partition)
         self._checkpoints = None
+
+    def rewind(self, topic: str, partition: int, first: int, last: int) -> None:
+        """A batch (offsets `first`..`last` of `topic`, source partition `partition`) failed
+        half-way through phase 2 (a bug: bad records are rejected before). Drop the partition's
+        in-memory state, so that the next batch restores its checkpoint: the caller re-reads
+        predictions and labels of the partition from the committed offset. The messages of the
+        failed batch are dead-lettered (`worker_error`) when they come again, the others are
+        applied once: a batch counts entirely or not at all."""
+        self._poisoned.setdefault((topic, partition), []).append((first, last))
+        self.rewound.add(partition)
+        self.stage1.pop(partition, None)
+        self.labels.pop(partition, None)
+        self._dirty_partitions.discard(partition)
+        self._idle.discard(partition)
+        self._checkpoints = None
+
+    def _poisoned_offsets(self, topic: str, partition: int, fresh: list[Message]) -> set[int]:
+        """Offsets in `fresh` of a batch that failed before (see `rewind`); forgets ranges
+        that `fresh` goes past."""
+        ranges = self._poisoned.get((topic, partition))
+        if not ranges:
+            return set()
+        found = {m.offset for m in fresh if any(a <= m.offset <= b for a, b in ranges)}
+        remaining = [(a, b) for a, b in ranges if b > fresh[-1].offset]
+        if remaining:
+            self._poisoned[(topic, partition)] = remaining
+        else:
+            del self._poisoned[(topic, partition)]
+        return found
 
     async def _checkpoint(self, key: str) -> Any:
         if self._checkpoints is None:
@@ -145,8 +199,18 @@ class Pipeline:
             windows = self.config.windows
             model_sizes = {model: float(size) for model, size in windows.model_sizes.items()}
             saved = await self._checkpoint(f"s1/{partition}")
-            if saved is not None:
-                state = PartitionWindows.from_dict(saved)
+            labels = self.config.labels
+            joins = PartitionLabels(
+                partition,
+                float(windows.size_seconds),
+                labels.horizon_seconds,
+                labels.ttl_seconds,
+                labels.max_pending_per_partition,
+                model_sizes,
+            )
+            restored = _restore_partition(partition, saved, joins)
+            if restored is not None:
+                state = restored
                 log.info(
                     "partition %d: restored %d open windows, last offset %d",
                     partition,
@@ -160,20 +224,19 @@ class Pipeline:
                     float(windows.allowed_lateness_seconds),
                     model_sizes,
                 )
+                if saved is not None:  # unrestorable: start fresh from the committed offset
+                    joins = PartitionLabels(
+                        partition,
+                        float(windows.size_seconds),
+                        labels.horizon_seconds,
+                        labels.ttl_seconds,
+                        labels.max_pending_per_partition,
+                        model_sizes,
+                    )
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.size, state.model_sizes = float(windows.size_seconds), model_sizes
-            labels = self.config.labels
-            self.labels[partition] = PartitionLabels(
-                partition,
-                float(windows.size_seconds),
-                labels.horizon_seconds,
-                labels.ttl_seconds,
-                labels.max_pending_per_partition,
-                model_sizes,
-            )
-            if saved is not None and "labels" in saved:
-                self.labels[partition].restore(saved["labels"])
+            self.labels[partition] = joins
             self.stage1[partition] = state
         return state
 
@@ -183,48 +246,97 @@ class Pipeline:
         async with self._stage1_lock:
             for partition, part in _by_partition(messages).items():
                 self._last_record_at[partition] = self._clock()
-                await self._partition_batch(partition, part)
+                try:
+                    await self._partition_batch(partition, part)
+                except Exception:
+                    log.exception(
+                        "partition %d: %d predictions failed; re-reading from the last commit",
+                        partition,
+                        len(part),
+                    )
+                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
+
+    def _time_bounds(self) -> tuple[float, float]:
+        """Accepted event times: (earliest, latest) by the worker's clock."""
+        windows, now = self.config.windows, self._clock()
+        age = windows.max_event_age_seconds
+        return (now - age if age > 0 else -np.inf), now + windows.max_future_skew_seconds
 
     async def _partition_batch(self, partition: int, messages: list[Message]) -> None:
+        """One partition's messages: phase 1 (parse, bounds, columns) touches no state and
+        rejects bad records one by one; phase 2 applies what was accepted."""
         state = await self._partition_state(partition)
-        fresh = [
-            m for m in messages if m.offset > state.last_offset
-        ]  # skip what the checkpoint has
+        last = state.last_offset
+        fresh = [m for m in messages if m.offset > last]  # skip what the checkpoint has
         if not fresh:
             return
         topic = fresh[0].topic
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-        keys: dict[tuple[str, str], list[int]] = defaultdict(list)
-        max_time = -np.inf
-        accepted = 0
-        for message in fresh:
-            valid, rejected = parse_predictions(message.value or b"")
-            for reject in rejected:
-                await self.dead_letter(message, reject.kind, reject.reason, reject.index)
+        earliest, latest = self._time_bounds()
+        # (model, model_version as sent) -> (records, record keys), in offset order
+        groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]] = {}
+        rejects: dict[int, list[Reject]] = {}  # by position in `fresh`
+        partition_key = (partition & 0xFFF) << 52  # record_key, inlined: once per record
+        poisoned = self._poisoned_offsets(topic, partition, fresh)
+        for position, message in enumerate(fresh):
+            if poisoned and message.offset in poisoned:
+                rejects[position] = [("worker_error", _FAILED_BATCH, None)]
+                continue
+            valid, rejected = self._predictions_in.decode(message.value, message.headers)
+            if rejected:
+                rejects[position] = [(r.kind, r.reason, r.index) for r in rejected]
+            if len(valid) > MAX_RECORDS_PER_MESSAGE:
+                reason = f"{len(valid)} records in one message (at most {MAX_RECORDS_PER_MESSAGE})"
+                rejects.setdefault(position, []).append(("invalid_shape", reason, None))
+                continue
+            message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 16)
             for i, record in enumerate(valid):
-                group = (record["model"], str(record["model_version"]))
-                groups[group].append(record)
-                keys[group].append(record_key(partition, message.offset, i))
-                max_time = max(max_time, record["timestamp"])
-            accepted += len(valid)
-        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
-        joins = self.labels[partition]
-        for (model, version), records in groups.items():
+                t = record["timestamp"]
+                if not earliest <= t <= latest:
+                    rejects.setdefault(position, []).append(
+                        ("timestamp_out_of_range", _time_reason(i, t, earliest, latest), i)
+                    )
+                    continue
+                key = (record["model"], record["model_version"])
+                group = groups.get(key)
+                if group is None:
+                    group = groups[key] = ([], [])
+                group[0].append(record)
+                group[1].append(message_key | i)
+        prepared: list[tuple[str, str, ReferenceProfile, RecordBatch, list[dict[str, Any]]]] = []
+        accepted = 0
+        for (model, version), (records, keys) in _versions_as_text(groups).items():
             profile = self.profiles.get((model, version))
             if profile is None:
                 state.unknown_records += len(records)
                 metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
+                accepted += len(records)
                 continue
-            batch = RecordBatch.from_records(
-                records,
-                profile.feature_types,
-                record_keys=np.array(keys[(model, version)], dtype=np.uint64),
-            )
+            batch, records = _columns(records, keys, profile, fresh, rejects)
+            if batch is not None:
+                prepared.append((model, version, profile, batch, records))
+                accepted += len(records)
+        for position, found in sorted(rejects.items()):
+            await self._dead_letter(fresh[position], found)
+        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+        # phase 2: apply (no record can fail here: what could is rejected above)
+        joins = self.labels[partition]
+        max_time = -np.inf
+        for model, version, profile, batch, records in prepared:
             metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
             metrics.LATE_RECORDS.inc(state.late_records - late_before)
-            await self._concept_events(partition, joins.add_predictions(records))
+            detections = joins.add_columns(
+                model,
+                version,
+                [str(r["prediction_id"]) for r in records],
+                batch.event_time,
+                batch.prediction.tolist(),
+                batch.score,
+            )
+            await self._concept_events(partition, detections)
+            # the watermark moves only with records accepted for a profiled model
+            max_time = max(max_time, float(batch.event_time.max()))
         state.advance(max_time, fresh[-1].offset)
         was_idle = partition in self._idle
         self._idle.discard(partition)
@@ -276,11 +388,31 @@ class Pipeline:
             metrics.LABEL_JOIN.labels(outcome).set(sum(getattr(s, outcome) for s in states))
 
     async def _save_partition(self, partition: int) -> None:
-        self._export_join_counts()
-        value = {**self.stage1[partition].to_dict(), "labels": self.labels[partition].to_dict()}
-        await self._send(
-            self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
-        )
+        self._dirty_partitions.add(partition)  # written by the next `checkpoint()`
+
+    async def checkpoint(self) -> int:
+        """Write the state of every partition and model changed since the last call to the
+        checkpoint topic; returns how many were written. The caller confirms the sends with
+        the broker before it commits any input offset."""
+        async with self._stage1_lock, self._stage2_lock:
+            partitions = sorted(self._dirty_partitions & self.stage1.keys())
+            models = sorted(self._dirty_models & self.stage2.keys())
+            self._dirty_partitions.clear()
+            self._dirty_models.clear()
+            if partitions:
+                self._export_join_counts()
+            for partition in partitions:
+                value = {
+                    **self.stage1[partition].to_dict(),
+                    "labels": self.labels[partition].to_dict(),
+                }
+                await self._send(
+                    self.topics.checkpoints, f"s1/{partition}".encode(), orjson.dumps(value), None
+                )
+            for model in models:
+                saved = orjson.dumps(self.stage2[model].to_dict())
+                await self._send(self.topics.checkpoints, f"s2/{model}".encode(), saved, None)
+            return len(partitions) + len(models)
 
     # -- stage 1: labels -------------------------------------------------------------------------
 
@@ -288,22 +420,45 @@ class Pipeline:
         """Join labels to their predictions (same partition number: co-partitioned topics)."""
         async with self._stage1_lock:
             for partition, part in _by_partition(messages).items():
-                await self._partition_state(partition)
-                joins = self.labels[partition]
-                fresh = [m for m in part if m.offset > joins.last_label_offset]
-                if not fresh:
-                    continue
-                labels = []
-                for message in fresh:
-                    label = _parse_label(message.value or b"")
-                    if isinstance(label, str):
-                        await self.dead_letter(message, "schema_violation", label, None)
-                    else:
-                        labels.append(label)
-                metrics.LABELS_PROCESSED.inc(len(labels))
-                await self._concept_events(partition, joins.add_labels(labels))
-                joins.last_label_offset = fresh[-1].offset
-                await self._hand_on(self.stage1[partition])  # label time may close performance
+                try:
+                    await self._partition_labels(partition, part)
+                except Exception:
+                    log.exception(
+                        "partition %d: %d labels failed; re-reading from the last commit",
+                        partition,
+                        len(part),
+                    )
+                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
+
+    async def _partition_labels(self, partition: int, part: list[Message]) -> None:
+        """One partition's labels; what `rewind` undoes if it fails half-way."""
+        await self._partition_state(partition)
+        joins = self.labels[partition]
+        fresh = [m for m in part if m.offset > joins.last_label_offset]
+        if not fresh:
+            return
+        labels = []
+        earliest, latest = self._time_bounds()
+        poisoned = self._poisoned_offsets(fresh[0].topic, partition, fresh)
+        for message in fresh:
+            if poisoned and message.offset in poisoned:
+                await self._dead_letter(message, [("worker_error", _FAILED_BATCH, None)])
+                continue
+            valid, rejected = self._labels_in.decode(message.value, message.headers)
+            rejects: list[Reject] = [(r.kind, r.reason, r.index) for r in rejected]
+            for i, label in enumerate(valid):
+                t = label["timestamp"]
+                if earliest <= t <= latest:
+                    labels.append(label)
+                else:
+                    reason = _time_reason(i, t, earliest, latest)
+                    rejects.append(("timestamp_out_of_range", reason, i))
+            if rejects:
+                await self._dead_letter(message, rejects)
+        metrics.LABELS_PROCESSED.inc(len(labels))
+        await self._concept_events(partition, joins.add_labels(labels))
+        joins.last_label_offset = fresh[-1].offset
+        await self._hand_on(self.stage1[partition])  # label time may close performance
 
     async def _concept_events(self, partition: int, detections: list[Joined]) -> None:
         """A concept-drift detection is published at once, not at window close."""
@@ -376,17 +531,38 @@ class Pipeline:
     async def dead_letter(
         self, message: Message, kind: str, reason: str, index: int | None
     ) -> None:
+        """Send one message to the DLQ for one reason (see `_dead_letter`)."""
+        await self._dead_letter(message, [(kind, reason, index)])
+
+    async def _dead_letter(self, message: Message, rejects: list[Reject]) -> None:
+        """One DLQ message per bad source message, whatever the number of bad records in it.
+
+        Headers: the first reject's kind, reason and index (`driftline.reason.kind`,
+        `driftline.reason`, `driftline.source.index`), the source topic/partition/offset, every
+        reject as JSON in `driftline.rejects` (truncated to 16 KiB, `driftline.rejects.count`
+        says how many), and the payload's original size and SHA-256; the value is the payload,
+        truncated to `worker.dlq_max_payload_bytes` (`driftline.payload.truncated`)."""
+        kind, reason, index = rejects[0]
+        payload = message.value or b""
+        limit = self.config.worker.dlq_max_payload_bytes
+        listed = orjson.dumps([{"index": i, "kind": k, "reason": r} for k, r, i in rejects])
         headers = {
             "driftline.reason.kind": kind.encode(),
-            "driftline.reason": reason.encode(),
+            "driftline.reason": reason.encode()[:4096],
             "driftline.source.topic": message.topic.encode(),
             "driftline.source.partition": str(message.partition).encode(),
             "driftline.source.offset": str(message.offset).encode(),
+            "driftline.rejects.count": str(len(rejects)).encode(),
+            "driftline.rejects": listed[:16384],
+            "driftline.payload.size": str(len(payload)).encode(),
+            "driftline.payload.sha256": hashlib.sha256(payload).hexdigest().encode(),
+            "driftline.payload.truncated": b"true" if len(payload) > limit else b"false",
         }
         if index is not None:
             headers["driftline.source.index"] = str(index).encode()
-        metrics.DLQ_RECORDS.labels(message.topic, kind).inc()
-        await self._send(self.topics.dlq, message.key, message.value or b"", headers)
+        for k, _, _ in rejects:
+            metrics.DLQ_RECORDS.labels(message.topic, k).inc()
+        await self._send(self.topics.dlq, message.key, payload[:limit], headers)
 
     # -- stage 2: partials ---------------------------------------------------------------------
 
@@ -394,11 +570,18 @@ class Pipeline:
         state = self.stage2.get(model)
         if state is None:
             saved = await self._checkpoint(f"s2/{model}")
-            state = (
-                ModelWindows.from_dict(saved)
-                if saved is not None
-                else ModelWindows(model, self.n_sources)
-            )
+            state = ModelWindows(model, self.n_sources)
+            if saved is not None:
+                try:
+                    state = ModelWindows.from_dict(saved)
+                except Exception as exc:  # never stick: start fresh, windows re-fill
+                    log.warning(
+                        "model %s: stage-2 checkpoint dropped, it cannot be restored (%s: %s)",
+                        model,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    metrics.CHECKPOINTS_DROPPED.labels("stage2").inc()
             self.stage2[model] = state
         self._stage2_partition[model] = partition
         return state
@@ -431,8 +614,7 @@ class Pipeline:
                 await self._save_model(model)
 
     async def _save_model(self, model: str) -> None:
-        value = orjson.dumps(self.stage2[model].to_dict())
-        await self._send(self.topics.checkpoints, f"s2/{model}".encode(), value, None)
+        self._dirty_models.add(model)  # written by the next `checkpoint()`
 
     async def _close_windows(self, model: str) -> bool:
         state = self.stage2[model]
@@ -540,6 +722,7 @@ class Pipeline:
                     },
                 )
             )
+        events = suppress_combined(events)  # output drift + CBPE drop: one page, not two
         for event in events:
             await self._send(self.topics.alerts, sketch.model.encode(), orjson.dumps(event), None)
             metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
@@ -575,6 +758,121 @@ class Pipeline:
 _SCORE_MIDPOINTS = (np.arange(SCORE_BINS) + 0.5) / SCORE_BINS
 
 
+def _versions_as_text(
+    groups: dict[tuple[str, Any], tuple[list[dict[str, Any]], list[int]]],
+) -> dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]]:
+    """Groups keyed by model_version as sent (3 or "3") merged under its text, offset order
+    kept by merging on the record keys."""
+    merged: dict[tuple[str, str], tuple[list[dict[str, Any]], list[int]]] = {}
+    for (model, version), (records, keys) in groups.items():
+        key = (model, str(version))
+        if key not in merged:
+            merged[key] = (records, keys)
+            continue
+        rows = sorted(zip(merged[key][1] + keys, merged[key][0] + records, strict=True))
+        merged[key] = ([r for _, r in rows], [k for k, _ in rows])
+    return merged
+
+
+def _columns(
+    records: list[dict[str, Any]],
+    keys: list[int],
+    profile: ReferenceProfile,
+    messages: list[Message],
+    rejects: dict[int, list[Reject]],
+) -> tuple[RecordBatch | None, list[dict[str, Any]]]:
+    """One model version's records as columns, and the records kept. A record the core cannot
+    take (say probabilities as a list) is rejected on its own into `rejects` (by position of
+    its message in `messages`); the others are kept."""
+    try:
+        batch = RecordBatch.from_records(
+            records, profile.feature_types, record_keys=np.array(keys, dtype=np.uint64)
+        )
+        if _usable(batch):
+            return batch, records
+    except Exception:  # found record by record below
+        pass
+    position = {m.offset & 0xFFFFFFFFF: i for i, m in enumerate(messages)}
+    kept, kept_keys = [], []
+    for record, key in zip(records, keys, strict=True):
+        try:
+            if _usable(RecordBatch.from_records([record], profile.feature_types)):
+                kept.append(record)
+                kept_keys.append(key)
+                continue
+            reason = (
+                "a number is out of range (finite values up to 1e15 are accepted), "
+                "or 'prediction'/'error' is not a scalar"
+            )
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:500]
+        index = key & 0xFFFF
+        rejects.setdefault(position[(key >> 16) & 0xFFFFFFFFF], []).append(
+            ("schema_violation", f"record {index}: {reason}", index)
+        )
+    if not kept:
+        return None, []
+    batch = RecordBatch.from_records(
+        kept, profile.feature_types, record_keys=np.array(kept_keys, dtype=np.uint64)
+    )
+    return batch, kept
+
+
+MAX_MAGNITUDE = 1e15  # larger numbers would overflow a window's sums of squares
+
+
+def _usable(batch: RecordBatch) -> bool:
+    """No value that would make a window's moments or sums infinite (NaN = missing is fine)."""
+    columns = [*batch.numeric.values(), batch.event_time, batch.latency_seconds]
+    if batch.score is not None:
+        columns.append(batch.score)
+    if batch.attributions is not None:
+        columns.extend(batch.attributions.values())
+    # +/-inf is how the core marks a value that is not a number (counted as invalid): keep it
+    if any((np.abs(c[np.isfinite(c)]) > MAX_MAGNITUDE).any() for c in columns):
+        return False
+    # prediction and error are counted by value: scalars only (the schema says so)
+    return all(type(v) in _SCALARS for v in batch.prediction.tolist()) and all(
+        type(v) in _SCALARS for v in batch.error.tolist()
+    )
+
+
+_FAILED_BATCH = "the worker failed on the batch holding this message (see its log)"
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _time_reason(index: int, t: float, earliest: float, latest: float) -> str:
+    if t > latest:
+        bound = "later than now + windows.max_future_skew_seconds"
+    else:
+        bound = "earlier than now - windows.max_event_age_seconds"
+    return f"record {index}: timestamp {t} is {bound}"
+
+
+def _restore_partition(
+    partition: int, saved: Mapping[str, Any] | None, joins: PartitionLabels
+) -> PartitionWindows | None:
+    """A partition's state from its checkpoint; None (with a warning and a metric) if it has
+    none or it cannot be restored (corrupt, written by another version): the partition then
+    starts fresh from its committed offset instead of failing every batch."""
+    if saved is None:
+        return None
+    try:
+        state = PartitionWindows.from_dict(saved)
+        if "labels" in saved:
+            joins.restore(saved["labels"])
+        return state
+    except Exception as exc:
+        log.warning(
+            "partition %d: checkpoint dropped, it cannot be restored (%s: %s); starting fresh",
+            partition,
+            type(exc).__name__,
+            exc,
+        )
+        metrics.CHECKPOINTS_DROPPED.labels("stage1").inc()
+        return None
+
+
 def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:
     """A batch's messages per partition, each partition's in offset order."""
     by_partition: dict[int, list[Message]] = defaultdict(list)
@@ -592,20 +890,3 @@ def _estimated_performance(sketch: WindowSketch) -> dict[str, float | None]:
         sketch.score_counts, _SCORE_MIDPOINTS, _SCORE_MIDPOINTS >= 0.5
     )
     return confusion.metrics()
-
-
-def _parse_label(payload: bytes) -> dict[str, Any] | str:
-    """A label record, or the reason it is not one."""
-    try:
-        label = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        return f"not valid JSON: {exc}"
-    if not isinstance(label, dict):
-        return "expected a JSON object"
-    for name in ("prediction_id", "label", "timestamp"):
-        if name not in label:
-            return f"missing required field '{name}'"
-    t = label["timestamp"]
-    if not isinstance(t, int | float) or isinstance(t, bool) or not 0 <= t < 1e11:
-        return "field 'timestamp' must be epoch seconds (a number)"
-    return label

@@ -1,13 +1,15 @@
-"""`driftline worker`: check the topics, expose metrics, run the Faust worker."""
+"""`driftline worker`: check the topics, expose metrics, run the ingest loop (consumer.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
-from driftline.streams.app import create_app
+from driftline.streams.app import build_pipeline
 from driftline.streams.checkpoint import ensure_internal_topics
+from driftline.streams.consumer import IngestWorker
 from driftline.streams.topics import check_copartitioned
 
 log = logging.getLogger(__name__)
@@ -17,14 +19,11 @@ __all__ = ["run_worker"]
 
 def run_worker(config: Config) -> int:
     """Run until SIGTERM/SIGINT. Refuses to start when predictions and labels aren't co-partitioned."""
-    from faust.worker import Worker
-
     partitions = check_copartitioned(config)
     log.info("predictions and labels co-partitioned over %d partitions", partitions)
     ensure_internal_topics(config)
     metrics.serve(config.worker.metrics_port)
     log.info("metrics on http://127.0.0.1:%d/metrics", config.worker.metrics_port)
-    app = create_app(config, n_sources=partitions)
-    # Faust's Worker installs signal handlers and stops cleanly on SIGTERM.
-    Worker(app, loglevel="info").execute_from_commandline()
+    worker = IngestWorker(config, lambda send, load: build_pipeline(config, partitions, send, load))
+    asyncio.run(worker.run())  # SIGTERM/SIGINT: checkpoint, commit, leave the group, exit 0
     return 0

@@ -113,6 +113,14 @@ def test_drift_reaches_the_alertmanager_webhook(
                     ):
                         delivery = (received_at, path, alert)
             time.sleep(0.5)
+        # While the worker still runs: once it stops, Prometheus marks its series stale.
+        query = urllib.parse.urlencode(
+            {"query": f'model_drift_detected{{model_name="{model}"}} == 1'}
+        )
+        with urllib.request.urlopen(
+            f"{prometheus_url}/api/v1/query?{query}", timeout=10
+        ) as response:
+            result = json.loads(response.read())["data"]["result"]
     finally:
         stop_worker_processes([worker])
         alerts.close()
@@ -122,9 +130,6 @@ def test_drift_reaches_the_alertmanager_webhook(
     received_at, path, alert = delivery
     assert path == "/alertmanager/warning"  # warnings route to chat, not to the pager
     assert alert["labels"]["feature_name"] == "amount" and alert["status"] == "firing"
-    query = urllib.parse.urlencode({"query": f'model_drift_detected{{model_name="{model}"}} == 1'})
-    with urllib.request.urlopen(f"{prometheus_url}/api/v1/query?{query}", timeout=10) as response:
-        result = json.loads(response.read())["data"]["result"]
     assert {r["metric"]["feature_name"] for r in result} >= {"amount"}
     print(
         f"drift event on the alerts topic -> Alertmanager webhook: {received_at - event_seen_at:.1f} s"

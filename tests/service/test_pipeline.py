@@ -3,8 +3,10 @@ and window results equal to the detection core's computed offline on the same re
 
 One input stream serves every test (module fixture): 7 minutes of event time at 100
 predictions/s (windows of 60 s, 6,000 records each), `amount` shifted by 1 std from minute 3,
-a few malformed messages mixed in. Three consumer groups read it:
-  A: one worker;  B: two workers;  C: one worker killed with SIGKILL mid-stream and restarted.
+a few malformed messages mixed in. Four consumer groups read it:
+  A: one worker;  B: two workers;  C: one worker killed with SIGKILL mid-stream and restarted;
+  D: one worker, joined by a second one while traffic flows, which then leaves (SIGTERM):
+     two rebalances, each moving predictions, labels and partials partitions.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -46,6 +49,7 @@ START = 1_767_225_600.0
 RATE = 100.0
 WINDOW = 60.0
 PHASE_1 = 19_000  # 190 s: the kill happens inside window [180, 240)
+PHASE_2 = 29_000  # D's second worker is in the group while [190, 290) s are produced
 TOTAL = 42_000  # 420 s: windows [0, 360) close (watermark 415 s), [360, 420) stays open
 ONSET = 180.0
 CLOSED_WINDOWS = 6
@@ -87,6 +91,7 @@ def _env(
 def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None:
     producer = Producer({**config.kafka.confluent_settings(), "partitioner": "murmur2_random"})
     schedule = [Drift("abrupt", ONSET, magnitude=1.0)]
+    # Blocks of 5,000 from PHASE_1 on: the same records whether phase 2 is cut at PHASE_2 or not.
     for block in range(first, first + n, 5_000):
         records, _ = simulate(
             min(5_000, first + n - block),
@@ -104,6 +109,34 @@ def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None
     for payload in malformed:
         producer.produce(config.topics.predictions, key=b"malformed", value=payload)
     assert producer.flush(30) == 0
+
+
+def _text(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+def _processed(port: int) -> float:
+    """driftline_records_processed_total of a worker (0 until it serves metrics)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("driftline_records_processed_total")
+    )
+
+
+def _wait(
+    condition: Any, workers: list[subprocess.Popen[bytes]], log: Path, timeout: float = 180
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert all(w.poll() is None for w in workers), f"a worker exited:\n{_text(log)[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out:\n{_text(log)[-3000:]}"
+        time.sleep(0.2)
 
 
 def _read_windows(
@@ -150,7 +183,7 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
     }
     groups: dict[str, Group] = {}
-    for name in ("A", "B", "C"):
+    for name in ("A", "B", "C", "D"):
         env = _env(base, name, suffix, tmp, free_port())
         config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
         ensure_topics(config)
@@ -158,7 +191,7 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     input_config = groups["A"].config
     _produce(input_config, 0, PHASE_1, MALFORMED[:2])
     try:
-        for name, count in (("A", 1), ("B", 2), ("C", 1)):
+        for name, count in (("A", 1), ("B", 2), ("C", 1), ("D", 1)):
             group = groups[name]
             for i in range(count):
                 env = {**group.env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())}
@@ -172,7 +205,22 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         time.sleep(1.0)
         c.workers[0].send_signal(signal.SIGKILL)
         c.workers[0].wait(10)
-        _produce(input_config, PHASE_1, TOTAL - PHASE_1, MALFORMED[2:])
+        # D: a second worker joins; once it holds partitions and has processed records of the
+        # next part of the stream, it leaves cleanly while the rest is produced.
+        d = groups["D"]
+        d_port = free_port()
+        d.workers.append(
+            start_worker_process(
+                None, tmp / "D1.log", env={**d.env, "DRIFTLINE_WORKER_METRICS_PORT": str(d_port)}
+            )
+        )
+        joined = f"{input_config.topics.predictions} ["
+        _wait(lambda: joined in _text(tmp / "D1.log"), d.workers, tmp / "D1.log")
+        _produce(input_config, PHASE_1, PHASE_2 - PHASE_1, [])
+        _wait(lambda: _processed(d_port) > 0, d.workers, tmp / "D1.log")
+        d.workers[1].send_signal(signal.SIGTERM)
+        assert d.workers[1].wait(30) == 0, _text(tmp / "D1.log")[-3000:]
+        _produce(input_config, PHASE_2, TOTAL - PHASE_2, MALFORMED[2:])
         c.workers.append(
             start_worker_process(
                 None,
@@ -182,9 +230,8 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         )
         summaries = {}
         for name, group in groups.items():
-            summaries[name] = _read_windows(
-                group.config, until=CLOSED_WINDOWS, workers=group.workers[-1:]
-            )
+            running = [w for w in group.workers if w.poll() is None]
+            summaries[name] = _read_windows(group.config, until=CLOSED_WINDOWS, workers=running)
         time.sleep(3)  # let duplicates, if any, arrive
         for name, group in groups.items():
             summaries[name] = _read_all(group.config, group.config.topics.metrics)
@@ -267,6 +314,19 @@ def test_two_workers_give_the_same_windows_as_one(run: Run) -> None:
     for start in one:
         assert len(two[start]) == 1, f"window {start} closed {len(two[start])} times by two workers"
         _close(one[start][0], two[start][0], f"window {start}")
+
+
+def test_a_worker_joining_and_leaving_changes_nothing(run: Run) -> None:
+    """Two rebalances during traffic (range assignor: each partition number of predictions,
+    labels and partials moves together): every window exactly once, as with one worker."""
+    one = _by_window(run.summaries["A"])
+    rebalanced = _by_window(run.summaries["D"])
+    assert sorted(one) == sorted(rebalanced)
+    for start in one:
+        assert len(rebalanced[start]) == 1, f"window {start} closed {len(rebalanced[start])} times"
+        _close(one[start][0], rebalanced[start][0], f"window {start}")
+    log = (run.groups["D"].logs.parent / "D1.log").read_text()
+    assert "revoked" in log and "assigned" in log
 
 
 def test_kill_9_mid_window_loses_nothing_and_duplicates_nothing(run: Run) -> None:

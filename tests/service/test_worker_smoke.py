@@ -1,4 +1,4 @@
-"""The real broker end to end: confluent-kafka in, a Faust worker process, nothing lost."""
+"""The real broker end to end: confluent-kafka in, a worker process, nothing lost."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def _counter(url: str, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
-def test_faust_worker_consumes_every_record_on_four_partitions(
+def test_worker_consumes_every_record_on_four_partitions(
     isolated_config: tuple[Config, dict[str, str]], tmp_path: Path
 ) -> None:
     config, env = isolated_config
@@ -109,3 +109,85 @@ def test_worker_refuses_topics_that_are_not_copartitioned(
         future.result()
     with pytest.raises(TopicError, match=r"co-partitioned.*has 4.*has 2"):
         check_copartitioned(config)
+
+
+def test_a_batch_failing_half_way_is_re_read_and_counted_once(
+    isolated_config: tuple[Config, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The batch consumer in-process on the real broker, with a bug injected into the label
+    join of the first partition batch: that partition is rewound (state restored, consumer
+    sought back to the committed offset), the failed batch's messages are dead-lettered once
+    and every other record is windowed exactly once."""
+    import asyncio
+
+    from driftline.config import load_config
+    from driftline.streams.app import build_pipeline
+    from driftline.streams.checkpoint import ensure_internal_topics
+    from driftline.streams.consumer import IngestWorker
+    from driftline.streams.labels import PartitionLabels
+    from tests.conftest import ROOT, build_reference
+
+    _, env = isolated_config
+    references = tmp_path / "references"
+    build_reference(references)
+    config = load_config(
+        ROOT / "config" / "driftline.yaml",
+        environ={**env, "DRIFTLINE_WORKER_REFERENCE_DIR": str(references)},
+    )
+    ensure_topics(config)
+    ensure_internal_topics(config)
+    producer = Producer({**config.kafka.confluent_settings(), "partitioner": "murmur2_random"})
+    n = 2_000
+    for record in fraud_records(n, seed=11):
+        producer.produce(
+            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+        )
+    assert producer.flush(30) == 0
+
+    failed: list[int] = []
+    add_columns = PartitionLabels.add_columns
+
+    def fail_once(self: PartitionLabels, model: str, version: str, ids: list[str], *a: object):  # type: ignore[no-untyped-def]
+        if not failed:
+            failed.append(len(ids))
+            raise RuntimeError("a bug, injected")
+        return add_columns(self, model, version, ids, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PartitionLabels, "add_columns", fail_once)
+    worker = IngestWorker(config, lambda send, load: build_pipeline(config, 4, send, load))
+    windowed: list[int] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(worker.run())
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and not task.done():
+            states = worker.pipeline.stage1.values()
+            if len(states) == 4 and sum(s.last_offset + 1 for s in states) == n:
+                break
+            await asyncio.sleep(0.2)
+        for state in worker.pipeline.stage1.values():
+            state.flush()
+        windowed.append(
+            sum(
+                sketch.n_records
+                for state in worker.pipeline.stage1.values()
+                for sketch in state.open.values()
+            )
+        )
+        worker.stop()
+        await task
+
+    asyncio.run(main())
+    dead_letters = TopicReader(config, config.topics.dlq, start="beginning")
+    try:
+        dlq = list(dead_letters.messages(timeout=30, idle=3))
+    finally:
+        dead_letters.close()
+    assert failed and 0 < failed[0] < n
+    assert windowed == [n - failed[0]]
+    assert len(dlq) == failed[0]
+    assert {dict(m.headers() or [])["driftline.reason.kind"] for m in dlq} == {b"worker_error"}
+    assert "re-reading partitions" in caplog.text
