@@ -187,6 +187,10 @@ def concat_batches(pieces: list[RecordBatch]) -> RecordBatch:
     >>> both = concat_batches([a, b])
     >>> both.numeric["x"].tolist(), both.score.tolist()
     ([1.0, 2.0], [nan, 0.5])
+    >>> c = RecordBatch({"x": np.array([3.0])}, {}, np.array([2.0]), np.array(["0"], dtype=object),
+    ...                 absent={"y": np.array([True])})
+    >>> concat_batches([a, c]).absent["y"].tolist()  # every key that `a` lacked not: False
+    [False, True]
     """
 
     def cat(columns: list[np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
@@ -205,6 +209,24 @@ def concat_batches(pieces: list[RecordBatch]) -> RecordBatch:
         attributions = {
             k: cat([(p.attributions or {}).get(k, missing(len(p))) for p in pieces]) for k in names
         }
+
+    def masks(field: str) -> dict[str, np.ndarray[Any, Any]] | None:
+        # absent/extra key masks: a piece that does not name a key had it as expected (False)
+        names = sorted({k for p in pieces for k in (getattr(p, field) or {})})
+        if not names:
+            return None
+        return {
+            k: cat([(getattr(p, field) or {}).get(k, np.zeros(len(p), dtype=bool)) for p in pieces])
+            for k in names
+        }
+
+    probabilities = None
+    classes = sorted({k for p in pieces for k in (p.probabilities or {})})
+    if classes:
+        probabilities = {
+            k: cat([(p.probabilities or {}).get(k, missing(len(p))) for p in pieces])
+            for k in classes
+        }
     keys = [p.record_keys for p in pieces if p.record_keys is not None]
     return RecordBatch(
         numeric={k: cat([p.numeric[k] for p in pieces]) for k in first.numeric},
@@ -216,6 +238,9 @@ def concat_batches(pieces: list[RecordBatch]) -> RecordBatch:
         error=cat([p.error for p in pieces]),
         attributions=attributions,
         record_keys=cat(keys) if len(keys) == len(pieces) else None,
+        absent=masks("absent"),
+        extra=masks("extra"),
+        probabilities=probabilities,
     )
 
 
