@@ -34,7 +34,13 @@ from typing import Any
 
 import msgspec
 
-from driftline.streams.formats.base import Decoded, Headers, RejectedRecord, header_map
+from driftline.streams.formats.base import (
+    Decoded,
+    GuardedDecoder,
+    Headers,
+    RejectedRecord,
+    header_map,
+)
 from driftline.streams.formats.contract import json_type
 from driftline.streams.formats.driftline_json import (
     RecordKind,
@@ -170,7 +176,7 @@ def event_data(event: CloudEvent) -> Any:
         return RejectedRecord("invalid_json", f"CloudEvent data is not valid JSON: {exc}", None)
 
 
-class CloudEventsJson:
+class CloudEventsJson(GuardedDecoder):
     """Decoder for CloudEvents whose data is driftline JSON (`formats.predictions: cloudevents`).
 
     Binary-mode data goes through the same msgspec fast path as plain driftline JSON.

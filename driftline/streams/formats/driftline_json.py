@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
+from driftline.streams.formats.base import (
+    Decoded,
+    GuardedDecoder,
+    Headers,
+    RejectedRecord,
+    never_raises,
+)
 from driftline.streams.formats.contract import (
     LABEL_TYPE,
     PREDICTION_TYPE,
@@ -102,7 +108,7 @@ def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
         return _slow_path(payload, kind)
 
     decode.__doc__ = f"`decode_json(payload, {kind!r})` without the dispatch."
-    return decode
+    return never_raises(decode)
 
 
 def _slow_path(payload: bytes, kind: RecordKind) -> Decoded:
@@ -195,7 +201,7 @@ decode_labels = _FAST["label"]
 
 
 @dataclass(frozen=True)
-class DriftlineJson:
+class DriftlineJson(GuardedDecoder):
     """Decoder for driftline's JSON records (`formats.predictions: driftline`, the default).
 
     Headers are ignored.
