@@ -18,7 +18,7 @@ import yaml
 
 from driftline.cli import build_parser, format_event, main
 from driftline.config import Config, load_config
-from driftline.diagnose import CommandError, check_kafka, explain
+from driftline.diagnose import CommandError, check_kafka, explain, mask_url
 
 HEADER = ["txn_id", "amount", "country", "is_online", "fraud_score", "is_fraud"]
 
@@ -357,3 +357,23 @@ def test_traceback_only_with_verbose(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err.endswith("must be >= 1 (ValueError) (run with -v for the traceback)\n")
     code, _, err = _run([*argv, "-v"], capsys)
     assert code == 1 and "Traceback (most recent call last)" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@db:5432/driftline?password=s3cret",
+        "postgresql://app:s3cret@db:5432/driftline?password=s3cret",
+        "postgresql://app:x@db/driftline?sslmode=require&sslpassword=s3cret&password=s3cret",
+        "postgresql://app@db/driftline?PASSWORD=s3cret&application_name=x",
+        "host=db user=app password=s3cret dbname=driftline sslpassword='s3cret s3cret'",
+    ],
+)
+def test_config_show_masks_a_password_given_as_a_parameter(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", url)
+    code, out, _ = _run(["config", "show"], capsys)
+    assert code == 0 and "s3cret" not in out
+    assert "***" in yaml.safe_load(out)["postgres"]["url"]
+    assert "s3cret" not in mask_url(f"cannot connect to PostgreSQL at {url}: refused")
