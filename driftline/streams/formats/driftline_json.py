@@ -29,6 +29,7 @@ from driftline.streams.formats.contract import (
     check_label,
     check_prediction,
     json_type,
+    may_hold_nul,
 )
 
 __all__ = [
@@ -92,6 +93,8 @@ def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
     def decode(payload: bytes | None) -> Decoded:
         if not payload:
             return Decoded([], [RejectedRecord("invalid_json", "empty message", None)])
+        if may_hold_nul(payload):  # msgspec would accept NUL in strings: the checker decides
+            return _slow_path(payload, kind)
         try:
             decoded = one_or_many(payload)
             if type(decoded) is not list:
@@ -131,11 +134,12 @@ def _slow_path(payload: bytes, kind: RecordKind) -> Decoded:
     valid: list[dict[str, Any]] = []
     rejected: list[RejectedRecord] = []
     for i, raw in enumerate(items):
-        try:
-            valid.append(one(raw))
-            continue
-        except _FAILED:
-            pass
+        if not may_hold_nul(bytes(raw)):
+            try:
+                valid.append(one(raw))
+                continue
+            except _FAILED:
+                pass
         try:
             valid.append(check(_PLAIN.decode(raw)))
         except RecordError as exc:
