@@ -36,6 +36,7 @@ REJECTION_KINDS: frozenset[str] = frozenset(
         "unsupported_format",  # a content type or tensor layout this decoder cannot read
         "unjoined",  # an inference request whose response never came (or the reverse)
         "timestamp_out_of_range",  # event time beyond the configured skew (set by the pipeline)
+        "store_rejected",  # a valid record the database refused to store (set by a sink)
         "worker_error",  # last resort: an unexpected error inside a decoder (a bug) or the worker
     }
 )
