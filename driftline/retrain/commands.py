@@ -213,13 +213,25 @@ def ab_stop(config: Config, model: str, schema: str | None) -> int:
     """`driftline ab stop --model M`: end the running test; the champion takes all traffic."""
 
     def body() -> int:
-        from driftline.retrain.service import RetrainService, ensure_control_topic
+        from driftline.retrain.service import (
+            RetrainService,
+            RoutingNotConfirmedError,
+            ensure_control_topic,
+        )
 
         ensure_control_topic(config)
         with _store(config, schema, migrate=False) as store:
             service = RetrainService(config, store)
             try:
                 stopped = service.stop(model)
+            except RoutingNotConfirmedError as exc:
+                print(
+                    f"driftline ab stop: the test is stopped in the registry, but {exc}; the"
+                    " routers keep the old split until `driftline retrain serve` republishes"
+                    " it at its next tick",
+                    file=sys.stderr,
+                )
+                return 1
             finally:
                 service.close()
         if not stopped:
