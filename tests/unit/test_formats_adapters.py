@@ -133,6 +133,53 @@ def test_labels_in_cloudevents() -> None:
             "invalid_event",
             "base64",
         ),
+        (
+            orjson.dumps(RECORD),
+            [("ce_specversion", b"0.3"), *binary_headers()[1:]],
+            "invalid_event",
+            "specversion '0.3' is not supported",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"yesterday")],
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"2026-12-01T10:00:00")],  # no offset
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"2026-13-01T10:00:00Z")],
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(
+                {"specversion": "2.0", "id": "x", "source": "/s", "type": "t", "data": RECORD}
+            ),
+            [("content-type", b"application/cloudevents+json")],
+            "invalid_event",
+            "specversion '2.0'",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "x",
+                    "source": "/s",
+                    "type": "t",
+                    "data": RECORD,
+                    "time": "01/12/2026",
+                }
+            ),
+            [("content-type", b"application/cloudevents+json")],
+            "invalid_event",
+            "RFC 3339",
+        ),
     ],
 )
 def test_bad_cloudevents_are_rejected_with_a_reason(
