@@ -5,6 +5,7 @@ Kafka and PostgreSQL."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from driftline.sinks import prometheus as metrics
 from driftline.sinks.store import PostgresStore
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
-from tests.service.test_retrain_helpers import config_of, retrain_env, schema_store
+from tests.service.test_retrain_helpers import add_sample, config_of, retrain_env, schema_store
 
 pytestmark = pytest.mark.service
 
@@ -177,3 +178,21 @@ def test_an_alert_that_fails_is_retried_and_not_committed_until_stopped(
 def _failures() -> float:
     value = metrics.REGISTRY.get_sample_value("driftline_retrain_alert_failures_total")
     return float(value or 0.0)
+
+
+# -- A/B arms by event time -------------------------------------------------------------------
+
+
+def test_ab_arms_count_predictions_by_event_time_not_by_insertion_time(postgres_url: str) -> None:
+    """A training-sample sink that lags (or replays after a restart) inserts predictions served
+    before the test after it started: they are not the test's traffic."""
+    with schema_store(postgres_url) as store:
+        registry = Registry(store)
+        registry.register(model="fraud", version="1", status="champion")
+        registry.register(model="fraud", version="2", status="challenger")
+        registry.start_test(test_id="t-1", model="fraud", champion="1", challenger="2", share=0.2)
+        started = registry.running_tests()[0]["started_at"]
+        add_sample(store, 300, model="fraud", version="1", start_time=time.time() - 50_000)
+        assert registry.arm_stats("fraud", "1", started).n == 0  # served before the test
+        add_sample(store, 200, model="fraud", version="1", start_time=time.time() + 1)
+        assert registry.arm_stats("fraud", "1", started).n == 200
