@@ -14,7 +14,14 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
 
 from driftline.cli import main
 from driftline.config import Config
@@ -93,6 +100,9 @@ def _retrain_config(
     return config, env
 
 
+SET = AlterConfigOpType.SET
+
+
 def _routing(config: Config) -> list[dict[str, Any]]:
     reader = TopicReader(config, config.retraining.control_topic, start="beginning")
     try:
@@ -131,10 +141,9 @@ def test_ab_stop_says_when_the_broker_refuses_the_routing_and_serve_republishes_
         assert _routing(config) == []  # and no router heard of it
 
         # The broker accepts again: `retrain serve`'s tick republishes the registry's routing.
-        resource = ConfigResource(
-            ResourceType.TOPIC, topic, set_config={"max.message.bytes": "1048588"}
-        )
-        for future in admin.alter_configs([resource]).values():
+        entry = ConfigEntry("max.message.bytes", "1048588", incremental_operation=SET)
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[entry])
+        for future in admin.incremental_alter_configs([resource]).values():
             future.result()
         service = RetrainService(config, store)
         try:
