@@ -512,8 +512,8 @@ def _run(
     stop = threading.Event()
     threads: list[threading.Thread] = []
     worker = notifier = None
-    store = PostgresStore(base.postgres.url.reveal(), schema=schema)
-    sink_store = PostgresStore(base.postgres.url.reveal(), schema=schema)
+    store = PostgresStore(base.postgres.dsn(), schema=schema)
+    sink_store = PostgresStore(base.postgres.dsn(), schema=schema)
     consumers: list[Consumer] = []
     try:
         store.create_schema()

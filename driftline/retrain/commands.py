@@ -36,7 +36,7 @@ def _store(config: Config, schema: str | None, *, migrate: bool = True) -> Itera
     """The store; ``migrate=False`` (the commands that only read, and `ab stop`) runs no DDL:
     a store without the retraining tables is one line that says to run `driftline db
     upgrade`."""
-    with PostgresStore(config.postgres.url.reveal(), schema=schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
         if migrate:
             store.upgrade()
         else:

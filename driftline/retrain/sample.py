@@ -505,7 +505,7 @@ def run_training_sample_sink(config: Config, schema: str | None = None) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with PostgresStore(config.postgres.url.reveal(), schema=schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
         store.upgrade()
         sink = TrainingSampleSink(config, store)
         log.info("training sample: group %s", sink.group_id)

@@ -660,7 +660,7 @@ def serve(
         metrics.serve(metrics_port)
     tick = tick_seconds or config.retraining.evaluate_interval_seconds
     ensure_control_topic(config)
-    with PostgresStore(config.postgres.url.reveal(), schema=schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
         store.upgrade()
         service = RetrainService(config, store)
         consumer = Consumer(
