@@ -48,7 +48,7 @@ def _postgres(args: argparse.Namespace) -> Config:
     from driftline.diagnose import check_postgres
 
     config = _config(args)
-    check_postgres(config.postgres.url)
+    check_postgres(config.postgres.dsn())
     return config
 
 

@@ -10,12 +10,14 @@
         )
     # leaving the block flushes; a record Kafka refused raises DeliveryError there
 
-The loggers follow the same configuration as the worker (`driftline.config.load_config`):
+`from_config()` follows the same configuration as the worker (`driftline.config.load_config`):
 `config/driftline.yaml` when it exists in the working directory, overridden by the `DRIFTLINE_*`
 environment variables. So the topics (`DRIFTLINE_TOPICS_PREDICTIONS`, `DRIFTLINE_TOPICS_LABELS`)
 and the Kafka connection and security settings (`DRIFTLINE_KAFKA_*`: bootstrap servers, SASL,
-TLS) are the worker's. Arguments given to the constructor win: `PredictionLogger("broker:9092")`
-changes only the bootstrap servers, `topic=` only the topic.
+TLS) are the worker's, and a mistake there (an unknown `DRIFTLINE_*` variable) fails at once.
+The constructor reads no file and no environment: `PredictionLogger("broker:9092", topic=...)`
+uses what it is given and the defaults for the rest (`config=` hands it a loaded config), so an
+inference service's own variables never break it.
 
 Messages are keyed by `prediction_id` and partitioned with murmur2, like the Java client and
 Faust, so a label lands on the same partition as its prediction. The producer is idempotent
@@ -68,10 +70,11 @@ class _Logger:
         settings: Mapping[str, str | int | float | bool] | None = None,
         config: Config | None = None,
     ) -> None:
-        """Connection, security settings and topic come from ``config`` (default: the worker's
-        config, see the module docstring); ``bootstrap_servers`` and ``topic`` override them,
-        and ``settings`` (librdkafka settings: tuning, security) override the producer's."""
-        config = config if config is not None else default_config()
+        """Connection, security settings and topic come from ``config`` (default: the built-in
+        defaults, no file and no environment read; use `from_config()` for the worker's);
+        ``bootstrap_servers`` and ``topic`` override them, and ``settings`` (librdkafka
+        settings: tuning, security) override the producer's."""
+        config = config if config is not None else Config()
         self.topic = topic or self._configured_topic(config)
         conf: dict[str, Any] = {
             **config.kafka.confluent_settings(),

@@ -379,6 +379,17 @@ def _live_table(story: Story) -> Group:
     return Group(head, table)
 
 
+def _output_drift_line(story: Story) -> str:
+    """One line on the model's outputs (scores, class balance, confidence): the label-free
+    evidence that arrives before any label."""
+    drifts = [e for e in story.events if e.get("type") == "output_drift"]
+    if not drifts:
+        return "output drift: none (the model's score and class distributions held)"
+    first = drifts[0]
+    summary = (first.get("evidence") or {}).get("summary") or first.get("feature") or ""
+    return f"output drift: {len(drifts)} event(s), first at {story.offset(_event_time_of(first) or story.start)}: {summary}"
+
+
 def _summary(story: Story) -> Table:
     table = Table(title="summary")
     for column in (
@@ -512,8 +523,8 @@ def _run(
     stop = threading.Event()
     threads: list[threading.Thread] = []
     worker = notifier = None
-    store = PostgresStore(base.postgres.url.reveal(), schema=schema)
-    sink_store = PostgresStore(base.postgres.url.reveal(), schema=schema)
+    store = PostgresStore(base.postgres.dsn(), schema=schema)
+    sink_store = PostgresStore(base.postgres.dsn(), schema=schema)
     consumers: list[Consumer] = []
     try:
         store.create_schema()
@@ -610,6 +621,7 @@ def _run(
             ok = False
             report_line = f"[red]HTML report FAILED[/]: {type(exc).__name__}: {exc}"
         out.print(_summary(story))
+        out.print(_output_drift_line(story))
         out.print(_accuracy_table(story))
         out.print(report_line)
         missing = [i.title for i in story.incidents.values() if i.detected_wall is None]
@@ -808,6 +820,11 @@ def _follow(
             p_value = event.get("p_value")
             story.ab = f"{evidence.get('decision')} {MODEL}@{evidence.get('challenger')}" + (
                 f" (p = {p_value:.2g})" if isinstance(p_value, int | float) else ""
+            )
+        if event.get("type") == "output_drift":  # label-free early warning from the outputs
+            summary = (event.get("evidence") or {}).get("summary") or ""
+            out.print(
+                f"[cyan]output drift[/] {event.get('model')}@{event.get('model_version')}: {summary}"
             )
         if event.get("type") == "retraining_failed":
             story.retraining = "failed: " + str((event.get("evidence") or {}).get("error"))[:50]

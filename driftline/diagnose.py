@@ -39,9 +39,23 @@ class CommandError(RuntimeError):
     """A failure the user can fix; the message is the one line to print."""
 
 
+# libpq also takes the password (and the client key's passphrase) as a URL query parameter or
+# a key=value conninfo word: `?password=...`, `&sslpassword=...`, `password='a b'`.
+_PASSWORD_PARAMETER = re.compile(
+    r"(?P<head>(?<![a-z0-9_])(?:ssl)?password\s*=\s*)(?P<password>'(?:[^'\\]|\\.)*'|[^&\s]*)",
+    re.IGNORECASE,
+)
+
+
 def mask_url(text: str) -> str:
-    """Replace the password of every URL in ``text`` by ``***``."""
-    return _USERINFO.sub(lambda m: f"{m['head']}***{m['at']}", text)
+    """Replace the password of every URL or conninfo in ``text`` by ``***``: the one in the
+    user info and any `password` / `sslpassword` parameter.
+
+    >>> mask_url("postgresql://app:pw@db/x?sslmode=require&password=pw2 and password='a b'")
+    'postgresql://app:***@db/x?sslmode=require&password=*** and password=***'
+    """
+    text = _USERINFO.sub(lambda m: f"{m['head']}***{m['at']}", text)
+    return _PASSWORD_PARAMETER.sub(lambda m: f"{m['head']}***", text)
 
 
 # -- Kafka ------------------------------------------------------------------------------------

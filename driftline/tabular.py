@@ -154,7 +154,13 @@ def read_table(path: str | Path, delimiter: str | None = None) -> Table:
         magic = handle.read(4)
     if magic == b"PAR1" or path.suffix.lower() in {".parquet", ".pq"}:
         return _read_parquet(path)
-    opener: Any = gzip.open if magic[:2] == b"\x1f\x8b" else open
+    compressed = magic[:2] == b"\x1f\x8b"
+    if path.suffix.lower() in {".gz", ".gzip"} and not compressed:
+        raise TableError(
+            f"{path}: named {path.suffix} but not gzip-compressed (it does not start with gzip's"
+            " magic bytes): compress it with gzip, or drop the suffix if it is plain CSV"
+        )
+    opener: Any = gzip.open if compressed else open
     try:
         with opener(path, "rt", newline="", encoding="utf-8-sig") as handle:
             text = handle.read()
@@ -359,6 +365,8 @@ def reference_from_table(
         if label_column:
             warnings.append(f"no --prediction-column: predictions are score >= {threshold:g}")
     labels = as_labels(table.columns[label_column]) if label_column else None
+    if labels is not None and prediction is not None:
+        _same_kind_of_classes(labels, prediction, label_column, prediction_column, score_column)
     profile = ReferenceProfile.from_columns(
         {name: table.numeric_or_text(name) for name in names},
         model=model,
@@ -370,3 +378,53 @@ def reference_from_table(
         feature_types=feature_types,
     )
     return profile, warnings
+
+
+def _class_kind(values: Any) -> tuple[set[str], list[str]]:
+    """The kinds of class values ("text", "number") and a few examples, for a message."""
+    seen = [v for v in values if v is not None]
+    kinds = {"text" if isinstance(v, str) else "number" for v in seen}
+    examples = sorted({str(v) for v in seen})[:3]
+    return kinds, examples
+
+
+def _same_kind_of_classes(
+    labels: Any,
+    prediction: Any,
+    label_column: str | None,
+    prediction_column: str | None,
+    score_column: str | None,
+) -> None:
+    """Labels and predictions are compared class by class: text against numbers is a mistake
+    (usually the wrong column), said in one line instead of numpy's TypeError.
+
+    >>> _same_kind_of_classes(["FR", "DE"], [0, 1], "country", "is_fraud", None)
+    Traceback (most recent call last):
+    ...
+    driftline.tabular.TableError: --label-column 'country' holds text classes (DE, FR) but --prediction-column 'is_fraud' holds numbers (0, 1): labels and predictions must be the same classes (is it the right column?)
+    """
+    label_kinds, label_examples = _class_kind(labels)
+    prediction_kinds, prediction_examples = _class_kind(prediction)
+    if not label_kinds or not prediction_kinds or label_kinds == prediction_kinds:
+        return
+    source = (
+        f"--prediction-column {prediction_column!r}"
+        if prediction_column
+        else f"the predictions from --score-column {score_column!r}"
+    )
+
+    def show(kinds: set[str], examples: list[str]) -> str:
+        kind = (
+            "text classes"
+            if kinds == {"text"}
+            else "numbers"
+            if kinds == {"number"}
+            else ("a mix of text and numbers")
+        )
+        return f"{kind} ({', '.join(examples)})"
+
+    raise TableError(
+        f"--label-column {label_column!r} holds {show(label_kinds, label_examples)} but {source}"
+        f" holds {show(prediction_kinds, prediction_examples)}: labels and predictions must be"
+        " the same classes (is it the right column?)"
+    )

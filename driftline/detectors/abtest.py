@@ -25,8 +25,9 @@ is (normal approximation of the two binomials)::
 
 and the always-valid p-value is ``p_n = min(1, min_{k <= n} 1 / Lambda_k)``. By Ville's
 inequality ``P_H0(exists n: Lambda_n >= 1/alpha) <= alpha``, so rejecting the first time
-``p_n <= alpha`` keeps the type-I error at ``alpha`` under continuous monitoring. The sign of
-``d`` at rejection says which arm is better (promote or rollback). The always-valid confidence
+``p_n <= alpha`` keeps the type-I error at ``alpha`` under continuous monitoring. At that look
+the confidence sequence below excludes 0, and its side of 0 says which arm is better (promote
+or rollback). Looks before ``min_samples_per_arm`` are not part of the running minimum. The always-valid confidence
 sequence is ``d +/- sqrt(V (V + tau^2) / tau^2 * (log((V + tau^2) / V) - 2 log(alpha)))``.
 
 Defaults and why. ``alpha = 0.05``. The **minimum detectable effect** is stated up front:
@@ -247,9 +248,10 @@ def decide(
 
     In order: a guardrail breach -> ``rollback``; else, once both arms have
     ``min_samples_per_arm`` labelled records, an always-valid p-value at or below ``alpha``
-    -> ``promote`` if the challenger is more accurate, ``rollback`` if less; else, past
+    -> ``promote`` if the confidence sequence lies above 0, ``rollback`` if below; else, past
     ``max_duration_seconds`` -> ``inconclusive`` (keep the champion); else ``continue``.
-    Keep the returned ``p_value`` and pass it back as ``previous_p_value`` at the next look.
+    Keep the returned ``p_value`` and pass it back as ``previous_p_value`` at the next look;
+    looks before ``min_samples_per_arm`` return ``previous_p_value`` unchanged.
 
     >>> champ = ArmStats(n=10_000, errors=0, labelled=10_000, correct=9_000)
     >>> decide(champ, ArmStats(n=3_000, errors=0, labelled=3_000, correct=2_850), 60).outcome
@@ -261,6 +263,9 @@ def decide(
     >>> decide(champ, ArmStats(n=3_000, errors=0, labelled=3_000, correct=2_700), 1e9).outcome
     'inconclusive'
     """
+    enough = min(champion.labelled, challenger.labelled) >= settings.min_samples_per_arm
+    # This look's test on its own (previous p 1.0): its confidence interval says on which side
+    # of 0 the difference lies, so the direction never comes from a stale look.
     test = msprt_proportions(
         champion.correct,
         champion.labelled,
@@ -268,8 +273,10 @@ def decide(
         challenger.labelled,
         mde=settings.mde,
         alpha=settings.alpha,
-        previous_p_value=previous_p_value,
     )
+    # Looks before min_samples_per_arm are not recorded: their normal approximation is poor
+    # and a small early sample must not leave a p-value a later look would act upon.
+    p_value = min(previous_p_value, test.p_value) if enough else previous_p_value
     evidence: dict[str, Any] = {
         "champion": {**asdict(champion), "accuracy": champion.accuracy},
         "challenger": {**asdict(challenger), "accuracy": challenger.accuracy},
@@ -278,30 +285,36 @@ def decide(
         "alpha": settings.alpha,
         "elapsed_seconds": elapsed_seconds,
         **{k: _finite(v) for k, v in test.to_dict().items()},
+        "p_value": p_value,
+        "p_value_this_look": test.p_value,
     }
     breach = guardrail_breach(champion, challenger, settings)
     if breach is not None:
         evidence["guardrail"] = breach
-        return Decision("rollback", f"guardrail: {breach}", evidence, test.p_value)
-    enough = min(champion.labelled, challenger.labelled) >= settings.min_samples_per_arm
-    if enough and test.p_value <= settings.alpha:
-        better = test.difference > 0
+        return Decision("rollback", f"guardrail: {breach}", evidence, p_value)
+    # Decide at the look where the always-valid test crosses alpha: there the confidence
+    # sequence excludes 0 (the mSPRT p-value and interval are dual), and its side of 0 is the
+    # direction. A running p below alpha from an earlier look alone (which would have decided
+    # then) is not acted upon in a direction the current interval does not support.
+    if enough and test.p_value <= settings.alpha and (test.ci_low > 0 or test.ci_high < 0):
+        better = test.ci_low > 0
         outcome: Outcome = "promote" if better else "rollback"
         reason = (
             f"challenger {'more' if better else 'less'} accurate by {abs(test.difference):.4f}"
-            f" (always-valid p={test.p_value:.3g} <= {settings.alpha:g})"
+            f" (always-valid p={test.p_value:.3g} <= {settings.alpha:g}; confidence sequence"
+            f" [{test.ci_low:.4f}, {test.ci_high:.4f}])"
         )
-        return Decision(outcome, reason, evidence, test.p_value)
+        return Decision(outcome, reason, evidence, p_value)
     if elapsed_seconds >= settings.max_duration_seconds:
         return Decision(
             "inconclusive",
             f"time limit {settings.max_duration_seconds:g} s reached without a significant"
-            f" difference (p={test.p_value:.3g})",
+            f" difference (p={p_value:.3g})",
             evidence,
-            test.p_value,
+            p_value,
         )
     waiting = "" if enough else f", waiting for {settings.min_samples_per_arm} labels per arm"
-    return Decision("continue", f"p={test.p_value:.3g}{waiting}", evidence, test.p_value)
+    return Decision("continue", f"p={test.p_value:.3g}{waiting}", evidence, p_value)
 
 
 def _finite(value: Any) -> Any:

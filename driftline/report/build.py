@@ -359,10 +359,13 @@ def quality_tables(data: ReportData) -> list[Section]:
     return _stored_tables({t: rows for t, rows in data.quality.items() if rows})
 
 
+_TITLES = {"ab_tests": "A/B tests"}
+
+
 def _stored_tables(tables: dict[str, Rows]) -> list[Section]:
     sections = []
     for table, rows in tables.items():
-        title = table.replace("_", " ").capitalize()
+        title = _TITLES.get(table) or table.replace("_", " ").capitalize()
         if not rows:
             sections.append(Section(title, "None in the store."))
             continue

@@ -22,7 +22,22 @@ __all__ = ["ReportData", "connect", "feature_history", "feature_names", "load_re
 Rows = list[dict[str, Any]]
 
 # Tables written by later features; shown as they are when they exist.
-HISTORY_TABLES = ("retraining_runs", "ab_tests", "ab_test_results", "model_promotions")
+HISTORY_TABLES = ("retraining_runs", "ab_tests", "model_version_history")
+# The columns shown of the retraining tables (migration 0003_retraining.sql), in this order;
+# those a store does not have yet (before 0003) are left out. The JSON columns (A/B evidence,
+# run details with tracebacks) stay in the store: `driftline ab status` and `retrain history`
+# show them.
+HISTORY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "retraining_runs": (
+        "run_id", "status", "policy", "trigger_kind", "reason", "from_version", "to_version",
+        "requested_at", "finished_at", "error",
+    ),
+    "ab_tests": (
+        "test_id", "status", "champion_version", "challenger_version", "traffic_share",
+        "started_at", "decided_at", "looks", "p_value", "reason",
+    ),
+    "model_version_history": ("changed_at", "model_version", "from_status", "to_status", "reason"),
+}  # fmt: skip
 DATA_QUALITY_TABLES = ("data_quality", "data_quality_issues", "data_quality_windows")
 
 
@@ -45,10 +60,29 @@ class ReportData:
 
 @contextmanager
 def connect(url: str, schema: str | None = None) -> Iterator[psycopg.Connection[Any]]:
-    """A read-only connection (``schema`` first on the search path when given)."""
+    """A read-only connection (``schema`` first on the search path when given).
+
+    ``schema`` must be a lower-case SQL identifier (the rule of `PostgresStore`, the one that
+    creates schemas) and must exist: CommandError otherwise, never a silent fall back to
+    ``public``.
+    """
+    from driftline.diagnose import CommandError
+    from driftline.sinks.store import _SCHEMA_NAME
+
+    if schema is not None and not _SCHEMA_NAME.match(schema):
+        raise CommandError(f"--schema {schema!r}: expected a lower-case SQL identifier")
     options = f"-c search_path={schema},public" if schema else None
     with psycopg.connect(url, connect_timeout=5, options=options, autocommit=True) as conn:
         conn.read_only = True
+        if schema is not None:
+            found = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone()
+            if found is None:
+                raise CommandError(
+                    f"--schema {schema!r}: schema {schema!r} does not exist in this database"
+                    " (check the name; `driftline db upgrade` creates the tables)"
+                )
         yield conn
 
 
@@ -173,21 +207,26 @@ def load_report_data(
     return data
 
 
-_TIME_COLUMNS = ("window_start", "event_time", "requested_at", "started_at", "created_at")
+_TIME_COLUMNS = (
+    "window_start", "event_time", "requested_at", "started_at", "changed_at", "created_at",
+)  # fmt: skip
 
 
 def _table_rows(
     conn: psycopg.Connection[Any], table: str, model: str, since: datetime, until: datetime
 ) -> Rows | None:
-    """The model's rows of a table whose layout this module does not know (None if absent):
-    in the period when the table has a time column, newest first, at most 100."""
+    """The model's rows of a stored table (None if absent): the columns of `HISTORY_COLUMNS`
+    for the retraining tables, every column of the others; in the period when the table has a
+    time column, newest first, at most 100."""
     if not _exists(conn, table):
         return None
     columns = _columns(conn, table)
     if "model" not in columns:
         return None
     times = [c for c in _TIME_COLUMNS if c in columns]
-    query = sql.SQL("SELECT * FROM {} WHERE model = %s").format(sql.Identifier(table))
+    known = [c for c in HISTORY_COLUMNS.get(table, ()) if c in columns]
+    shown = sql.SQL(", ").join(map(sql.Identifier, known)) if known else sql.SQL("*")
+    query = sql.SQL("SELECT {} FROM {} WHERE model = %s").format(shown, sql.Identifier(table))
     params: list[Any] = [model]
     if times:
         column = sql.Identifier(times[0])

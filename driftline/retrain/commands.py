@@ -27,11 +27,44 @@ __all__ = [
 _USER_ERRORS = (RegistryError, PipelineError, ArtifactError, ConfigError)
 
 
+# The tables of migration 0003 the commands read; a store without them has not been upgraded.
+_RETRAIN_TABLES = ("model_versions", "model_version_history", "retraining_evaluations", "ab_tests")
+
+
 @contextmanager
-def _store(config: Config, schema: str | None) -> Iterator[PostgresStore]:
-    with PostgresStore(config.postgres.url.reveal(), schema=schema) as store:
-        store.upgrade()
+def _store(config: Config, schema: str | None, *, migrate: bool = True) -> Iterator[PostgresStore]:
+    """The store; ``migrate=False`` (the commands that only read, and `ab stop`) runs no DDL:
+    a store without the retraining tables is one line that says to run `driftline db
+    upgrade`."""
+    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
+        if migrate:
+            store.upgrade()
+        else:
+            _require_tables(store)
         yield store
+
+
+def _require_tables(store: PostgresStore) -> None:
+    with store.pool.connection() as conn:
+        missing = [
+            table
+            for table in _RETRAIN_TABLES
+            if conn.execute("SELECT to_regclass(%s) IS NULL", [table]).fetchone() != (False,)
+        ]
+        if not missing and "status" not in {
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass('model_versions')"
+                " AND attnum > 0 AND NOT attisdropped"
+            ).fetchall()
+        }:
+            missing = ["model_versions.status"]
+    if missing:
+        where = f" in schema {store.schema}" if store.schema else ""
+        raise RegistryError(
+            f"the store has no retraining tables{where} ({', '.join(missing)} missing):"
+            " run `driftline db upgrade` first"
+        )
 
 
 def _guard(name: str, body: Callable[[], int]) -> int:
@@ -79,7 +112,7 @@ def retrain_history(config: Config, model: str, as_json: bool, schema: str | Non
     """`driftline retrain history --model M`: versions, runs, policy evaluations."""
 
     def body() -> int:
-        with _store(config, schema) as store:
+        with _store(config, schema, migrate=False) as store:
             registry = Registry(store)
             _known(registry, model)
             versions = registry.versions(model)
@@ -137,7 +170,7 @@ def ab_status(config: Config, model: str, as_json: bool, schema: str | None) -> 
     """`driftline ab status --model M`: the running (or last) test, its arms and p-value."""
 
     def body() -> int:
-        with _store(config, schema) as store:
+        with _store(config, schema, migrate=False) as store:
             registry = Registry(store)
             tests = registry.tests(model, 1)
             champion = registry.with_status(model, "champion")
@@ -180,13 +213,25 @@ def ab_stop(config: Config, model: str, schema: str | None) -> int:
     """`driftline ab stop --model M`: end the running test; the champion takes all traffic."""
 
     def body() -> int:
-        from driftline.retrain.service import RetrainService, ensure_control_topic
+        from driftline.retrain.service import (
+            RetrainService,
+            RoutingNotConfirmedError,
+            ensure_control_topic,
+        )
 
         ensure_control_topic(config)
-        with _store(config, schema) as store:
+        with _store(config, schema, migrate=False) as store:
             service = RetrainService(config, store)
             try:
                 stopped = service.stop(model)
+            except RoutingNotConfirmedError as exc:
+                print(
+                    f"driftline ab stop: the test is stopped in the registry, but {exc}; the"
+                    " routers keep the old split until `driftline retrain serve` republishes"
+                    " it at its next tick",
+                    file=sys.stderr,
+                )
+                return 1
             finally:
                 service.close()
         if not stopped:

@@ -9,11 +9,13 @@ Prometheus, and mirrored into MLflow when configured. Called by
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from driftline.detectors.abtest import decide
+from driftline.retrain.service import RoutingNotConfirmedError
 from driftline.router import RoutingDecision
 from driftline.sinks import prometheus as metrics
 
@@ -55,14 +57,16 @@ def evaluate_tests(service: RetrainService) -> list[tuple[str, str, str]]:
                 test["test_id"], decision.p_value, decision.reason, decision.evidence
             )
         else:
-            _conclude(
-                service,
-                test,
-                decision.outcome,
-                decision.reason,
-                decision.evidence,
-                decision.p_value,
-            )
+            # Logged by _conclude; the next tick republishes the registry's routing.
+            with contextlib.suppress(RoutingNotConfirmedError):
+                _conclude(
+                    service,
+                    test,
+                    decision.outcome,
+                    decision.reason,
+                    decision.evidence,
+                    decision.p_value,
+                )
         results.append((model, decision.outcome, decision.reason))
     return results
 
@@ -99,7 +103,15 @@ def _conclude(
             model, challenger, status, f"A/B test {test['test_id']}: {reason}"
         )
         serving = champion
-    service.publish_routing(RoutingDecision(model, serving, updated_at=time.time()))
+    # The registry already records the decision: if the broker does not confirm the routing,
+    # the rest still happens (event, metrics) and `retrain serve` republishes the registry's
+    # routing at its next tick; the caller (`ab stop`) learns it from the exception.
+    unconfirmed: Exception | None = None
+    try:
+        service.publish_routing(RoutingDecision(model, serving, updated_at=time.time()))
+    except RoutingNotConfirmedError as exc:
+        log.error("%s; republished at the next evaluation tick", exc)
+        unconfirmed = exc
     for version in (champion, challenger):
         service.sync_mlflow(model, version)
     metrics.AB_DECISIONS.labels(model, outcome).inc()
@@ -125,3 +137,5 @@ def _conclude(
         threshold=service.ab_settings.alpha,
     )
     log.info("A/B test %s of %s: %s (%s)", test["test_id"], model, outcome, reason)
+    if unconfirmed is not None:
+        raise unconfirmed

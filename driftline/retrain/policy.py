@@ -29,7 +29,7 @@ The rule (:func:`evaluate`), in order: a retraining of the model already in flig
 is held elsewhere) -> suppressed; the policy fired for this model less than
 ``cooldown_seconds`` ago -> suppressed; fewer than ``min_new_labels`` new labelled records ->
 suppressed; else fire. Every verdict, fired or suppressed, is recorded with its reason by the
-shell (``driftline/retrain/triggers.py``).
+shell (``driftline/retrain/service.py``: ``RetrainService.trigger``).
 """
 
 from __future__ import annotations

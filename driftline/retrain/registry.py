@@ -377,15 +377,19 @@ class Registry:
             return cursor.rowcount == 1
 
     def arm_stats(self, model: str, version: str, since: datetime) -> ArmStats:
-        """Served, failed, labelled and correct sample records of one version since ``since``
-        (wall-clock insertion time), and its latency p99 in seconds."""
+        """Served, failed, labelled and correct sample records of one version whose event
+        time is at or after ``since`` (the test's start), and its latency p99 in seconds.
+
+        Event time, not insertion time: a sink that lags or replays (or a restart of
+        `sink training-sample`) must not move predictions served before the test into an arm,
+        nor leave out those served during it."""
         with self.pool.connection() as conn:
             row = conn.execute(
                 "SELECT count(*), count(error), count(label) FILTER (WHERE error IS NULL),"
                 " count(*) FILTER (WHERE error IS NULL AND label = prediction),"
                 " percentile_cont(0.99) WITHIN GROUP (ORDER BY latency_ms)"
                 " FROM training_samples WHERE model = %s AND model_version = %s"
-                " AND inserted_at >= %s",
+                " AND event_time >= %s",
                 [model, version, since],
             ).fetchone()
         assert row is not None

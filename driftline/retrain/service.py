@@ -29,9 +29,10 @@ from types import FrameType
 from typing import Any, Literal
 
 import orjson
-from confluent_kafka import Consumer, KafkaException, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from prometheus_client import Counter
 
 from driftline.config import Config
 from driftline.detectors.abtest import ABSettings
@@ -59,7 +60,13 @@ from driftline.router import RoutingDecision
 from driftline.sinks import prometheus as metrics
 from driftline.sinks.store import PostgresStore
 
-__all__ = ["RetrainService", "TriggerOutcome", "ensure_control_topic", "serve"]
+__all__ = [
+    "RetrainService",
+    "RoutingNotConfirmedError",
+    "TriggerOutcome",
+    "ensure_control_topic",
+    "serve",
+]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +127,18 @@ def _onset(event: dict[str, Any]) -> float | None:
     if isinstance(evidence, dict) and isinstance(evidence.get("event_time"), int | float):
         return float(evidence["event_time"])
     return None
+
+
+ALERT_FAILURES = Counter(
+    "driftline_retrain_alert_failures",
+    "Attempts of `retrain serve` to handle an alert that failed (retried; never skipped).",
+    registry=metrics.REGISTRY,
+)
+
+
+class RoutingNotConfirmedError(RuntimeError):
+    """The broker did not acknowledge a routing change (the registry already records it:
+    `RetrainService.republish_routing` publishes it again)."""
 
 
 class RetrainService:
@@ -221,16 +240,73 @@ class RetrainService:
         self._producer.flush(30)
         return event
 
-    def publish_routing(self, decision: RoutingDecision) -> None:
-        self._producer.produce(
-            self.settings.control_topic,
-            key=decision.model,
-            value=orjson.dumps(decision.to_dict()),
-        )
-        self._producer.flush(30)
-        metrics.AB_TRAFFIC_SHARE.labels(decision.model).set(
-            decision.challenger_share if decision.challenger else 0.0
-        )
+    def publish_routing(self, *decisions: RoutingDecision, timeout: float = 30.0) -> None:
+        """Publish routing decisions on the model-control topic and wait for the broker's
+        acknowledgement of every one; RoutingNotConfirmedError otherwise.
+
+        The registry is the source of truth: a change it records whose publication failed is
+        published again by `republish_routing` (every evaluation tick of `retrain serve` and
+        at its start; the topic is compacted, so republishing is idempotent)."""
+        failures: list[str] = []
+
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            if err is not None:
+                failures.append(str(err.str()))
+
+        for decision in decisions:
+            while True:
+                try:
+                    self._producer.produce(
+                        self.settings.control_topic,
+                        key=decision.model,
+                        value=orjson.dumps(decision.to_dict()),
+                        on_delivery=delivered,
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.1)
+        remaining = self._producer.flush(timeout)
+        if remaining or failures:
+            models = ", ".join(sorted({d.model for d in decisions}))
+            why = failures[0] if failures else f"no acknowledgement within {timeout:g} s"
+            raise RoutingNotConfirmedError(
+                f"the broker did not confirm the routing of {models} on"
+                f" {self.settings.control_topic}: {why}"
+            )
+        for decision in decisions:
+            metrics.AB_TRAFFIC_SHARE.labels(decision.model).set(
+                decision.challenger_share if decision.challenger else 0.0
+            )
+
+    def current_routing(self, model: str) -> RoutingDecision | None:
+        """The routing the registry says the model has: the running A/B test's split, else
+        all traffic to the champion (None without a champion)."""
+        for test in self.registry.running_tests():
+            if test["model"] == model:
+                return RoutingDecision(
+                    model,
+                    str(test["champion_version"]),
+                    str(test["challenger_version"]),
+                    float(test["traffic_share"]),
+                    str(test["test_id"]),
+                    time.time(),
+                )
+        champion = self.registry.with_status(model, "champion")
+        if champion is None:
+            return None
+        return RoutingDecision(model, str(champion["model_version"]), updated_at=time.time())
+
+    def republish_routing(self) -> int:
+        """Publish the registry's routing of every model again (confirmed); returns how many.
+        Repairs a routing change whose publication failed after the registry recorded it."""
+        decisions = [
+            decision
+            for model in self.registry.models()
+            if (decision := self.current_routing(model)) is not None
+        ]
+        if decisions:
+            self.publish_routing(*decisions)
+        return len(decisions)
 
     # -- triggers ----------------------------------------------------------------------------
 
@@ -461,7 +537,7 @@ class RetrainService:
         champion on the held-out slice; else retired."""
         if champion is None:
             self.registry.set_status(model, version, "champion", "first version of the model")
-            self.publish_routing(RoutingDecision(model, version, updated_at=time.time()))
+            self._publish_or_defer(RoutingDecision(model, version, updated_at=time.time()))
             return "champion"
         accuracy = float(offline["accuracy"])
         baseline = offline.get("champion_holdout_accuracy")
@@ -492,8 +568,16 @@ class RetrainService:
         self.registry.start_test(
             test_id=test_id, model=model, champion=champion, challenger=version, share=share
         )
-        self.publish_routing(RoutingDecision(model, champion, version, share, test_id, time.time()))
+        self._publish_or_defer(
+            RoutingDecision(model, champion, version, share, test_id, time.time())
+        )
         return "challenger"
+
+    def _publish_or_defer(self, decision: RoutingDecision) -> None:
+        try:
+            self.publish_routing(decision)
+        except RoutingNotConfirmedError as exc:
+            log.error("%s; republished at the next evaluation tick", exc)
 
     # -- A/B tests (driftline/retrain/evaluator.py) ------------------------------------------
 
@@ -508,6 +592,48 @@ class RetrainService:
         from driftline.retrain import evaluator
 
         return evaluator.stop(self, model, reason)
+
+
+def handle_alert(
+    service: RetrainService,
+    value: bytes | None,
+    stop: threading.Event,
+    *,
+    first_delay: float = 1.0,
+    max_delay: float = 60.0,
+) -> bool:
+    """Handle one message of the alerts topic; True when it is done (handled, or skipped as
+    malformed) and its offset may be committed, False when ``stop`` was set first.
+
+    An error while handling a valid event (PostgreSQL down, the broker unreachable) is retried
+    with backoff, counted in `driftline_retrain_alert_failures_total` and logged each time: the
+    offset never moves past an event whose trigger was not evaluated, so no trigger is lost.
+    While it retries, nothing else runs in `retrain serve` (one thread: the A/B looks wait too).
+    """
+    try:
+        event = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        log.warning("alerts topic: a message that is not JSON, skipped")
+        return True
+    if not isinstance(event, dict):
+        log.warning("alerts topic: a message that is not a JSON object, skipped")
+        return True
+    delay = first_delay
+    while not stop.is_set():
+        try:
+            service.handle_event(event)
+            return True
+        except Exception:
+            ALERT_FAILURES.inc()
+            log.exception(
+                "handling alert %s failed; retrying in %.1f s (its offset is not committed)",
+                event.get("event_id"),
+                delay,
+            )
+            if stop.wait(delay):
+                break
+            delay = min(delay * 2, max_delay)
+    return False
 
 
 def serve(
@@ -534,7 +660,7 @@ def serve(
         metrics.serve(metrics_port)
     tick = tick_seconds or config.retraining.evaluate_interval_seconds
     ensure_control_topic(config)
-    with PostgresStore(config.postgres.url.reveal(), schema=schema) as store:
+    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
         store.upgrade()
         service = RetrainService(config, store)
         consumer = Consumer(
@@ -553,16 +679,18 @@ def serve(
                 for message in consumer.consume(100, timeout=0.5):
                     if message.error() is not None:
                         continue
-                    try:
-                        event = orjson.loads(message.value() or b"")
-                        if isinstance(event, dict):
-                            service.handle_event(event)
-                    except orjson.JSONDecodeError:
-                        log.warning("alerts topic: a message that is not JSON, skipped")
-                    except Exception:
-                        log.exception("handling an alert failed")
+                    if not handle_alert(service, message.value(), stop):
+                        break  # stopping: not committed, redelivered after the restart
                     consumer.commit(message=message, asynchronous=False)
+                if stop.is_set():
+                    break
                 if time.monotonic() >= next_tick:
+                    try:
+                        # The registry is the source of truth for routing: republishing it
+                        # repairs a change whose publication failed (idempotent: compacted).
+                        service.republish_routing()
+                    except Exception:
+                        log.exception("republishing the routing failed")
                     try:
                         service.retry_pending()
                         service.evaluate_tests()

@@ -103,7 +103,7 @@ def run_postgres_sink(
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    store = PostgresStore(config.postgres.url.reveal(), schema=schema)
+    store = PostgresStore(config.postgres.dsn(), schema=schema)
     try:
         sink = PostgresSink(config, store, settings)
         log.info("PostgreSQL sink: group %s, topics %s", sink.group_id, ", ".join(sink.topics))

@@ -14,6 +14,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from driftline.cli import main
 from driftline.client import DeliveryError, LabelLogger, PredictionLogger
+from driftline.config import ConfigError, load_config
 from driftline.streams.reader import TopicReader
 
 pytestmark = pytest.mark.service
@@ -116,15 +117,18 @@ def test_delivery_failures_reach_the_caller(kafka: Any) -> None:
 def test_loggers_follow_the_environment_like_the_worker(
     kafka: Any, isolated_config: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A user who sets DRIFTLINE_TOPICS_PREDICTIONS (as documented) publishes into that topic,
-    with the defaults (no topic argument) and with from_config()."""
+    """A user who sets DRIFTLINE_TOPICS_PREDICTIONS (as documented) publishes into that topic
+    with from_config() (or by handing the loaded config over)."""
     config, env = isolated_config
     _topics(kafka.bootstrap_servers, config.topics.predictions, config.topics.labels)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    with PredictionLogger() as default, PredictionLogger.from_config() as configured:
-        assert default.topic == configured.topic == config.topics.predictions
-        for i, logger in enumerate((default, configured)):
+    with (
+        PredictionLogger.from_config() as configured,
+        PredictionLogger(config=load_config()) as handed,
+    ):
+        assert handed.topic == configured.topic == config.topics.predictions
+        for i, logger in enumerate((configured, handed)):
             logger.log(
                 prediction_id=f"env-{i}",
                 model="m",
@@ -132,7 +136,7 @@ def test_loggers_follow_the_environment_like_the_worker(
                 features={"x": 1.0},
                 prediction=1,
             )
-    with LabelLogger(kafka.bootstrap_servers) as labels:  # only the broker given: topic from env
+    with LabelLogger.from_config() as labels:
         assert labels.topic == config.topics.labels
         labels.log(prediction_id="env-0", label=1)
 
@@ -145,6 +149,23 @@ def test_loggers_follow_the_environment_like_the_worker(
 
     assert ids(config.topics.predictions) == {"env-0", "env-1"}
     assert ids(config.topics.labels) == {"env-0"}
+
+
+def test_the_constructor_reads_no_config_so_unrelated_env_does_not_break_it(
+    kafka: Any, isolated_config: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inference service has its own DRIFTLINE_-looking variables (the reviewer's
+    DRIFTLINE_APP_NAME): the explicit constructor must neither read nor validate them."""
+    config, _ = isolated_config
+    _topics(kafka.bootstrap_servers, config.topics.predictions)
+    monkeypatch.setenv("DRIFTLINE_APP_NAME", "checkout")
+    monkeypatch.setenv("DRIFTLINE_TOPICS_PREDICTIONS", "not.this.one")
+    with PredictionLogger(kafka.bootstrap_servers, topic=config.topics.predictions) as logger:
+        assert logger.topic == config.topics.predictions
+        logger.log(prediction_id="x", model="m", model_version="1", features={}, prediction=1)
+    assert LabelLogger(kafka.bootstrap_servers).topic == "driftline.labels"  # the default
+    with pytest.raises(ConfigError, match="DRIFTLINE_APP_NAME"):
+        PredictionLogger.from_config()  # the opt-in still validates the environment
 
 
 def test_loggers_take_the_kafka_security_settings_of_the_config(

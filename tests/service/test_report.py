@@ -156,11 +156,27 @@ def test_report_renders_every_plot_without_network(
     url, schema = store
     monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", url)
     with psycopg.connect(url, options=f"-c search_path={schema}", autocommit=True) as conn:
-        # Tables of later features (A/B tests, data quality): shown as stored when present.
+        # The retraining tables as migration 0003 creates them (the store fixture upgraded).
         conn.execute(
-            "CREATE TABLE ab_tests (model text, started_at timestamptz, challenger text,"
-            " winner text); INSERT INTO ab_tests VALUES ('fraud', now(), '2', 'challenger-v2')"
+            "INSERT INTO ab_tests (test_id, model, champion_version, challenger_version,"
+            " traffic_share, status, started_at, decided_at, looks, p_value, reason, evidence)"
+            " VALUES ('ab-test-xyz', 'fraud', '1', '2', 0.2, 'promoted', now() - interval '1 hour',"
+            " now(), 17, 0.0123, 'challenger more accurate by 0.0310',"
+            ' \'{"champion": {"n": 123456789}}\'),'
+            " ('ab-other-model', 'churn', '1', '2', 0.2, 'running', now(), NULL, 0, 1.0, NULL, '{}')"
         )
+        conn.execute(
+            "INSERT INTO retraining_runs (run_id, model, from_version, to_version, status,"
+            " requested_at, finished_at, policy, trigger_kind, reason, error, details)"
+            " VALUES ('run-xyz', 'fraud', '1', '2', 'failed', now() - interval '2 hours', now(),"
+            " 'on-drift', 'drift_event', 'feature amount drifted', 'training-error-xyz',"
+            ' \'{"traceback": "secret-stack-xyz"}\')'
+        )
+        conn.execute(
+            "INSERT INTO model_version_history (model, model_version, from_status, to_status,"
+            " reason) VALUES ('fraud', '2', 'challenger', 'champion', 'promoted-by-ab-xyz')"
+        )
+        # A table of a later feature (data quality): shown as stored when present.
         conn.execute(
             "CREATE TABLE data_quality_issues (model text, window_start timestamptz, issue text);"
             " INSERT INTO data_quality_issues VALUES ('fraud', now(), 'null-rate-spike-xyz')"
@@ -199,9 +215,24 @@ def test_report_renders_every_plot_without_network(
     assert plots["alerts"]["traces"] == 2  # warning and critical
     assert probe["tables"] >= 1  # the summary (and the retraining runs, empty: none)
     assert "DRIFTED" in html and "amount, merchant_category" in html
-    assert "<h2>Ab tests</h2>" in html and "challenger-v2" in html
     assert "<h2>Data quality issues</h2>" in html and "null-rate-spike-xyz" in html
-    assert "<h2>Retraining runs</h2>" in html  # the table exists (0001), empty: said so
+    # The A/B and retraining sections read 0003's columns; the other model's test is not shown
+    # and the bulky JSON (evidence, details with the traceback) stays in the store.
+    ab = _section(html, "A/B tests")
+    for shown in ("ab-test-xyz", "promoted", "challenger more accurate by 0.0310", "0.012"):
+        assert shown in ab, shown
+    assert "champion_version" in ab and "ab-other-model" not in ab and "123456789" not in ab
+    runs = _section(html, "Retraining runs")
+    for shown in ("run-xyz", "failed", "on-drift", "drift_event", "training-error-xyz"):
+        assert shown in runs, shown
+    assert "secret-stack-xyz" not in html
+    assert "promoted-by-ab-xyz" in _section(html, "Model version history")
+
+
+def _section(html: str, title: str) -> str:
+    match = re.search(rf"<h2>{re.escape(title)}</h2>(.*?)(?=<h2>|</body>)", html, re.S)
+    assert match, f"no section {title!r}"
+    return match.group(1)
 
 
 def test_report_for_an_unknown_model_says_what_to_check(
@@ -266,3 +297,34 @@ def test_pool_timeout_is_unwrapped_to_the_server_reason(postgres_url: str) -> No
         store.upgrade()
     line = explain(caught.value, config)
     assert "password authentication failed" in line and "wrong-password" not in line
+
+
+@pytest.mark.parametrize(
+    ("schema", "expected"),
+    [
+        ("no_such_schema_xyz", "schema 'no_such_schema_xyz' does not exist"),
+        ("public -c statement_timeout=1", "expected a lower-case SQL identifier"),
+        ("Mixed", "expected a lower-case SQL identifier"),
+    ],
+)
+def test_a_bad_or_missing_schema_is_one_clear_line(
+    schema: str,
+    expected: str,
+    store: tuple[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--schema reaches the connection options: validated like PostgresStore does, and a
+    schema that is not there is said, never silently replaced by public."""
+    url, _ = store
+    monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", url)
+    out = tmp_path / "report.html"
+    assert main(["report", "--model", "fraud", "-o", str(out), "--schema", schema]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and "Traceback" not in err
+    argv = ["features", "history", "--model", "fraud", "--feature", "amount"]
+    assert main([*argv, "--schema", schema]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1
+    assert not out.exists()

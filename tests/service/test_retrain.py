@@ -73,9 +73,11 @@ def _setup(
     return config, env
 
 
-def _champion(service: RetrainService, store: PostgresStore, model: str) -> str:
+def _champion(
+    service: RetrainService, store: PostgresStore, model: str, start_time: float | None = None
+) -> str:
     """Train a first version on pre-drift data: it becomes the champion."""
-    add_sample(store, 1500, model=model, version="1", seed=1)
+    add_sample(store, 1500, model=model, version="1", seed=1, start_time=start_time)
     outcome = service.manual(model, "initial")
     assert outcome.status == "succeeded" and outcome.next_step == "champion", outcome
     assert outcome.version is not None
@@ -277,8 +279,10 @@ def _challenger(
         isolated_config, tmp_path, RETRAINING_AB_MIN_SAMPLES_PER_ARM="200", **overrides
     )
     service = RetrainService(config, store)
-    champion = _champion(service, store, model)
-    onset = time.time() + 10_000  # post-drift rows after every pre-drift row
+    # Both phases in the past: the A/B arms count by event time from the test's start, so the
+    # rows the challenger was trained on must not count as live traffic of the champion.
+    champion = _champion(service, store, model, start_time=time.time() - 30_000)
+    onset = time.time() - 15_000  # post-drift rows after every pre-drift row
     add_sample(store, 1500, model=model, version=champion, seed=5, concept=True, start_time=onset)
     outcome = service.trigger(
         model,

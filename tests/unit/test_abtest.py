@@ -115,3 +115,34 @@ def test_false_promotion_rate_under_continuous_monitoring_is_at_most_alpha() -> 
                 break
     # alpha = 0.05; with 200 runs the binomial 99% upper bound of 5% is about 10%.
     assert wrong / runs <= 0.10
+
+
+def test_a_look_before_min_samples_does_not_count_and_cannot_flip_the_direction() -> None:
+    """The reviewer's repro (/tmp/review/flip.py): at 150 labels per arm the challenger is 20
+    points worse (p tiny, but below min_samples_per_arm); at 1000 per arm it is 1 point better
+    and not significant. The early p must not be carried to the later look, and nothing may
+    be promoted on it."""
+    settings = ABSettings()
+    early = decide(ArmStats(150, 0, 150, 140), ArmStats(150, 0, 150, 110), 60, settings, 1.0)
+    assert early.outcome == "continue"
+    assert early.p_value == 1.0  # not recorded: too few samples per arm
+    later = decide(
+        ArmStats(1000, 0, 1000, 900), ArmStats(1000, 0, 1000, 910), 3600, settings, early.p_value
+    )
+    fresh = msprt_proportions(900, 1000, 910, 1000).p_value
+    assert later.outcome == "continue"
+    assert later.p_value == pytest.approx(fresh)
+
+
+def test_a_stale_significant_p_never_decides_against_the_current_evidence() -> None:
+    """A running p below alpha stored by an earlier version (or any earlier look) without a
+    decision: the direction is only ever taken from a look whose confidence sequence excludes
+    0, so a challenger that is now better is not rolled back on it, nor promoted on it."""
+    settings = ABSettings()
+    champion, challenger = ArmStats(1000, 0, 1000, 900), ArmStats(1000, 0, 1000, 910)
+    decision = decide(champion, challenger, 3600, settings, previous_p_value=1e-6)
+    assert decision.outcome == "continue"
+    worse = decide(champion, ArmStats(1000, 0, 1000, 800), 3600, settings, previous_p_value=1e-6)
+    assert worse.outcome == "rollback" and worse.evidence["ci_high"] < 0
+    better = decide(champion, ArmStats(1000, 0, 1000, 960), 3600, settings, 1e-6)
+    assert better.outcome == "promote" and better.evidence["ci_low"] > 0

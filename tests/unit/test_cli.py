@@ -18,7 +18,7 @@ import yaml
 
 from driftline.cli import build_parser, format_event, main
 from driftline.config import Config, ConfigError, load_config
-from driftline.diagnose import check_kafka, explain
+from driftline.diagnose import check_kafka, explain, mask_url
 
 HEADER = ["txn_id", "amount", "country", "is_online", "fraud_score", "is_fraud"]
 
@@ -357,3 +357,47 @@ def test_traceback_only_with_verbose(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert err.endswith("must be >= 1 (ValueError) (run with -v for the traceback)\n")
     code, _, err = _run([*argv, "-v"], capsys)
     assert code == 1 and "Traceback (most recent call last)" in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://app@db:5432/driftline?password=s3cret",
+        "postgresql://app:s3cret@db:5432/driftline?password=s3cret",
+        "postgresql://app:x@db/driftline?sslmode=require&sslpassword=s3cret&password=s3cret",
+        "postgresql://app@db/driftline?PASSWORD=s3cret&application_name=x",
+        "host=db user=app password=s3cret dbname=driftline sslpassword='s3cret s3cret'",
+    ],
+)
+def test_config_show_masks_a_password_given_as_a_parameter(
+    url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", url)
+    code, out, _ = _run(["config", "show"], capsys)
+    assert code == 0 and "s3cret" not in out
+    assert "***" in yaml.safe_load(out)["postgres"]["url"]
+    assert "s3cret" not in mask_url(f"cannot connect to PostgreSQL at {url}: refused")
+
+
+def test_label_and_prediction_columns_of_different_kinds_are_one_clear_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The reviewer's `--label-column country --prediction-column is_fraud`: numpy's
+    "'<' not supported between instances of 'int' and 'str'" before."""
+    csv = tmp_path / "train.csv"
+    csv.write_text("amount,country,is_fraud\n1.5,FR,1\n2.5,DE,0\n3.5,US,1\n", encoding="utf-8")
+    argv = _build(tmp_path, "--csv", str(csv), "--label-column", "country")
+    code, _, err = _run([*argv, "--prediction-column", "is_fraud"], capsys)
+    assert code != 0 and err.count("\n") == 1 and "not supported" not in err
+    assert "--label-column 'country' holds text classes (DE, FR, US)" in err
+    assert "--prediction-column 'is_fraud' holds numbers (0, 1)" in err
+
+
+def test_a_gz_file_that_is_not_gzip_is_said(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake = tmp_path / "train.csv.gz"
+    fake.write_bytes(b"amount,country\n1,FR\n2,DE\n")
+    code, _, err = _run(_build(tmp_path, "--csv", str(fake)), capsys)
+    assert code != 0 and err.count("\n") == 1
+    assert "named .gz but not gzip-compressed" in err

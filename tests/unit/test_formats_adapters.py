@@ -11,15 +11,18 @@ from typing import Any
 import orjson
 import pytest
 
-from driftline.config import ConfigError, load_config
+from driftline.config import Config, ConfigError, load_config
 from driftline.streams.formats import (
     LABEL_FORMATS,
     PREDICTION_FORMATS,
     REJECTION_KINDS,
     Decoded,
     label_decoder,
+    parse_labels,
+    parse_predictions,
     prediction_decoder,
 )
+from driftline.streams.formats.base import GuardedDecoder
 from driftline.streams.formats.cloudevents import CloudEventsJson
 from driftline.streams.formats.oip import OipSettings, OpenInference
 
@@ -129,6 +132,53 @@ def test_labels_in_cloudevents() -> None:
             [("content-type", b"application/cloudevents+json")],
             "invalid_event",
             "base64",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [("ce_specversion", b"0.3"), *binary_headers()[1:]],
+            "invalid_event",
+            "specversion '0.3' is not supported",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"yesterday")],
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"2026-12-01T10:00:00")],  # no offset
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(RECORD),
+            [*binary_headers(), ("ce_time", b"2026-13-01T10:00:00Z")],
+            "invalid_event",
+            "RFC 3339",
+        ),
+        (
+            orjson.dumps(
+                {"specversion": "2.0", "id": "x", "source": "/s", "type": "t", "data": RECORD}
+            ),
+            [("content-type", b"application/cloudevents+json")],
+            "invalid_event",
+            "specversion '2.0'",
+        ),
+        (
+            orjson.dumps(
+                {
+                    "specversion": "1.0",
+                    "id": "x",
+                    "source": "/s",
+                    "type": "t",
+                    "data": RECORD,
+                    "time": "01/12/2026",
+                }
+            ),
+            [("content-type", b"application/cloudevents+json")],
+            "invalid_event",
+            "RFC 3339",
         ),
     ],
 )
@@ -535,7 +585,16 @@ _oip_body = st.fixed_dictionaries(
         "parameters": st.fixed_dictionaries({}, optional={"timestamp": _json}) | _json,
     },
 )
+_deep = st.builds(
+    lambda n, opener, closed: (
+        opener * n + (opener.replace(b"[", b"]").replace(b'{"a":', b"}") * n if closed else b"")
+    ),
+    st.integers(200, 5000),
+    st.sampled_from([b"[", b'{"a":', b'{"records":[']),
+    st.booleans(),
+)
 _values = st.one_of(
+    _deep,
     st.binary(max_size=64),
     _json.map(lambda v: json.dumps(v).encode()),
     _oip_body.map(lambda v: json.dumps(v).encode()),
@@ -584,6 +643,8 @@ _headers = st.one_of(
 @given(st.lists(st.tuples(_values, _headers), min_size=1, max_size=3))
 def test_no_message_makes_a_decoder_raise(messages: list[tuple[bytes | None, Any]]) -> None:
     decoders = [
+        *(make(Config().formats) for make in PREDICTION_FORMATS.values()),
+        *(make(Config().formats) for make in LABEL_FORMATS.values()),
         CloudEventsJson("prediction"),
         CloudEventsJson("label"),
         OpenInference(OipSettings(max_pending=2)),
@@ -594,6 +655,48 @@ def test_no_message_makes_a_decoder_raise(messages: list[tuple[bytes | None, Any
             decoded = decoder.decode(value, headers)
             assert isinstance(decoded, Decoded)
             assert all(r.kind in REJECTION_KINDS and r.reason for r in decoded.rejected)
+        for parse in (parse_predictions, parse_labels):
+            decoded = parse(value)
+            assert all(r.kind in REJECTION_KINDS and r.reason for r in decoded.rejected)
+
+
+_CE_BINARY = [
+    ("ce_specversion", b"1.0"),
+    ("ce_id", b"1"),
+    ("ce_source", b"s"),
+    ("ce_type", b"t"),
+    ("content-type", b"application/json"),
+]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"[" * 1000, b"[" * 100_000, b"[" * 5000 + b"]" * 5000, b'{"records":' * 3000],
+    ids=["open-1000", "open-100000", "closed-5000", "records-3000"],
+)
+@pytest.mark.parametrize("headers", [None, _CE_BINARY], ids=["plain", "ce-binary"])
+def test_deep_nesting_is_rejected_as_invalid_json_by_every_decoder(
+    value: bytes, headers: Any
+) -> None:
+    """msgspec raises RecursionError on deep nesting (the reviewer's `b'[' * 1000`): every
+    registered decoder and both parse functions must reject, not raise."""
+    config = Config().formats
+    decoders = [make(config) for make in (*PREDICTION_FORMATS.values(), *LABEL_FORMATS.values())]
+    results = [decoder.decode(value, headers) for decoder in decoders]
+    results += [parse_predictions(value), parse_labels(value)]
+    for decoded in results:
+        assert decoded.records == []
+        assert [r.kind for r in decoded.rejected] == ["invalid_json"], decoded
+
+
+def test_an_unexpected_error_inside_a_decoder_is_a_rejection_not_a_crash() -> None:
+    class Broken(GuardedDecoder):
+        def decode(self, value: bytes | None, headers: Any = None) -> Decoded:
+            raise KeyError("bug")
+
+    decoded = Broken().decode(b"{}")
+    assert decoded.records == [] and decoded.rejected[0].kind == "worker_error"
+    assert "KeyError" in decoded.rejected[0].reason
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

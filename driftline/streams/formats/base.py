@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
@@ -10,9 +11,11 @@ __all__ = [
     "REJECTION_KINDS",
     "Decoded",
     "Decoder",
+    "GuardedDecoder",
     "Headers",
     "RejectedRecord",
     "header_map",
+    "never_raises",
 ]
 
 Headers = (
@@ -33,7 +36,8 @@ REJECTION_KINDS: frozenset[str] = frozenset(
         "unsupported_format",  # a content type or tensor layout this decoder cannot read
         "unjoined",  # an inference request whose response never came (or the reverse)
         "timestamp_out_of_range",  # event time beyond the configured skew (set by the pipeline)
-        "worker_error",  # last resort of the worker, never set by a decoder
+        "store_rejected",  # a valid record the database refused to store (set by a sink)
+        "worker_error",  # last resort: an unexpected error inside a decoder (a bug) or the worker
     }
 )
 """Every `RejectedRecord.kind`. A fixed, documented set, so it is safe as a Prometheus label
@@ -64,10 +68,64 @@ class Decoder(Protocol):
     .json` (`prediction_id`, `model`, `model_version`, `timestamp` as float, `features`, and
     optionally `prediction`, `score`, `probabilities`, `attributions`, `latency_ms`, `error`),
     already validated by `contract.check_prediction`; a label record has `prediction_id`, `label`
-    and `timestamp`. Unknown top-level keys are dropped. `decode` never raises on bad input.
+    and `timestamp`. Unknown top-level keys are dropped. `decode` never raises on bad input:
+    implementations derive from `GuardedDecoder`, which turns any exception into a rejection.
     """
 
     def decode(self, value: bytes | None, headers: Headers = None) -> Decoded: ...
+
+
+def rejection_for(exc: Exception) -> RejectedRecord:
+    """The rejection of a message whose decoding raised: nesting too deep for the parser
+    (RecursionError), bytes that are not JSON or not UTF-8 are `invalid_json`; anything else is
+    a decoder bug, `worker_error`, with the exception named so the DLQ shows it.
+
+    >>> rejection_for(RecursionError("maximum recursion depth exceeded"))
+    RejectedRecord(kind='invalid_json', reason='not valid JSON: nested too deeply', index=None)
+    >>> rejection_for(KeyError("x")).kind
+    'worker_error'
+    """
+    if isinstance(exc, RecursionError):
+        return RejectedRecord("invalid_json", "not valid JSON: nested too deeply", None)
+    if isinstance(exc, ValueError):  # msgspec.DecodeError, UnicodeDecodeError, json's errors
+        return RejectedRecord("invalid_json", f"not valid JSON: {exc}", None)
+    return RejectedRecord(
+        "worker_error", f"the decoder failed on this message: {type(exc).__name__}: {exc}", None
+    )
+
+
+def never_raises(decode: Callable[..., Decoded]) -> Callable[..., Decoded]:
+    """`decode` turned into a function that rejects the message instead of raising.
+
+    The one place that keeps the promise of `Decoder.decode`: every decoder class derives from
+    `GuardedDecoder` (which applies this to its `decode`), and the plain `parse_*` functions are
+    wrapped with it. Python 3.11+ makes the `try` free when nothing is raised.
+
+    >>> boom = never_raises(lambda value, headers=None: [][1])
+    >>> boom(b"x").rejected[0].kind
+    'worker_error'
+    """
+
+    @functools.wraps(decode)
+    def guarded(*args: Any, **kwargs: Any) -> Decoded:
+        try:
+            return decode(*args, **kwargs)
+        except Exception as exc:  # the contract: never raise on input
+            return Decoded([], [rejection_for(exc)])
+
+    guarded.__never_raises__ = True  # type: ignore[attr-defined]
+    return guarded
+
+
+class GuardedDecoder:
+    """Base class of every decoder: its subclass's `decode` is wrapped by `never_raises` when
+    the class is defined, so no format can forget the guard."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        decode = cls.__dict__.get("decode")
+        if decode is not None and not getattr(decode, "__never_raises__", False):
+            setattr(cls, "decode", never_raises(decode))  # noqa: B010 - replaces the method
 
 
 def header_map(headers: Headers) -> dict[str, bytes]:

@@ -28,13 +28,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from driftline.streams.formats.base import Decoded, Headers, RejectedRecord, header_map
+from driftline.streams.formats.base import (
+    Decoded,
+    GuardedDecoder,
+    Headers,
+    RejectedRecord,
+    header_map,
+)
 from driftline.streams.formats.contract import json_type
 from driftline.streams.formats.driftline_json import (
     RecordKind,
@@ -43,7 +50,13 @@ from driftline.streams.formats.driftline_json import (
     records_from_object,
 )
 
-__all__ = ["CloudEvent", "CloudEventsJson", "event_time", "read_event"]
+__all__ = [
+    "CloudEvent",
+    "CloudEventsJson",
+    "attribute_problem",
+    "event_time",
+    "read_event",
+]
 
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
@@ -121,7 +134,50 @@ def _missing(attributes: dict[str, str]) -> RejectedRecord | None:
     for name in REQUIRED_ATTRIBUTES:
         if not attributes.get(name):
             return _missing_attribute(name)
-    return None
+    return attribute_problem(attributes.get("specversion"), attributes.get("time"))
+
+
+# RFC 3339 date-time (section 5.6): a full date, 'T', a full time with an optional fraction, and
+# a time offset ('Z' or +hh:mm / -hh:mm). ISO 8601 forms RFC 3339 does not allow are refused.
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:\d{2})")
+
+
+def attribute_problem(
+    specversion: str | bytes | None, time_value: str | bytes | None
+) -> RejectedRecord | None:
+    """A rejection when the event is not CloudEvents 1.0 or its `time` is not RFC 3339.
+
+    >>> attribute_problem("0.3", None).reason
+    "CloudEvent specversion '0.3' is not supported: only 1.0"
+    >>> attribute_problem("1.0", "2026-12-01 10:00").reason
+    "CloudEvent attribute 'time' must be an RFC 3339 timestamp (e.g. 2026-12-01T10:00:00Z), got '2026-12-01 10:00'"
+    >>> attribute_problem(b"1.0", b"2026-12-01T10:00:00.5+01:00") is None
+    True
+    """
+    if isinstance(specversion, bytes):
+        specversion = specversion.decode("utf-8", "replace")
+    if specversion != "1.0":
+        return RejectedRecord(
+            "invalid_event",
+            f"CloudEvent specversion {specversion!r} is not supported: only 1.0",
+            None,
+        )
+    if time_value is None:
+        return None
+    if isinstance(time_value, bytes):
+        time_value = time_value.decode("utf-8", "replace")
+    if _RFC3339.fullmatch(time_value):
+        try:
+            datetime.fromisoformat(time_value.upper())
+            return None
+        except ValueError:
+            pass  # e.g. month 13
+    return RejectedRecord(
+        "invalid_event",
+        "CloudEvent attribute 'time' must be an RFC 3339 timestamp (e.g. 2026-12-01T10:00:00Z),"
+        f" got {time_value[:64]!r}",
+        None,
+    )
 
 
 def is_json(content_type: str | None) -> bool:
@@ -170,7 +226,7 @@ def event_data(event: CloudEvent) -> Any:
         return RejectedRecord("invalid_json", f"CloudEvent data is not valid JSON: {exc}", None)
 
 
-class CloudEventsJson:
+class CloudEventsJson(GuardedDecoder):
     """Decoder for CloudEvents whose data is driftline JSON (`formats.predictions: cloudevents`).
 
     Binary-mode data goes through the same msgspec fast path as plain driftline JSON.
@@ -186,6 +242,9 @@ class CloudEventsJson:
             for name in _REQUIRED_HEADERS:
                 if not found.get(name):
                     return Decoded([], [_missing_attribute(name[len(_PREFIX) :])])
+            problem = attribute_problem(found["ce_specversion"], found.get("ce_time"))
+            if problem is not None:
+                return Decoded([], [problem])
             media = found.get("content-type", b"").decode("latin-1")
             if media and not is_json(media):
                 return Decoded([], [_not_json(media)])

@@ -26,7 +26,13 @@ Bounds (documented in docs/FORMATS.md; values beyond them are rejected, never cl
   256, string values (categories, prediction, error, label) up to 1024 (`MAX_VALUE_LENGTH`);
 * at most 10,000 entries in `features`, `probabilities`, `attributions`;
 * `timestamp` epoch seconds in [0, 1e11); its bound relative to now is the pipeline's job;
-* `score` and probabilities in [0, 1]; `latency_ms` in [0, 1e15].
+* `score` and probabilities in [0, 1]; `latency_ms` in [0, 1e15];
+* no string (id, model, version, name, category, prediction, error, label) contains NUL
+  (`\\u0000`): PostgreSQL's text and jsonb cannot store it (UntranslatableCharacter), so a
+  record with one would stall every sink that writes it. msgspec has no cheap test for it (a
+  regex per string costs 9x the decode), so the decoders send any message whose bytes hold
+  `\\u0000` (the only way JSON spells NUL: a raw NUL byte is not valid JSON) to the
+  hand-written checker: `may_hold_nul`.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ __all__ = [
     "check_label",
     "check_prediction",
     "json_type",
+    "may_hold_nul",
 ]
 
 MAX_ABS_NUMBER = 1e15
@@ -62,6 +69,27 @@ TIMESTAMP_LIMIT = 1e11  # exclusive; year 5138
 
 class RecordError(ValueError):
     """A record breaks the contract; the message names the field and is the DLQ reason."""
+
+
+_NUL_ESCAPE = b"\\u0000"
+
+
+def may_hold_nul(payload: bytes) -> bool:
+    """Whether a JSON message may decode to a string with NUL in it (then it skips the msgspec
+    fast path: the hand-written checker rejects such strings, naming the field).
+
+    >>> may_hold_nul(b'{"model": "m\\\\u0000"}'), may_hold_nul(b'{"model": "m"}')
+    (True, False)
+    """
+    return _NUL_ESCAPE in payload
+
+
+def _no_nul(value: str, field: str) -> str:
+    if "\x00" in value:
+        raise RecordError(
+            f"field '{field}' contains the NUL character (\\u0000), which PostgreSQL cannot store"
+        )
+    return value
 
 
 # -- the fast path: msgspec types with the same bounds ---------------------------------------
@@ -168,7 +196,7 @@ def check_prediction(record: Any) -> dict[str, Any]:
                 f"field 'error' must be null or a string of at most {MAX_VALUE_LENGTH} "
                 f"characters, got {_show(error)}"
             )
-        out["error"] = error
+        out["error"] = error if error is None else _no_nul(error, "error")
     return out
 
 
@@ -209,7 +237,7 @@ def _show(value: Any) -> str:
 def _identifier(value: Any, field: str, min_length: int) -> str | int:
     kind = type(value)
     if kind is str and min_length <= len(value) <= MAX_NAME_LENGTH:
-        return str(value)
+        return _no_nul(str(value), field)
     if kind is int and ID_MIN <= value <= ID_MAX:
         return int(value)
     if kind is float and value.is_integer() and ID_MIN <= value <= ID_MAX:
@@ -223,7 +251,7 @@ def _identifier(value: Any, field: str, min_length: int) -> str | int:
 
 def _model(value: Any) -> str:
     if type(value) is str and 1 <= len(value) <= MAX_NAME_LENGTH:
-        return str(value)
+        return _no_nul(str(value), "model")
     raise RecordError(
         f"field 'model' must be a non-empty string of at most {MAX_NAME_LENGTH} characters, "
         f"got {_show(value)}"
@@ -254,7 +282,7 @@ def _value(value: Any, field: str, *, nullable: bool) -> Any:
             return value
     elif kind is str:
         if len(value) <= MAX_VALUE_LENGTH:
-            return value
+            return _no_nul(value, field)
     elif kind is bool or (value is None and nullable):
         return value
     null = ", a boolean or null" if nullable else " or a boolean"
@@ -273,6 +301,11 @@ def _entries(value: Any, field: str) -> dict[str, Any]:
         if len(name) > MAX_NAME_LENGTH:
             raise RecordError(
                 f"field '{field}' has a name of {len(name)} characters, more than {MAX_NAME_LENGTH}"
+            )
+        if "\x00" in name:
+            raise RecordError(
+                f"field '{field}' has a name with the NUL character (\\u0000), which PostgreSQL"
+                " cannot store"
             )
     return value
 

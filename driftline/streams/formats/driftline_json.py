@@ -15,7 +15,13 @@ from typing import Any, Literal
 
 import msgspec
 
-from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
+from driftline.streams.formats.base import (
+    Decoded,
+    GuardedDecoder,
+    Headers,
+    RejectedRecord,
+    never_raises,
+)
 from driftline.streams.formats.contract import (
     LABEL_TYPE,
     PREDICTION_TYPE,
@@ -23,6 +29,7 @@ from driftline.streams.formats.contract import (
     check_label,
     check_prediction,
     json_type,
+    may_hold_nul,
 )
 
 __all__ = [
@@ -86,6 +93,8 @@ def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
     def decode(payload: bytes | None) -> Decoded:
         if not payload:
             return Decoded([], [RejectedRecord("invalid_json", "empty message", None)])
+        if may_hold_nul(payload):  # msgspec would accept NUL in strings: the checker decides
+            return _slow_path(payload, kind)
         try:
             decoded = one_or_many(payload)
             if type(decoded) is not list:
@@ -102,7 +111,7 @@ def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
         return _slow_path(payload, kind)
 
     decode.__doc__ = f"`decode_json(payload, {kind!r})` without the dispatch."
-    return decode
+    return never_raises(decode)
 
 
 def _slow_path(payload: bytes, kind: RecordKind) -> Decoded:
@@ -125,11 +134,12 @@ def _slow_path(payload: bytes, kind: RecordKind) -> Decoded:
     valid: list[dict[str, Any]] = []
     rejected: list[RejectedRecord] = []
     for i, raw in enumerate(items):
-        try:
-            valid.append(one(raw))
-            continue
-        except _FAILED:
-            pass
+        if not may_hold_nul(bytes(raw)):
+            try:
+                valid.append(one(raw))
+                continue
+            except _FAILED:
+                pass
         try:
             valid.append(check(_PLAIN.decode(raw)))
         except RecordError as exc:
@@ -195,7 +205,7 @@ decode_labels = _FAST["label"]
 
 
 @dataclass(frozen=True)
-class DriftlineJson:
+class DriftlineJson(GuardedDecoder):
     """Decoder for driftline's JSON records (`formats.predictions: driftline`, the default).
 
     Headers are ignored.

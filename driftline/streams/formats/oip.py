@@ -44,7 +44,7 @@ from typing import Any
 
 import msgspec
 
-from driftline.streams.formats.base import Decoded, Headers, RejectedRecord
+from driftline.streams.formats.base import Decoded, GuardedDecoder, Headers, RejectedRecord
 from driftline.streams.formats.cloudevents import CloudEvent, event_data, event_time, read_event
 from driftline.streams.formats.contract import RecordError, check_prediction, json_type
 from driftline.streams.formats.join import Half, PendingHalves, Waiting
@@ -70,7 +70,7 @@ class OipSettings:
     max_wait_seconds: float = 300.0
 
 
-class OpenInference:
+class OpenInference(GuardedDecoder):
     """Decoder for Open Inference Protocol request/response messages (`formats.predictions: oip`).
 
     >>> oip = OpenInference(OipSettings())
