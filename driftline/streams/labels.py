@@ -27,6 +27,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import numpy as np
@@ -177,7 +178,11 @@ class PartitionLabels:
         score_list = [math.nan] * len(times) if scores is None else scores.tolist()
         matched = []  # labels that came first: joined together, in offset order
         pending, orphans = self.pending, self.orphans
-        added, before = 0, len(pending)
+        # bytes of the strings of the batch, counted in C; corrected below for the rare ids
+        # that join an early label or repeat an id already waiting
+        added = sum(map(len, prediction_ids))
+        added += sum([len(p) for p in predictions if type(p) is str])
+        before = len(pending)
         for pid, start, prediction, score, t in zip(
             prediction_ids, starts, predictions, score_list, times, strict=True
         ):
@@ -185,14 +190,13 @@ class PartitionLabels:
             if orphans:
                 orphan = orphans.pop(pid, None)
                 if orphan is not None:
-                    self.pending_bytes -= entry_bytes(pid, orphan[0])
+                    added -= entry_bytes(pid, prediction) + entry_bytes(pid, orphan[0])
+                    added += ENTRY_OVERHEAD_BYTES  # the orphan's (the prediction had none)
                     matched.append((pid, entry, orphan[0]))
                     continue
-            old = pending.pop(pid, None)  # a repeated id replaces the entry (and its bytes)
-            if old is not None:
-                added -= entry_bytes(pid, old[3]) - ENTRY_OVERHEAD_BYTES
+            if pid in pending:  # a repeated id replaces the entry and its bytes
+                added -= entry_bytes(pid, pending.pop(pid)[3]) - ENTRY_OVERHEAD_BYTES
             pending[pid] = entry
-            added += len(pid) + len(prediction) if type(prediction) is str else len(pid)
         self.pending_bytes += added + ENTRY_OVERHEAD_BYTES * (len(pending) - before)
         self._evict()
         return self._join(matched)
@@ -454,17 +458,19 @@ PendingEntry = tuple[str, str, float, Any, float, float]  # model, version, star
 
 def _pending_columns(pending: Mapping[str, PendingEntry]) -> dict[str, Any]:
     """The join index column-wise: ids, an index into the interned (model, version) pairs, then
-    one list per field; a missing score (NaN) is null."""
-    versions: dict[tuple[str, str], int] = {}
+    one list per field (`map(itemgetter)`: ~0.1 µs per entry and field). A missing score stays
+    NaN, which orjson writes as null."""
     entries = list(pending.values())
+    interned: dict[tuple[str, str], int] = {}
+    version = [interned.setdefault((e[0], e[1]), len(interned)) for e in entries]
     return {
         "ids": list(pending),
-        "version": [versions.setdefault((e[0], e[1]), len(versions)) for e in entries],
-        "versions": [list(v) for v in versions],
-        "start": [e[2] for e in entries],
-        "prediction": [e[3] for e in entries],
-        "score": [e[4] if e[4] == e[4] else None for e in entries],
-        "time": [e[5] for e in entries],
+        "version": version,
+        "versions": [list(pair) for pair in interned],
+        "start": list(map(itemgetter(2), entries)),
+        "prediction": list(map(itemgetter(3), entries)),
+        "score": list(map(itemgetter(4), entries)),
+        "time": list(map(itemgetter(5), entries)),
     }
 
 

@@ -26,6 +26,12 @@ def _label(pid: str, value: object = "1", t: float = 1100.0) -> dict[str, object
     return {"prediction_id": pid, "label": value, "timestamp": t}
 
 
+def _true_bytes(labels: PartitionLabels) -> int:
+    return sum(entry_bytes(p, e[3]) for p, e in labels.pending.items()) + sum(
+        entry_bytes(p, o[0]) for p, o in labels.orphans.items()
+    )
+
+
 def _restored(labels: PartitionLabels, **kwargs: int) -> PartitionLabels:
     again = _labels(**kwargs)
     again.restore(orjson.loads(orjson.dumps(labels.to_dict())))
@@ -43,6 +49,7 @@ def test_a_restored_index_joins_labels_of_predictions_made_before_the_checkpoint
     again.add_labels([_label("p3"), _label("p4", "0")])
     _predict(again, ["early"], t0=1050.0)
     assert again.joined == 3 and len(again.pending) == 8 and not again.orphans
+    assert again.pending_bytes == _true_bytes(again)
     partial = next(iter(again.windows.values()))
     assert partial.confusion.n == 2  # p3, p4 in the window of 1000; "early" in the next one
 
@@ -79,6 +86,10 @@ def test_a_repeated_prediction_id_replaces_its_entry_without_leaking_bytes() -> 
     _predict(labels, ["a"], t0=1010.0)
     assert list(labels.pending) == ["b", "a"]
     assert labels.pending_bytes == entry_bytes("a", "1") + entry_bytes("b", "1")
+    labels.add_labels([_label("c", "y" * 50), _label("c", "n"), _label("a")])
+    labels.add_columns("m", "2", ["c", "d"], np.array([1020.0, 1021.0]), ["yes", 1], None)
+    assert list(labels.pending) == ["b", "d"] and not labels.orphans and labels.joined == 2
+    assert labels.pending_bytes == _true_bytes(labels)
 
 
 def test_entry_overhead_is_of_the_order_python_uses() -> None:
