@@ -248,7 +248,7 @@ def format_event(event: dict[str, object]) -> str:
 def cmd_alerts_tail(args: argparse.Namespace) -> int:
     import orjson
 
-    from driftline.streams.reader import TopicReader
+    from driftline.streams.reader import TopicReader, decode_object, describe_skip
 
     config = _config(args)
     _kafka(args, config.topics.alerts)
@@ -263,11 +263,13 @@ def cmd_alerts_tail(args: argparse.Namespace) -> int:
     )
     try:
         for message in reader.messages(timeout=args.timeout):
-            event = orjson.loads(message.value() or b"{}")
-            if args.json:
-                print(orjson.dumps(event).decode(), flush=True)
-            else:
-                print(format_event(event), flush=True)
+            try:  # a malformed message is skipped with one line, never a traceback
+                event = decode_object(message.value())
+                line = orjson.dumps(event).decode() if args.json else format_event(event)
+            except Exception as exc:
+                print(describe_skip(message, exc), file=sys.stderr, flush=True)
+                continue
+            print(line, flush=True)
     except KeyboardInterrupt:
         pass
     finally:

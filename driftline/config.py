@@ -228,9 +228,13 @@ class LabelsConfig:
     ttl_seconds: float = 86400.0
     max_pending_per_partition: int = 1_000_000
     max_accuracy_drop: float = 0.05
+    max_pending_bytes_per_partition: int = 256 * 1024 * 1024
+    max_checkpointed_pending: int = 100_000
 
     def __post_init__(self) -> None:
         _at_least(1, labels_max_pending_per_partition=self.max_pending_per_partition)
+        _at_least(1024, labels_max_pending_bytes_per_partition=self.max_pending_bytes_per_partition)
+        _at_least(0, labels_max_checkpointed_pending=self.max_checkpointed_pending)
         if self.horizon_seconds < 0 or self.ttl_seconds <= 0:
             raise ConfigError("labels.horizon_seconds must be >= 0 and labels.ttl_seconds > 0")
         if not 0 < self.max_accuracy_drop < 1:

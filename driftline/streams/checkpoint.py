@@ -1,11 +1,13 @@
 """The one checkpoint mechanism: latest state per key on a compacted Kafka topic.
 
-Window state is written after every batch, *before* the batch's offsets can be committed, and
-carries the last offset it applied; on restart the state is read back and the records Kafka
-redelivers (everything after the last committed offset) are skipped up to that offset. So state
-is applied exactly once although delivery is at least once. Values are JSON (orjson), never
-pickle. Why not Faust tables: a table writes its changelog to the partition of the *current
-event*, and a batch from `take_events` mixes partitions (see docs/DESIGN.md).
+State is written on an interval and at every revoke and shutdown, *before* the offsets it
+covers can be committed, and carries the last offset it applied; on restart the state is read
+back and the records Kafka redelivers (everything after the last committed offset) are skipped
+up to that offset. So state is applied exactly once although delivery is at least once. A
+stage-1 value (`s1/<partition>`) holds the partition's open windows and its label state, the
+join index included (bounded by `labels.max_checkpointed_pending`), so labels still join their
+predictions after a restart. Values are JSON (orjson), never pickle (see docs/DESIGN.md,
+"Recovery").
 """
 
 from __future__ import annotations

@@ -26,7 +26,9 @@ import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import islice
+from operator import itemgetter
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -120,6 +122,9 @@ class PartitionLabels:
     ttl: float
     max_pending: int
     model_sizes: dict[str, float] = field(default_factory=dict)  # models with their own size
+    max_pending_bytes: int = 256 * 1024 * 1024  # pending + orphans, estimated (`entry_bytes`)
+    max_checkpointed: int = 100_000  # newest pending entries (and orphans) in a checkpoint
+    pending_bytes: int = 0
     pending: OrderedDict[str, tuple[str, str, float, Any, float, float]] = field(
         default_factory=OrderedDict
     )
@@ -173,6 +178,11 @@ class PartitionLabels:
         score_list = [math.nan] * len(times) if scores is None else scores.tolist()
         matched = []  # labels that came first: joined together, in offset order
         pending, orphans = self.pending, self.orphans
+        # bytes of the strings of the batch, counted in C; corrected below for the rare ids
+        # that join an early label or repeat an id already waiting
+        added = sum(map(len, prediction_ids))
+        added += sum([len(p) for p in predictions if type(p) is str])
+        before = len(pending)
         for pid, start, prediction, score, t in zip(
             prediction_ids, starts, predictions, score_list, times, strict=True
         ):
@@ -180,14 +190,34 @@ class PartitionLabels:
             if orphans:
                 orphan = orphans.pop(pid, None)
                 if orphan is not None:
+                    added -= entry_bytes(pid, prediction) + entry_bytes(pid, orphan[0])
+                    added += ENTRY_OVERHEAD_BYTES  # the orphan's (the prediction had none)
                     matched.append((pid, entry, orphan[0]))
                     continue
+            if pid in pending:  # a repeated id replaces the entry and its bytes
+                added -= entry_bytes(pid, pending.pop(pid)[3]) - ENTRY_OVERHEAD_BYTES
             pending[pid] = entry
-        overflow = len(pending) - self.max_pending
-        for _ in range(max(overflow, 0)):
-            pending.popitem(last=False)
-        self.evicted += max(overflow, 0)
+        self.pending_bytes += added + ENTRY_OVERHEAD_BYTES * (len(pending) - before)
+        self._evict()
         return self._join(matched)
+
+    def _evict(self) -> None:
+        """Oldest first, predictions before early labels, until both bounds hold (count per
+        index, bytes for the two together); evicted predictions count as `evicted`, evicted
+        labels as `unmatched_labels`."""
+        pending, orphans = self.pending, self.orphans
+        while pending and (
+            len(pending) > self.max_pending or self.pending_bytes > self.max_pending_bytes
+        ):
+            pid, entry = pending.popitem(last=False)
+            self.pending_bytes -= entry_bytes(pid, entry[3])
+            self.evicted += 1
+        while orphans and (
+            len(orphans) > self.max_pending or self.pending_bytes > self.max_pending_bytes
+        ):
+            pid, (label, _) = orphans.popitem(last=False)
+            self.pending_bytes -= entry_bytes(pid, label)
+            self.unmatched_labels += 1
 
     # -- labels --------------------------------------------------------------------------------
 
@@ -200,12 +230,15 @@ class PartitionLabels:
             self.label_watermark = max(self.label_watermark, t)
             entry = self.pending.pop(pid, None)
             if entry is None:
+                old = self.orphans.pop(pid, None)
+                if old is not None:
+                    self.pending_bytes -= entry_bytes(pid, old[0])
                 self.orphans[pid] = (label["label"], t)
-                if len(self.orphans) > self.max_pending:
-                    self.orphans.popitem(last=False)
-                    self.unmatched_labels += 1
+                self.pending_bytes += entry_bytes(pid, label["label"])
                 continue
+            self.pending_bytes -= entry_bytes(pid, entry[3])
             matched.append((pid, entry, label["label"]))
+        self._evict()
         return self._join(matched)
 
     def size_for(self, model: str) -> float:
@@ -293,20 +326,47 @@ class PartitionLabels:
             if entry[5] >= limit:
                 break
             del self.pending[pid]
+            self.pending_bytes -= entry_bytes(pid, entry[3])
             self.expired += 1
         while self.orphans:
-            pid, (_, t) = next(iter(self.orphans.items()))
+            pid, (label, t) = next(iter(self.orphans.items()))
             if t >= limit:
                 break
             del self.orphans[pid]
+            self.pending_bytes -= entry_bytes(pid, label)
             self.unmatched_labels += 1
         return closed
 
-    # -- checkpoint (the join index itself is rebuilt, see pipeline.py) ------------------------
+    # -- checkpoint ------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-compatible state, the join index included (column-wise: one list per field,
+        model versions interned), so that a label arriving after a restart still joins the
+        prediction it belongs to.
+
+        >>> labels = PartitionLabels(0, 60.0, 10.0, 3600.0, 100)
+        >>> _ = labels.add_predictions([{"prediction_id": "a", "model": "m", "model_version": 1,
+        ...     "timestamp": 61.0, "prediction": 1, "score": 0.9}])
+        >>> _ = labels.add_labels([{"prediction_id": "b", "label": 0, "timestamp": 70.0}])
+        >>> again = PartitionLabels(0, 60.0, 10.0, 3600.0, 100)
+        >>> again.restore(labels.to_dict())
+        >>> again.pending == labels.pending and again.orphans == labels.orphans
+        True
+        """
+        pending = _newest(self.pending, self.max_checkpointed)
+        orphans = _newest(self.orphans, self.max_checkpointed)
         return {
             "partition": self.partition,
+            "pending": _pending_columns(pending),
+            "orphans": {
+                "ids": list(orphans),
+                "label": [label for label, _ in orphans.values()],
+                "time": [t for _, t in orphans.values()],
+            },
+            "not_checkpointed": [
+                len(self.pending) - len(pending),
+                len(self.orphans) - len(orphans),
+            ],
             "windows": [p.to_dict() for p in self.windows.values()],
             "detectors": [
                 {"model": m, "model_version": v, "suite": s.to_state()}
@@ -327,6 +387,21 @@ class PartitionLabels:
         }
 
     def restore(self, d: Mapping[str, Any]) -> None:
+        """State from `to_dict`; a checkpoint written before the join index was saved (no
+        `pending`) restores everything else."""
+        if "pending" in d:
+            self.pending = _pending_from_columns(d["pending"])
+            orphans = d["orphans"]
+            self.orphans = OrderedDict(
+                zip(
+                    map(str, orphans["ids"]),
+                    zip(orphans["label"], map(float, orphans["time"]), strict=True),
+                    strict=True,
+                )
+            )
+            self.pending_bytes = sum(entry_bytes(p, e[3]) for p, e in self.pending.items()) + sum(
+                entry_bytes(p, o[0]) for p, o in self.orphans.items()
+            )
         for raw in d["windows"]:
             partial = PerformancePartial.from_dict(raw)
             self.windows[(partial.model, partial.model_version, partial.window_start)] = partial
@@ -345,3 +420,72 @@ class PartitionLabels:
         self.label_watermark = -math.inf if watermark is None else float(watermark)
         self.late_labels = int(d.get("late_labels", 0))
         self.closed_before = {(str(m), str(v)): float(t) for m, v, t in d.get("closed_before", [])}
+        # what did not fit in the checkpoint is gone: counted like an eviction
+        lost_predictions, lost_labels = d.get("not_checkpointed", (0, 0))
+        self.evicted += int(lost_predictions)
+        self.unmatched_labels += int(lost_labels)
+        self._evict()  # the bounds may be smaller now
+
+
+ENTRY_OVERHEAD_BYTES = 200  # measured per entry: tuple, floats, dict slot (see the unit test)
+
+
+def entry_bytes(prediction_id: str, value: Any) -> int:
+    """Estimated memory of one join entry: the id and the prediction (or label) by their
+    length, plus a fixed overhead. An estimate, cheap enough for every record.
+
+    >>> entry_bytes("abc", "yes") == 3 + 3 + ENTRY_OVERHEAD_BYTES
+    True
+    """
+    size = len(prediction_id) + ENTRY_OVERHEAD_BYTES
+    return size + len(value) if type(value) is str else size
+
+
+_V = TypeVar("_V")
+
+
+def _newest(entries: OrderedDict[str, _V], limit: int) -> OrderedDict[str, _V]:
+    """The last `limit` entries (the newest), in order."""
+    if len(entries) <= limit:
+        return entries
+    newest = list(islice(reversed(entries.items()), limit))
+    return OrderedDict(reversed(newest))
+
+
+PendingEntry = tuple[str, str, float, Any, float, float]  # model, version, start, prediction,
+# score (NaN: none), event time
+
+
+def _pending_columns(pending: Mapping[str, PendingEntry]) -> dict[str, Any]:
+    """The join index column-wise: ids, an index into the interned (model, version) pairs, then
+    one list per field (`map(itemgetter)`: ~0.1 µs per entry and field). A missing score stays
+    NaN, which orjson writes as null."""
+    entries = list(pending.values())
+    interned: dict[tuple[str, str], int] = {}
+    version = [interned.setdefault((e[0], e[1]), len(interned)) for e in entries]
+    return {
+        "ids": list(pending),
+        "version": version,
+        "versions": [list(pair) for pair in interned],
+        "start": list(map(itemgetter(2), entries)),
+        "prediction": list(map(itemgetter(3), entries)),
+        "score": list(map(itemgetter(4), entries)),
+        "time": list(map(itemgetter(5), entries)),
+    }
+
+
+def _pending_from_columns(d: Mapping[str, Any]) -> OrderedDict[str, PendingEntry]:
+    versions = [(str(m), str(v)) for m, v in d["versions"]]
+    columns = (d["ids"], d["version"], d["start"], d["prediction"], d["score"], d["time"])
+    pending: OrderedDict[str, PendingEntry] = OrderedDict()
+    for pid, version, start, prediction, score, t in zip(*columns, strict=True):
+        model, model_version = versions[version]
+        pending[str(pid)] = (
+            model,
+            model_version,
+            float(start),
+            prediction,
+            math.nan if score is None else float(score),
+            float(t),
+        )
+    return pending

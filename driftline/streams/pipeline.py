@@ -207,6 +207,8 @@ class Pipeline:
                 labels.ttl_seconds,
                 labels.max_pending_per_partition,
                 model_sizes,
+                labels.max_pending_bytes_per_partition,
+                labels.max_checkpointed_pending,
             )
             restored = _restore_partition(partition, saved, joins)
             if restored is not None:
@@ -232,6 +234,8 @@ class Pipeline:
                         labels.ttl_seconds,
                         labels.max_pending_per_partition,
                         model_sizes,
+                        labels.max_pending_bytes_per_partition,
+                        labels.max_checkpointed_pending,
                     )
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -24,7 +25,7 @@ from confluent_kafka import (
 
 from driftline.config import Config
 
-__all__ = ["TopicReader"]
+__all__ = ["TopicReader", "decode_object", "describe_skip"]
 
 _ELECTION_ERRORS = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
@@ -104,3 +105,41 @@ class TopicReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def decode_object(value: bytes | None) -> dict[str, Any]:
+    """A message value that must be one JSON object (driftline's own topics); `ValueError`
+    saying why if it is not.
+
+    >>> decode_object(b'{"type": "data_drift"}')
+    {'type': 'data_drift'}
+    >>> decode_object(b"[1, 2]")
+    Traceback (most recent call last):
+    ...
+    ValueError: a JSON list, not an object
+    """
+    try:
+        decoded = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc})") from None
+    if not isinstance(decoded, dict):
+        raise ValueError(f"a JSON {type(decoded).__name__}, not an object")
+    return decoded
+
+
+def describe_skip(message: Message, reason: object) -> str:
+    """One line naming a skipped message: where it is and why.
+
+    >>> class M:
+    ...     def topic(self): return "alerts"
+    ...     def partition(self): return 0
+    ...     def offset(self): return 7
+    ...     def value(self): return b"oops"
+    >>> describe_skip(M(), "not JSON")
+    'skipped malformed message alerts[0]@7 (4 bytes): not JSON'
+    """
+    size = len(message.value() or b"")
+    return (
+        f"skipped malformed message {message.topic()}[{message.partition()}]@{message.offset()} "
+        f"({size} bytes): {str(reason)[:200]}"
+    )

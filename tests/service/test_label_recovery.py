@@ -1,0 +1,118 @@
+"""The label join survives a crash: predictions are consumed and checkpointed by a worker, the
+worker is killed with SIGKILL and restarted, then the labels arrive. They join the predictions
+made before the crash (full label coverage), and nothing is counted twice."""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from confluent_kafka import Producer
+
+from driftline.config import load_config
+from driftline.local import start_worker_process, stop_worker_processes
+from driftline.simulate import simulate
+from driftline.streams.checkpoint import read_checkpoints
+from driftline.streams.reader import TopicReader
+from driftline.streams.topics import ensure_topics
+from tests.conftest import build_reference, worker_env
+
+pytestmark = pytest.mark.service
+
+ROOT = Path(__file__).resolve().parents[2]
+START = 1_767_225_600.0
+N = 18_000  # 180 s at 100/s: windows [0, 60) and [60, 120) close, [120, 180) stays open
+
+
+def _summaries(
+    reader: TopicReader, kind: str, count: int, timeout: float, worker: Any
+) -> list[Any]:
+    seen: list[dict[str, Any]] = []
+    for message in reader.messages(timeout=timeout, stop=lambda: worker.poll() is not None):
+        summary = orjson.loads(message.value() or b"{}")
+        if summary["type"] == kind:
+            seen.append(summary)
+            starts = {
+                s.get("window_start", s.get("evaluation", {}).get("window_start")) for s in seen
+            }
+            if len(starts) >= count:
+                break
+    return seen
+
+
+def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
+    kafka: Any, tmp_path: Path
+) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    references = tmp_path / "references"
+    build_reference(references)
+    env = worker_env(
+        kafka.bootstrap_servers,
+        f"labelrec-{suffix}",
+        references,
+        TOPICS_PARTITIONS="1",
+        LABELS_HORIZON_SECONDS="20",
+        WORKER_BATCH_TIMEOUT_SECONDS="0.2",
+    )
+    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+    ensure_topics(config)
+    stream, truth = simulate(N, seed=9, start_time=START, rate_per_second=100.0)
+    producer = Producer(config.kafka.confluent_settings())
+    for record in stream:
+        producer.produce(
+            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+        )
+    assert producer.flush(30) == 0
+
+    summaries = TopicReader(config, config.topics.metrics, start="beginning")
+    log_path = tmp_path / "worker.log"
+    worker = start_worker_process(None, log_path, env=env)
+    try:
+        windows = _summaries(summaries, "window", 2, 90, worker)
+        assert len(windows) >= 2
+        # every prediction applied and checkpointed (the join index with it), then a hard kill
+        deadline = time.monotonic() + 60
+        saved: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            saved = read_checkpoints(config).get("s1/0") or {}
+            if saved.get("last_offset") == N - 1:
+                break
+            time.sleep(1)
+        assert saved.get("last_offset") == N - 1, "the worker never checkpointed all predictions"
+        assert len(saved["labels"]["pending"]["ids"]) == N
+        time.sleep(3)  # one more checkpoint interval: the offsets are committed too
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+
+        worker = start_worker_process(None, log_path, env=env)
+        for label in truth:
+            label = {**label, "timestamp": label["timestamp"] + 5}
+            producer.produce(
+                config.topics.labels, key=label["prediction_id"], value=orjson.dumps(label)
+            )
+        assert producer.flush(30) == 0
+        performance = _summaries(summaries, "performance_window", 2, 120, worker)
+    finally:
+        stop_worker_processes([worker])
+        summaries.close()
+    log = log_path.read_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert "restored" in log
+
+    per_window = Counter(int((r["timestamp"] - START) // 60) for r in stream)
+    found: dict[float, set[tuple[int, Any]]] = {}
+    for summary in performance:
+        found.setdefault(summary["window_start"], set()).add(
+            (summary["labelled"], summary["label_coverage"])
+        )
+    # a window published again after the crash must carry the same content: one value each
+    assert found == {
+        START: {(per_window[0], 1.0)},
+        START + 60: {(per_window[1], 1.0)},
+    }
