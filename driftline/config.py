@@ -186,6 +186,7 @@ class WorkerConfig:
     metrics_port: int = 9108
     data_dir: str = ".cache/worker"
     reference_dir: str = "config/references"
+    reference_rescan_seconds: float = 10.0  # new model versions' profiles picked up; 0: never
     thresholds_file: str = "config/drift_thresholds.yaml"
 
     def __post_init__(self) -> None:
@@ -195,6 +196,8 @@ class WorkerConfig:
             raise ConfigError("worker.batch_timeout_seconds: must be > 0")
         if self.checkpoint_interval_seconds <= 0:
             raise ConfigError("worker.checkpoint_interval_seconds: must be > 0")
+        if self.reference_rescan_seconds < 0:
+            raise ConfigError("worker.reference_rescan_seconds: must be >= 0 (0: never)")
 
 
 @dataclass(frozen=True)

@@ -12,28 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from driftline.config import Config
-from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.thresholds import DriftThresholds, load_thresholds
 from driftline.streams.checkpoint import checkpoint_topic, partials_topic
 from driftline.streams.pipeline import Pipeline, Send, Topics
+from driftline.streams.profiles import ProfileDirectory
 
 log = logging.getLogger(__name__)
 
-__all__ = ["build_pipeline", "load_profiles"]
-
-
-def load_profiles(directory: str | Path) -> dict[tuple[str, str], ReferenceProfile]:
-    """Every `*.json` reference profile in a directory, by (model, model_version)."""
-    profiles: dict[tuple[str, str], ReferenceProfile] = {}
-    path = Path(directory)
-    if not path.is_dir():
-        log.warning("reference directory %s does not exist: no model will be windowed", path)
-        return profiles
-    for file in sorted(path.glob("*.json")):
-        profile = ReferenceProfile.load(file)
-        profiles[(profile.model, profile.model_version)] = profile
-    log.info("loaded %d reference profiles from %s", len(profiles), path)
-    return profiles
+__all__ = ["build_pipeline"]
 
 
 def _thresholds(config: Config) -> DriftThresholds:
@@ -53,9 +39,11 @@ def build_pipeline(
     load_checkpoints: Callable[[], Awaitable[dict[str, Any]]],
 ) -> Pipeline:
     """The pipeline of a validated config, sending through `send`."""
+    profiles = ProfileDirectory(config.worker.reference_dir, config.worker.reference_rescan_seconds)
     return Pipeline(
         config,
-        profiles=load_profiles(config.worker.reference_dir),
+        profiles=profiles.load(),
+        profile_directory=profiles,
         thresholds=_thresholds(config),
         topics=Topics(
             predictions=config.topics.predictions,

@@ -40,6 +40,7 @@ from driftline.sinks import prometheus as metrics
 from driftline.streams.events import drift_event, service_events, suppress_combined, window_events
 from driftline.streams.formats import label_decoder, prediction_decoder
 from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
+from driftline.streams.profiles import ProfileDirectory
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
 log = logging.getLogger(__name__)
@@ -106,10 +107,13 @@ class Pipeline:
         send: Send,
         load_checkpoints: LoadCheckpoints,
         clock: Callable[[], float] = time.time,
+        profile_directory: ProfileDirectory | None = None,
     ) -> None:
         self.config = config
         self.profiles = dict(profiles)
         self.models = sorted({model for model, _ in self.profiles})
+        self._profile_directory = profile_directory  # new model versions, without a restart
+        self._unprofiled: set[tuple[str, str]] = set()  # logged once each (bounded below)
         self.thresholds = thresholds
         self.topics = topics
         self.n_sources = n_sources
@@ -246,8 +250,15 @@ class Pipeline:
 
     # -- stage 1: predictions ------------------------------------------------------------------
 
+    def add_profiles(self, profiles: Mapping[tuple[str, str], ReferenceProfile]) -> None:
+        """Monitor more model versions from now on (their records so far were not windowed)."""
+        self.profiles.update(profiles)
+        self.models = sorted({model for model, _ in self.profiles})
+
     async def on_predictions(self, messages: list[Message]) -> None:
         async with self._stage1_lock:
+            if self._profile_directory is not None:
+                self.add_profiles(self._profile_directory.new_profiles(self._clock()))
             for partition, part in _by_partition(messages).items():
                 self._last_record_at[partition] = self._clock()
                 try:
@@ -311,6 +322,15 @@ class Pipeline:
         for (model, version), (records, keys) in _versions_as_text(groups).items():
             profile = self.profiles.get((model, version))
             if profile is None:
+                if (model, version) not in self._unprofiled and len(self._unprofiled) < 1000:
+                    self._unprofiled.add((model, version))
+                    log.warning(
+                        "records of %s@%s have no reference profile in %s: counted "
+                        "(driftline_records_without_reference_total), not windowed",
+                        model,
+                        version,
+                        self.config.worker.reference_dir,
+                    )
                 state.unknown_records += len(records)
                 metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
                 accepted += len(records)
@@ -689,7 +709,14 @@ class Pipeline:
         carried = state.carry.pop(sketch.model_version, None)
         if carried is not None:  # too few records last time: merged forward into this window
             sketch = WindowSketch.from_dict(carried).merge(sketch)
-        profile = self.profiles[(sketch.model, sketch.model_version)]
+        key = (sketch.model, sketch.model_version)
+        if key not in self.profiles and self._profile_directory is not None:
+            # stage 1 (maybe another worker) already windows a version this one has not seen
+            self.add_profiles(self._profile_directory.new_profiles(self._clock(), force=True))
+        profile = self.profiles.get(key)
+        if profile is None:
+            log.warning("window of %s@%s without its reference profile: not evaluated", *key)
+            return
         thresholds = self.thresholds.for_model(sketch.model)
         evaluation = evaluate_window(profile, sketch, thresholds)
         if evaluation.status == "insufficient_samples":
