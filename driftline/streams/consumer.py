@@ -107,6 +107,10 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         # a fetch response is held whole in memory; a bigger message still comes (KIP-74)
         "fetch.max.bytes": 16 * 1024 * 1024,
         "receive.message.max.bytes": MAX_CHECKPOINT_BYTES + 1_000_000,
+        # a subscribed topic created a moment ago (the partials topic, at first start) can be
+        # missing from the first metadata: with librdkafka's default of 5 min, stage 2 then
+        # received nothing for minutes (seen in test_pipeline under load)
+        "topic.metadata.refresh.interval.ms": 5_000,
     }
 
 
@@ -378,7 +382,11 @@ class IngestWorker:
         assigned = pipeline.assigned_partitions()
         if not assigned:
             return
-        ends = self._end_offsets(assigned, cached=True)
+        # Every consumer call of the timer runs in the consumer thread, between two `consume`
+        # calls: called from the loop while `consume` ran a rebalance callback (which waits for
+        # the loop), it blocked the loop and the callback for good (seen: a group stuck in a
+        # rebalance, the worker's stack dumped with `kill -USR1`).
+        ends = await self._in_thread(self._consumer_thread, self._end_offsets, assigned, True)
         unknown = [p for p in assigned if p not in ends]  # nothing fetched yet
         if unknown:
             ends.update(await self._in_thread(None, self._end_offsets, unknown, False))
@@ -388,11 +396,10 @@ class IngestWorker:
                 metrics.CONSUMER_LAG.labels(str(partition)).set(max(end - processed, 0))
         quiet = pipeline.quiet_partitions()
         if quiet:
+            tps = [TopicPartition(self.topics.predictions, p) for p in quiet]
             positions = {
                 tp.partition: (None if tp.offset == NO_OFFSET else int(tp.offset))
-                for tp in self.consumer.position(
-                    [TopicPartition(self.topics.predictions, p) for p in quiet]
-                )
+                for tp in await self._in_thread(self._consumer_thread, self.consumer.position, tps)
             }
             await pipeline.declare_idle({p: ends[p] for p in quiet if p in ends}, positions)
 

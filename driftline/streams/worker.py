@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
+import signal
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
@@ -19,6 +21,9 @@ __all__ = ["run_worker"]
 
 def run_worker(config: Config) -> int:
     """Run until SIGTERM/SIGINT. Refuses to start when predictions and labels aren't co-partitioned."""
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the worker's log): a stuck
+    # worker explains itself without a debugger.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     partitions = check_copartitioned(config)
     log.info("predictions and labels co-partitioned over %d partitions", partitions)
     ensure_internal_topics(config)
