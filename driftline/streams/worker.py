@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import faulthandler
 import logging
 import signal
@@ -21,10 +22,12 @@ __all__ = ["run_worker"]
 
 def run_worker(config: Config) -> int:
     """Run until SIGTERM/SIGINT. Refuses to start when predictions and labels aren't co-partitioned."""
-    # `kill -USR1 <pid>` prints every thread's stack to stderr (the worker's log): a stuck
-    # worker explains itself without a debugger.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     partitions = check_copartitioned(config)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the worker's log): a stuck
+    # worker explains itself without a debugger. (Not possible when stderr is no file, e.g.
+    # captured in a test: then it is simply not there.)
+    with contextlib.suppress(AttributeError, OSError, ValueError):  # io.UnsupportedOperation too
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     log.info("predictions and labels co-partitioned over %d partitions", partitions)
     ensure_internal_topics(config)
     metrics.serve(config.worker.metrics_port)
