@@ -204,16 +204,20 @@ class Pipeline:
             model_sizes = {model: float(size) for model, size in windows.model_sizes.items()}
             saved = await self._checkpoint(f"s1/{partition}")
             labels = self.config.labels
-            joins = PartitionLabels(
-                partition,
-                float(windows.size_seconds),
-                labels.horizon_seconds,
-                labels.ttl_seconds,
-                labels.max_pending_per_partition,
-                model_sizes,
-                labels.max_pending_bytes_per_partition,
-                labels.max_checkpointed_pending,
-            )
+
+            def fresh_joins() -> PartitionLabels:
+                return PartitionLabels(
+                    partition,
+                    float(windows.size_seconds),
+                    labels.horizon_seconds,
+                    labels.ttl_seconds,
+                    labels.max_pending_per_partition,
+                    model_sizes,
+                    labels.max_pending_bytes_per_partition,
+                    labels.max_checkpointed_pending,
+                )
+
+            joins = fresh_joins()
             restored = _restore_partition(partition, saved, joins)
             if restored is not None:
                 state = restored
@@ -231,16 +235,7 @@ class Pipeline:
                     model_sizes,
                 )
                 if saved is not None:  # unrestorable: start fresh from the committed offset
-                    joins = PartitionLabels(
-                        partition,
-                        float(windows.size_seconds),
-                        labels.horizon_seconds,
-                        labels.ttl_seconds,
-                        labels.max_pending_per_partition,
-                        model_sizes,
-                        labels.max_pending_bytes_per_partition,
-                        labels.max_checkpointed_pending,
-                    )
+                    joins = fresh_joins()
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.size, state.model_sizes = float(windows.size_seconds), model_sizes
