@@ -43,15 +43,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from driftline.detectors.stats import counts, multivariate, univariate
 from driftline.detectors.stats.base import Counts, TestResult
-from driftline.detectors.stats.counts import chi_square, hellinger, jensen_shannon, psi
-from driftline.detectors.stats.multivariate import PCAReconstruction, mmd
-from driftline.detectors.stats.univariate import (
-    ks_binned,
-    ks_exact,
-    wasserstein,
-    wasserstein_binned,
-)
 
 __all__ = [
     "REGISTRY",
@@ -112,7 +105,7 @@ class TestInput:
     window_sample: NDArray[np.float64] = field(default_factory=_empty)
     reference_std: float = 1.0
     fine: FineHistograms | None = None
-    pca: PCAReconstruction | None = None
+    pca: multivariate.PCAReconstruction | None = None
     seed: int = 0
     verdict_test: str = ""
 
@@ -167,29 +160,29 @@ def on_samples(
     return run
 
 
-@_calls(ks_exact)
+@_calls(univariate.ks_exact)
 def _ks(x: TestInput, alpha: float) -> TestResult:
     # Reported only (not the verdict): the asymptotic p-value is ~10x cheaper on samples of
     # thousands and accurate there.
     method: Literal["auto", "asymp"] = "auto" if x.verdict_test == "ks" else "asymp"
-    return ks_exact(x.reference_sample, x.window_sample, alpha=alpha, method=method)
+    return univariate.ks_exact(x.reference_sample, x.window_sample, alpha=alpha, method=method)
 
 
-@_calls(wasserstein_binned)
+@_calls(univariate.wasserstein_binned)
 def _wasserstein(x: TestInput, threshold: float) -> TestResult:
     """On the full fine histograms (every record counts, so it does not carry the noise of two
     2,000-row samples); on the samples for profiles built before fine histograms existed."""
     if x.fine is None:
-        return wasserstein(
+        return univariate.wasserstein(
             x.reference_sample, x.window_sample, x.reference_std, threshold=threshold
         )
     ref, win, edges = x.fine
-    return wasserstein_binned(ref, win, edges, x.reference_std, threshold)
+    return univariate.wasserstein_binned(ref, win, edges, x.reference_std, threshold)
 
 
-@_calls(mmd)
+@_calls(multivariate.mmd)
 def _mmd(x: TestInput, alpha: float) -> TestResult:
-    return mmd(
+    return multivariate.mmd(
         x.reference_sample,
         x.window_sample,
         alpha=alpha,
@@ -199,12 +192,12 @@ def _mmd(x: TestInput, alpha: float) -> TestResult:
     )
 
 
-@_calls(PCAReconstruction.test)
+@_calls(multivariate.PCAReconstruction.test)
 def _pca_reconstruction(x: TestInput, alpha: float) -> TestResult | None:
     return None if x.pca is None else x.pca.test(x.window_sample, alpha=alpha)
 
 
-@_calls(PCAReconstruction.test)
+@_calls(multivariate.PCAReconstruction.test)
 def _pca_covariance(x: TestInput, alpha: float) -> TestResult | None:
     return None if x.pca is None else x.pca.test(x.window_sample, alpha, method="covariance")
 
@@ -216,7 +209,7 @@ REGISTRY: tuple[StatTest, ...] = (
         name="ks_binned",
         kind="p_value",
         applies_to=("numeric",),
-        run=on_counts(ks_binned),
+        run=on_counts(univariate.ks_binned),
         default=0.05,
         source=_CONVENTION,
         rule=(
@@ -240,7 +233,7 @@ REGISTRY: tuple[StatTest, ...] = (
         name="chi_square",
         kind="p_value",
         applies_to=("categorical",),
-        run=on_counts(chi_square),
+        run=on_counts(counts.chi_square),
         default=0.05,
         source=_CONVENTION,
         rule=(
@@ -265,7 +258,7 @@ REGISTRY: tuple[StatTest, ...] = (
         name="psi",
         kind="effect",
         applies_to=("numeric", "categorical"),
-        run=on_counts(psi),
+        run=on_counts(counts.psi),
         default=0.2,
         source="credit scoring, Siddiqi 2006 (0.1-0.2 = moderate)",
         rule="`Σ (q−p) ln(q/p)` on proportions smoothed by ε = 1e-4, same bins or categories",
@@ -274,7 +267,7 @@ REGISTRY: tuple[StatTest, ...] = (
         name="jensen_shannon",
         kind="effect",
         applies_to=("numeric", "categorical"),
-        run=on_counts(jensen_shannon),
+        run=on_counts(counts.jensen_shannon),
         default=0.1,
         source=(
             "Evidently's number, but Evidently takes the natural log: driftline's base-2 distance "
@@ -286,7 +279,7 @@ REGISTRY: tuple[StatTest, ...] = (
         name="hellinger",
         kind="effect",
         applies_to=("numeric", "categorical"),
-        run=on_counts(hellinger),
+        run=on_counts(counts.hellinger),
         default=0.1,
         source="ours (no literature default; same scale as JS)",
         rule="`sqrt(1 − Σ sqrt(p q))`, in [0, 1]",
