@@ -24,8 +24,8 @@ from driftline.detectors.output import histogram_edges
 from driftline.detectors.profile import OTHER, ReferenceProfile, standardised_sample
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.stats import PCAReconstruction, TestResult
-from driftline.detectors.stats.registry import FineHistograms, Scope, TestInput, tests_for
-from driftline.detectors.thresholds import ModelThresholds
+from driftline.detectors.stats.registry import FineHistograms, Scope, TestInput, applicable
+from driftline.detectors.thresholds import FeatureThresholds, ModelThresholds
 
 __all__ = [
     "FeatureEvaluation",
@@ -128,9 +128,46 @@ def _run(
     """Every test registered for ``scope`` on ``data`` at its threshold, listed as the verdict
     reads them: the p-value tests, then ``effect`` (the test the effect gate reads), then the
     others, each group in registry order. A test whose inputs are absent is left out."""
-    ordered = sorted(tests_for(scope), key=lambda t: (t.kind != "p_value", t.name != effect))
+    ordered = sorted(applicable(scope), key=lambda t: (t.kind != "p_value", t.name != effect))
     results = {t.name: t.run(data, thresholds[t.name]) for t in ordered}
     return {name: result for name, result in results.items() if result is not None}
+
+
+def _uncorrected(
+    name: str,
+    kind: Literal["numeric", "categorical"],
+    tests: dict[str, TestResult],
+    verdict: str,
+    t: FeatureThresholds,
+    *,
+    effect: tuple[str, float],
+    min_effect: float,
+    counts: tuple[int, int, int],
+    unseen: dict[str, int] | None = None,
+) -> FeatureEvaluation:
+    """One feature before the correction across features (see ``FeatureEvaluation.corrected``):
+    the verdict's p-value, the feature's alpha and minimum effect (its own or the model's), and
+    ``counts`` = (values tested, missing, invalid)."""
+    p = clean_p(tests[verdict].p_value)
+    n, missing, invalid = counts
+    return FeatureEvaluation(
+        feature=name,
+        kind=kind,
+        tests=tests,
+        verdict_test=verdict,
+        p_value=p,
+        adjusted_p_value=p,
+        alpha=t.tests[verdict],
+        effect_measure=effect[0],
+        effect=effect[1],
+        min_effect=min_effect if t.min_effect is None else t.min_effect,
+        drifted=False,
+        critical=t.critical,
+        n=n,
+        missing=missing,
+        invalid=invalid,
+        unseen={} if unseen is None else unseen,
+    )
 
 
 def numeric_feature(
@@ -160,22 +197,15 @@ def numeric_feature(
         verdict_test=verdict,
     )
     tests = _run("numeric", data, t.tests, NUMERIC_EFFECT)
-    return FeatureEvaluation(
-        feature=name,
-        kind="numeric",
-        tests=tests,
-        verdict_test=verdict,
-        p_value=clean_p(tests[verdict].p_value),
-        adjusted_p_value=clean_p(tests[verdict].p_value),  # until corrected()
-        alpha=t.tests[verdict],
-        effect_measure=NUMERIC_EFFECT,
-        effect=_finite(tests[NUMERIC_EFFECT].statistic),
-        min_effect=thresholds.min_effect_numeric if t.min_effect is None else t.min_effect,
-        drifted=False,
-        critical=t.critical,
-        n=win.n,
-        missing=win.missing,
-        invalid=win.invalid,
+    return _uncorrected(
+        name,
+        "numeric",
+        tests,
+        verdict,
+        t,
+        effect=(NUMERIC_EFFECT, _finite(tests[NUMERIC_EFFECT].statistic)),
+        min_effect=thresholds.min_effect_numeric,
+        counts=(win.n, win.missing, win.invalid),
     )
 
 
@@ -191,23 +221,18 @@ def categorical_feature(
     t = thresholds.feature(name)
     data = TestInput(reference_counts=ref_counts, window_counts=win_counts)
     tests = _run("categorical", data, t.tests, CATEGORICAL_EFFECT)
-    return FeatureEvaluation(
-        feature=name,
-        kind="categorical",
-        tests=tests,
-        verdict_test=CATEGORICAL_VERDICT,
-        p_value=clean_p(tests[CATEGORICAL_VERDICT].p_value),
-        adjusted_p_value=clean_p(tests[CATEGORICAL_VERDICT].p_value),  # until corrected()
-        alpha=t.tests[CATEGORICAL_VERDICT],
-        effect_measure="jensen_shannon_debiased",
-        effect=_debiased_js(tests[CATEGORICAL_EFFECT].statistic, ref_counts, win_counts),
-        min_effect=thresholds.min_effect_categorical if t.min_effect is None else t.min_effect,
-        drifted=False,
-        critical=t.critical,
-        n=int(sum(win.counts.values())),
-        missing=win.missing,
-        invalid=0,
-        unseen={k: c for k, c in win.unseen.items() if not profile.categorical[name].known(k)},
+    effect = _debiased_js(tests[CATEGORICAL_EFFECT].statistic, ref_counts, win_counts)
+    known = profile.categorical[name].known
+    return _uncorrected(
+        name,
+        "categorical",
+        tests,
+        CATEGORICAL_VERDICT,
+        t,
+        effect=("jensen_shannon_debiased", effect),
+        min_effect=thresholds.min_effect_categorical,
+        counts=(int(sum(win.counts.values())), win.missing, 0),
+        unseen={k: c for k, c in win.unseen.items() if not known(k)},
     )
 
 

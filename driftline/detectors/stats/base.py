@@ -8,7 +8,7 @@ the test modules use them so each rule is written once.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,6 +101,22 @@ def count_pair(
     """Aligned counts and their totals ``(r, w, n, m)``; a total <= 0 means an empty side."""
     r, w = _aligned_counts(reference, window)
     return r, w, float(r.sum()), float(w.sum())
+
+
+def effect_on_proportions(
+    test: str,
+    reference: Counts,
+    window: Counts,
+    threshold: float,
+    distance: Callable[[NDArray[np.float64], NDArray[np.float64]], float],
+) -> TestResult:
+    """An effect-size test between the two sides' proportions over the same bins: the shared
+    rules (threshold checked, an empty side gives no drift) around ``distance(p, q)``."""
+    threshold = check_threshold(threshold)
+    r, w, n, m = count_pair(reference, window)
+    if n <= 0.0 or m <= 0.0:
+        return effect_result(test, 0.0, threshold)
+    return effect_result(test, distance(r / n, w / m), threshold)
 
 
 def check_level(name: str, value: float) -> float:

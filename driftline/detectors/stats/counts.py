@@ -8,15 +8,15 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats as _st
 
 from driftline.detectors.stats.base import (
     Counts,
     TestResult,
     check_level,
-    check_threshold,
     count_pair,
-    effect_result,
+    effect_on_proportions,
     p_result,
 )
 
@@ -64,15 +64,14 @@ def psi(
     >>> round(r.statistic, 4), r.drifted
     (0.228, True)
     """
-    threshold = check_threshold(threshold)
-    r, w, n, m = count_pair(reference_counts, window_counts)
-    if n <= 0.0 or m <= 0.0 or r.size == 0:
-        return TestResult("psi", 0.0, None, threshold, False)
-    k = r.size
-    p = (r / n + epsilon) / (1.0 + k * epsilon)
-    q = (w / m + epsilon) / (1.0 + k * epsilon)
-    value = float(np.sum((q - p) * np.log(q / p)))
-    return effect_result("psi", max(value, 0.0), threshold)
+
+    def distance(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
+        k = p.size
+        p = (p + epsilon) / (1.0 + k * epsilon)
+        q = (q + epsilon) / (1.0 + k * epsilon)
+        return max(float(np.sum((q - p) * np.log(q / p))), 0.0)
+
+    return effect_on_proportions("psi", reference_counts, window_counts, threshold, distance)
 
 
 def chi_square(
@@ -149,17 +148,17 @@ def jensen_shannon(
     >>> round(r.statistic, 4), r.drifted
     (0.3831, True)
     """
-    threshold = check_threshold(threshold)
-    r, w, n, m = count_pair(reference_counts, window_counts)
-    if n <= 0.0 or m <= 0.0:
-        return TestResult("jensen_shannon", 0.0, None, threshold, False)
-    p, q = r / n, w / m
+    return effect_on_proportions(
+        "jensen_shannon", reference_counts, window_counts, threshold, _js_distance
+    )
+
+
+def _js_distance(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
     a = 0.5 * (p + q)
     with np.errstate(divide="ignore", invalid="ignore"):
         kl_p = np.sum(np.where(p > 0, p * np.log2(p / a), 0.0))
         kl_q = np.sum(np.where(q > 0, q * np.log2(q / a), 0.0))
-    div = min(max(0.5 * float(kl_p + kl_q), 0.0), 1.0)
-    return effect_result("jensen_shannon", math.sqrt(div), threshold)
+    return math.sqrt(min(max(0.5 * float(kl_p + kl_q), 0.0), 1.0))
 
 
 def hellinger(
@@ -176,9 +175,10 @@ def hellinger(
     >>> round(r.statistic, 4), r.drifted
     (0.3249, True)
     """
-    threshold = check_threshold(threshold)
-    r, w, n, m = count_pair(reference_counts, window_counts)
-    if n <= 0.0 or m <= 0.0:
-        return TestResult("hellinger", 0.0, None, threshold, False)
-    bc = float(np.sum(np.sqrt((r / n) * (w / m))))
-    return effect_result("hellinger", math.sqrt(min(max(1.0 - bc, 0.0), 1.0)), threshold)
+    return effect_on_proportions(
+        "hellinger", reference_counts, window_counts, threshold, _hellinger
+    )
+
+
+def _hellinger(p: NDArray[np.float64], q: NDArray[np.float64]) -> float:
+    return math.sqrt(min(max(1.0 - float(np.sum(np.sqrt(p * q))), 0.0), 1.0))

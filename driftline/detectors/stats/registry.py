@@ -24,7 +24,7 @@ Adding a test: write its function (next to its kind: ``univariate.py``, ``counts
 tests, then ``driftline config tests --write docs/DRIFT_DETECTION.md``.
 See "How to extend" in ``docs/DESIGN.md``.
 
->>> [t.name for t in tests_for("categorical")]
+>>> [t.name for t in applicable("categorical")]
 ['chi_square', 'psi', 'jensen_shannon', 'hellinger']
 >>> REGISTRY_BY_NAME["psi"].default, REGISTRY_BY_NAME["psi"].kind
 (0.2, 'effect')
@@ -52,12 +52,12 @@ __all__ = [
     "FineHistograms",
     "StatTest",
     "TestInput",
+    "applicable",
     "names",
     "on_counts",
     "on_samples",
     "render_table",
     "replace_table",
-    "tests_for",
 ]
 
 Kind = Literal["p_value", "effect"]
@@ -325,7 +325,7 @@ REGISTRY: tuple[StatTest, ...] = (
 REGISTRY_BY_NAME: dict[str, StatTest] = {t.name: t for t in REGISTRY}
 
 
-def tests_for(scope: Scope) -> tuple[StatTest, ...]:
+def applicable(scope: Scope) -> tuple[StatTest, ...]:
     """The registered tests that apply to ``scope``, in registry order."""
     return tuple(t for t in REGISTRY if scope in t.applies_to)
 
