@@ -16,7 +16,8 @@ Decision rule
    PSI, Jensen-Shannon and Hellinger on the histograms and the normalised Wasserstein
    distance on the window's full fine histogram (200 reference-quantile bins, mass spread
    evenly inside a bin; see ``stats.wasserstein_binned``). Per categorical feature: chi-square (the verdict's p-value),
-   Jensen-Shannon, PSI and Hellinger on the category counts.
+   Jensen-Shannon, PSI and Hellinger on the category counts. The tests run are those of the
+   registry (``stats/registry.py``) for the feature's kind, by ``window_tests.py``.
 3. The verdict p-values of all features of the window are corrected together (``correction``,
    default Holm). A feature **drifts** when its corrected p-value is below its alpha **and**
    its effect reaches the minimum effect: normalised Wasserstein >= ``min_effect_numeric``
