@@ -26,6 +26,7 @@ __all__ = [
     "CommandError",
     "check_kafka",
     "check_postgres",
+    "check_postgres_credentials",
     "config_as_dict",
     "expected",
     "explain",
@@ -98,6 +99,24 @@ def check_postgres(url: Secret | str, timeout: float = 5.0) -> None:
         raise CommandError(postgres_message(raw, exc)) from None
 
 
+def check_postgres_credentials(url: Secret | str, timeout: float = 5.0) -> None:
+    """Raise CommandError when PostgreSQL refuses the login or the database does not exist
+    (mistakes that waiting will not fix); an unreachable server is left to the caller's retries."""
+    try:
+        check_postgres(url, timeout)
+    except CommandError as exc:
+        if any(reason in str(exc) for reason in _PERMANENT_POSTGRES_FAILURES):
+            raise
+
+
+_PERMANENT_POSTGRES_FAILURES = (
+    "password authentication failed",
+    "no password supplied",
+    "does not exist",
+    "no pg_hba.conf entry",
+)
+
+
 def postgres_message(url: str, exc: BaseException) -> str:
     """The one line for a failed PostgreSQL connection: where, the server's reason, what to do."""
     text = " ".join(str(exc).split())
@@ -142,6 +161,10 @@ def explain(exc: BaseException, config: Config | None = None) -> str:
     """The one line for an exception that escaped a command."""
     if isinstance(exc, CommandError) or type(exc).__name__ == "TopicError":
         return str(exc)
+    from driftline.security import KafkaConnectionError
+
+    if isinstance(exc, KafkaConnectionError):  # the settings may be right and the broker down
+        return str(exc)
     if isinstance(exc, ConfigError):
         return f"configuration error: {exc}"
     from driftline.tabular import TableError
@@ -152,6 +175,10 @@ def explain(exc: BaseException, config: Config | None = None) -> str:
         return f"{exc.filename}: no such file or directory"
     if isinstance(exc, PermissionError):
         return f"{exc.filename}: permission denied"
+    if isinstance(exc, IsADirectoryError):
+        return f"{exc.filename}: is a directory, expected a file name"
+    if isinstance(exc, NotADirectoryError):
+        return f"{exc.filename}: a part of this path is a file, not a directory"
     try:
         import psycopg
         from psycopg_pool import PoolTimeout
