@@ -78,6 +78,20 @@ def cmd_config_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from driftline.diagnose import doctor, format_doctor
+
+    results = doctor(_config(args), timeout=args.timeout)
+    print(format_doctor(results))
+    failed = sum(1 for status, _, _ in results if status == "FAIL")
+    warned = sum(1 for status, _, _ in results if status == "warn")
+    print(
+        (f"{failed} check(s) failed" if failed else "all checks passed")
+        + (f", {warned} warning(s)" if warned else "")
+    )
+    return 1 if failed else 0
+
+
 def cmd_config_reference(args: argparse.Namespace) -> int:
     from driftline.configdoc import render_reference
 
@@ -560,6 +574,14 @@ def build_parser() -> argparse.ArgumentParser:
         "consume the predictions and labels topics: windows, drift tests, events, metrics",
     )
     worker.set_defaults(func=cmd_worker)
+
+    doctor = _command(
+        commands, "doctor", "check Kafka, topics, PostgreSQL and profiles: what to fix first"
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for each service (default 5)"
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     topics = _command(commands, "topics", "manage driftline's Kafka topics")
     topics_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
