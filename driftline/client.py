@@ -118,11 +118,23 @@ class _Logger:
             key = msg.key()
             reason = f"{err.str()} (topic {msg.topic()})"
             if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                reason = (
-                    f"topic {msg.topic()} does not exist: create it (`driftline topics create`) "
-                    "or set the topic the worker reads (topics.*, DRIFTLINE_TOPICS_*)"
-                )
+                reason = self._missing_topic_reason()
             self._failures.append((key.decode() if key else "", reason))
+
+    def _missing_topic_reason(self) -> str:
+        return (
+            f"topic {self.topic} does not exist: create it (`driftline topics create`) "
+            "or set the topic the worker reads (topics.*, DRIFTLINE_TOPICS_*)"
+        )
+
+    def _topic_missing(self) -> bool:
+        """Whether the broker answers and does not know our topic (records that timed out
+        waiting for a topic nobody created). All topics are listed: asking for ours by name
+        could auto-create it."""
+        try:
+            return self.topic not in self._producer.list_topics(timeout=5).topics
+        except Exception:  # the broker does not answer: the timeout says enough
+            return False
 
     def _send(self, key: str, record: Mapping[str, Any]) -> None:
         value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -140,6 +152,8 @@ class _Logger:
         """Wait until every record is acknowledged; raise DeliveryError if some were refused."""
         remaining = self._producer.flush(timeout)
         failures, self._failures = self._failures, []
+        if any("timed out" in reason for _, reason in failures) and self._topic_missing():
+            failures = [(key, self._missing_topic_reason()) for key, _ in failures]
         if remaining:
             servers = self.settings.get("bootstrap.servers")
             why = f" (last error: {self._last_error})" if self._last_error else ""

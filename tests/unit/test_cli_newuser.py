@@ -100,7 +100,9 @@ def test_booleans_spelt_several_ways_and_many_categories_are_said(
     assert code == 0, err
     assert "column 'is_online' writes booleans several ways (0, 1, True, no, true, yes)" in err
     assert "--feature-type is_online=boolean" in err
-    assert re.search(r"column 'merchant': \d{3} distinct values; the profile keeps the 50 most", err)
+    assert re.search(
+        r"column 'merchant': \d{3} distinct values; the profile keeps the 50 most", err
+    )
     code, _, err = _run(
         _build(tmp_path, "--csv", str(csv), "--exclude", "txn_id", "--feature-type",
                "is_online=boolean"),
