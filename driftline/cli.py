@@ -398,7 +398,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
     since = args.since
     config = _postgres(args)
-    with PostgresStore(config.postgres.dsn()) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         rows = store.list_alerts(since, args.severity, args.model)
     if args.json:
         import orjson
@@ -757,6 +757,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--model", help="only alerts of this model")
     history.add_argument("--json", action="store_true", help="one JSON object per line")
+    history.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     history.set_defaults(func=cmd_alerts_list)
 
     notify = _command(

@@ -142,6 +142,7 @@ def expected(exc: BaseException) -> bool:
     """A failure with a known cause, fully explained by :func:`explain` (no traceback hint)."""
     from confluent_kafka import KafkaException
     from psycopg import OperationalError
+    from psycopg.errors import UndefinedTable
     from psycopg_pool import PoolTimeout
 
     from driftline.tabular import TableError
@@ -154,6 +155,7 @@ def expected(exc: BaseException) -> bool:
         KafkaException,
         OperationalError,
         PoolTimeout,
+        UndefinedTable,  # explained: run `driftline db upgrade`
     )
     # TopicError (driftline.streams.topics): a topic is missing or not co-partitioned
     return isinstance(exc, known) or type(exc).__name__ == "TopicError"

@@ -106,3 +106,13 @@ def test_client_errors_name_the_topic_and_the_broker(kafka: Any) -> None:
     message = str(failure.value)
     assert f"still queued after 2 s: Kafka at {down} did not acknowledge them" in message
     assert "Connection refused" in message and "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS" in message
+
+
+def test_alerts_list_in_a_schema_without_tables_says_what_to_run(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", postgres_url)
+    schema = f"empty_{uuid.uuid4().hex[:8]}"
+    assert main(["alerts", "list", "--schema", schema]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("run `driftline db upgrade`\n")
