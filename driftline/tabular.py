@@ -146,7 +146,7 @@ class Table:
         if name in self.decimal_comma_columns():
             floats = _floats([None if v is None else v.replace(",", ".") for v in texts])
             if floats is not None:
-                return floats, "decimal commas read as decimal points (12,5 = 12.5)"
+                return floats, "read decimal commas as decimal points (12,5 = 12.5)"
         if all(_GROUPED_POINT.match(v) or _float(v) is not None for v in present):
             floats = _floats([None if v is None else v.replace(",", "") for v in texts])
             if floats is not None:
