@@ -116,3 +116,27 @@ def test_alerts_list_in_a_schema_without_tables_says_what_to_run(
     assert main(["alerts", "list", "--schema", schema]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.endswith("run `driftline db upgrade`\n")
+
+
+def test_report_out_may_be_a_directory(
+    postgres_url: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`-o reports/` used to end in `[Errno 21] Is a directory (IsADirectoryError)`."""
+    from driftline.sinks.store import PostgresStore
+    from tests.service.report_data import populate
+
+    schema = f"test_newuser_{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DRIFTLINE_POSTGRES_URL", postgres_url)
+    with PostgresStore(postgres_url, schema=schema) as store:
+        store.upgrade()
+        populate(store, "fraud")
+        try:
+            code = main(["report", "--model", "fraud", "--schema", schema, "-o", str(tmp_path)])
+        finally:
+            store.drop_schema()
+    assert code == 0
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    assert capsys.readouterr().out.startswith(f"wrote {tmp_path / 'report.html'} (")
