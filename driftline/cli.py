@@ -645,7 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="training data with a header row: CSV, .csv.gz, or Parquet (extra `parquet`)",
     )
     source.add_argument(
-        "--simulated", type=int, metavar="N", help="N records of `driftline simulate` traffic"
+        "--simulated",
+        type=positive_int,
+        metavar="N",
+        help="N records of `driftline simulate` traffic",
     )
     build.add_argument("--model", required=True, help="model name, as in the prediction records")
     build.add_argument(

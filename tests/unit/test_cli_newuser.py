@@ -170,12 +170,16 @@ def test_option_mistakes_are_one_line_without_a_python_name(
     assert message in err and "Error)" not in err and "-v for the traceback" not in err
 
 
-def test_bins_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("option", ["--bins", "--simulated"])
+def test_bins_and_simulated_records_must_be_positive(
+    capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    """`--simulated 0` wrote an empty profile ("0 rows") and said nothing."""
+    argv = ["reference", "build", "--simulated", "10", "--model", "m", "--model-version", "1"]
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args(["reference", "build", "--simulated", "10", "--model", "m",
-                                   "--model-version", "1", "--bins", "0"])  # fmt: skip
+        build_parser().parse_args([*argv, option, "0"])
     assert exit_.value.code == 2
-    assert "'0': expected a whole number >= 1" in capsys.readouterr().err
+    assert f"argument {option}: '0': expected a whole number >= 1" in capsys.readouterr().err
 
 
 def test_a_threshold_that_predicts_one_class_is_said(
