@@ -44,7 +44,7 @@ import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,9 @@ class Table:
     path: Path
     columns: dict[str, list[Any]]
     delimiter: str | None = None  # None for Parquet
+    _numbers: dict[str, tuple[Any, str | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # numbers() of each column, computed once
 
     @property
     def names(self) -> list[str]:
@@ -135,6 +138,11 @@ class Table:
         >>> t.numbers("b")[0].tolist(), t.numbers("c")
         ([1234.5, 7.25], (None, None))
         """
+        if name not in self._numbers:
+            self._numbers[name] = self._read_numbers(name)
+        return self._numbers[name]
+
+    def _read_numbers(self, name: str) -> tuple[NDArray[np.float64] | None, str | None]:
         values = self.columns[name]
         floats = _floats(values)
         if floats is not None:
@@ -143,7 +151,7 @@ class Table:
         present = [v for v in texts if v is not None]
         if not present or any(not isinstance(v, str) for v in values if v is not None):
             return None, None
-        if name in self.decimal_comma_columns():
+        if self.delimiter not in (None, ",") and _decimal_commas(values):
             floats = _floats([None if v is None else v.replace(",", ".") for v in texts])
             if floats is not None:
                 return floats, "read decimal commas as decimal points (12,5 = 12.5)"
@@ -171,7 +179,13 @@ class Table:
         present = [(i, v) for i, v in enumerate(values) if v is not None]
         if len(present) < 20 or not all(isinstance(v, str) for _, v in present):
             return None
-        bad = [(i, v) for i, v in present if _float(v) is None and not _GROUPED_POINT.match(v)]
+
+        def is_bad(value: str) -> bool:
+            return _float(value) is None and not _GROUPED_POINT.match(value)
+
+        if sum(is_bad(v) for _, v in present[:1000]) > 100:  # a text column: skip the rest
+            return None
+        bad = [(i, v) for i, v in present if is_bad(v)]
         if not bad or len(bad) > 0.1 * len(present):
             return None
         return len(bad), len(present), str(bad[0][1]), bad[0][0] + 2
@@ -181,13 +195,7 @@ class Table:
         as spreadsheets in many locales save them; only when the delimiter is not a comma."""
         if self.delimiter in (None, ","):
             return []
-        return [
-            name
-            for name, values in self.columns.items()
-            if any(v is not None for v in values)
-            and all(v is None or _DECIMAL_COMMA.match(str(v)) for v in values)
-            and any(v is not None and "," in str(v) for v in values)
-        ]
+        return [name for name, values in self.columns.items() if _decimal_commas(values)]
 
     def scores(self, name: str) -> NDArray[np.float64]:
         """The score column as floats; a cell that is not a number is an error (row named)."""
@@ -305,13 +313,23 @@ def _float(value: Any) -> float | None:
     return None
 
 
+def _decimal_commas(values: Sequence[Any]) -> bool:
+    """Every present value a number with a decimal comma or none ("12,5", "7"), one with."""
+    present = [str(v) for v in values if v is not None]
+    return (
+        bool(present)
+        and any("," in v for v in present)
+        and all(_DECIMAL_COMMA.match(v) for v in present)
+    )
+
+
 def _floats(values: Sequence[Any]) -> NDArray[np.float64] | None:
     """Floats (missing -> NaN) if every present value is a number or a numeric string, else None.
 
     >>> _floats(["1.5", None, 2]).tolist(), _floats(["1", "x"]), _floats([True, 1.0])
     ([1.5, nan, 2.0], None, None)
     """
-    if any(isinstance(v, bool) for v in values):
+    if not {bool, np.bool_}.isdisjoint(map(type, values)):
         return None  # booleans are categories, not 0/1 numbers
     try:  # numpy parses the strings in C: ~20x faster than float() per cell
         return np.array(["nan" if v is None else v for v in values], dtype=np.float64)
