@@ -167,8 +167,8 @@ def explain(exc: BaseException, config: Config | None = None) -> str:
         return str(exc)
     from driftline.security import KafkaConnectionError
 
-    if isinstance(exc, KafkaConnectionError):  # the settings may be right and the broker down
-        return str(exc)
+    if isinstance(exc, KafkaConnectionError) and str(exc).startswith("cannot reach"):
+        return str(exc)  # the settings may be right and the broker down: no "configuration"
     if isinstance(exc, ConfigError):
         return f"configuration error: {exc}"
     from driftline.tabular import TableError

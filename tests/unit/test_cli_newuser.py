@@ -208,6 +208,8 @@ def test_explanations_of_a_down_broker_and_a_directory() -> None:
     down = KafkaConnectionError("cannot reach Kafka at 127.0.0.1:1 (PLAINTEXT) within 5 s")
     assert explain(down) == "cannot reach Kafka at 127.0.0.1:1 (PLAINTEXT) within 5 s"
     assert explain(ConfigError("x: bad")) == "configuration error: x: bad"
+    refused = KafkaConnectionError("Kafka at b:9094 refused the login of 'app' (SCRAM-SHA-512)")
+    assert explain(refused).startswith("configuration error: Kafka at b:9094 refused")
     assert explain(IsADirectoryError(21, "Is a directory", "/tmp")) == (
         "/tmp: is a directory, expected a file name"
     )
