@@ -625,8 +625,7 @@ class ConceptSettings:
 
 
 DEFAULT_DETECTORS: Final[tuple[DetectorSpec, ...]] = (
-    DetectorSpec("hddm_w_error", "hddm_w", "error"),
-    DetectorSpec("adwin_error", "adwin", "error"),
+    DetectorSpec("adwin_error", "adwin", "error", {"clock": 1}),
 )
 DEFAULT_CONCEPT_DRIFT: Final = ConceptSettings(
     DEFAULT_DETECTORS, cooldown_records=2000, cooldown_seconds=0.0, reset_on_detection=True
