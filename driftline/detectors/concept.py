@@ -457,9 +457,9 @@ class SuiteMember:
 class ConceptDriftSuite:
     """Several :class:`ConceptDriftMonitor` per model, each on a named stream.
 
-    :meth:`default` gives ADWIN and DDM on the ``error`` stream (0/1 per labelled prediction)
-    and, when the reference mean/std of the score are known, Page-Hinkley on the standardised
-    ``score`` stream.  :meth:`update` takes a mapping stream name -> values (streams absent from
+    :meth:`default` gives the worker's default detectors (:data:`DEFAULT_DETECTORS`: ADWIN with
+    ``clock=1`` on the ``error`` stream, 0/1 per labelled prediction) and, when the reference
+    mean/std of the score are known, Page-Hinkley on the standardised ``score`` stream.  :meth:`update` takes a mapping stream name -> values (streams absent from
     the mapping are skipped) and returns drift and warning records in detector order.
 
     Examples
@@ -471,10 +471,10 @@ class ConceptDriftSuite:
     >>> scores = rng.normal(np.r_[np.zeros(1500), np.full(1500, 2.0)], 1.0)
     >>> records = suite.update({"error": errors, "score": scores})
     >>> sorted({r.detector for r in records if r.state == "drift"})
-    ['adwin_error', 'ddm_error', 'page_hinkley_score']
+    ['adwin_error', 'page_hinkley_score']
     >>> restored = ConceptDriftSuite.from_state(suite.to_state())
     >>> [m.name for m in restored.members]
-    ['adwin_error', 'ddm_error', 'page_hinkley_score']
+    ['adwin_error', 'page_hinkley_score']
     """
 
     def __init__(self, members: Sequence[SuiteMember]) -> None:
@@ -496,11 +496,9 @@ class ConceptDriftSuite:
     def default(
         cls, score_mean: float | None = None, score_std: float | None = None
     ) -> ConceptDriftSuite:
-        """ADWIN + DDM on ``error``; Page-Hinkley on standardised ``score`` if stats given."""
-        members = [
-            SuiteMember("adwin_error", "error", "adwin"),
-            SuiteMember("ddm_error", "error", "ddm"),
-        ]
+        """The default detectors on ``error``; Page-Hinkley on standardised ``score`` if stats
+        given."""
+        members = [SuiteMember(d.name, d.stream, d.kind, d.params) for d in DEFAULT_DETECTORS]
         if score_mean is not None and score_std is not None:
             members.append(
                 SuiteMember(
