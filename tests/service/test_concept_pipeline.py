@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
+
 from driftline.config import load_config
 from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT, ConceptStage
 from driftline.local import start_worker_process, stop_worker_processes
