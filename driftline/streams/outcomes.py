@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import yaml
 
 from driftline.detectors.concept import (
@@ -53,6 +54,7 @@ __all__ = [
     "concept_event",
     "load_concept_config",
     "outcome_columns",
+    "outcome_payloads",
     "outcome_streams",
 ]
 
@@ -77,6 +79,34 @@ def load_concept_config(path: str | Path) -> ConceptDriftConfig:
         return concept_config_from_dict(data.get("concept_drift") if isinstance(data, dict) else {})
     except ValueError as exc:
         raise type(exc)(f"{file}: {exc}") from None
+
+
+def outcome_payloads(
+    outcomes: Sequence[Outcome],
+    source: int,
+    watermark: float,
+    idle: bool,
+    outcome_watermark: float | None,
+    max_rows: int = 2000,
+) -> list[tuple[str, bytes]]:
+    """(model, ``outcomes`` payload) messages of a source's joined outcomes, at most `max_rows`
+    per message (far below Kafka's 1 MB)."""
+    by_model: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_model.setdefault(outcome[0], []).append(outcome)
+    messages = []
+    for model, rows in by_model.items():
+        for first in range(0, len(rows), max_rows):
+            payload = {
+                "kind": "outcomes",
+                "source": source,
+                "watermark": watermark if math.isfinite(watermark) else None,
+                "idle": idle,
+                "outcome_watermark": outcome_watermark,
+                "outcomes": outcome_columns(rows[first : first + max_rows]),
+            }
+            messages.append((model, orjson.dumps(payload)))
+    return messages
 
 
 def outcome_columns(rows: Sequence[Outcome]) -> dict[str, list[Any]]:

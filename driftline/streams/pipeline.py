@@ -41,7 +41,7 @@ from driftline.sinks import prometheus as metrics
 from driftline.streams.events import drift_event, service_events, suppress_combined, window_events
 from driftline.streams.formats import label_decoder, prediction_decoder
 from driftline.streams.labels import Outcome, PartitionLabels, PerformancePartial
-from driftline.streams.outcomes import concept_event, load_concept_config, outcome_columns
+from driftline.streams.outcomes import concept_event, load_concept_config, outcome_payloads
 from driftline.streams.profiles import ProfileDirectory
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
@@ -497,22 +497,12 @@ class Pipeline:
         return mark if np.isfinite(mark) else None
 
     async def _send_outcomes(self, state: PartitionWindows, outcomes: list[Outcome]) -> None:
-        """Joined predictions to the model's stage 2 (concept drift, `outcomes.py`), in pieces
-        of at most 2,000 (a message stays far below Kafka's 1 MB)."""
-        by_model: dict[str, list[Outcome]] = defaultdict(list)
-        for outcome in outcomes:
-            by_model[outcome[0]].append(outcome)
-        for model, rows in by_model.items():
-            for first in range(0, len(rows), 2000):
-                payload = {
-                    "kind": "outcomes",
-                    "source": state.partition,
-                    "watermark": state.watermark if np.isfinite(state.watermark) else None,
-                    "idle": state.partition in self._idle,
-                    "outcome_watermark": self._outcome_watermark(state),
-                    "outcomes": outcome_columns(rows[first : first + 2000]),
-                }
-                await self._send(self.topics.partials, model.encode(), orjson.dumps(payload), None)
+        """Joined predictions to their model's stage 2 (concept drift, `outcomes.py`)."""
+        idle, mark = state.partition in self._idle, self._outcome_watermark(state)
+        for model, payload in outcome_payloads(
+            outcomes, state.partition, state.watermark, idle, mark
+        ):
+            await self._send(self.topics.partials, model.encode(), payload, None)
 
     def assigned_partitions(self) -> list[int]:
         return sorted(self._last_record_at)
