@@ -341,6 +341,7 @@ def concept_event(model: str, version: str, found: Detection, detected_at: float
             "kind": found.kind,
             "stream": found.stream,
             "index": found.index,
+            "sample": found.index,  # the name `alerts tail` and earlier consumers read
             "labels_seen": found.labels_seen,
             "prediction_id": found.prediction_id,
             "event_time": found.event_time,
