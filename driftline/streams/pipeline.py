@@ -38,7 +38,13 @@ from driftline.detectors.profile import SCORE_BINS, ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.streams.events import drift_event, service_events, suppress_combined, window_events
+from driftline.streams.events import (
+    drift_event,
+    operational_event,
+    service_events,
+    suppress_combined,
+    window_events,
+)
 from driftline.streams.formats import label_decoder, prediction_decoder
 from driftline.streams.labels import Outcome, PartitionLabels, PerformancePartial
 from driftline.streams.outcomes import concept_event, load_concept_config, outcome_payloads
@@ -223,7 +229,7 @@ class Pipeline:
                 )
 
             joins = fresh_joins()
-            restored = _restore_partition(partition, saved, joins)
+            restored, error = _restore_partition(partition, saved, joins)
             if restored is not None:
                 state = restored
                 log.info(
@@ -241,6 +247,7 @@ class Pipeline:
                 )
                 if saved is not None:  # unrestorable: start fresh from the committed offset
                     joins = fresh_joins()
+                    await self._checkpoint_dropped("stage1", f"s1/{partition}", saved, error)
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.size, state.model_sizes = float(windows.size_seconds), model_sizes
@@ -600,9 +607,20 @@ class Pipeline:
                         exc,
                     )
                     metrics.CHECKPOINTS_DROPPED.labels("stage2").inc()
+                    error = f"{type(exc).__name__}: {exc}"
+                    await self._checkpoint_dropped("stage2", f"s2/{model}", saved, error, model)
             self.stage2[model] = state
         self._stage2_partition[model] = partition
         return state
+
+    async def _checkpoint_dropped(
+        self, stage: str, key: str, saved: Any, error: str | None, model: str = ""
+    ) -> None:
+        """An `operational` event on the alerts topic: state was lost and re-fills from here."""
+        detail = {"stage": stage, "checkpoint_key": key, "error": error, "checkpoint": saved}
+        event = operational_event("checkpoint_dropped", key, detail, self._clock(), model)
+        await self._send(self.topics.alerts, (model or key).encode(), orjson.dumps(event), None)
+        metrics.DRIFT_EVENTS.labels("operational", "warning").inc()
 
     async def on_partials(self, messages: list[Message]) -> None:
         async with self._stage2_lock:
@@ -899,17 +917,17 @@ def _time_reason(index: int, t: float, earliest: float, latest: float) -> str:
 
 def _restore_partition(
     partition: int, saved: Mapping[str, Any] | None, joins: PartitionLabels
-) -> PartitionWindows | None:
+) -> tuple[PartitionWindows | None, str | None]:
     """A partition's state from its checkpoint; None (with a warning and a metric) if it has
     none or it cannot be restored (corrupt, written by another version): the partition then
     starts fresh from its committed offset instead of failing every batch."""
     if saved is None:
-        return None
+        return None, None
     try:
         state = PartitionWindows.from_dict(saved)
         if "labels" in saved:
             joins.restore(saved["labels"])
-        return state
+        return state, None
     except Exception as exc:
         log.warning(
             "partition %d: checkpoint dropped, it cannot be restored (%s: %s); starting fresh",
@@ -918,7 +936,7 @@ def _restore_partition(
             exc,
         )
         metrics.CHECKPOINTS_DROPPED.labels("stage1").inc()
-        return None
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:
