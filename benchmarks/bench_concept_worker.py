@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,23 @@ def _record(model: str, i: int, x: dict[str, Any], prediction: int) -> dict[str,
         "features": {k: float(v) for k, v in x.items()},
         "prediction": prediction,
     }
+
+
+def _labels_processed(ports: list[int]) -> float:
+    """driftline_labels_processed_total summed over the workers (0 for one not serving yet)."""
+    total = 0.0
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                text = r.read().decode()
+        except OSError:
+            continue
+        total += sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("driftline_labels_processed_total")
+        )
+    return total
 
 
 def main() -> int:
@@ -115,13 +133,12 @@ def main() -> int:
         ).save(tmp / "references" / f"{model}@1.json")
     print(f"{len(streams)} models generated in {time.perf_counter() - t0:.0f} s", flush=True)
 
+    ports = [free_port() for _ in range(args.workers)]
     workers = [
         start_worker_process(
-            None,
-            tmp / f"worker{i}.log",
-            env={**env, "DRIFTLINE_WORKER_METRICS_PORT": str(free_port())},
+            None, tmp / f"worker{i}.log", env={**env, "DRIFTLINE_WORKER_METRICS_PORT": str(port)}
         )
-        for i in range(args.workers)
+        for i, port in enumerate(ports)
     ]
     try:
         time.sleep(5)
@@ -149,12 +166,18 @@ def main() -> int:
             f"{time.perf_counter() - t1:.0f} s",
             flush=True,
         )
+        expected = len(streams) * args.length
+        deadline = time.monotonic() + args.timeout
+        while _labels_processed(ports) < expected:  # every label joined (a worker's counter)
+            assert time.monotonic() < deadline, "timed out"
+            assert all(w.poll() is None for w in workers), "a worker exited"
+            time.sleep(2)
+        print(f"all labels processed after {time.perf_counter() - t1:.0f} s", flush=True)
         events: list[dict[str, Any]] = []
         reader = TopicReader(config, config.topics.alerts, start="beginning")
-        deadline = time.monotonic() + args.timeout
         try:
             quiet_since = time.monotonic()
-            while time.monotonic() < deadline and time.monotonic() - quiet_since < 90:
+            while time.monotonic() < deadline and time.monotonic() - quiet_since < 30:
                 got = 0
                 for message in reader.messages(timeout=5, idle=5):
                     event = orjson.loads(message.value() or b"{}")

@@ -246,3 +246,12 @@ def test_the_shipped_thresholds_file_holds_the_default_suite() -> None:
         Path(__file__).resolve().parents[2] / "config" / "drift_thresholds.yaml"
     )
     assert config.defaults == DEFAULT_CONCEPT_DRIFT
+
+
+def test_a_bad_thresholds_file_fails_naming_the_file_and_the_key(tmp_path: Any) -> None:
+    path = tmp_path / "thresholds.yaml"
+    path.write_text("concept_drift:\n  defaults:\n    detectors:\n      - {kind: hdddm_w}\n")
+    with pytest.raises(ConceptConfigError) as raised:
+        load_concept_config(path)
+    assert str(raised.value).startswith(f"{path}: concept_drift.defaults.detectors[0].kind:")
+    assert load_concept_config(tmp_path / "absent.yaml").defaults == DEFAULT_CONCEPT_DRIFT
