@@ -59,8 +59,8 @@ def _record(model: str, i: int, x: dict[str, Any], prediction: int) -> dict[str,
     }
 
 
-def _labels_processed(ports: list[int]) -> float:
-    """driftline_labels_processed_total summed over the workers (0 for one not serving yet)."""
+def _processed(ports: list[int], counter: str) -> float:
+    """A counter summed over the workers (0 for one not serving yet)."""
     total = 0.0
     for port in ports:
         try:
@@ -69,9 +69,7 @@ def _labels_processed(ports: list[int]) -> float:
         except OSError:
             continue
         total += sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("driftline_labels_processed_total")
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(counter)
         )
     return total
 
@@ -168,11 +166,14 @@ def main() -> int:
         )
         expected = len(streams) * args.length
         deadline = time.monotonic() + args.timeout
-        while _labels_processed(ports) < expected:  # every label joined (a worker's counter)
+        while (  # every prediction and label read (a replay after a rebalance may count twice)
+            _processed(ports, "driftline_labels_processed_total") < expected
+            or _processed(ports, "driftline_records_processed_total") < expected
+        ):
             assert time.monotonic() < deadline, "timed out"
             assert all(w.poll() is None for w in workers), "a worker exited"
             time.sleep(2)
-        print(f"all labels processed after {time.perf_counter() - t1:.0f} s", flush=True)
+        print(f"all records and labels read after {time.perf_counter() - t1:.0f} s", flush=True)
         events: list[dict[str, Any]] = []
         reader = TopicReader(config, config.topics.alerts, start="beginning")
         try:
