@@ -644,23 +644,24 @@ class Pipeline:
                     changed.add(model)
                 elif payload["kind"] == "outcomes":
                     state.outcome_state().add(payload["outcomes"])
-                if "outcome_watermark" in payload:
-                    state.outcome_state().add_watermark(source, payload["outcome_watermark"])
                     changed.add(model)
+                if "outcome_watermark" in payload:  # re-sent every second: not worth a save
+                    state.outcome_state().add_watermark(source, payload["outcome_watermark"])
                 touched.add(model)
             for model in sorted(touched):
-                if await self._close_windows(model):
+                if await self._close_windows(model) | await self._concept_drift(model):
                     changed.add(model)
-                await self._concept_drift(model)
             for model in sorted(changed):
                 await self._save_model(model)
 
-    async def _concept_drift(self, model: str) -> None:
+    async def _concept_drift(self, model: str) -> bool:
         """Feed the outcomes every source's watermark has passed to the model versions'
-        concept-drift suites, in order; one event per detection (`outcomes.py`)."""
+        concept-drift suites, in order; one event per detection (`outcomes.py`). True if any
+        outcome was fed."""
         outcomes = self.stage2[model].outcomes
         if outcomes is None:
-            return
+            return False
+        frontier = outcomes.frontier
 
         def suite(version: str) -> tuple[ConceptSettings, bool]:
             profile = self.profiles.get((model, version))
@@ -671,6 +672,7 @@ class Pipeline:
             event = concept_event(model, version, found, self._clock())
             await self._send(self.topics.alerts, model.encode(), orjson.dumps(event), None)
             metrics.DRIFT_EVENTS.labels("concept_drift", event["severity"]).inc()
+        return outcomes.frontier != frontier
 
     async def _save_model(self, model: str) -> None:
         self._dirty_models.add(model)  # written by the next `checkpoint()`
