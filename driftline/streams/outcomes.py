@@ -180,10 +180,10 @@ class ModelOutcomes:
         value = -math.inf if watermark is None else float(watermark)
         self.watermarks[source] = max(self.watermarks.get(source, -math.inf), value)
 
-    def add(self, columns: Mapping[str, Sequence[Any]]) -> None:
+    def add(self, columns: Mapping[str, Sequence[Any]]) -> int:
         """Buffer an ``outcomes`` payload's columns (a replayed outcome replaces itself; one
-        the frontier has passed is counted late, not fed)."""
-        frontier = self.frontier
+        the frontier has passed is counted late, not fed); returns how many were late."""
+        frontier, late = self.frontier, self.late
         for version, pid, t, event_time, label, prediction, score in zip(
             *(columns[name] for name in OUTCOME_FIELDS), strict=True
         ):
@@ -197,6 +197,7 @@ class ModelOutcomes:
                 prediction,
                 math.nan if score is None else float(score),
             )
+        return self.late - late
 
     def watermark(self) -> float:
         """Lowest outcome watermark of all sources; -inf until every source has reported.
@@ -289,6 +290,7 @@ class ModelOutcomes:
         >>> o = ModelOutcomes(1)
         >>> o.add({"version": ["1"], "id": ["a"], "time": [2.0], "event_time": [1.0],
         ...        "label": ["1"], "prediction": ["0"], "score": [None]})
+        0
         >>> ModelOutcomes.from_dict(o.to_dict()).buffer == o.buffer
         True
         """

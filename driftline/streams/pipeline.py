@@ -643,7 +643,8 @@ class Pipeline:
                     state.add_performance(source, payload["partial"])
                     changed.add(model)
                 elif payload["kind"] == "outcomes":
-                    state.outcome_state().add(payload["outcomes"])
+                    late = state.outcome_state().add(payload["outcomes"])
+                    metrics.CONCEPT_OUTCOMES_LATE.inc(late)
                     changed.add(model)
                 if "outcome_watermark" in payload:  # re-sent every second: not worth a save
                     state.outcome_state().add_watermark(source, payload["outcome_watermark"])
