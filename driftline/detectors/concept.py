@@ -7,7 +7,12 @@ tight loop; nothing is re-derived.  This module adds three things river lacks:
   drift (and, for the binary family, a warning) fired;
 * standardisation of scale-dependent inputs with a reference mean/std fixed at construction;
 * a JSON checkpoint (:meth:`ConceptDriftMonitor.to_state` / :meth:`from_state`) that restores a
-  detector that flags at exactly the same indices as one that was never interrupted.
+  detector that flags at exactly the same indices as one that was never interrupted;
+* the configurable suite of a model (:func:`concept_config_from_dict`: the ``concept_drift``
+  section of ``config/drift_thresholds.yaml``, default :data:`DEFAULT_CONCEPT_DRIFT`) and
+  :class:`ConceptStage`, which runs it on one model version's ordered outcome stream with a
+  cooldown, a reset after a detection, a change-point estimate and the error before/after
+  (the worker feeds it from ``streams/outcomes.py``).
 
 Checkpoint design
 -----------------
