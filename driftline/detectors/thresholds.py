@@ -66,6 +66,9 @@ Keys (defaults in brackets, where they come from in parentheses):
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
   that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
   ``jensen_shannon``, ``wasserstein``, ``hellinger``).
+* ``importance``: feature-importance drift, a mapping whose keys (``min_share_change``,
+  ``top_k``, ``min_records``, ``max_features``, ``enabled``) are validated by
+  :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
 
 >>> t = thresholds_from_dict({"drift_thresholds": {
 ...     "defaults": {"min_samples": 1000},
@@ -89,6 +92,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from driftline.detectors.importance import (
+    ImportanceConfigError,
+    ImportanceThresholds,
+    importance_thresholds_from_dict,
+)
 
 __all__ = [
     "DEFAULT_TESTS",
@@ -172,6 +181,7 @@ class ModelThresholds:
     max_out_of_range: float = 0.01
     min_new_category_share: float = 0.02
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
+    importance: ImportanceThresholds = field(default_factory=ImportanceThresholds)
 
     def feature(self, name: str) -> FeatureThresholds:
         """Thresholds of one feature (the model's, with the feature's overrides)."""
@@ -289,6 +299,7 @@ _MODEL_KEYS = (
     "max_type_error_rate",
     "max_out_of_range",
     "min_new_category_share",
+    "importance",
 )
 SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
@@ -352,6 +363,11 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             if not isinstance(value, bool):
                 raise _fail(p, "true or false", value)
             changes[key] = value
+        elif key == "importance":  # parsed by the importance module, which owns its keys
+            try:
+                changes[key] = importance_thresholds_from_dict(p, value, base.importance)
+            except ImportanceConfigError as exc:
+                raise ThresholdsError(str(exc)) from None
         elif key == "features" and allow_features:
             feats = _mapping(p, value)
             changes[key] = {name: _feature(f"{p}.{name}", f) for name, f in feats.items()}
