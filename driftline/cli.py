@@ -155,6 +155,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             exclude=[*args.exclude, *([args.id_column] if args.id_column else [])],
             bins=args.bins,
             feature_types=parse_feature_types(args.feature_type),
+            attribution_prefix=args.attribution_prefix,
         )
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -623,6 +624,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fix a feature's type: numeric, categorical or boolean (repeatable)",
     )
     build.add_argument("--id-column", help="the record id column: never a feature")
+    build.add_argument(
+        "--attribution-prefix",
+        metavar="PREFIX",
+        help="columns PREFIX<feature> hold the feature's attributions, e.g. SHAP values "
+        "(reference importances for importance drift); e.g. shap_",
+    )
     build.add_argument("--seed", type=int, default=0, help="random seed of --simulated")
     build.set_defaults(func=cmd_reference_build)
 
