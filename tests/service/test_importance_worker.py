@@ -80,7 +80,7 @@ def test_swapped_importances_raise_one_event_in_the_first_window_and_are_stored(
             if event["type"] == "importance_drift":
                 events.append(event)
                 break
-        windows = []
+        windows: list[bytes | None] = []
         for message in metrics.messages(timeout=20, stop=lambda: len(windows) >= 3):
             summary = orjson.loads(message.value() or b"{}")
             if summary.get("type") == "window":
