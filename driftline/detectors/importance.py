@@ -126,6 +126,7 @@ def mutual_information(
     n_bins: int = 10,
     feature_categorical: bool = False,
     target_categorical: bool = False,
+    miller_madow: bool = False,
 ) -> float:
     """Plug-in mutual information (nats) between a feature and the prediction.
 
@@ -134,7 +135,9 @@ def mutual_information(
     their empirical quantiles into ``n_bins`` bins; others are used as categories.  Missing
     values (NaN/None) drop the record.  The plug-in estimate is biased upward by about
     ``(A-1)(B-1) / 2n`` nats (Miller-Madow): compare importances computed on samples of the
-    same size.
+    same size, or subtract it (``miller_madow=True``, ``A``, ``B`` the occupied bins; the
+    result is clipped at 0), which the importance proxy does so that a 2,000-row window
+    compares with a larger reference sample.
 
     >>> round(mutual_information([0, 0, 1, 1], [0, 0, 1, 1]), 4)  # = log 2
     0.6931
@@ -158,6 +161,9 @@ def mutual_information(
     pb = pj.sum(axis=0, keepdims=True)
     nz = pj > 0
     mi = float(np.sum(pj[nz] * np.log(pj[nz] / (pa @ pb)[nz])))
+    if miller_madow:
+        occupied_a, occupied_b = int((pa > 0).sum()), int((pb > 0).sum())
+        mi -= (occupied_a - 1) * (occupied_b - 1) / (2.0 * f.size)
     return max(mi, 0.0)
 
 
@@ -182,6 +188,7 @@ def mutual_information_importance(
     n_bins: int = 10,
     sample_size: int | None = 5000,
     seed: int = 0,
+    miller_madow: bool = False,
 ) -> dict[str, float]:
     """Model-agnostic importance: MI between each feature and the prediction.
 
@@ -214,6 +221,7 @@ def mutual_information_importance(
             n_bins=n_bins,
             feature_categorical=name in categorical,
             target_categorical=prediction_categorical,
+            miller_madow=miller_madow,
         )
     return out
 
@@ -307,9 +315,10 @@ IMPORTANCE_SOURCES: tuple[ImportanceSource, ...] = ("attributions", "label_mi", 
 """What a reference profile's importances were computed from: mean |attribution| per feature,
 mutual information of each feature with the label, or with the model's prediction."""
 
-PROXY_SAMPLE_SIZE = 2_000
-"""Rows behind a mutual-information importance: the size of a window's reservoir, so that the
-reference and the windows carry the same plug-in bias (see :func:`mutual_information`)."""
+PROXY_SAMPLE_SIZE = 10_000
+"""Rows of the reference behind its mutual-information importances. Both sides are
+bias-corrected (Miller-Madow), so a window's 2,000-row reservoir compares with them; more rows
+make the reference's own noise small next to a window's."""
 MAX_LISTED_MISSING = 20
 
 
@@ -322,9 +331,14 @@ class ImportanceThresholds:
     """Thresholds of feature-importance drift (``importance:`` in a model's thresholds).
 
     ``min_share_change`` (0.05)
-        absolute change of a feature's share of the total importance that makes it *changed*;
-        the window has importance drift when any feature changed (severity critical from twice
-        this change).
+        absolute change of a feature's share of the total importance (mean |attribution|) that
+        makes it *changed*; the window has importance drift when any feature changed (severity
+        critical from twice this change).
+    ``min_share_change_proxy`` (0.2)
+        the same for mutual-information importances (no attributions): those of a 2,000-row
+        sample are much noisier; measured on a stationary stream, their shares moved by up to
+        0.17 by chance, and by 0.25 or more after a swap of the two most important features
+        (``benchmarks/bench_importance.py``).
     ``top_k`` (3)
         size of the top-k sets reported with the verdict.
     ``min_records`` (500, as ``min_samples``)
@@ -338,12 +352,20 @@ class ImportanceThresholds:
 
     enabled: bool = True
     min_share_change: float = 0.05
+    min_share_change_proxy: float = 0.2
     top_k: int = 3
     min_records: int = 500
     max_features: int = 30
 
 
-_THRESHOLD_KEYS = ("enabled", "min_share_change", "top_k", "min_records", "max_features")
+_THRESHOLD_KEYS = (
+    "enabled",
+    "min_share_change",
+    "min_share_change_proxy",
+    "top_k",
+    "min_records",
+    "max_features",
+)
 
 
 def importance_thresholds_from_dict(
@@ -356,7 +378,7 @@ def importance_thresholds_from_dict(
     >>> importance_thresholds_from_dict("x.importance", {"top": 2})
     Traceback (most recent call last):
     ...
-    driftline.detectors.importance.ImportanceConfigError: x.importance.top: unknown key (allowed: enabled, min_share_change, top_k, min_records, max_features)
+    driftline.detectors.importance.ImportanceConfigError: x.importance.top: unknown key (allowed: enabled, min_share_change, min_share_change_proxy, top_k, min_records, max_features)
     """
     base = base or ImportanceThresholds()
     if raw is None:
@@ -370,7 +392,7 @@ def importance_thresholds_from_dict(
             if not isinstance(value, bool):
                 raise ImportanceConfigError(f"{where}: expected true or false, got {value!r}")
             changes[key] = value
-        elif key == "min_share_change":
+        elif key in ("min_share_change", "min_share_change_proxy"):
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
@@ -532,8 +554,13 @@ def importance_drift(
     cur_rank = {c.feature: c.current_rank for c in shift.features}
     change = {f: cur_shares[f] - ref_shares[f] for f in names}
     judged = status == "evaluated"
+    minimum = (
+        thresholds.min_share_change
+        if source == "attributions"
+        else thresholds.min_share_change_proxy
+    )
     # a share is a ratio of sums: compare with a hair of tolerance for float rounding
-    limit = thresholds.min_share_change - 1e-12
+    limit = minimum - 1e-12
     changed = (
         sorted((f for f in names if abs(change[f]) >= limit), key=lambda f: (-abs(change[f]), f))
         if judged
@@ -564,7 +591,7 @@ def importance_drift(
         n=int(n),
         changed_features=changed,
         max_share_change=max((abs(v) for v in change.values()), default=0.0),
-        min_share_change=thresholds.min_share_change,
+        min_share_change=minimum,
         spearman=shift.spearman,
         reference_top_k=shift.reference_top_k,
         current_top_k=shift.current_top_k,
@@ -602,6 +629,7 @@ def proxy_importance(
         prediction_categorical=target_categorical,
         n_bins=n_bins,
         sample_size=None,
+        miller_madow=True,
     )
 
 
@@ -619,7 +647,7 @@ def reference_importance(
     """A reference profile's importances per source (:data:`IMPORTANCE_SOURCES`): mean
     |attribution| per feature when attributions are given, and the mutual information of each
     feature with the label and with the prediction when those are given (on a seeded sample of
-    ``sample_size`` rows, the size of a window's reservoir). Sources without data are absent.
+    ``sample_size`` rows, bias-corrected). Sources without data are absent.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -658,6 +686,7 @@ def reference_importance(
             categorical=categorical,
             prediction_categorical=target_categorical,
             sample_size=None,
+            miller_madow=True,
         )
     return out
 

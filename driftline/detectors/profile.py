@@ -17,7 +17,7 @@ version and then compared with every window (:mod:`driftline.detectors.evaluate`
 * reference feature importances per source (``importance``, :mod:`driftline.detectors.importance`):
   mean |attribution| per feature when the training records carry attributions (e.g. SHAP
   values), and the mutual information of each feature with the label and with the prediction
-  (on a 2,000-row sample, a window's reservoir size) when those are given.
+  (on a 10,000-row sample, bias-corrected) when those are given.
 
 Bins, for a numeric feature with reference minimum ``low`` and maximum ``high``::
 

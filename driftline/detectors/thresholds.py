@@ -67,8 +67,8 @@ Keys (defaults in brackets, where they come from in parentheses):
   that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
   ``jensen_shannon``, ``wasserstein``, ``hellinger``).
 * ``importance``: feature-importance drift, a mapping whose keys (``min_share_change``,
-  ``top_k``, ``min_records``, ``max_features``, ``enabled``) are validated by
-  :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
+  ``min_share_change_proxy``, ``top_k``, ``min_records``, ``max_features``, ``enabled``) are
+  validated by :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
 
 >>> t = thresholds_from_dict({"drift_thresholds": {
 ...     "defaults": {"min_samples": 1000},
