@@ -15,15 +15,25 @@ Two paths, as the worker takes them (:func:`driftline.detectors.importance.windo
 and :func:`~driftline.detectors.importance.importance_drift` with the default thresholds):
 
 * **attributions**: predictions carry exact SHAP values of the served model's logit
-  (coefficient x (value - reference mean), a linear model of independent features). The model
-  is a logistic regression refitted every ``--refit`` records on the last ``--train`` labelled
-  records (an online-trained model, labels without delay): after the swap it learns the new
-  roles and its attributions move; a frozen model's attributions could not (they depend on the
-  model and the inputs only). Each window goes through ``WindowSketch.update`` and
-  ``window_importance``, as in the worker.
+  (coefficient x (value - reference mean), a linear model of independent features). A frozen
+  model's attributions cannot see the swap (they depend on the model and the inputs only), so
+  the served model changes with the data, in two ways:
+
+  - ``attributions_replaced``: the reference model (a logistic regression on the 20,000
+    reference records) serves until the swap, then a model retrained on 20,000 records of the
+    new relation is pushed under the same version; on the stationary stream the reference
+    model serves throughout (frozen);
+  - ``attributions_online``: a logistic regression refitted every ``--refit`` (500) records on
+    the last ``--train`` (4,000) labelled ones (labels without delay), on both streams: its
+    coefficients move a little with every refit, and after the swap it learns the new roles
+    within a few thousand records; the delay is the model's, not the detector's.
+
+  Each window goes through ``WindowSketch.update`` and ``window_importance``, as in the
+  worker.
 * **proxy** (no attributions): mutual information of each feature with the **label** on the
   window's records (``label_mi``, a frozen model), compared with the reference's on as many
   rows; and, reported beside it, with the online model's **prediction** (``prediction_mi``).
+  The reference's MI importances come from ``ReferenceProfile`` (10,000-row sample).
 
 Reported per path: share of stationary windows with importance drift (false alarms over
 ``--windows`` windows per seed), and after the swap the window of the first detection
@@ -56,6 +66,7 @@ WEIGHTS = np.array([1.5, 1.0, 0.6, 0.4, 0.2, 0.0, 0.0, 0.0])
 SWAPPED = WEIGHTS[[1, 0, 2, 3, 4, 5, 6, 7]]
 INTERCEPT = -2.0
 SWAP_WINDOW = 5  # windows 0..4 before the swap (the online model settles), then swapped
+PATHS = ("attributions_replaced", "attributions_online", "label_mi", "prediction_mi")
 
 
 def labels(rng: np.random.Generator, x: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -111,25 +122,33 @@ def run_seed(
         fit_pca=False,
     )
     model = OnlineModel(x_ref, y_ref, refit, train)
-    flags: dict[str, list[bool]] = {"attributions": [], "label_mi": [], "prediction_mi": []}
+    served = coef
+    flags: dict[str, list[bool]] = {s: [] for s in PATHS}
     for w in range(n_windows):
         weights = SWAPPED if w >= swap_window else WEIGHTS
+        if w == swap_window:  # a model retrained on the new relation is pushed
+            x_new = rng.standard_normal((n_ref, len(FEATURES)))
+            served = LogisticRegression(C=10.0).fit(x_new, labels(rng, x_new, SWAPPED)).coef_[0]
         x = rng.standard_normal((window, len(FEATURES)))
         y = labels(rng, x, weights)
-        shap, pred = model.predict_and_learn(x, y)
-        sketch = WindowSketch.empty(profile, 60.0 * w, 60.0 * (w + 1), seed=w)
-        sketch.update(
-            RecordBatch(
-                numeric={f: x[:, j] for j, f in enumerate(FEATURES)},
-                categorical={},
-                event_time=np.full(window, 60.0 * w),
-                prediction=pred.astype(object),
-                attributions={f: shap[:, j] for j, f in enumerate(FEATURES)},
+        shap_online, pred = model.predict_and_learn(x, y)
+        for path, shap in (
+            ("attributions_replaced", x * served),
+            ("attributions_online", shap_online),
+        ):
+            sketch = WindowSketch.empty(profile, 60.0 * w, 60.0 * (w + 1), seed=w)
+            sketch.update(
+                RecordBatch(
+                    numeric={f: x[:, j] for j, f in enumerate(FEATURES)},
+                    categorical={},
+                    event_time=np.full(window, 60.0 * w),
+                    prediction=pred.astype(object),
+                    attributions={f: shap[:, j] for j, f in enumerate(FEATURES)},
+                )
             )
-        )
-        verdict = window_importance(profile, sketch, thresholds)
-        assert verdict is not None and verdict.source == "attributions"
-        flags["attributions"].append(verdict.drifted)
+            verdict = window_importance(profile, sketch, thresholds)
+            assert verdict is not None and verdict.source == "attributions"
+            flags[path].append(verdict.drifted)
         for source, target in (("label_mi", y), ("prediction_mi", pred)):
             current = proxy_importance(x, FEATURES, target)
             result = importance_drift(
@@ -174,9 +193,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     print(
         f"windows of {args.window} records, {seeds} seeds, load {figures['load']:.2f}\n"
-        f"{'path':<16}{'false alarms (stationary)':>28}{'delay after swap (windows)':>30}"
+        f"{'path':<24}{'false alarms (stationary)':>26}{'delay after swap (windows)':>30}"
     )
-    for source in ("attributions", "label_mi", "prediction_mi"):
+    for source in PATHS:
         alarms = sum(r[source]["false_alarms"] for r in stationary)
         total = sum(r[source]["windows"] for r in stationary)
         delays = [r[source]["delay"] for r in swapped]
@@ -187,7 +206,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "detected_within_2": sum(1 for d in delays if d is not None and d <= 2),
         }
         shown = ", ".join("-" if d is None else str(d) for d in delays)
-        print(f"{source:<16}{f'{alarms} / {total}':>28}{shown:>30}")
+        print(f"{source:<24}{f'{alarms} / {total}':>26}{shown:>30}")
     print(f"({figures['seconds']} s)")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
