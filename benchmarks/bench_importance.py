@@ -24,7 +24,7 @@ and :func:`~driftline.detectors.importance.importance_drift` with the default th
     new relation is pushed under the same version; on the stationary stream the reference
     model serves throughout (frozen);
   - ``attributions_online``: a logistic regression refitted every ``--refit`` (500) records on
-    the last ``--train`` (4,000) labelled ones (labels without delay), on both streams: its
+    the last ``--train`` (6,000) labelled ones (labels without delay), on both streams: its
     coefficients move a little with every refit, and after the swap it learns the new roles
     within a few thousand records; the delay is the model's, not the detector's.
 
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--windows", type=int, default=100, help="stationary windows per seed")
     parser.add_argument("--window", type=int, default=2_000, help="records per window")
     parser.add_argument("--refit", type=int, default=500, help="online model: refit every N")
-    parser.add_argument("--train", type=int, default=4_000, help="online model: on the last N")
+    parser.add_argument("--train", type=int, default=6_000, help="online model: on the last N")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args(argv)
     seeds = 3 if args.quick else args.seeds
