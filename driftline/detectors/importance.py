@@ -720,21 +720,22 @@ def window_importance(
             reference["attributions"], current, n=n, source="attributions", thresholds=thresholds
         )
     predictions = getattr(sketch, "reservoir_predictions", None)
-    if predictions is not None and "prediction_mi" in reference:
-        rows = sketch.reservoir_rows
-        target = np.asarray(predictions)
-        categorical = profile.prediction_values is None  # regression models: values
-        window = proxy_importance(
-            rows,
-            sketch.reservoir_columns,
-            target.astype(str) if categorical else target.astype(np.float64),
-            target_categorical=categorical,
-        )
-        return importance_drift(
-            reference["prediction_mi"],
-            window,
-            n=int(rows.shape[0]),
-            source="prediction_mi",
-            thresholds=thresholds,
-        )
-    return None
+    rows = sketch.reservoir_rows
+    if predictions is None or "prediction_mi" not in reference or len(predictions) != len(rows):
+        return None
+    target = np.asarray(predictions, dtype=object)
+    known = ~_missing(target)
+    if not known.any():
+        return None
+    categorical = profile.prediction_values is None  # regression models: values
+    target = target[known].astype(str) if categorical else target[known].astype(np.float64)
+    window = proxy_importance(
+        rows[known], sketch.reservoir_columns, target, target_categorical=categorical
+    )
+    return importance_drift(
+        reference["prediction_mi"],
+        window,
+        n=int(known.sum()),
+        source="prediction_mi",
+        thresholds=thresholds,
+    )
