@@ -84,6 +84,17 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_tests(args: argparse.Namespace) -> int:
+    from driftline.detectors.stats.registry import render_table, replace_table
+
+    if args.write is None:
+        print(render_table())
+        return 0
+    path = Path(args.write)
+    path.write_text(replace_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftline.demo import Plan, run_demo
 
@@ -536,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
         config_commands, "reference", "print the configuration reference (docs/CONFIGURATION.md)"
     )
     reference_doc.set_defaults(func=cmd_config_reference)
+    tests_doc = _command(
+        config_commands, "tests", "print the table of statistical tests (registry)"
+    )
+    tests_doc.add_argument("--write", metavar="FILE", help="rewrite the table between its markers")
+    tests_doc.set_defaults(func=cmd_config_tests)
 
     simulate = _command(commands, "simulate", "publish realistic fraud-model traffic, with drift")
     simulate.add_argument("--records", type=int, default=100_000, help="predictions to publish")
