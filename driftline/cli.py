@@ -84,6 +84,17 @@ def cmd_config_reference(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_config_tests(args: argparse.Namespace) -> int:
+    from driftline.detectors.stats.registry import render_table, replace_table
+
+    if args.write is None:
+        print(render_table())
+        return 0
+    path = Path(args.write)
+    path.write_text(replace_table(path.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from driftline.demo import Plan, run_demo
 
@@ -155,6 +166,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             exclude=[*args.exclude, *([args.id_column] if args.id_column else [])],
             bins=args.bins,
             feature_types=parse_feature_types(args.feature_type),
+            attribution_prefix=args.attribution_prefix,
         )
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -216,6 +228,10 @@ def format_event(event: dict[str, object]) -> str:
     ...     "test": "adwin", "event_id": "cd34", "evidence": {"detector": "adwin",
     ...     "stream": "error", "sample": 4120, "prediction_id": "p-9", "event_time": 305}}))
     1970-01-01T00:05:10Z WARNING  concept_drift fraud/1: adwin saw the error rate change at labelled prediction 4120 (p-9, event time 1970-01-01T00:05:05Z) [cd34]
+    >>> print(format_event({"type": "importance_drift", "severity": "critical", "model": "fraud",
+    ...     "model_version": "1", "window_start": 0, "window_end": 60, "detected_at": 70,
+    ...     "event_id": "ef56", "evidence": {"summary": "b share 0.300 -> 0.450 (rank 2 -> 1)"}}))
+    1970-01-01T00:01:10Z CRITICAL importance_drift fraud/1: b share 0.300 -> 0.450 (rank 2 -> 1), window 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z [ef56]
     """
     head = (
         f"{_iso(event.get('detected_at'))} {str(event.get('severity', '?')).upper():8} "
@@ -231,6 +247,9 @@ def format_event(event: dict[str, object]) -> str:
             f"labelled prediction {evidence.get('sample')} ({evidence.get('prediction_id')}, "
             f"event time {_iso(evidence.get('event_time'))}){tail}"
         )
+    window = f"window {_iso(event.get('window_start'))}..{_iso(event.get('window_end'))}"
+    if event.get("type") == "importance_drift" and isinstance(evidence, dict):
+        return f"{head}: {evidence.get('summary')}, {window}{tail}"
     parts = []
     statistic, p_value = event.get("statistic"), event.get("p_value")
     if isinstance(statistic, int | float):
@@ -241,7 +260,6 @@ def format_event(event: dict[str, object]) -> str:
     if isinstance(threshold, int | float):
         parts.append(f"threshold {threshold:.3g}")
     where = f" {event['feature']}" if event.get("feature") else ""
-    window = f"window {_iso(event.get('window_start'))}..{_iso(event.get('window_end'))}"
     return f"{head}{where}: {' '.join(parts) + ', ' if parts else ''}{window}{tail}"
 
 
@@ -529,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
         config_commands, "reference", "print the configuration reference (docs/CONFIGURATION.md)"
     )
     reference_doc.set_defaults(func=cmd_config_reference)
+    tests_doc = _command(
+        config_commands, "tests", "print the table of statistical tests (registry)"
+    )
+    tests_doc.add_argument("--write", metavar="FILE", help="rewrite the table between its markers")
+    tests_doc.set_defaults(func=cmd_config_tests)
 
     simulate = _command(commands, "simulate", "publish realistic fraud-model traffic, with drift")
     simulate.add_argument("--records", type=int, default=100_000, help="predictions to publish")
@@ -623,6 +646,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fix a feature's type: numeric, categorical or boolean (repeatable)",
     )
     build.add_argument("--id-column", help="the record id column: never a feature")
+    build.add_argument(
+        "--attribution-prefix",
+        metavar="PREFIX",
+        help="columns PREFIX<feature> hold the feature's attributions, e.g. SHAP values "
+        "(reference importances for importance drift); e.g. shap_",
+    )
     build.add_argument("--seed", type=int, default=0, help="random seed of --simulated")
     build.set_defaults(func=cmd_reference_build)
 

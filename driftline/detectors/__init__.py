@@ -41,7 +41,7 @@ from driftline.detectors.performance import roc_auc_from_histograms as roc_auc_f
 
 # --- end concept/performance/estimation/importance ------------------------------------------
 
-# --- statistical tests and multiple-testing correction (stats.py, multiple_testing.py) -------
+# --- statistical tests and multiple-testing correction (stats/, multiple_testing.py) --------
 # isort: split
 from driftline.detectors.multiple_testing import adjust_p_values as adjust_p_values
 from driftline.detectors.stats import PCAReconstruction as PCAReconstruction

@@ -8,15 +8,13 @@ naming the key path, e.g.
 
 Keys (defaults in brackets, where they come from in parentheses):
 
-* p-value tests, the significance level alpha: ``ks`` [0.05], ``ks_binned`` [0.05],
-  ``chi_square`` [0.05], ``mmd`` [0.05], ``pca_reconstruction`` [0.05],
-  ``pca_covariance`` [0.05] (the conventional 5 %, Evidently's and alibi-detect's default).
-* effect-size tests, the threshold: ``psi`` [0.2] (credit-scoring convention, Siddiqi 2006),
-  ``jensen_shannon`` [0.1] (Evidently's number, but driftline's distance is base 2 and
-  Evidently's natural log: driftline's value is Evidently's x1.20), ``wasserstein`` [0.1]
-  (Evidently), ``hellinger`` [0.1].
-* ``numeric_test`` [``ks_binned``]: the p-value test behind a numeric feature's verdict,
-  ``ks_binned`` (KS on the window's full histogram) or ``ks`` (exact KS on the samples).
+* one key per registered statistical test (``detectors/stats/registry.py``, e.g. ``ks``,
+  ``psi``, ``mmd``): for a p-value test its significance level alpha, in (0, 1); for an
+  effect-size test its threshold, > 0. The table of every test, its default and where the
+  default comes from is generated from the registry into docs/DRIFT_DETECTION.md.
+* ``numeric_test`` [``ks_binned``]: the p-value test behind a numeric feature's verdict, any
+  registered p-value test for numeric features, e.g. ``ks_binned`` (KS on the window's full
+  histogram) or ``ks`` (exact KS on the samples).
 * ``min_effect_numeric`` [0.12]: normalised Wasserstein distance a numeric feature must reach
   to be called drifted (Evidently's 0.1 raised to 0.12: with 1,000-record windows, features
   that pass Holm by chance have a Wasserstein distance of 0.10-0.13).
@@ -64,8 +62,10 @@ Keys (defaults in brackets, where they come from in parentheses):
   values taken by one category absent from the reference's vocabulary.
 * per feature only: ``critical`` [false] (the model drifts whenever this feature drifts),
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
-  that apply to one feature (``ks``, ``ks_binned``, ``chi_square``, ``psi``,
-  ``jensen_shannon``, ``wasserstein``, ``hellinger``).
+  that apply to one feature (registered for numeric or categorical features).
+* ``importance``: feature-importance drift, a mapping whose keys (``min_share_change``,
+  ``min_share_change_proxy``, ``top_k``, ``min_records``, ``max_features``, ``enabled``) are
+  validated by :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
 
 >>> t = thresholds_from_dict({"drift_thresholds": {
 ...     "defaults": {"min_samples": 1000},
@@ -90,6 +90,13 @@ from typing import Any, Literal
 
 import yaml
 
+from driftline.detectors.importance import (
+    ImportanceConfigError,
+    ImportanceThresholds,
+    importance_thresholds_from_dict,
+)
+from driftline.detectors.stats.registry import REGISTRY, names
+
 __all__ = [
     "DEFAULT_TESTS",
     "DriftThresholds",
@@ -101,31 +108,13 @@ __all__ = [
 ]
 
 Correction = Literal["holm", "bh", "bonferroni"]
-NumericTest = Literal["ks_binned", "ks"]
 
-P_VALUE_TESTS = ("ks", "ks_binned", "chi_square", "mmd", "pca_reconstruction", "pca_covariance")
-EFFECT_TESTS = ("psi", "jensen_shannon", "wasserstein", "hellinger")
-FEATURE_TESTS = (
-    "ks",
-    "ks_binned",
-    "chi_square",
-    "psi",
-    "jensen_shannon",
-    "wasserstein",
-    "hellinger",
-)
-DEFAULT_TESTS: dict[str, float] = {
-    "ks": 0.05,
-    "ks_binned": 0.05,
-    "chi_square": 0.05,
-    "mmd": 0.05,
-    "pca_reconstruction": 0.05,
-    "pca_covariance": 0.05,
-    "psi": 0.2,
-    "jensen_shannon": 0.1,
-    "wasserstein": 0.1,
-    "hellinger": 0.1,
-}
+# Test keys, their validation and defaults come from the statistical-test registry.
+P_VALUE_TESTS = names(kind="p_value")
+EFFECT_TESTS = names(kind="effect")
+FEATURE_TESTS = names(scopes=("numeric", "categorical"))
+NUMERIC_TESTS = names(kind="p_value", scopes=("numeric",))  # choices of numeric_test
+DEFAULT_TESTS: dict[str, float] = {t.name: t.default for t in REGISTRY}
 
 
 class ThresholdsError(ValueError):
@@ -146,7 +135,7 @@ class ModelThresholds:
     """Resolved thresholds of one model (defaults with the model's overrides applied)."""
 
     tests: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TESTS))
-    numeric_test: NumericTest = "ks_binned"
+    numeric_test: str = "ks_binned"  # one of NUMERIC_TESTS
     min_effect_numeric: float = 0.12
     min_effect_categorical: float = 0.075
     min_effect_correlation: float = 0.1
@@ -172,6 +161,7 @@ class ModelThresholds:
     max_out_of_range: float = 0.01
     min_new_category_share: float = 0.02
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
+    importance: ImportanceThresholds = field(default_factory=ImportanceThresholds)
 
     def feature(self, name: str) -> FeatureThresholds:
         """Thresholds of one feature (the model's, with the feature's overrides)."""
@@ -289,6 +279,7 @@ _MODEL_KEYS = (
     "max_type_error_rate",
     "max_out_of_range",
     "min_new_category_share",
+    "importance",
 )
 SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
@@ -315,7 +306,7 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
         if key in DEFAULT_TESTS:
             tests[key] = _test_value(p, key, value)
         elif key == "numeric_test":
-            changes[key] = _choice(p, value, ("ks_binned", "ks"))
+            changes[key] = _choice(p, value, NUMERIC_TESTS)
         elif key == "correction":
             changes[key] = _choice(p, value, ("holm", "bh", "bonferroni"))
         elif key in ("min_effect_numeric", "min_effect_categorical", "min_effect_correlation"):
@@ -352,6 +343,11 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             if not isinstance(value, bool):
                 raise _fail(p, "true or false", value)
             changes[key] = value
+        elif key == "importance":  # parsed by the importance module, which owns its keys
+            try:
+                changes[key] = importance_thresholds_from_dict(p, value, base.importance)
+            except ImportanceConfigError as exc:
+                raise ThresholdsError(str(exc)) from None
         elif key == "features" and allow_features:
             feats = _mapping(p, value)
             changes[key] = {name: _feature(f"{p}.{name}", f) for name, f in feats.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import json
 import math
 
@@ -34,8 +35,11 @@ def _no_nan(r: TestResult) -> None:
     assert isinstance(r.drifted, bool)
 
 
-def test_doctests() -> None:
-    result = doctest.testmod(stats)
+@pytest.mark.parametrize(
+    "module", ["base", "univariate", "counts", "multivariate", "registry"]
+)
+def test_doctests(module: str) -> None:
+    result = doctest.testmod(importlib.import_module(f"driftline.detectors.stats.{module}"))
     assert result.attempted > 0 and result.failed == 0
 
 
