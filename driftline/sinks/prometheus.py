@@ -457,6 +457,13 @@ CHECKPOINTS_DROPPED = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+CONCEPT_OUTCOMES_LATE = Counter(
+    "driftline_concept_outcomes_late",
+    "Joined predictions not fed to the concept-drift detectors because the model's ordered "
+    "stream had already passed them (a replay after a restart, or a label later than "
+    "windows.allowed_lateness_seconds allows).",
+    registry=REGISTRY,
+)
 
 
 # -- feature importance (detectors/importance.py) -------------------------------------------------

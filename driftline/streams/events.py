@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
+import orjson
+
 from driftline.detectors.evaluate import WindowEvaluation
 from driftline.detectors.thresholds import ModelThresholds
 
@@ -18,6 +20,7 @@ __all__ = [
     "EventType",
     "drift_event",
     "importance_event",
+    "operational_event",
     "output_event",
     "quality_events",
     "service_events",
@@ -38,6 +41,7 @@ EventType = Literal[
     "importance_drift",
     "output_drift",
     "data_quality",
+    "operational",
 ]
 Severity = Literal["warning", "critical"]
 
@@ -89,6 +93,35 @@ def drift_event(
         "detected_at": detected_at,
         "evidence": evidence or {},
     }
+
+
+def operational_event(
+    check: str, key: str, detail: dict[str, Any], detected_at: float, model: str = ""
+) -> dict[str, Any]:
+    """A finding about driftline itself, not about a model (type ``operational``; `model` is
+    the model concerned or empty, `model_version` empty), e.g. a checkpoint that could not be
+    restored. `key` identifies it (say the checkpoint key and a hash of its content): the same
+    finding after a restart has the same id.
+
+    >>> e = operational_event("checkpoint_dropped", "s1/3#ab", {"stage": "stage1"}, 10.0)
+    >>> e["type"], e["test"], e["model"], e["window_start"], e["evidence"]["stage"]
+    ('operational', 'checkpoint_dropped', '', None, 'stage1')
+    """
+    if check == "checkpoint_dropped":  # the same dropped checkpoint: the same id
+        saved = orjson.dumps(detail.pop("checkpoint", None), default=str)
+        key = f"{key}#{hashlib.sha256(saved).hexdigest()[:16]}"
+    return drift_event(
+        type="operational",
+        severity="warning",
+        model=model,
+        model_version="",
+        window_start=None,
+        window_end=None,
+        detected_at=detected_at,
+        test=check,
+        evidence=detail,
+        identity=key,
+    )
 
 
 def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str, Any]:
