@@ -185,6 +185,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             exclude=[*args.exclude, *([args.id_column] if args.id_column else [])],
             bins=args.bins,
             feature_types=feature_types,
+            attribution_prefix=args.attribution_prefix,
         )
         for warning in warnings:
             print(f"warning: {warning}", file=sys.stderr)
@@ -251,6 +252,10 @@ def format_event(event: dict[str, object]) -> str:
     ...     "p_value": 1e-70, "threshold": 0.1, "window_start": 0, "window_end": 60,
     ...     "detected_at": 70, "event_id": "ef56", "evidence": {"reference": 0.1987}}))
     1970-01-01T00:01:10Z WARNING  data_quality fraud/1 age: missing_rate=0 (reference 0.199) p=1e-70 threshold 0.1, window 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z [ef56]
+    >>> print(format_event({"type": "importance_drift", "severity": "critical", "model": "fraud",
+    ...     "model_version": "1", "window_start": 0, "window_end": 60, "detected_at": 70,
+    ...     "event_id": "ef56", "evidence": {"summary": "b share 0.300 -> 0.450 (rank 2 -> 1)"}}))
+    1970-01-01T00:01:10Z CRITICAL importance_drift fraud/1: b share 0.300 -> 0.450 (rank 2 -> 1), window 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z [ef56]
     """
     head = (
         f"{_iso(event.get('detected_at'))} {str(event.get('severity', '?')).upper():8} "
@@ -266,6 +271,9 @@ def format_event(event: dict[str, object]) -> str:
             f"labelled prediction {evidence.get('sample')} ({evidence.get('prediction_id')}, "
             f"event time {_iso(evidence.get('event_time'))}){tail}"
         )
+    window = f"window {_iso(event.get('window_start'))}..{_iso(event.get('window_end'))}"
+    if event.get("type") == "importance_drift" and isinstance(evidence, dict):
+        return f"{head}: {evidence.get('summary')}, {window}{tail}"
     parts = []
     statistic, p_value = event.get("statistic"), event.get("p_value")
     if isinstance(statistic, int | float):
@@ -279,7 +287,6 @@ def format_event(event: dict[str, object]) -> str:
     if isinstance(threshold, int | float):
         parts.append(f"threshold {threshold:.3g}")
     where = f" {event['feature']}" if event.get("feature") else ""
-    window = f"window {_iso(event.get('window_start'))}..{_iso(event.get('window_end'))}"
     return f"{head}{where}: {' '.join(parts) + ', ' if parts else ''}{window}{tail}"
 
 
@@ -700,6 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fix a feature's type: numeric, categorical or boolean (repeatable)",
     )
     build.add_argument("--id-column", help="the record id column: never a feature")
+    build.add_argument(
+        "--attribution-prefix",
+        metavar="PREFIX",
+        help="columns PREFIX<feature> hold the feature's attributions, e.g. SHAP values "
+        "(reference importances for importance drift); e.g. shap_",
+    )
     build.add_argument("--seed", type=int, default=0, help="random seed of --simulated")
     build.set_defaults(func=cmd_reference_build)
 

@@ -283,32 +283,66 @@ DRIFT_DETECTION = Dashboard(
 FEATURE_IMPORTANCE = Dashboard(
     uid="driftline-feature-importance",
     title="driftline / feature importance",
-    description="Importance of each feature (from the attributions logged with predictions) "
-    "and its shifts. The metric model_feature_importance comes with the importance work: until "
-    "a worker exports it, the Prometheus panels are empty.",
+    description="What the model relies on, per window: each feature's share of the total "
+    "importance (mean |attribution| of the attributions logged with predictions, e.g. SHAP), "
+    "compared with the reference profile's; importance_drift events when a share moves by "
+    "importance.min_share_change (docs/DRIFT_DETECTION.md).",
     panels=(
         Panel(
-            "Feature importance (last closed window)",
+            "Feature importance share (last judged window)",
             f"sort_desc(max by (feature_name) (model_feature_importance{{{MODEL}}}))",
+            unit="percentunit",
             kind="bargauge",
             legend="{{feature_name}}",
         ),
         Panel(
-            "Feature importance over time",
+            "Feature importance share over time",
             f"max by (feature_name) (model_feature_importance{{{MODEL}}})",
+            unit="percentunit",
             legend="{{feature_name}}",
         ),
         Panel(
-            "Top 5 features, change over the last hour",
+            "Importance drift in the last judged window",
+            f"max by (model_name) (model_importance_drift_detected{{{MODEL}}})",
+            kind="stat",
+            legend="{{model_name}}",
+            description="1 when a feature's share of the importance moved by at least "
+            "importance.min_share_change against the reference.",
+        ),
+        Panel(
+            "Top 5 features, change of share over the last hour",
             f"topk(5, abs(max by (feature_name) (delta(model_feature_importance{{{MODEL}}}[1h]))))",
+            unit="percentunit",
             legend="{{feature_name}}",
         ),
         Panel(
-            "Feature importance shifts",
+            "History: importance share per feature (window vs reference)",
+            "SELECT window_start AS time, feature || ' v' || model_version AS metric,"
+            " share AS value FROM feature_importance"
+            f" WHERE $__timeFilter(window_start) AND {VERSION_FILTER}"
+            " UNION ALL SELECT window_start, feature || ' v' || model_version || ' reference',"
+            " reference_share FROM feature_importance"
+            f" WHERE $__timeFilter(window_start) AND {VERSION_FILTER} AND changed"
+            " ORDER BY 1",
+            unit="percentunit",
+            datasource="postgres",
+            description="From PostgreSQL (table feature_importance); the reference share is "
+            "drawn for the features that changed.",
+        ),
+        Panel(
+            "History: rank per feature",
+            "SELECT window_start AS time, feature || ' v' || model_version AS metric,"
+            " rank AS value FROM feature_importance"
+            f" WHERE $__timeFilter(window_start) AND {VERSION_FILTER} ORDER BY 1",
+            datasource="postgres",
+            description="1 = most important.",
+        ),
+        Panel(
+            "Importance drift events",
             "SELECT event_time AS time, model_version AS version, feature, severity, test,"
-            " statistic, evidence::text AS evidence FROM drift_events"
+            " statistic, evidence->>'summary' AS summary FROM drift_events"
             f" WHERE $__timeFilter(event_time) AND {VERSION_FILTER}"
-            " AND type = 'feature_importance_shift' ORDER BY event_time DESC LIMIT 200",
+            " AND type = 'importance_drift' ORDER BY event_time DESC LIMIT 200",
             kind="table",
             datasource="postgres",
             width=24,
@@ -318,9 +352,9 @@ FEATURE_IMPORTANCE = Dashboard(
 
 DASHBOARDS = (OPERATIONS, MODEL_PERFORMANCE, DRIFT_DETECTION, FEATURE_IMPORTANCE)
 
-# The Prometheus panels that must show data once a worker has run (the feature-importance
-# metric is not exported yet; its queries are only checked to be valid PromQL).
-NO_DATA_YET = frozenset({FEATURE_IMPORTANCE.uid})
+# Boards whose Prometheus panels may stay empty after a worker has run (none: the
+# feature-importance board shows data once predictions carry attributions).
+NO_DATA_YET: frozenset[str] = frozenset()
 
 MODEL_VARIABLE_QUERY = "label_values(model_predictions_total, model_name)"
 VERSION_VARIABLE_QUERY = (

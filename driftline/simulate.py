@@ -54,6 +54,9 @@ _CATEGORIES = {
     "channel": (["web", "app", "pos"], [0.4, 0.35, 0.25]),
     "card_type": (["debit", "credit", "prepaid"], [0.55, 0.4, 0.05]),
 }
+_COEFFICIENTS = np.array([1.2, 0, 0, 0, 0, 0, 0, 0.8, 0.6, 0])
+"""The model's logit weights on NUMERIC_FEATURES (amount, device_risk, merchant_risk), as in
+`logit` below: the attributions' coefficients."""
 DEFAULT_START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 
 DriftKind = Literal["abrupt", "gradual", "recurring", "concept", "latency", "errors", "missing"]
@@ -126,11 +129,15 @@ def simulate(
     model: str = "fraud",
     model_version: str = "1",
     id_prefix: str = "p",
+    attributions: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Records `first_index .. first_index + n` of a stream, and their labels (same order).
 
     Record i has event time `start_time + i / rate_per_second`; blocks generated separately
     with consecutive `first_index` give the same stream as one call (the seed is per block).
+    With `attributions`, each record carries the exact SHAP values of the model's logit (a
+    linear model of independent standard features: coefficient x value) for every numeric
+    feature, 0 for those the model does not use.
     """
     rng = np.random.default_rng([seed, first_index])
     index = np.arange(first_index, first_index + n)
@@ -166,6 +173,7 @@ def simulate(
     }
     times = start_time + rel
     numeric_rows = np.round(numeric, 6).tolist()
+    shap_rows = np.round(numeric * _COEFFICIENTS, 6).tolist() if attributions else None
     for column, mask in nulls.items():
         for i in np.flatnonzero(mask).tolist():
             numeric_rows[i][column] = None
@@ -185,6 +193,8 @@ def simulate(
             "score": round(float(score[i]), 6),
             "latency_ms": round(float(latency_ms[i]), 3),
         }
+        if shap_rows is not None:
+            record["attributions"] = dict(zip(NUMERIC_FEATURES, shap_rows[i], strict=True))
         if failed[i]:
             record["error"] = "http_5xx" if i % 2 else "timeout"
         records.append(record)

@@ -404,6 +404,7 @@ def reference_from_table(
     exclude: Sequence[str] = (),
     bins: int = 20,
     feature_types: Mapping[str, Any] | None = None,
+    attribution_prefix: str | None = None,
 ) -> tuple[Any, list[str]]:
     """The reference profile of a training table, and warnings for the user.
 
@@ -441,6 +442,18 @@ def reference_from_table(
                 f"--feature-type {name}: {name!r} is not a feature (it is given as {roles[name]})"
             )
     special = {prediction_column, score_column, label_column, *exclude}
+    attributions: dict[str, Any] = {}
+    if attribution_prefix:  # e.g. shap_amount: the attribution of feature amount
+        for column in table.names:
+            feature = column[len(attribution_prefix) :]
+            if column.startswith(attribution_prefix) and feature and column not in special:
+                attributions[feature] = _attribution(table, column)
+        if not attributions:
+            raise TableError(
+                f"--attribution-prefix {attribution_prefix!r}: no column starts with it "
+                f"(columns: {', '.join(table.names)})"
+            )
+        special |= {f"{attribution_prefix}{f}" for f in attributions}
     names = [n for n in table.names if n not in special]
     if not names:
         raise TableError(
@@ -495,7 +508,13 @@ def reference_from_table(
         labels=labels,
         bins=bins,
         feature_types=feature_types,
+        attributions=attributions or None,
     )
+    unknown = sorted(set(attributions) - set(names))
+    if unknown:
+        warnings.append(
+            f"attribution columns for features that are not columns: {', '.join(unknown[:5])}"
+        )
     return profile, warnings
 
 
@@ -558,6 +577,18 @@ def _one_class_warning(score: NDArray[np.float64], threshold: float) -> list[str
         f"{side} --threshold {threshold:g} (scores {present.min():.3g} .. {present.max():.3g}): "
         "the baseline predicts one class only; pass the model's real threshold"
     ]
+
+
+def _attribution(table: Table, column: str) -> NDArray[np.float64]:
+    """An attribution column as floats; a cell that is not a number is an error (row named)."""
+    values = table.columns[column]
+    floats = _floats(values)
+    if floats is None:
+        row, bad = next((i, v) for i, v in enumerate(values) if v is not None and _float(v) is None)
+        raise TableError(
+            f"--attribution-prefix: column {column!r} row {row + 2} holds {bad!r}, not a number"
+        )
+    return floats
 
 
 def _class_kind(values: Any) -> tuple[set[str], list[str]]:

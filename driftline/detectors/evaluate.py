@@ -59,6 +59,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from driftline.detectors.importance import ImportanceEvaluation, window_importance
 from driftline.detectors.multiple_testing import adjust_p_values
 from driftline.detectors.output import OutputEvaluation, evaluate_output
 from driftline.detectors.profile import ReferenceProfile
@@ -145,6 +146,7 @@ class WindowEvaluation:
     summary: WindowSummary
     output: OutputEvaluation | None = None
     data_quality: DataQualityEvaluation | None = None
+    importance: ImportanceEvaluation | None = None  # feature-importance drift (importance.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -163,6 +165,7 @@ class WindowEvaluation:
             "summary": self.summary.to_dict(),
             "output": None if self.output is None else self.output.to_dict(),
             "data_quality": None if self.data_quality is None else self.data_quality.to_dict(),
+            "importance": None if self.importance is None else self.importance.to_dict(),
         }
 
 
@@ -289,6 +292,8 @@ def evaluate_window(
         summary=summary,
         output=output,
         data_quality=quality,
+        # its own verdict and event (importance_drift), not one of the window's drift reasons
+        importance=window_importance(profile, sketch, thresholds.importance),
     )
 
 

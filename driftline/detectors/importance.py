@@ -16,20 +16,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import spearmanr
 
+if TYPE_CHECKING:
+    from driftline.detectors.profile import ReferenceProfile
+    from driftline.detectors.sketch import WindowSketch
+
 __all__ = [
+    "IMPORTANCE_SOURCES",
     "AttributionSums",
+    "FeatureImportanceChange",
     "FeatureRankChange",
+    "ImportanceConfigError",
+    "ImportanceEvaluation",
     "ImportanceShift",
+    "ImportanceThresholds",
     "compare_importance",
+    "importance_drift",
+    "importance_shares",
+    "importance_thresholds_from_dict",
     "mutual_information",
     "mutual_information_importance",
+    "proxy_importance",
+    "reference_importance",
+    "window_importance",
 ]
 
 
@@ -111,6 +126,7 @@ def mutual_information(
     n_bins: int = 10,
     feature_categorical: bool = False,
     target_categorical: bool = False,
+    miller_madow: bool = False,
 ) -> float:
     """Plug-in mutual information (nats) between a feature and the prediction.
 
@@ -119,7 +135,9 @@ def mutual_information(
     their empirical quantiles into ``n_bins`` bins; others are used as categories.  Missing
     values (NaN/None) drop the record.  The plug-in estimate is biased upward by about
     ``(A-1)(B-1) / 2n`` nats (Miller-Madow): compare importances computed on samples of the
-    same size.
+    same size, or subtract it (``miller_madow=True``, ``A``, ``B`` the occupied bins; the
+    result is clipped at 0), which the importance proxy does so that a 2,000-row window
+    compares with a larger reference sample.
 
     >>> round(mutual_information([0, 0, 1, 1], [0, 0, 1, 1]), 4)  # = log 2
     0.6931
@@ -143,6 +161,9 @@ def mutual_information(
     pb = pj.sum(axis=0, keepdims=True)
     nz = pj > 0
     mi = float(np.sum(pj[nz] * np.log(pj[nz] / (pa @ pb)[nz])))
+    if miller_madow:
+        occupied_a, occupied_b = int((pa > 0).sum()), int((pb > 0).sum())
+        mi -= (occupied_a - 1) * (occupied_b - 1) / (2.0 * f.size)
     return max(mi, 0.0)
 
 
@@ -167,6 +188,7 @@ def mutual_information_importance(
     n_bins: int = 10,
     sample_size: int | None = 5000,
     seed: int = 0,
+    miller_madow: bool = False,
 ) -> dict[str, float]:
     """Model-agnostic importance: MI between each feature and the prediction.
 
@@ -199,6 +221,7 @@ def mutual_information_importance(
             n_bins=n_bins,
             feature_categorical=name in categorical,
             target_categorical=prediction_categorical,
+            miller_madow=miller_madow,
         )
     return out
 
@@ -283,3 +306,436 @@ def compare_importance(
         for f in sorted(names, key=lambda f: cur_rank[f])
     )
     return ImportanceShift(rho, ref_top, cur_top, top_changed, shifted, changes)
+
+
+# -- importance drift in the worker ---------------------------------------------------------
+
+ImportanceSource = Literal["attributions", "label_mi", "prediction_mi"]
+IMPORTANCE_SOURCES: tuple[ImportanceSource, ...] = ("attributions", "label_mi", "prediction_mi")
+"""What a reference profile's importances were computed from: mean |attribution| per feature,
+mutual information of each feature with the label, or with the model's prediction."""
+
+PROXY_SAMPLE_SIZE = 10_000
+"""Rows of the reference behind its mutual-information importances. Both sides are
+bias-corrected (Miller-Madow), so a window's 2,000-row reservoir compares with them; more rows
+make the reference's own noise small next to a window's."""
+MAX_LISTED_MISSING = 20
+
+
+class ImportanceConfigError(ValueError):
+    """Invalid ``importance`` thresholds; the message starts with the offending key path."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportanceThresholds:
+    """Thresholds of feature-importance drift (``importance:`` in a model's thresholds).
+
+    ``min_share_change`` (0.05)
+        absolute change of a feature's share of the total importance (mean |attribution|) that
+        makes it *changed*; the window has importance drift when any feature changed (severity
+        critical from twice this change).
+    ``min_share_change_proxy`` (0.2)
+        the same for mutual-information importances (no attributions): those of a 2,000-row
+        sample are much noisier; measured on a stationary stream, their shares moved by up to
+        0.17 by chance, and by 0.25 or more after a swap of the two most important features
+        (``benchmarks/bench_importance.py``).
+    ``top_k`` (3)
+        size of the top-k sets reported with the verdict.
+    ``min_records`` (500, as ``min_samples``)
+        records behind the window's importances below which it is not judged.
+    ``max_features`` (30)
+        features per model version exported to Prometheus and stored per window (the changed
+        ones first, then by importance): bounds the label cardinality of
+        ``model_feature_importance`` with thousands of features.
+    ``enabled`` (true)
+    """
+
+    enabled: bool = True
+    min_share_change: float = 0.05
+    min_share_change_proxy: float = 0.2
+    top_k: int = 3
+    min_records: int = 500
+    max_features: int = 30
+
+
+_THRESHOLD_KEYS = (
+    "enabled",
+    "min_share_change",
+    "min_share_change_proxy",
+    "top_k",
+    "min_records",
+    "max_features",
+)
+
+
+def importance_thresholds_from_dict(
+    path: str, raw: Any, base: ImportanceThresholds | None = None
+) -> ImportanceThresholds:
+    """Validate the ``importance`` mapping found at ``path`` over ``base`` (pure).
+
+    >>> importance_thresholds_from_dict("x.importance", {"min_share_change": 0.1}).min_share_change
+    0.1
+    >>> importance_thresholds_from_dict("x.importance", {"top": 2})
+    Traceback (most recent call last):
+    ...
+    driftline.detectors.importance.ImportanceConfigError: x.importance.top: unknown key (allowed: enabled, min_share_change, min_share_change_proxy, top_k, min_records, max_features)
+    """
+    base = base or ImportanceThresholds()
+    if raw is None:
+        return base
+    if not isinstance(raw, Mapping):
+        raise ImportanceConfigError(f"{path}: expected a mapping, got {raw!r}")
+    changes: dict[str, Any] = {}
+    for key, value in raw.items():
+        where = f"{path}.{key}"
+        if key == "enabled":
+            if not isinstance(value, bool):
+                raise ImportanceConfigError(f"{where}: expected true or false, got {value!r}")
+            changes[key] = value
+        elif key in ("min_share_change", "min_share_change_proxy"):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0.0 < value <= 1.0
+            ):
+                raise ImportanceConfigError(f"{where}: expected a number in (0, 1], got {value!r}")
+            changes[key] = float(value)
+        elif key in ("top_k", "min_records", "max_features"):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ImportanceConfigError(f"{where}: expected an integer >= 1, got {value!r}")
+            changes[key] = value
+        else:
+            raise ImportanceConfigError(
+                f"{where}: unknown key (allowed: {', '.join(_THRESHOLD_KEYS)})"
+            )
+    return replace(base, **changes)
+
+
+def importance_shares(importance: Mapping[str, float | None]) -> dict[str, float]:
+    """Each feature's share of the total importance; None, NaN and infinite values are left
+    out, negative ones count as 0. All shares are 0 when the total is 0.
+
+    >>> importance_shares({"a": 3.0, "b": 1.0, "c": None, "d": 0.0})
+    {'a': 0.75, 'b': 0.25, 'd': 0.0}
+    >>> importance_shares({"a": 0.0})
+    {'a': 0.0}
+    """
+    values = {
+        f: max(float(v), 0.0) for f, v in importance.items() if v is not None and math.isfinite(v)
+    }
+    total = math.fsum(values.values())
+    if total <= 0.0:
+        return dict.fromkeys(values, 0.0)
+    return {f: v / total for f, v in values.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureImportanceChange:
+    """One feature's importance, share and rank (1 = most important) in reference and window."""
+
+    feature: str
+    importance: float
+    reference_importance: float
+    share: float
+    reference_share: float
+    rank: int
+    reference_rank: int
+    changed: bool
+
+    @property
+    def share_change(self) -> float:
+        return self.share - self.reference_share
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "importance": self.importance,
+            "reference_importance": self.reference_importance,
+            "share": self.share,
+            "reference_share": self.reference_share,
+            "share_change": self.share_change,
+            "rank": self.rank,
+            "reference_rank": self.reference_rank,
+            "changed": self.changed,
+        }
+
+
+ImportanceStatus = Literal["evaluated", "insufficient_samples", "no_importance"]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportanceEvaluation:
+    """Verdict of :func:`importance_drift` on one window (JSON with :meth:`to_dict`)."""
+
+    source: ImportanceSource
+    status: ImportanceStatus
+    drifted: bool
+    n: int
+    """Records behind the window's importances."""
+    changed_features: list[str]
+    """Features whose share moved by >= ``min_share_change``, largest move first."""
+    max_share_change: float
+    min_share_change: float
+    spearman: float | None
+    reference_top_k: tuple[str, ...]
+    current_top_k: tuple[str, ...]
+    n_features: int
+    """Features known on both sides (the shares are over these)."""
+    features: tuple[FeatureImportanceChange, ...]
+    """At most ``max_features``: the changed ones, then by importance, in current rank order."""
+    missing_features: tuple[str, ...] = ()
+    """Reference features without importance in the window (at most 20 named)."""
+    n_missing: int = 0
+
+    @property
+    def severity(self) -> Literal["warning", "critical"]:
+        return "critical" if self.max_share_change >= 2 * self.min_share_change else "warning"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "status": self.status,
+            "drifted": self.drifted,
+            "severity": self.severity if self.drifted else None,
+            "n": self.n,
+            "changed_features": list(self.changed_features),
+            "max_share_change": self.max_share_change,
+            "min_share_change": self.min_share_change,
+            "spearman": self.spearman,
+            "reference_top_k": list(self.reference_top_k),
+            "current_top_k": list(self.current_top_k),
+            "n_features": self.n_features,
+            "features": [f.to_dict() for f in self.features],
+            "missing_features": list(self.missing_features),
+            "n_missing": self.n_missing,
+        }
+
+
+def _valid(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def importance_drift(
+    reference: Mapping[str, float | None],
+    current: Mapping[str, float | None],
+    *,
+    n: int,
+    source: ImportanceSource = "attributions",
+    thresholds: ImportanceThresholds | None = None,
+) -> ImportanceEvaluation:
+    """Compare a window's per-feature importances with the reference's (pure, see the module
+    docstring for the rule). Only features with a finite importance on both sides count;
+    shares are over those.
+
+    >>> ref = {"amount": 0.40, "age": 0.30, "hour": 0.20, "noise": 0.10}
+    >>> swapped = {"amount": 0.30, "age": 0.40, "hour": 0.20, "noise": 0.10}
+    >>> result = importance_drift(ref, swapped, n=1_000)
+    >>> result.drifted, result.changed_features, result.current_top_k
+    (True, ['age', 'amount'], ('age', 'amount', 'hour'))
+    >>> importance_drift(ref, {k: 2 * v for k, v in ref.items()}, n=1_000).drifted
+    False
+    >>> importance_drift(ref, swapped, n=10).status
+    'insufficient_samples'
+    """
+    thresholds = thresholds or ImportanceThresholds()
+    known_ref = {f for f, v in reference.items() if _valid(v)}
+    names = sorted(f for f in known_ref if _valid(current.get(f)))
+    missing = sorted(known_ref.difference(names))
+    ref_values = {f: max(float(reference[f] or 0.0), 0.0) for f in names}
+    cur_values = {f: max(float(current[f] or 0.0), 0.0) for f in names}
+    ref_shares, cur_shares = importance_shares(ref_values), importance_shares(cur_values)
+    status: ImportanceStatus = "evaluated"
+    if n < thresholds.min_records:
+        status = "insufficient_samples"
+    elif not any(ref_shares.values()) or not any(cur_shares.values()):
+        status = "no_importance"
+    shift = compare_importance(ref_values, cur_values, top_k=thresholds.top_k)
+    ref_rank = {c.feature: c.reference_rank for c in shift.features}
+    cur_rank = {c.feature: c.current_rank for c in shift.features}
+    change = {f: cur_shares[f] - ref_shares[f] for f in names}
+    judged = status == "evaluated"
+    minimum = (
+        thresholds.min_share_change
+        if source == "attributions"
+        else thresholds.min_share_change_proxy
+    )
+    # a share is a ratio of sums: compare with a hair of tolerance for float rounding
+    limit = minimum - 1e-12
+    changed = (
+        sorted((f for f in names if abs(change[f]) >= limit), key=lambda f: (-abs(change[f]), f))
+        if judged
+        else []
+    )
+    kept = set(changed[: thresholds.max_features])
+    for f in sorted(names, key=lambda f: (-max(ref_shares[f], cur_shares[f]), f)):
+        if len(kept) >= thresholds.max_features:
+            break
+        kept.add(f)
+    features = tuple(
+        FeatureImportanceChange(
+            feature=f,
+            importance=cur_values[f],
+            reference_importance=ref_values[f],
+            share=cur_shares[f],
+            reference_share=ref_shares[f],
+            rank=cur_rank[f],
+            reference_rank=ref_rank[f],
+            changed=f in changed,
+        )
+        for f in sorted(kept, key=lambda f: cur_rank[f])
+    )
+    return ImportanceEvaluation(
+        source=source,
+        status=status,
+        drifted=bool(changed),
+        n=int(n),
+        changed_features=changed,
+        max_share_change=max((abs(v) for v in change.values()), default=0.0),
+        min_share_change=minimum,
+        spearman=shift.spearman,
+        reference_top_k=shift.reference_top_k,
+        current_top_k=shift.current_top_k,
+        n_features=len(names),
+        features=features,
+        missing_features=tuple(missing[:MAX_LISTED_MISSING]),
+        n_missing=len(missing),
+    )
+
+
+def proxy_importance(
+    rows: ArrayLike,
+    columns: Sequence[str],
+    target: ArrayLike,
+    *,
+    target_categorical: bool = True,
+    n_bins: int = 10,
+) -> dict[str, float]:
+    """Mutual information of each column of ``rows`` (a window's numeric sample) with
+    ``target`` (the label, or the prediction when labels lag), one value per column.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(2000, 2))
+    >>> imp = proxy_importance(x, ["signal", "noise"], (x[:, 0] > 0).astype(int))
+    >>> imp["signal"] > 0.5 > imp["noise"]
+    True
+    """
+    matrix = np.asarray(rows, dtype=np.float64)
+    if matrix.ndim != 2 or matrix.shape[1] != len(columns):
+        raise ValueError(f"rows: expected shape (n, {len(columns)}), got {matrix.shape}")
+    return mutual_information_importance(
+        {name: matrix[:, j] for j, name in enumerate(columns)},
+        target,
+        prediction_categorical=target_categorical,
+        n_bins=n_bins,
+        sample_size=None,
+        miller_madow=True,
+    )
+
+
+def reference_importance(
+    features: Mapping[str, ArrayLike],
+    *,
+    categorical: Collection[str] = (),
+    attributions: Mapping[str, ArrayLike] | None = None,
+    labels: ArrayLike | None = None,
+    prediction: ArrayLike | None = None,
+    target_categorical: bool = True,
+    sample_size: int = PROXY_SAMPLE_SIZE,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """A reference profile's importances per source (:data:`IMPORTANCE_SOURCES`): mean
+    |attribution| per feature when attributions are given, and the mutual information of each
+    feature with the label and with the prediction when those are given (on a seeded sample of
+    ``sample_size`` rows, bias-corrected). Sources without data are absent.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = {"a": rng.normal(size=3000), "b": rng.normal(size=3000)}
+    >>> y = (x["a"] > 0).astype(int)
+    >>> imp = reference_importance(x, labels=y, attributions={"a": x["a"], "b": 0.1 * x["b"]})
+    >>> sorted(imp), imp["label_mi"]["a"] > imp["label_mi"]["b"]
+    (['attributions', 'label_mi'], True)
+    """
+    out: dict[str, dict[str, float]] = {}
+    if attributions:
+        means = {}
+        for name, column in attributions.items():
+            values = np.abs(np.asarray(column, dtype=np.float64).ravel())
+            values = values[np.isfinite(values)]
+            if values.size:
+                means[str(name)] = float(values.mean())
+        if means:
+            out["attributions"] = means
+    for source, target in (("label_mi", labels), ("prediction_mi", prediction)):
+        if target is None or not features:
+            continue
+        t = np.asarray(target, dtype=object).ravel()
+        present = ~_missing(t)
+        if not present.any():
+            continue
+        rows = np.flatnonzero(present)
+        if rows.size > sample_size:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, sample_size, replace=False))
+        t = t[rows]
+        t = t.astype(str) if target_categorical else t.astype(np.float64)
+        columns = {k: _finite_or_nan(np.asarray(v).ravel()[rows]) for k, v in features.items()}
+        out[source] = mutual_information_importance(
+            columns,
+            t,
+            categorical=categorical,
+            prediction_categorical=target_categorical,
+            sample_size=None,
+            miller_madow=True,
+        )
+    return out
+
+
+def _finite_or_nan(values: NDArray[Any]) -> NDArray[Any]:
+    """+/-inf (how the core marks an invalid number) as missing."""
+    if values.dtype.kind != "f":
+        return values
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def window_importance(
+    profile: ReferenceProfile, sketch: WindowSketch, thresholds: ImportanceThresholds
+) -> ImportanceEvaluation | None:
+    """The importance verdict of one window, or None when it cannot be judged.
+
+    With attributions in the window (``sketch.mean_abs_attribution()``) and reference
+    attributions in the profile: mean |attribution| per feature. Without attributions: the
+    mutual information of each sampled numeric feature with the prediction, if the sketch keeps
+    the prediction of its reservoir rows (``reservoir_predictions``, aligned with
+    ``reservoir_rows``) and the profile has ``prediction_mi`` importances; sketches do not keep
+    it yet, so windows without attributions are not judged (see docs/DRIFT_DETECTION.md).
+    """
+    if not thresholds.enabled:
+        return None
+    reference = profile.importance
+    current = sketch.mean_abs_attribution()
+    if current and "attributions" in reference:
+        n = max(sketch.attribution_n.values(), default=0)
+        return importance_drift(
+            reference["attributions"], current, n=n, source="attributions", thresholds=thresholds
+        )
+    predictions = getattr(sketch, "reservoir_predictions", None)
+    rows = sketch.reservoir_rows
+    if predictions is None or "prediction_mi" not in reference or len(predictions) != len(rows):
+        return None
+    target = np.asarray(predictions, dtype=object)
+    known = ~_missing(target)
+    if not known.any():
+        return None
+    categorical = profile.prediction_values is None  # regression models: values
+    target = target[known].astype(str) if categorical else target[known].astype(np.float64)
+    window = proxy_importance(
+        rows[known], sketch.reservoir_columns, target, target_categorical=categorical
+    )
+    return importance_drift(
+        reference["prediction_mi"],
+        window,
+        n=int(known.sum()),
+        source="prediction_mi",
+        thresholds=thresholds,
+    )

@@ -13,7 +13,11 @@ version and then compared with every window (:mod:`driftline.detectors.evaluate`
   for the exact KS, Wasserstein, MMD and PCA tests;
 * predicted-class counts, a score histogram (50 equal bins over [0, 1]) and, when labels
   are given, baseline performance (accuracy, positive rate);
-* the PCA reconstruction model fitted once on the sample.
+* the PCA reconstruction model fitted once on the sample;
+* reference feature importances per source (``importance``, :mod:`driftline.detectors.importance`):
+  mean |attribution| per feature when the training records carry attributions (e.g. SHAP
+  values), and the mutual information of each feature with the label and with the prediction
+  (on a 10,000-row sample, bias-corrected) when those are given.
 
 Bins, for a numeric feature with reference minimum ``low`` and maximum ``high``::
 
@@ -322,6 +326,9 @@ class ReferenceProfile:
     """Per class: histogram of the class's probability on the 50 score bins (multiclass)."""
     prediction_values: NumericProfile | None = None
     """Regression models: the predicted value's distribution on quantile bins."""
+    importance: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Reference importances per source (``attributions``, ``label_mi``, ``prediction_mi``):
+    feature -> importance; absent sources had no data (not part of the fingerprint)."""
     bins: int = 20
     max_categories: int = 50
     seed: int = 0
@@ -344,12 +351,15 @@ class ReferenceProfile:
         task: Task | None = None,
         feature_types: Mapping[str, FeatureType] | None = None,
         vocabulary_size: int = 10_000,
+        importance: bool = True,
     ) -> ReferenceProfile:
         """Profile of a :class:`RecordBatch` (its schema decides the feature types).
 
         ``task`` is ``"classification"`` or ``"regression"``; by default a model whose
         predictions are all numbers with more than ``MAX_CLASSES`` distinct values is a
         regression model: its predicted values are profiled like a numeric feature.
+        ``importance=False`` skips the reference importances (mutual information costs about
+        1 ms per feature and source).
         """
         if bins < 1 or max_categories < 1 or sample_size < 1:
             raise ValueError("bins, max_categories and sample_size must be >= 1")
@@ -415,6 +425,8 @@ class ReferenceProfile:
             max_categories=max_categories,
             seed=seed,
         )
+        if importance:
+            profile.importance = _reference_importance(batch, labels, task, seed)
         if fit_pca:
             profile.pca = _fit_pca(profile)
         return profile
@@ -431,10 +443,12 @@ class ReferenceProfile:
         labels: ArrayLike | None = None,
         feature_types: Mapping[str, FeatureType] | None = None,
         probabilities: Mapping[str, ArrayLike] | None = None,
+        attributions: Mapping[str, ArrayLike] | None = None,
         **options: Any,
     ) -> ReferenceProfile:
         """Profile of feature columns given as arrays (or lists) of equal length;
-        ``probabilities`` maps each class to its probability column (multiclass models)."""
+        ``probabilities`` maps each class to its probability column (multiclass models);
+        ``attributions`` maps features to their attribution columns (e.g. SHAP values)."""
         arrays = {k: np.asarray(v) for k, v in columns.items()}
         lengths = {len(v) for v in arrays.values()}
         if len(lengths) > 1:
@@ -460,6 +474,9 @@ class ReferenceProfile:
             probabilities=None
             if not probabilities
             else {str(k): np.asarray(v, dtype=np.float64) for k, v in probabilities.items()},
+            attributions=None
+            if not attributions
+            else {str(k): _as_float(np.asarray(v)) for k, v in attributions.items()},
         )
         return cls.from_batch(
             batch,
@@ -593,6 +610,7 @@ class ReferenceProfile:
             "prediction_values": None
             if self.prediction_values is None
             else self.prediction_values.to_dict(),
+            "importance": {k: dict(v) for k, v in self.importance.items()},
             "bins": self.bins,
             "max_categories": self.max_categories,
             "seed": self.seed,
@@ -637,6 +655,10 @@ class ReferenceProfile:
                 prediction_values=None
                 if d.get("prediction_values") is None
                 else NumericProfile.from_dict(d["prediction_values"]),
+                importance={
+                    str(source): {str(f): float(v) for f, v in values.items()}
+                    for source, values in (d.get("importance") or {}).items()
+                },
                 bins=int(d.get("bins", 20)),
                 max_categories=int(d.get("max_categories", 50)),
                 seed=int(d.get("seed", 0)),
@@ -804,6 +826,29 @@ def class_value(value: Any) -> Any:
             return {"true": 1, "false": 0}.get(key, value)
         return int(number) if number.is_integer() else value
     return value
+
+
+def _reference_importance(
+    batch: RecordBatch, labels: ArrayLike | None, task: Task, seed: int
+) -> dict[str, dict[str, float]]:
+    """Importances per source of the reference records (see :mod:`~driftline.detectors.importance`)."""
+    from driftline.detectors.importance import reference_importance
+
+    classification = task == "classification"
+    prediction: NDArray[Any] = batch.prediction
+    if not classification:
+        prediction = prediction_as_float(batch.prediction)
+    elif labels is not None:
+        labels = np.asarray([class_value(v) for v in np.asarray(labels, dtype=object)], object)
+    return reference_importance(
+        {**batch.numeric, **batch.categorical},
+        categorical=set(batch.categorical),
+        attributions=batch.attributions,
+        labels=labels,
+        prediction=prediction,
+        target_categorical=classification,
+        seed=seed,
+    )
 
 
 def _fit_pca(profile: ReferenceProfile) -> dict[str, Any] | None:

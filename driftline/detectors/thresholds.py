@@ -63,6 +63,9 @@ Keys (defaults in brackets, where they come from in parentheses):
 * per feature only: ``critical`` [false] (the model drifts whenever this feature drifts),
   ``min_effect`` (overrides the numeric/categorical minimum effect), and the test keys above
   that apply to one feature (registered for numeric or categorical features).
+* ``importance``: feature-importance drift, a mapping whose keys (``min_share_change``,
+  ``min_share_change_proxy``, ``top_k``, ``min_records``, ``max_features``, ``enabled``) are
+  validated by :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
 
 >>> t = thresholds_from_dict({"drift_thresholds": {
 ...     "defaults": {"min_samples": 1000},
@@ -87,6 +90,11 @@ from typing import Any, Literal
 
 import yaml
 
+from driftline.detectors.importance import (
+    ImportanceConfigError,
+    ImportanceThresholds,
+    importance_thresholds_from_dict,
+)
 from driftline.detectors.stats.registry import REGISTRY, names
 
 __all__ = [
@@ -153,6 +161,7 @@ class ModelThresholds:
     max_out_of_range: float = 0.01
     min_new_category_share: float = 0.02
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
+    importance: ImportanceThresholds = field(default_factory=ImportanceThresholds)
 
     def feature(self, name: str) -> FeatureThresholds:
         """Thresholds of one feature (the model's, with the feature's overrides)."""
@@ -270,6 +279,7 @@ _MODEL_KEYS = (
     "max_type_error_rate",
     "max_out_of_range",
     "min_new_category_share",
+    "importance",
 )
 SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
@@ -333,6 +343,11 @@ def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) 
             if not isinstance(value, bool):
                 raise _fail(p, "true or false", value)
             changes[key] = value
+        elif key == "importance":  # parsed by the importance module, which owns its keys
+            try:
+                changes[key] = importance_thresholds_from_dict(p, value, base.importance)
+            except ImportanceConfigError as exc:
+                raise ThresholdsError(str(exc)) from None
         elif key == "features" and allow_features:
             feats = _mapping(p, value)
             changes[key] = {name: _feature(f"{p}.{name}", f) for name, f in feats.items()}
@@ -346,8 +361,8 @@ def thresholds_from_dict(data: Any) -> DriftThresholds:
     """Validate a parsed configuration (``{"drift_thresholds": {...}}``); pure function."""
     root = _mapping("<root>", data)
     for key in root:
-        if key != "drift_thresholds":
-            raise ThresholdsError(f"{key}: unknown key (allowed: drift_thresholds)")
+        if key not in ("drift_thresholds", "concept_drift"):  # concept_drift: detectors/concept.py
+            raise ThresholdsError(f"{key}: unknown key (allowed: drift_thresholds, concept_drift)")
     body = _mapping("drift_thresholds", root.get("drift_thresholds"))
     for key in body:
         if key not in ("defaults", "models"):

@@ -32,7 +32,9 @@ __all__ = [
     "ERRORS",
     "ESTIMATED_ACCURACY",
     "F1",
+    "FEATURE_IMPORTANCE",
     "FEATURE_MISSING_RATIO",
+    "IMPORTANCE_DRIFT_DETECTED",
     "LABELS_PROCESSED",
     "LABEL_COVERAGE",
     "LABEL_JOIN",
@@ -56,6 +58,7 @@ __all__ = [
     "SINK_STATE",
     "SINK_WRITE_FAILURES",
     "WINDOWS_CLOSED",
+    "export_importance",
     "export_output",
     "export_performance",
     "export_predictions",
@@ -218,6 +221,7 @@ def export_window(evaluation: dict[str, Any], estimated_accuracy: float | None) 
         )
     export_output(model, evaluation.get("output"))
     export_quality(model, evaluation.get("data_quality"))
+    export_importance(model, evaluation.get("importance"))
     if estimated_accuracy is not None:
         ESTIMATED_ACCURACY.labels(model).set(estimated_accuracy)
 
@@ -453,3 +457,45 @@ CHECKPOINTS_DROPPED = Counter(
     ["stage"],
     registry=REGISTRY,
 )
+CONCEPT_OUTCOMES_LATE = Counter(
+    "driftline_concept_outcomes_late",
+    "Joined predictions not fed to the concept-drift detectors because the model's ordered "
+    "stream had already passed them (a replay after a restart, or a label later than "
+    "windows.allowed_lateness_seconds allows).",
+    registry=REGISTRY,
+)
+
+
+# -- feature importance (detectors/importance.py) -------------------------------------------------
+
+FEATURE_IMPORTANCE = Gauge(
+    "model_feature_importance",
+    "Share of the model's total feature importance held by each feature in its last judged "
+    "window (mean |attribution|, or mutual information with the prediction without "
+    "attributions); at most `importance.max_features` features per model.",
+    ["model_name", "feature_name"],
+    registry=REGISTRY,
+)
+IMPORTANCE_DRIFT_DETECTED = Gauge(
+    "model_importance_drift_detected",
+    "1 when the feature importances of the model's last judged window moved (importance_drift).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+_importance_features: dict[str, set[str]] = {}
+
+
+def export_importance(model: str, importance: dict[str, Any] | None) -> None:
+    """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`): one series
+    per listed feature (bounded by the verdict's `max_features`); features no longer listed
+    are removed so the series of a model stay bounded over time."""
+    if importance is None or importance.get("status") != "evaluated":
+        return
+    shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
+    shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])
+    for name in _importance_features.get(model, set()) - set(shares):
+        FEATURE_IMPORTANCE.remove(model, name)
+    for name, share in shares.items():
+        FEATURE_IMPORTANCE.labels(model, name).set(share)
+    _importance_features[model] = set(shares)
+    IMPORTANCE_DRIFT_DETECTED.labels(model).set(1.0 if importance.get("drifted") else 0.0)

@@ -9,7 +9,8 @@ types; the writer (:mod:`driftline.sinks.store`) adapts them. The columns of eac
 declared in :data:`driftline.sinks.schema.TABLES`.
 
 One function per message shape: :func:`window_rows` (``type: window``: the ``window_metrics``
-row and the ``feature_drift`` rows), :func:`performance_rows`, :func:`event_rows`.
+row, the ``feature_drift`` rows and, when the window's importances were judged, the
+``feature_importance`` rows), :func:`performance_rows`, :func:`event_rows`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "MalformedMessageError",
     "Rows",
     "event_rows",
+    "importance_rows",
     "merge_rows",
     "performance_rows",
     "rows_from_message",
@@ -187,7 +189,63 @@ def window_rows(message: Mapping[str, Any]) -> Rows:
                 "tests": dict(tests),
             }
         )
-    return {"window_metrics": [window], "feature_drift": features}
+    rows: Rows = {"window_metrics": [window], "feature_drift": features}
+    importance = importance_rows(key, ev.get("importance"))
+    if importance:
+        rows["feature_importance"] = importance
+    return rows
+
+
+def importance_rows(key: Mapping[str, Any], raw: Any) -> list[dict[str, Any]]:
+    """``feature_importance`` rows of a window's importance verdict (``evaluation.importance``,
+    ``ImportanceEvaluation.to_dict()``): one per listed feature (at most ``max_features``),
+    none when the window was not judged.
+
+    >>> rows = importance_rows({"model": "m"}, {"source": "attributions", "status": "evaluated",
+    ...     "drifted": True, "n": 900, "features": [{"feature": "a", "importance": 0.4,
+    ...     "reference_importance": 0.3, "share": 0.6, "reference_share": 0.45,
+    ...     "share_change": 0.15, "rank": 1, "reference_rank": 1, "changed": True}]})
+    >>> rows[0]["feature"], rows[0]["share_change"], rows[0]["window_drifted"]
+    ('a', 0.15, True)
+    """
+    if raw is None:
+        return []
+    importance = _mapping(raw, "evaluation.importance")
+    if importance.get("status") != "evaluated":
+        return []
+    drifted = importance.get("drifted")
+    if not isinstance(drifted, bool):
+        raise MalformedMessageError("evaluation.importance.drifted: expected true or false")
+    source = _str(importance.get("source"), "evaluation.importance.source")
+    n = _opt_int(importance.get("n"), "evaluation.importance.n")
+    features = importance.get("features") or []
+    if not isinstance(features, list):
+        raise MalformedMessageError("evaluation.importance.features: expected a list")
+    out = []
+    for i, raw_feature in enumerate(features):
+        where = f"evaluation.importance.features[{i}]."
+        f = _mapping(raw_feature, where[:-1])
+        changed = f.get("changed")
+        if not isinstance(changed, bool):
+            raise MalformedMessageError(f"{where}changed: expected true or false")
+        out.append(
+            {
+                **key,
+                "feature": _str(f.get("feature"), f"{where}feature"),
+                "source": source,
+                **_fields(f, _opt_float, _IMPORTANCE_FLOATS, where),
+                **_fields(f, _opt_int, ("rank", "reference_rank"), where),
+                "changed": changed,
+                "window_drifted": drifted,
+                "n": n,
+            }
+        )
+    return out
+
+
+_IMPORTANCE_FLOATS = (
+    "importance", "reference_importance", "share", "reference_share", "share_change"
+)  # fmt: skip
 
 
 _SUMMARY_FLOATS = (

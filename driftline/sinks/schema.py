@@ -94,6 +94,17 @@ TABLES: dict[str, Table] = {
             "update",
             frozenset({"tests"}),
         ),
+        Table(  # 0005: feature-importance drift, one row per listed feature and window
+            "feature_importance",
+            (
+                "model", "model_version", "window_start", "window_end", "feature", "source",
+                "importance", "reference_importance", "share", "reference_share",
+                "share_change", "rank", "reference_rank", "changed", "window_drifted", "n",
+            ),
+            ("model", "model_version", "window_start", "feature"),
+            "window_start",
+            "update",
+        ),
         Table(
             "performance_windows",
             (

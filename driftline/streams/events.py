@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Literal
 
+import orjson
+
 from driftline.detectors.evaluate import WindowEvaluation
 from driftline.detectors.thresholds import ModelThresholds
 
@@ -17,6 +19,8 @@ __all__ = [
     "SCHEMA_VERSION",
     "EventType",
     "drift_event",
+    "importance_event",
+    "operational_event",
     "output_event",
     "quality_events",
     "service_events",
@@ -34,8 +38,10 @@ EventType = Literal[
     "error_rate",
     "latency",
     "feature_importance_shift",
+    "importance_drift",
     "output_drift",
     "data_quality",
+    "operational",
 ]
 Severity = Literal["warning", "critical"]
 
@@ -89,6 +95,35 @@ def drift_event(
     }
 
 
+def operational_event(
+    check: str, key: str, detail: dict[str, Any], detected_at: float, model: str = ""
+) -> dict[str, Any]:
+    """A finding about driftline itself, not about a model (type ``operational``; `model` is
+    the model concerned or empty, `model_version` empty), e.g. a checkpoint that could not be
+    restored. `key` identifies it (say the checkpoint key and a hash of its content): the same
+    finding after a restart has the same id.
+
+    >>> e = operational_event("checkpoint_dropped", "s1/3#ab", {"stage": "stage1"}, 10.0)
+    >>> e["type"], e["test"], e["model"], e["window_start"], e["evidence"]["stage"]
+    ('operational', 'checkpoint_dropped', '', None, 'stage1')
+    """
+    if check == "checkpoint_dropped":  # the same dropped checkpoint: the same id
+        saved = orjson.dumps(detail.pop("checkpoint", None), default=str)
+        key = f"{key}#{hashlib.sha256(saved).hexdigest()[:16]}"
+    return drift_event(
+        type="operational",
+        severity="warning",
+        model=model,
+        model_version="",
+        window_start=None,
+        window_end=None,
+        detected_at=detected_at,
+        test=check,
+        evidence=detail,
+        identity=key,
+    )
+
+
 def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str, Any]:
     """What every event of one window says about where it comes from."""
     return {
@@ -102,7 +137,8 @@ def _window_fields(evaluation: WindowEvaluation, detected_at: float) -> dict[str
 
 def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:
     """The events of one evaluated window: one per drifted feature, one for multivariate drift,
-    one ``output_drift`` when the model's outputs drifted, one ``data_quality`` per finding.
+    one ``output_drift`` when the model's outputs drifted, one ``importance_drift`` when its
+    feature importances moved, one ``data_quality`` per finding.
 
     Nothing when the model-level verdict is "no drift" (false-alarm control happens there),
     except ``data_quality`` events of new features, which are reported without a drift.
@@ -113,7 +149,47 @@ def window_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict
     output = output_event(evaluation, detected_at)
     if output is not None:
         events.append(output)
+    importance = importance_event(evaluation, detected_at)
+    if importance is not None:
+        events.append(importance)
     return events + quality_events(evaluation, detected_at)
+
+
+def importance_event(evaluation: WindowEvaluation, detected_at: float) -> dict[str, Any] | None:
+    """One ``importance_drift`` event when a window's feature importances moved
+    (``evaluation.importance``, detectors/importance.py): ``feature`` is the feature whose share
+    moved most, the evidence names every changed feature with its share and rank before and
+    after; critical when a share moved by twice ``min_share_change``."""
+    importance = evaluation.importance
+    if importance is None or not importance.drifted:
+        return None
+    moved = {f.feature: f for f in importance.features}
+    changed = [moved[name] for name in importance.changed_features if name in moved]
+    summary = "; ".join(
+        f"{f.feature} share {f.reference_share:.3f} -> {f.share:.3f}"
+        f" (rank {f.reference_rank} -> {f.rank})"
+        for f in changed
+    )
+    top = changed[0] if changed else None
+    return drift_event(
+        type="importance_drift",
+        severity=importance.severity,
+        feature=top.feature if top else None,
+        test=f"importance_share_{importance.source}",
+        statistic=importance.max_share_change,
+        threshold=importance.min_share_change,
+        evidence={
+            "summary": summary,
+            "source": importance.source,
+            "changed_features": list(importance.changed_features),
+            "features": [f.to_dict() for f in changed],
+            "spearman": importance.spearman,
+            "reference_top_k": list(importance.reference_top_k),
+            "current_top_k": list(importance.current_top_k),
+            "n": importance.n,
+        },
+        **_window_fields(evaluation, detected_at),
+    )
 
 
 def quality_events(evaluation: WindowEvaluation, detected_at: float) -> list[dict[str, Any]]:

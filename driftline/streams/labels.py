@@ -9,8 +9,9 @@ joined on the partition that saw its prediction. Per partition:
 - `orphans`: labels that arrived before their prediction was processed, bounded the same way;
 - per (model, version, window): a mergeable `PerformancePartial` (confusion counts and score
   histograms by true class, for AUC) of the joined predictions of that window;
-- per (model, version): the concept-drift detectors, fed the 0/1 error of each joined
-  prediction in join order.
+- the joined outcomes of the batch (id, order time, event time, label, prediction, score),
+  handed on to stage 2, where the concept-drift detectors of each model version see one
+  ordered stream whatever the number of partitions (`outcomes.py`).
 
 A performance partial exists for every data window the partition had (empty if no label came)
 and is handed on exactly once, when the partition's *label* watermark (latest label time seen)
@@ -32,11 +33,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from driftline.detectors.concept import ConceptDriftSuite, DriftRecord, SuiteMember
 from driftline.detectors.performance import ConfusionCounts
 from driftline.detectors.profile import SCORE_BINS, score_bin_index
 
-__all__ = ["Joined", "PartitionLabels", "PerformancePartial"]
+__all__ = ["Outcome", "PartitionLabels", "PerformancePartial"]
+
+# one joined prediction: model, version, prediction id, order time (max of the prediction's
+# and the label's time), prediction event time, label, prediction, score (NaN: none)
+Outcome = tuple[str, str, str, float, float, Any, Any, float]
 
 
 @dataclass
@@ -90,30 +94,6 @@ class PerformancePartial:
         )
 
 
-@dataclass(frozen=True)
-class Joined:
-    """One concept-drift detection, with what identifies it."""
-
-    model: str
-    model_version: str
-    record: DriftRecord
-    prediction_id: str
-    event_time: float
-
-
-def default_detectors() -> ConceptDriftSuite:
-    """ADWIN and DDM on the 0/1 error stream, river's published algorithms and defaults except
-    DDM's warm start: 1,000 labelled predictions instead of 30 (with 30, DDM fired within the
-    first 100 errors of a stationary 10%-error stream in our runs). Not Page-Hinkley on
-    scores: on skewed score distributions it fires without any change."""
-    return ConceptDriftSuite(
-        [
-            SuiteMember("adwin_error", "error", "adwin"),
-            SuiteMember("ddm_error", "error", "ddm", {"warm_start": 1000}),
-        ]
-    )
-
-
 @dataclass
 class PartitionLabels:
     partition: int
@@ -130,7 +110,6 @@ class PartitionLabels:
     )
     orphans: OrderedDict[str, tuple[Any, float]] = field(default_factory=OrderedDict)
     windows: dict[tuple[str, str, float], PerformancePartial] = field(default_factory=dict)
-    detectors: dict[tuple[str, str], ConceptDriftSuite] = field(default_factory=dict)
     joined: int = 0
     evicted: int = 0
     expired: int = 0
@@ -144,14 +123,14 @@ class PartitionLabels:
 
     # -- predictions -------------------------------------------------------------------------
 
-    def add_predictions(self, records: list[dict[str, Any]]) -> list[Joined]:
+    def add_predictions(self, records: list[dict[str, Any]]) -> list[Outcome]:
         """Index prediction records (any models) for the join; see `add_columns`."""
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for record in records:
             groups.setdefault((record["model"], str(record["model_version"])), []).append(record)
-        detections: list[Joined] = []
+        outcomes: list[Outcome] = []
         for (model, version), rows in groups.items():
-            detections += self.add_columns(
+            outcomes += self.add_columns(
                 model,
                 version,
                 [str(r["prediction_id"]) for r in rows],
@@ -159,7 +138,7 @@ class PartitionLabels:
                 [r.get("prediction") for r in rows],
                 np.array([r.get("score", math.nan) for r in rows], dtype=np.float64),
             )
-        return detections
+        return outcomes
 
     def add_columns(
         self,
@@ -169,7 +148,7 @@ class PartitionLabels:
         event_time: np.ndarray[Any, np.dtype[np.float64]],
         predictions: list[Any],
         scores: np.ndarray[Any, np.dtype[np.float64]] | None,
-    ) -> list[Joined]:
+    ) -> list[Outcome]:
         """Index one model version's predictions (in offset order) for the join, from the
         columns of its batch; a prediction whose label came first joins now."""
         size = self.size_for(model)
@@ -192,7 +171,7 @@ class PartitionLabels:
                 if orphan is not None:
                     added -= entry_bytes(pid, prediction) + entry_bytes(pid, orphan[0])
                     added += ENTRY_OVERHEAD_BYTES  # the orphan's (the prediction had none)
-                    matched.append((pid, entry, orphan[0]))
+                    matched.append((pid, entry, orphan[0], orphan[1]))
                     continue
             if pid in pending:  # a repeated id replaces the entry and its bytes
                 added -= entry_bytes(pid, pending.pop(pid)[3]) - ENTRY_OVERHEAD_BYTES
@@ -221,7 +200,7 @@ class PartitionLabels:
 
     # -- labels --------------------------------------------------------------------------------
 
-    def add_labels(self, labels: list[dict[str, Any]]) -> list[Joined]:
+    def add_labels(self, labels: list[dict[str, Any]]) -> list[Outcome]:
         """Join labels (in arrival order) to pending predictions; keep the rest as orphans."""
         matched = []
         for label in labels:
@@ -237,7 +216,7 @@ class PartitionLabels:
                 self.pending_bytes += entry_bytes(pid, label["label"])
                 continue
             self.pending_bytes -= entry_bytes(pid, entry[3])
-            matched.append((pid, entry, label["label"]))
+            matched.append((pid, entry, label["label"], t))
         self._evict()
         return self._join(matched)
 
@@ -259,22 +238,39 @@ class PartitionLabels:
             or end + self.horizon + self.ttl <= prediction_watermark
         )
 
+    def outcome_watermark(self, prediction_watermark: float, lateness: float) -> float:
+        """No outcome ordered earlier than this will come from this partition (see
+        `outcomes.py`): labels come in label-time order up to `lateness`, and a label more than
+        the horizon behind the predictions is late anyway.
+
+        >>> labels = PartitionLabels(0, 60.0, 100.0, 3600.0, 10)
+        >>> labels.outcome_watermark(500.0, 5.0)  # no label yet: the horizon bounds it
+        400.0
+        >>> labels.label_watermark = 480.0
+        >>> labels.outcome_watermark(500.0, 5.0)
+        475.0
+        """
+        return min(
+            max(self.label_watermark - lateness, prediction_watermark - self.horizon),
+            prediction_watermark,
+        )
+
     def _join(
-        self, matched: list[tuple[str, tuple[str, str, float, Any, float, float], Any]]
-    ) -> list[Joined]:
+        self, matched: list[tuple[str, tuple[str, str, float, Any, float, float], Any, float]]
+    ) -> list[Outcome]:
         if not matched:
             return []
         self.joined += len(matched)
         by_model: dict[tuple[str, str], list[int]] = {}
-        for i, (_, entry, _) in enumerate(matched):
+        for i, (_, entry, _, _) in enumerate(matched):
             by_model.setdefault((entry[0], entry[1]), []).append(i)
-        detections: list[Joined] = []
+        outcomes: list[Outcome] = []
         for (model, version), rows in by_model.items():
             items = [matched[i] for i in rows]
-            labels = np.array([str(lb) for _, _, lb in items], dtype=object)
-            predictions = np.array([str(e[3]) for _, e, _ in items], dtype=object)
-            scores = np.array([e[4] for _, e, _ in items], dtype=np.float64)
-            starts = np.array([e[2] for _, e, _ in items], dtype=np.float64)
+            labels = np.array([str(lb) for _, _, lb, _ in items], dtype=object)
+            predictions = np.array([str(e[3]) for _, e, _, _ in items], dtype=object)
+            scores = np.array([e[4] for _, e, _, _ in items], dtype=np.float64)
+            starts = np.array([e[2] for _, e, _, _ in items], dtype=np.float64)
             for start in np.unique(starts).tolist():
                 mask = starts == start
                 key = (model, version, start)
@@ -296,15 +292,11 @@ class PartitionLabels:
                 partial.negative_scores += np.bincount(
                     score_bin_index(scores[negative]), minlength=SCORE_BINS
                 )
-            suite = self.detectors.get((model, version))
-            if suite is None:
-                suite = self.detectors[(model, version)] = default_detectors()
-            errors = (labels != predictions).astype(np.float64)
-            for record in suite.update({"error": errors, "score": scores}):
-                if record.state == "drift":
-                    pid, entry, _ = items[record.index]
-                    detections.append(Joined(model, version, record, pid, entry[5]))
-        return detections
+            outcomes += [
+                (model, version, pid, max(entry[5], t), entry[5], label, entry[3], entry[4])
+                for pid, entry, label, t in items
+            ]
+        return outcomes
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -368,10 +360,6 @@ class PartitionLabels:
                 len(self.orphans) - len(orphans),
             ],
             "windows": [p.to_dict() for p in self.windows.values()],
-            "detectors": [
-                {"model": m, "model_version": v, "suite": s.to_state()}
-                for (m, v), s in self.detectors.items()
-            ],
             "counters": {
                 "joined": self.joined,
                 "evicted": self.evicted,
@@ -405,10 +393,7 @@ class PartitionLabels:
         for raw in d["windows"]:
             partial = PerformancePartial.from_dict(raw)
             self.windows[(partial.model, partial.model_version, partial.window_start)] = partial
-        for raw in d["detectors"]:
-            self.detectors[(raw["model"], raw["model_version"])] = ConceptDriftSuite.from_state(
-                raw["suite"]
-            )
+        # "detectors" of a checkpoint written before concept drift moved to stage 2: dropped
         counters = d["counters"]
         self.joined, self.evicted = int(counters["joined"]), int(counters["evicted"])
         self.expired, self.unmatched_labels = (

@@ -30,6 +30,7 @@ import orjson
 
 from driftline.config import Config
 from driftline.detectors.batch import RecordBatch
+from driftline.detectors.concept import ConceptDriftConfig, ConceptSettings
 from driftline.detectors.estimation import expected_confusion_from_histogram
 from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.performance import binary_metrics, relative_drop, roc_auc_from_histograms
@@ -37,9 +38,16 @@ from driftline.detectors.profile import SCORE_BINS, ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
-from driftline.streams.events import drift_event, service_events, suppress_combined, window_events
+from driftline.streams.events import (
+    drift_event,
+    operational_event,
+    service_events,
+    suppress_combined,
+    window_events,
+)
 from driftline.streams.formats import label_decoder, prediction_decoder
-from driftline.streams.labels import Joined, PartitionLabels, PerformancePartial
+from driftline.streams.labels import Outcome, PartitionLabels, PerformancePartial
+from driftline.streams.outcomes import concept_event, load_concept_config, outcome_payloads
 from driftline.streams.profiles import ProfileDirectory
 from driftline.streams.windows import ClosedWindow, ModelWindows, PartitionWindows
 
@@ -108,8 +116,11 @@ class Pipeline:
         load_checkpoints: LoadCheckpoints,
         clock: Callable[[], float] = time.time,
         profile_directory: ProfileDirectory | None = None,
+        concept: ConceptDriftConfig | None = None,
     ) -> None:
         self.config = config
+        # concept-drift suites (`concept_drift` in the thresholds file): a bad key fails here
+        self.concept = concept or load_concept_config(config.worker.thresholds_file)
         self.profiles = dict(profiles)
         self.models = sorted({model for model, _ in self.profiles})
         self._profile_directory = profile_directory  # new model versions, without a restart
@@ -218,7 +229,7 @@ class Pipeline:
                 )
 
             joins = fresh_joins()
-            restored = _restore_partition(partition, saved, joins)
+            restored, error = _restore_partition(partition, saved, joins)
             if restored is not None:
                 state = restored
                 log.info(
@@ -236,6 +247,7 @@ class Pipeline:
                 )
                 if saved is not None:  # unrestorable: start fresh from the committed offset
                     joins = fresh_joins()
+                    await self._checkpoint_dropped("stage1", f"s1/{partition}", saved, error)
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.size, state.model_sizes = float(windows.size_seconds), model_sizes
@@ -340,12 +352,13 @@ class Pipeline:
         # phase 2: apply (no record can fail here: what could is rejected above)
         joins = self.labels[partition]
         max_time = -np.inf
+        outcomes: list[Outcome] = []
         for model, version, profile, batch, records in prepared:
             metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
             metrics.LATE_RECORDS.inc(state.late_records - late_before)
-            detections = joins.add_columns(
+            outcomes += joins.add_columns(
                 model,
                 version,
                 [str(r["prediction_id"]) for r in records],
@@ -353,9 +366,9 @@ class Pipeline:
                 batch.prediction.tolist(),
                 batch.score,
             )
-            await self._concept_events(partition, detections)
             # the watermark moves only with records accepted for a profiled model
             max_time = max(max_time, float(batch.event_time.max()))
+        await self._send_outcomes(state, outcomes)
         state.advance(max_time, fresh[-1].offset)
         was_idle = partition in self._idle
         self._idle.discard(partition)
@@ -397,7 +410,13 @@ class Pipeline:
             self._watermark_sent_at[partition] = now
             wm = state.watermark if np.isfinite(state.watermark) else None
             for model in self.models:
-                payload = {"kind": "watermark", "source": partition, "watermark": wm, "idle": idle}
+                payload = {
+                    "kind": "watermark",
+                    "source": partition,
+                    "watermark": wm,
+                    "idle": idle,
+                    "outcome_watermark": self._outcome_watermark(state),
+                }
                 await self._send(self.topics.partials, model.encode(), orjson.dumps(payload), None)
         await self._save_partition(partition)
 
@@ -475,35 +494,22 @@ class Pipeline:
             if rejects:
                 await self._dead_letter(message, rejects)
         metrics.LABELS_PROCESSED.inc(len(labels))
-        await self._concept_events(partition, joins.add_labels(labels))
+        await self._send_outcomes(self.stage1[partition], joins.add_labels(labels))
         joins.last_label_offset = fresh[-1].offset
         await self._hand_on(self.stage1[partition])  # label time may close performance
 
-    async def _concept_events(self, partition: int, detections: list[Joined]) -> None:
-        """A concept-drift detection is published at once, not at window close."""
-        for found in detections:
-            record = found.record
-            event = drift_event(
-                type="concept_drift",
-                severity="warning",
-                model=found.model,
-                model_version=found.model_version,
-                window_start=None,
-                window_end=None,
-                detected_at=self._clock(),
-                test=record.detector,
-                evidence={
-                    "detector": record.detector,
-                    "stream": record.stream,
-                    "sample": record.sample,
-                    "source_partition": partition,
-                    "prediction_id": found.prediction_id,
-                    "event_time": found.event_time,
-                },
-                identity=f"{partition}/{record.detector}/{record.sample}",
-            )
-            await self._send(self.topics.alerts, found.model.encode(), orjson.dumps(event), None)
-            metrics.DRIFT_EVENTS.labels("concept_drift", "warning").inc()
+    def _outcome_watermark(self, state: PartitionWindows) -> float | None:
+        lateness = float(self.config.windows.allowed_lateness_seconds)
+        mark = self.labels[state.partition].outcome_watermark(state.watermark, lateness)
+        return mark if np.isfinite(mark) else None
+
+    async def _send_outcomes(self, state: PartitionWindows, outcomes: list[Outcome]) -> None:
+        """Joined predictions to their model's stage 2 (concept drift, `outcomes.py`)."""
+        idle, mark = state.partition in self._idle, self._outcome_watermark(state)
+        for model, payload in outcome_payloads(
+            outcomes, state.partition, state.watermark, idle, mark
+        ):
+            await self._send(self.topics.partials, model.encode(), payload, None)
 
     def assigned_partitions(self) -> list[int]:
         return sorted(self._last_record_at)
@@ -601,9 +607,20 @@ class Pipeline:
                         exc,
                     )
                     metrics.CHECKPOINTS_DROPPED.labels("stage2").inc()
+                    error = f"{type(exc).__name__}: {exc}"
+                    await self._checkpoint_dropped("stage2", f"s2/{model}", saved, error, model)
             self.stage2[model] = state
         self._stage2_partition[model] = partition
         return state
+
+    async def _checkpoint_dropped(
+        self, stage: str, key: str, saved: Any, error: str | None, model: str = ""
+    ) -> None:
+        """An `operational` event on the alerts topic: state was lost and re-fills from here."""
+        detail = {"stage": stage, "checkpoint_key": key, "error": error, "checkpoint": saved}
+        event = operational_event("checkpoint_dropped", key, detail, self._clock(), model)
+        await self._send(self.topics.alerts, (model or key).encode(), orjson.dumps(event), None)
+        metrics.DRIFT_EVENTS.labels("operational", "warning").inc()
 
     async def on_partials(self, messages: list[Message]) -> None:
         async with self._stage2_lock:
@@ -625,12 +642,38 @@ class Pipeline:
                 elif payload["kind"] == "performance":
                     state.add_performance(source, payload["partial"])
                     changed.add(model)
+                elif payload["kind"] == "outcomes":
+                    late = state.outcome_state().add(payload["outcomes"])
+                    metrics.CONCEPT_OUTCOMES_LATE.inc(late)
+                    changed.add(model)
+                if "outcome_watermark" in payload:  # re-sent every second: not worth a save
+                    state.outcome_state().add_watermark(source, payload["outcome_watermark"])
                 touched.add(model)
             for model in sorted(touched):
-                if await self._close_windows(model):
+                if await self._close_windows(model) | await self._concept_drift(model):
                     changed.add(model)
             for model in sorted(changed):
                 await self._save_model(model)
+
+    async def _concept_drift(self, model: str) -> bool:
+        """Feed the outcomes every source's watermark has passed to the model versions'
+        concept-drift suites, in order; one event per detection (`outcomes.py`). True if any
+        outcome was fed."""
+        outcomes = self.stage2[model].outcomes
+        if outcomes is None:
+            return False
+        frontier = outcomes.frontier
+
+        def suite(version: str) -> tuple[ConceptSettings, bool]:
+            profile = self.profiles.get((model, version))
+            regression = profile is not None and profile.prediction_values is not None
+            return self.concept.for_model(model), regression
+
+        for version, found in outcomes.release(suite):
+            event = concept_event(model, version, found, self._clock())
+            await self._send(self.topics.alerts, model.encode(), orjson.dumps(event), None)
+            metrics.DRIFT_EVENTS.labels("concept_drift", event["severity"]).inc()
+        return outcomes.frontier != frontier
 
     async def _save_model(self, model: str) -> None:
         self._dirty_models.add(model)  # written by the next `checkpoint()`
@@ -877,17 +920,17 @@ def _time_reason(index: int, t: float, earliest: float, latest: float) -> str:
 
 def _restore_partition(
     partition: int, saved: Mapping[str, Any] | None, joins: PartitionLabels
-) -> PartitionWindows | None:
+) -> tuple[PartitionWindows | None, str | None]:
     """A partition's state from its checkpoint; None (with a warning and a metric) if it has
     none or it cannot be restored (corrupt, written by another version): the partition then
     starts fresh from its committed offset instead of failing every batch."""
     if saved is None:
-        return None
+        return None, None
     try:
         state = PartitionWindows.from_dict(saved)
         if "labels" in saved:
             joins.restore(saved["labels"])
-        return state
+        return state, None
     except Exception as exc:
         log.warning(
             "partition %d: checkpoint dropped, it cannot be restored (%s: %s); starting fresh",
@@ -896,7 +939,7 @@ def _restore_partition(
             exc,
         )
         metrics.CHECKPOINTS_DROPPED.labels("stage1").inc()
-        return None
+        return None, f"{type(exc).__name__}: {exc}"
 
 
 def _by_partition(messages: list[Message]) -> dict[int, list[Message]]:

@@ -35,6 +35,7 @@ import numpy as np
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
+from driftline.streams.outcomes import ModelOutcomes
 
 __all__ = ["ClosedWindow", "ModelWindows", "PartitionWindows", "concat_batches", "window_starts"]
 
@@ -267,6 +268,12 @@ class ModelWindows:
     performance_pending: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
     # closed data window -> (records, contributing sources), until its performance closes
     window_records: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
+    outcomes: ModelOutcomes | None = None  # the concept-drift stage (outcomes.py), once used
+
+    def outcome_state(self) -> ModelOutcomes:
+        if self.outcomes is None:
+            self.outcomes = ModelOutcomes(self.n_sources)
+        return self.outcomes
 
     def add_watermark(self, source: int, watermark: float, idle: bool = False) -> None:
         if math.isfinite(watermark):
@@ -372,6 +379,7 @@ class ModelWindows:
                 for key, parts in self.performance_pending.items()
             },
             "window_records": {k: [n, s] for k, (n, s) in self.window_records.items()},
+            "outcomes": None if self.outcomes is None else self.outcomes.to_dict(),
         }
 
     @classmethod
@@ -398,4 +406,5 @@ class ModelWindows:
                 k: (int(v[0]), [int(s) for s in v[1]])
                 for k, v in d.get("window_records", {}).items()
             },
+            outcomes=None if d.get("outcomes") is None else ModelOutcomes.from_dict(d["outcomes"]),
         )

@@ -66,6 +66,27 @@ def populate(store: PostgresStore, model: str, now: datetime | None = None) -> d
                         invalid=0, missing_rate=missing_rate, tests={"ks": {"statistic": effect}},
                     )
                 )  # fmt: skip
+            # importance: amount and hour swap their shares from window 18 of version 1 on
+            swapped = version == "1" and i >= 18
+            reference_shares = dict(zip(FEATURES, (0.4, 0.1, 0.3, 0.2), strict=True))
+            shares = {**reference_shares, **({"amount": 0.3, "hour": 0.4} if swapped else {})}
+            ranks = {f: r + 1 for r, f in enumerate(sorted(FEATURES, key=lambda f: -shares[f]))}
+            reference_ranks = {
+                f: r + 1 for r, f in enumerate(sorted(FEATURES, key=lambda f: -reference_shares[f]))
+            }
+            for feature in FEATURES:
+                change = shares[feature] - reference_shares[feature]
+                rows["feature_importance"].append(
+                    _row(
+                        "feature_importance",
+                        model=model, model_version=version, window_start=w0, window_end=w1,
+                        feature=feature, source="attributions", importance=shares[feature] * 2,
+                        reference_importance=reference_shares[feature] * 2, share=shares[feature],
+                        reference_share=reference_shares[feature], share_change=change,
+                        rank=ranks[feature], reference_rank=reference_ranks[feature],
+                        changed=abs(change) >= 0.05, window_drifted=swapped, n=3000,
+                    )
+                )  # fmt: skip
             accuracy = 0.97 - (0.12 * ramp if version == "1" else 0.0)
             rows["window_metrics"].append(
                 _row(
@@ -108,10 +129,15 @@ def populate(store: PostgresStore, model: str, now: datetime | None = None) -> d
                     _row(
                         "drift_events",
                         event_id=_id(model, "importance", i), event_time=w0,
-                        schema_version=1, type="feature_importance_shift", severity="warning",
-                        model=model, model_version=version, feature="amount", test="rank",
-                        statistic=0.4, window_start=w0, window_end=w1, detected_at=w1,
-                        evidence={"rank_before": 3, "rank_after": 1},
+                        schema_version=1, type="importance_drift", severity="critical",
+                        model=model, model_version=version, feature="hour",
+                        test="importance_share_attributions", statistic=0.1, threshold=0.05,
+                        window_start=w0, window_end=w1, detected_at=w1,
+                        evidence={
+                            "summary": "hour share 0.300 -> 0.400 (rank 2 -> 1); "
+                            "amount share 0.400 -> 0.300 (rank 1 -> 2)",
+                            "changed_features": ["hour", "amount"],
+                        },
                     )
                 )  # fmt: skip
             if version == "1" and i in (16, 20):

@@ -1,6 +1,6 @@
 """Concept drift through the pipeline, on one partition: the worker's detections are at exactly
-the indices river's detectors give on the same ordered error stream; performance windows show
-the drop with full label coverage."""
+the indices the default suite (`ConceptStage`, river's ADWIN) gives on the same ordered error
+stream; performance windows show the drop with full label coverage."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from river.drift import ADWIN
-from river.drift.binary import DDM
 
 from driftline.config import load_config
+from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT, ConceptStage
 from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.reader import TopicReader
@@ -99,28 +98,21 @@ def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path
     assert "Traceback" not in log, log[-3000:]
 
     errors = [
-        int(str(label["label"]) != str(record["prediction"]))
+        float(str(label["label"]) != str(record["prediction"]))
         for record, label in zip(stream, truth, strict=True)
     ]
-    expected: dict[str, list[int]] = {"adwin_error": [], "ddm_error": []}
-    adwin, ddm = ADWIN(), DDM(warm_start=1000)
-    for i, error in enumerate(errors):
-        adwin.update(error)
-        ddm.update(error)
-        if adwin.drift_detected:
-            expected["adwin_error"].append(i)
-        if ddm.drift_detected:
-            expected["ddm_error"].append(i)
-    found: dict[str, list[int]] = {"adwin_error": [], "ddm_error": []}
+    stage = ConceptStage(DEFAULT_CONCEPT_DRIFT)  # outcomes ordered by (label time, id)
+    ids = [r["prediction_id"] for r in stream]
+    expected = stage.update(ids, [r["timestamp"] for r in stream], {"error": errors})
+    assert expected and min(d.index for d in expected) >= ONSET * 100, "the suite flags the onset"
+    found = sorted((e["evidence"]["index"], e["test"], e["event_id"]) for e in events)
+    assert [(i, d) for i, d, _ in found] == [(d.index, d.detector) for d in expected]
+    assert len({e for _, _, e in found}) == len(found)
     for event in events:
-        found[event["evidence"]["detector"]].append(event["evidence"]["sample"])
-    assert {k: sorted(v) for k, v in found.items()} == expected
-    assert expected["adwin_error"] and min(expected["adwin_error"]) >= ONSET * 100, (
-        "river itself flags the onset"
-    )
-    for event in events:
-        index = event["evidence"]["sample"]
+        index = event["evidence"]["index"]
         assert event["evidence"]["prediction_id"] == stream[index]["prediction_id"]
+        assert event["evidence"]["labels_seen"] == index + 1
+        assert event["evidence"]["error_after"] > event["evidence"]["error_before"]
 
     windows = {p["window_start"]: p for p in performance if p["type"] == "performance_window"}
     before, after = windows[START], windows[START + ONSET]

@@ -3,7 +3,8 @@ and window results equal to the detection core's computed offline on the same re
 
 One input stream serves every test (module fixture): 7 minutes of event time at 100
 predictions/s (windows of 60 s, 6,000 records each), `amount` shifted by 1 std from minute 3,
-a few malformed messages mixed in. Four consumer groups read it:
+a few malformed messages mixed in; a label for every prediction 5 s later, wrong 5 % of the
+time until record 24,000 (240 s) and 40 % after (a concept drift). Four consumer groups read it:
   A: one worker;  B: two workers;  C: one worker killed with SIGKILL mid-stream and restarted;
   D: one worker, joined by a second one while traffic flows, which then leaves (SIGTERM):
      two rebalances, each moving predictions, labels and partials partitions.
@@ -30,6 +31,7 @@ from confluent_kafka import Producer
 
 from driftline.config import Config, load_config
 from driftline.detectors.batch import RecordBatch
+from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT, ConceptStage
 from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
@@ -52,6 +54,8 @@ PHASE_1 = 19_000  # 190 s: the kill happens inside window [180, 240)
 PHASE_2 = 29_000  # D's second worker is in the group while [190, 290) s are produced
 TOTAL = 42_000  # 420 s: windows [0, 360) close (watermark 415 s), [360, 420) stays open
 ONSET = 180.0
+CONCEPT_AT = 24_000  # labels wrong 5 % of the time before this record, 40 % from it
+LABEL_DELAY = 5.0
 CLOSED_WINDOWS = 6
 MALFORMED = [b"{not json", b'{"model": "fraud"}', b'[{"prediction_id": 1}]']
 
@@ -105,10 +109,26 @@ def _produce(config: Config, first: int, n: int, malformed: list[bytes]) -> None
             producer.produce(
                 config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
             )
+        for record, wrong in zip(records, _wrong_labels(block, len(records)), strict=True):
+            label = {
+                "prediction_id": record["prediction_id"],
+                "label": 1 - int(record["prediction"]) if wrong else int(record["prediction"]),
+                "timestamp": record["timestamp"] + LABEL_DELAY,
+            }
+            producer.produce(
+                config.topics.labels, key=record["prediction_id"], value=orjson.dumps(label)
+            )
         producer.poll(0)
     for payload in malformed:
         producer.produce(config.topics.predictions, key=b"malformed", value=payload)
     assert producer.flush(30) == 0
+
+
+def _wrong_labels(first: int, n: int) -> list[bool]:
+    """Which labels of records `first .. first + n` disagree with the prediction."""
+    rng = np.random.default_rng([7, first])
+    rate = np.where(np.arange(first, first + n) < CONCEPT_AT, 0.05, 0.4)
+    return (rng.random(n) < rate).tolist()  # type: ignore[no-any-return]
 
 
 def _text(path: Path) -> str:
@@ -148,7 +168,10 @@ def _read_windows(
         for message in reader.messages(
             timeout=timeout, stop=lambda: all(w.poll() is not None for w in workers)
         ):
-            seen.append(orjson.loads(message.value() or b"{}"))
+            summary = orjson.loads(message.value() or b"{}")
+            if summary["type"] != "window":  # performance windows (labels) come too
+                continue
+            seen.append(summary)
             if len({w["evaluation"]["window_start"] for w in seen}) >= until:
                 break
     finally:
@@ -245,7 +268,8 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
 def _by_window(summaries: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
     windows: dict[float, list[dict[str, Any]]] = defaultdict(list)
     for summary in summaries:
-        windows[summary["evaluation"]["window_start"]].append(summary)
+        if summary["type"] == "window":
+            windows[summary["evaluation"]["window_start"]].append(summary)
     return windows
 
 
@@ -291,8 +315,11 @@ def test_drift_is_detected_in_the_first_window_after_onset(run: Run) -> None:
     assert "amount" in first_after["evaluation"]["drifted_features"]
     events = [e for e in run.alerts["A"] if e["window_start"] == START + ONSET]
     assert any(e["type"] == "data_drift" and e["feature"] == "amount" for e in events)
-    assert {e["event_id"] for e in events} == set(first_after["event_ids"])
-    assert all(e["window_start"] >= START + ONSET for e in run.alerts["A"])
+    assert {e["event_id"] for e in events if e["type"] != "performance_drop"} == set(
+        first_after["event_ids"]
+    )
+    data = [e for e in run.alerts["A"] if e["type"] not in ("concept_drift", "performance_drop")]
+    assert all(e["window_start"] >= START + ONSET for e in data)
 
 
 def test_malformed_records_go_to_the_dead_letter_topic(run: Run) -> None:
@@ -336,6 +363,34 @@ def test_kill_9_mid_window_loses_nothing_and_duplicates_nothing(run: Run) -> Non
     for start, summaries in recovered.items():
         for summary in summaries:  # a replayed close may repeat a window, with the same content
             _close(summary, reference[start][0], f"window {start}")
+
+
+def test_concept_drift_is_one_event_the_same_for_every_group(run: Run) -> None:
+    """One, two, killed (-9) and rebalanced workers: the same concept_drift event (same id, same
+    index), the one the default suite gives offline on the ordered outcome stream."""
+    phases = [(0, PHASE_1), (PHASE_1, PHASE_2 - PHASE_1), (PHASE_2, TOTAL - PHASE_2)]
+    wrong = [  # block by block, as `_produce` drew them
+        w
+        for first, n in phases
+        for block in range(first, first + n, 5_000)
+        for w in _wrong_labels(block, min(5_000, first + n - block))
+    ]
+    expected = ConceptStage(DEFAULT_CONCEPT_DRIFT).update(
+        [str(i) for i in range(TOTAL)], np.arange(TOTAL, dtype=np.float64), {"error": wrong}
+    )
+    assert len(expected) == 1 and CONCEPT_AT <= expected[0].index < CONCEPT_AT + 200
+    found = {}
+    for name, alerts in run.alerts.items():
+        events = [e for e in alerts if e["type"] == "concept_drift"]
+        ids = {e["event_id"] for e in events}
+        assert len(ids) == 1, (name, events)
+        if name != "C":  # a worker killed after sending may send it again: same id
+            assert len(events) == 1, (name, events)
+        event = events[0]
+        assert event["evidence"]["index"] == expected[0].index, name
+        assert event["evidence"]["change_index"] == expected[0].change_index, name
+        found[name] = ids
+    assert found["B"] == found["C"] == found["D"] == found["A"]
 
 
 def test_window_results_equal_the_core_offline(run: Run) -> None:

@@ -130,9 +130,10 @@ def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
         "0002_alert_history",
         "0003_retraining",
         "0004_output_drift_data_quality",
+        "0005_feature_importance",
     ]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 4
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 5
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):

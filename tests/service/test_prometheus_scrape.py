@@ -19,7 +19,7 @@ from driftline.dashboards import promql_panels
 from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.topics import ensure_topics
-from tests.conftest import build_reference, worker_env
+from tests.conftest import worker_env
 
 pytestmark = pytest.mark.service
 
@@ -38,8 +38,8 @@ def scraped_worker(
     kafka: Any, prometheus_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Config]:
     """A worker on the port Prometheus scrapes (config/prometheus.yml), fed seven minutes of a
-    model's traffic with labels, an error incident, a latency incident and a drift, so that
-    every metric of the dashboards has data."""
+    model's traffic with labels, attributions, an error incident, a latency incident and a
+    drift, so that every metric of the dashboards has data."""
     import uuid
 
     from driftline.config import load_config
@@ -55,7 +55,7 @@ def scraped_worker(
         LABELS_HORIZON_SECONDS="30",
     )
     model = f"scrape-{suffix}"
-    build_reference(references, model=model)
+    _reference_with_attributions(references, model)
     config = load_config(Path("config/driftline.yaml"), environ=env)
     ensure_topics(config)
     producer = Producer(config.kafka.confluent_settings())
@@ -65,6 +65,7 @@ def scraped_worker(
         model=model,
         start_time=1_767_225_600.0,
         rate_per_second=100.0,
+        attributions=True,  # the feature-importance board
         schedule=[
             Drift("errors", 60, 120, 0.1),
             Drift("latency", 120, 180, 50.0),
@@ -88,6 +89,17 @@ def scraped_worker(
         yield config
     finally:
         stop_worker_processes([worker])
+
+
+def _reference_with_attributions(references: Path, model: str) -> None:
+    """The profile of build_reference (same records), with the records' attributions: the
+    reference importances of the feature-importance board."""
+    from driftline.detectors.profile import ReferenceProfile
+
+    records, labels = simulate(20_000, seed=99, model=model, attributions=True)
+    ReferenceProfile.from_records(
+        records, model=model, model_version="1", labels=[x["label"] for x in labels]
+    ).save(references / f"{model}@1.json")
 
 
 def wait_for_series(prometheus_url: str, promql: str, timeout: float = 60) -> list[Any]:

@@ -245,6 +245,12 @@ def test_an_unrestorable_checkpoint_is_dropped_and_the_partition_starts_fresh(
     run(p.on_predictions(messages(good(50))))
     assert windowed(p) == 50
     assert metrics.CHECKPOINTS_DROPPED.labels("stage1")._value.get() == dropped + 1
+    (event,) = [orjson.loads(value) for _, value, _ in broker.sent["alerts"]]
+    assert event["type"] == "operational" and event["test"] == "checkpoint_dropped"
+    assert event["evidence"]["checkpoint_key"] == "s1/0" and event["evidence"]["error"]
+    again = Broker()  # the same checkpoint dropped after another restart: the same id
+    run(pipeline(config, profile, again, saved={"s1/0": corrupt}).on_predictions(messages(good(5))))
+    assert orjson.loads(again.sent["alerts"][0][1])["event_id"] == event["event_id"]
 
 
 def _numbers(value: Any) -> list[float]:

@@ -1,0 +1,358 @@
+"""Stage 2 of concept drift: one ordered outcome stream per model version (pure state, no I/O).
+
+Stage 1 (`labels.py`) joins a label to its prediction on the source partition that saw both and
+hands the joined *outcome* on, on the partials topic keyed by model (payload kind
+``"outcomes"``): prediction id, order time, prediction event time, label, prediction, score.
+Here, per model (inside `windows.ModelWindows`), outcomes are buffered until every source
+partition's *outcome watermark* has passed them, then fed to the model version's
+`ConceptStage` (`detectors/concept.py`) sorted by (order time, prediction id). So the detectors
+see the same sequence whatever the number of partitions or workers, and a detection's index
+(its position in that sequence) is the same after a restart or a rebalance.
+
+Order time and watermark. An outcome exists once both its prediction (event time t) and its
+label (label time L) exist: it is ordered at max(t, L). A source promises nothing earlier from
+now on than min(max(label watermark - lateness, prediction watermark - horizon), prediction
+watermark): labels arrive in label-time order up to `windows.allowed_lateness_seconds`, and a
+label more than `labels.horizon_seconds` behind the predictions is late anyway (as for
+performance windows). Ordering by the prediction's own time instead would hold every outcome
+back for the whole label horizon (an hour by default).
+
+Exactly once in effect. Outcomes are replaced by (order time, id, version) while buffered and
+dropped (counted as `late`) once the fed frontier has passed them: a replay after a crash of
+either stage changes nothing, and an outcome arriving after its sources' watermark promised
+otherwise (a label later than the lateness allows) is counted instead of reordering history.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import yaml
+
+from driftline.detectors.concept import (
+    CheckpointVersionError,
+    ConceptDriftConfig,
+    ConceptSettings,
+    ConceptStage,
+    Detection,
+    concept_config_from_dict,
+)
+from driftline.streams.events import drift_event
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "MAX_BUFFERED",
+    "ModelOutcomes",
+    "concept_event",
+    "load_concept_config",
+    "outcome_columns",
+    "outcome_payloads",
+    "outcome_streams",
+]
+
+MAX_BUFFERED = 200_000  # per model: beyond, the oldest are fed even if a source lags (counted)
+OUTCOME_FIELDS = ("version", "id", "time", "event_time", "label", "prediction", "score")
+# one joined outcome in stage 1: model, version, id, order time, event time, label, prediction,
+# score (NaN: none)
+Outcome = tuple[str, str, str, float, float, Any, Any, float]
+# what a model version's suite is and whether the model is a regression
+SuiteLookup = Callable[[str], tuple[ConceptSettings, bool]]
+
+
+def load_concept_config(path: str | Path) -> ConceptDriftConfig:
+    """The ``concept_drift`` section of the thresholds file (built-in defaults when the file or
+    the section is absent); a wrong key fails here, at start, naming the file and the key."""
+    file = Path(path)
+    if not file.exists():
+        return ConceptDriftConfig()
+    with open(file, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle) or {}
+    try:
+        return concept_config_from_dict(data.get("concept_drift") if isinstance(data, dict) else {})
+    except ValueError as exc:
+        raise type(exc)(f"{file}: {exc}") from None
+
+
+def outcome_payloads(
+    outcomes: Sequence[Outcome],
+    source: int,
+    watermark: float,
+    idle: bool,
+    outcome_watermark: float | None,
+    max_rows: int = 2000,
+) -> list[tuple[str, bytes]]:
+    """(model, ``outcomes`` payload) messages of a source's joined outcomes, at most `max_rows`
+    per message (far below Kafka's 1 MB)."""
+    by_model: dict[str, list[Outcome]] = {}
+    for outcome in outcomes:
+        by_model.setdefault(outcome[0], []).append(outcome)
+    messages = []
+    for model, rows in by_model.items():
+        for first in range(0, len(rows), max_rows):
+            payload = {
+                "kind": "outcomes",
+                "source": source,
+                "watermark": watermark if math.isfinite(watermark) else None,
+                "idle": idle,
+                "outcome_watermark": outcome_watermark,
+                "outcomes": outcome_columns(rows[first : first + max_rows]),
+            }
+            messages.append((model, orjson.dumps(payload)))
+    return messages
+
+
+def outcome_columns(rows: Sequence[Outcome]) -> dict[str, list[Any]]:
+    """One model's joined outcomes as the columns of an ``outcomes`` payload."""
+    return {
+        "version": [r[1] for r in rows],
+        "id": [r[2] for r in rows],
+        "time": [r[3] for r in rows],
+        "event_time": [r[4] for r in rows],
+        "label": [r[5] for r in rows],
+        "prediction": [r[6] for r in rows],
+        "score": [None if r[7] != r[7] else r[7] for r in rows],
+    }
+
+
+def _number(value: Any) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return x if math.isfinite(x) else math.nan
+
+
+_POSITIVE = frozenset({"1", "1.0", "true", "True", "TRUE", "yes"})
+
+
+def outcome_streams(
+    labels: Sequence[Any], predictions: Sequence[Any], scores: Sequence[float], regression: bool
+) -> dict[str, np.ndarray[Any, np.dtype[np.float64]]]:
+    """The streams a detector can watch (see `concept.STREAMS`), NaN where undefined.
+
+    >>> s = outcome_streams(["1", "0", "1"], ["1", "1", "0"], [0.9, 0.8, float("nan")], False)
+    >>> s["error"].tolist(), np.round(s["loss"][:2], 3).tolist(), bool(np.isnan(s["loss"][2]))
+    ([0.0, 1.0, 1.0], [0.105, 1.609], True)
+    >>> outcome_streams(["2.5", "x"], [2.0, 1.0], [float("nan")] * 2, True)["error"].tolist()
+    [0.5, nan]
+    """
+    score = np.asarray(scores, dtype=np.float64)
+    if regression:
+        truth = np.array([_number(v) for v in labels], dtype=np.float64)
+        guess = np.array([_number(v) for v in predictions], dtype=np.float64)
+        error = np.abs(truth - guess)
+        return {"error": error, "score": score, "loss": error * error}
+    error = np.array(
+        [str(lb) != str(p) for lb, p in zip(labels, predictions, strict=True)], dtype=np.float64
+    )
+    positive = np.array([str(lb) in _POSITIVE for lb in labels], dtype=bool)
+    p = np.clip(score, 1e-6, 1 - 1e-6)
+    with np.errstate(invalid="ignore"):
+        loss = np.where(positive, -np.log(p), -np.log1p(-p))
+    return {"error": error, "score": score, "loss": loss}
+
+
+@dataclass
+class ModelOutcomes:
+    """Outcomes of one model from every source partition, released in order (see module)."""
+
+    n_sources: int
+    watermarks: dict[int, float] = field(default_factory=dict)
+    # (order time, prediction id, version) -> (event time, label, prediction, score)
+    buffer: dict[tuple[float, str, str], tuple[float, Any, Any, float]] = field(
+        default_factory=dict
+    )
+    frontier: tuple[float, str] | None = None  # the last (order time, id) fed
+    late: int = 0
+    forced: int = 0  # fed before every source's watermark passed them (buffer bound)
+    stages: dict[str, ConceptStage] = field(default_factory=dict)
+    saved_stages: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # restored lazily
+
+    def add_watermark(self, source: int, watermark: float | None) -> None:
+        value = -math.inf if watermark is None else float(watermark)
+        self.watermarks[source] = max(self.watermarks.get(source, -math.inf), value)
+
+    def add(self, columns: Mapping[str, Sequence[Any]]) -> int:
+        """Buffer an ``outcomes`` payload's columns (a replayed outcome replaces itself; one
+        the frontier has passed is counted late, not fed); returns how many were late."""
+        frontier, late = self.frontier, self.late
+        for version, pid, t, event_time, label, prediction, score in zip(
+            *(columns[name] for name in OUTCOME_FIELDS), strict=True
+        ):
+            key = (float(t), str(pid), str(version))
+            if frontier is not None and key[:2] <= frontier:
+                self.late += 1
+                continue
+            self.buffer[key] = (
+                float(event_time),
+                label,
+                prediction,
+                math.nan if score is None else float(score),
+            )
+        return self.late - late
+
+    def watermark(self) -> float:
+        """Lowest outcome watermark of all sources; -inf until every source has reported.
+
+        >>> o = ModelOutcomes(2)
+        >>> o.add_watermark(0, 10.0)
+        >>> o.watermark()
+        -inf
+        >>> o.add_watermark(1, 5.0)
+        >>> o.watermark()
+        5.0
+        """
+        if len(self.watermarks) < self.n_sources:
+            return -math.inf
+        return min(self.watermarks.values())
+
+    def release(self, suite: SuiteLookup) -> list[tuple[str, Detection]]:
+        """Feed every buffered outcome the watermark has passed, in (order time, id) order, to
+        its version's stage; return the detections, in order."""
+        watermark = self.watermark()
+        ready = sorted(k for k in self.buffer if k[0] <= watermark)
+        excess = len(self.buffer) - len(ready) - MAX_BUFFERED
+        if excess > 0:
+            rest = sorted(k for k in self.buffer if k[0] > watermark)[:excess]
+            self.forced += len(rest)
+            ready += rest
+        if not ready:
+            return []
+        self.frontier = ready[-1][:2]
+        by_version: dict[str, list[tuple[float, str, str]]] = {}
+        for key in ready:
+            by_version.setdefault(key[2], []).append(key)
+        found: list[tuple[int, str, Detection]] = []
+        for version, keys in by_version.items():
+            rows = [self.buffer.pop(k) for k in keys]
+            settings, regression = suite(version)
+            stage = self._stage(version, settings, regression)
+            streams = outcome_streams(
+                [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], regression
+            )
+            detections = stage.update([k[1] for k in keys], [r[0] for r in rows], streams)
+            found += [(d.index, version, d) for d in detections]
+        return [(version, d) for _, version, d in sorted(found, key=lambda x: (x[0], x[1]))]
+
+    def _stage(self, version: str, settings: ConceptSettings, regression: bool) -> ConceptStage:
+        stage = self.stages.get(version)
+        if stage is not None:
+            return stage
+        saved = self.saved_stages.pop(version, None)
+        if saved is not None:
+            try:
+                stage = ConceptStage.from_state(settings, regression, saved)
+            except (CheckpointVersionError, KeyError, TypeError, ValueError) as exc:
+                log.warning("concept-drift detectors of version %s start afresh: %s", version, exc)
+        if stage is None:
+            stage = ConceptStage(settings, regression)
+        self.stages[version] = stage
+        return stage
+
+    def to_dict(self) -> dict[str, Any]:
+        keys = list(self.buffer)
+        rows = list(self.buffer.values())
+        return {
+            "n_sources": self.n_sources,
+            "watermarks": {
+                str(s): w if math.isfinite(w) else None for s, w in self.watermarks.items()
+            },
+            "buffer": {
+                "time": [k[0] for k in keys],
+                "id": [k[1] for k in keys],
+                "version": [k[2] for k in keys],
+                "event_time": [r[0] for r in rows],
+                "label": [r[1] for r in rows],
+                "prediction": [r[2] for r in rows],
+                "score": [None if r[3] != r[3] else r[3] for r in rows],
+            },
+            "frontier": None if self.frontier is None else list(self.frontier),
+            "late": self.late,
+            "forced": self.forced,
+            "stages": {
+                **self.saved_stages,
+                **{v: s.to_state() for v, s in self.stages.items()},
+            },
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ModelOutcomes:
+        """State from `to_dict` (the stages are rebuilt on first use, against the config).
+
+        >>> o = ModelOutcomes(1)
+        >>> o.add({"version": ["1"], "id": ["a"], "time": [2.0], "event_time": [1.0],
+        ...        "label": ["1"], "prediction": ["0"], "score": [None]})
+        0
+        >>> ModelOutcomes.from_dict(o.to_dict()).buffer == o.buffer
+        True
+        """
+        state = cls(int(d["n_sources"]))
+        state.watermarks = {
+            int(s): -math.inf if w is None else float(w) for s, w in d["watermarks"].items()
+        }
+        b = d["buffer"]
+        for t, pid, version, event_time, label, prediction, score in zip(
+            b["time"],
+            b["id"],
+            b["version"],
+            b["event_time"],
+            b["label"],
+            b["prediction"],
+            b["score"],
+            strict=True,
+        ):
+            state.buffer[(float(t), str(pid), str(version))] = (
+                float(event_time),
+                label,
+                prediction,
+                math.nan if score is None else float(score),
+            )
+        frontier = d.get("frontier")
+        state.frontier = None if frontier is None else (float(frontier[0]), str(frontier[1]))
+        state.late, state.forced = int(d.get("late", 0)), int(d.get("forced", 0))
+        state.saved_stages = dict(d.get("stages", {}))
+        return state
+
+
+def concept_event(model: str, version: str, found: Detection, detected_at: float) -> dict[str, Any]:
+    """The ``concept_drift`` event of one detection. Its id hashes model, version, detector and
+    the detection's index in the version's ordered stream: a replay gives the same id."""
+    change = None
+    if found.error_before is not None and found.error_after is not None:
+        change = found.error_after - found.error_before
+    return drift_event(
+        type="concept_drift",
+        severity=found.severity,
+        model=model,
+        model_version=version,
+        window_start=None,
+        window_end=None,
+        detected_at=detected_at,
+        test=found.detector,
+        statistic=change,
+        evidence={
+            "detector": found.detector,
+            "kind": found.kind,
+            "stream": found.stream,
+            "index": found.index,
+            "sample": found.index,  # the name `alerts tail` and earlier consumers read
+            "labels_seen": found.labels_seen,
+            "prediction_id": found.prediction_id,
+            "event_time": found.event_time,
+            "change_index": found.change_index,
+            "change_time": found.change_time,
+            "error_before": found.error_before,
+            "error_after": found.error_after,
+            "also_fired": list(found.also),
+            "suppressed_by_cooldown": found.suppressed,
+        },
+        identity=f"{found.detector}/{found.index}",
+    )
