@@ -48,7 +48,7 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 
-__all__ = ["INCIDENTS", "Outcome", "Plan", "detection_of", "play", "run_demo"]
+__all__ = ["INCIDENTS", "Outcome", "Plan", "bootstrap_champion", "detection_of", "play", "run_demo"]
 
 MODEL = "fraud"
 SHIFTED_FEATURE = "txn_per_day"
@@ -311,36 +311,45 @@ def _environment(run: str, cache: Path, plan: Plan, slack_url: str, pg_url: str)
     }
 
 
-def _bootstrap(config: Config, store: Any, plan: Plan, references: Path) -> Any:
-    """Model version 1: trained on "before" data, registered as champion, profile written."""
+def bootstrap_champion(
+    store: Any,
+    artifact_dir: Path,
+    references: Path,
+    *,
+    training_records: int,
+    model_name: str = MODEL,
+    reason: str = "demo: trained on the before data",
+) -> Any:
+    """Model version 1 of ``model_name``: trained on ``training_records`` simulated "before"
+    records (seed 11), its artifact stored, registered as champion, its reference profile
+    (with its own predictions and scores) written to ``references``. Returns the fitted model.
+    The demo and the retraining end-to-end test both start from it."""
     from driftline.retrain.pipeline import store_artifact
     from driftline.retrain.registry import Registry
     from driftline.retrain.sklearn_pipeline import fit, predict
 
-    records, labels = simulate(plan.training_records, seed=11, model=MODEL, model_version="1")
+    records, labels = simulate(training_records, seed=11, model=model_name, model_version="1")
     rows = [
         {"features": r["features"], "label": x["label"]}
         for r, x in zip(records, labels, strict=True)
     ]
     model = fit(rows)
-    path, digest = store_artifact(
-        Path(config.retraining.artifact_dir), MODEL, "1", pickle.dumps(model)
-    )
+    path, digest = store_artifact(artifact_dir, model_name, "1", pickle.dumps(model))
     Registry(store).register(
-        model=MODEL,
+        model=model_name,
         version="1",
         status="champion",
         artifact_path=path,
         artifact_sha256=digest,
-        reason="demo: trained on the before data",
+        reason=reason,
     )
     predicted, scores = predict(model, [r["features"] for r in records])
     for record, p, s in zip(records, predicted, scores, strict=True):
         record["prediction"], record["score"] = p, s
     references.mkdir(parents=True, exist_ok=True)
     ReferenceProfile.from_records(
-        records, model=MODEL, model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / f"{MODEL}@1.json")
+        records, model=model_name, model_version="1", labels=[x["label"] for x in labels]
+    ).save(references / f"{model_name}@1.json")
     return model
 
 
@@ -539,7 +548,12 @@ def _run(
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **env},
             )
-        champion = _bootstrap(config, store, plan, references)
+        champion = bootstrap_champion(
+            store,
+            Path(config.retraining.artifact_dir),
+            references,
+            training_records=plan.training_records,
+        )
         out.print(
             f"model {MODEL}@1 trained on {plan.training_records:,} 'before' records "
             "(scikit-learn), registered as champion, its reference profile written"

@@ -154,6 +154,31 @@ def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) 
     return env
 
 
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """The Alertmanager webhook receiver on 127.0.0.1:9097 (`tests.service.e2e.Receiver`)."""
+    import threading
+
+    from tests.service.e2e import Receiver
+
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def own_prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """(url, worker metrics port) of a Prometheus of this test with this checkout's rules
+    (`tests.service.e2e.own_prometheus`)."""
+    from tests.service.e2e import own_prometheus
+
+    with own_prometheus(tmp_path) as found:
+        yield found
+
+
 # -- private instances for the security and fault tests (never the shared stack) -----------------
 
 
