@@ -9,6 +9,7 @@ defaults of the local stack. A service that does not answer:
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -121,16 +122,26 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
 def build_reference(directory: Path, model: str = "fraud", model_version: str = "1") -> Any:
     """The reference profile of the service tests: 20,000 simulated training records with
     labels, saved as `<directory>/<model>@<version>.json` (what the worker loads)."""
+    import copy
+    import dataclasses
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # Built once per version (about a second, many tests ask): the simulated records differ
+    # between models only in their `model` field, so the profile differs only in its name.
+    profile = copy.deepcopy(dataclasses.replace(_reference(model_version), model=model))
+    profile.save(directory / f"{model}@{model_version}.json")
+    return profile
+
+
+@functools.cache
+def _reference(model_version: str) -> Any:
     from driftline.detectors.profile import ReferenceProfile
     from driftline.simulate import simulate
 
-    directory.mkdir(parents=True, exist_ok=True)
-    records, labels = simulate(20_000, seed=99, model=model, model_version=model_version)
-    profile = ReferenceProfile.from_records(
-        records, model=model, model_version=model_version, labels=[x["label"] for x in labels]
+    records, labels = simulate(20_000, seed=99, model="fraud", model_version=model_version)
+    return ReferenceProfile.from_records(
+        records, model="fraud", model_version=model_version, labels=[x["label"] for x in labels]
     )
-    profile.save(directory / f"{model}@{model_version}.json")
-    return profile
 
 
 def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) -> dict[str, str]:
