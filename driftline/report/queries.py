@@ -110,6 +110,25 @@ def _filter(model_version: str | None) -> tuple[str, list[Any]]:
     return (" AND model_version = %s", [model_version]) if model_version is not None else ("", [])
 
 
+def _select(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: str,
+    where: str,
+    params: list[Any],
+    model_version: str | None,
+    order: str,
+) -> Rows:
+    """``SELECT columns FROM table WHERE where [AND model_version = ...] ORDER BY order``
+    (the names are this module's constants; values go as parameters)."""
+    extra, extra_params = _filter(model_version)
+    return _rows(
+        conn,
+        f"SELECT {columns} FROM {table} WHERE {where}{extra} ORDER BY {order}",
+        [*params, *extra_params],
+    )
+
+
 def feature_history(
     conn: psycopg.Connection[Any],
     model: str,
@@ -118,15 +137,15 @@ def feature_history(
     model_version: str | None = None,
 ) -> Rows:
     """One row per evaluated window of one feature, oldest first."""
-    extra, params = _filter(model_version)
-    return _rows(
+    return _select(
         conn,
-        "SELECT window_start, window_end, model_version, test, statistic, p_value,"
-        " adjusted_p_value, effect_measure, effect, drifted, missing_rate, n"
-        " FROM feature_drift WHERE model = %s AND feature = %s AND window_start >= %s"
-        + extra
-        + " ORDER BY window_start, model_version",
-        [model, feature, since, *params],
+        "feature_drift",
+        "window_start, window_end, model_version, test, statistic, p_value, adjusted_p_value,"
+        " effect_measure, effect, drifted, missing_rate, n",
+        "model = %s AND feature = %s AND window_start >= %s",
+        [model, feature, since],
+        model_version,
+        "window_start, model_version",
     )
 
 
@@ -157,12 +176,8 @@ def load_report_data(
         """The model's rows of ``table`` with ``time`` in the period ([] without the table)."""
         if not _exists(conn, table):
             return []
-        return _rows(
-            conn,
-            f"SELECT {columns} FROM {table} WHERE model = %s AND {time} >= %s AND {time} < %s"
-            f"{extra} ORDER BY {order}",
-            base,
-        )
+        where = f"model = %s AND {time} >= %s AND {time} < %s"
+        return _select(conn, table, columns, where, [model, since, until], model_version, order)
 
     data.windows = in_period(
         "window_metrics",
