@@ -5,6 +5,7 @@ topic, and the webhook receiver Alertmanager delivers to (config/alertmanager.ym
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import subprocess
@@ -83,9 +84,19 @@ def worker_events(run: ModelRun, timeout: float = 90) -> Iterator[Iterator[dict[
 class Receiver(ThreadingHTTPServer):
     """The webhook Alertmanager posts to: keeps (received at, path, body) of every delivery."""
 
-    def __init__(self) -> None:
+    def __init__(self, wait: float = 300) -> None:
+        """Listening on `RECEIVER`; while another test run (a concurrent checkout on this
+        machine) holds the port, waits up to ``wait`` s for it."""
         self.deliveries: list[tuple[float, str, dict[str, Any]]] = []
-        super().__init__(RECEIVER, _Handler)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                super().__init__(RECEIVER, _Handler)
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
 
     def wait_for(
         self, model: str, alertnames: set[str], timeout: float = 120
