@@ -244,9 +244,8 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         summaries = {name: reads[name, "metrics"].result() for name in groups}
         alerts = {name: reads[name, "alerts"].result() for name in groups}
         yield Run(input_config, groups, reference, summaries, alerts)
-    finally:
-        for group in groups.values():
-            stop_worker_processes(group.workers)
+    finally:  # every worker signalled at once, then awaited
+        stop_worker_processes([w for group in groups.values() for w in group.workers])
 
 
 def _by_window(summaries: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:
