@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
 
+import numpy as np
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from rich.console import Console, Group
@@ -47,6 +48,7 @@ from driftline.config import Config, load_config
 from driftline.detectors.profile import ReferenceProfile
 from driftline.local import free_port, start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
+from driftline.streams.windows import window_starts
 
 __all__ = ["INCIDENTS", "Outcome", "Plan", "bootstrap_champion", "detection_of", "play", "run_demo"]
 
@@ -589,7 +591,8 @@ def _run(
         consumers += [alerts, summaries]
         registry = Registry(store)
         span = plan.onsets["concept drift"] + (plan.after_windows + 3) * plan.window_seconds
-        start = (time.time() // plan.window_seconds) * plan.window_seconds - span
+        now = np.array([time.time()])
+        start = float(window_starts(now, float(plan.window_seconds))[0]) - span
         story = Story(
             plan,
             start,
