@@ -9,6 +9,11 @@ raises `ConfigError` with a message that names the key. Secrets (passwords, URLs
 webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value. Every secret `x`
 can instead be read from a file with the key `x_file` (`DRIFTLINE_<SECTION>_<X>_FILE`), the way
 Docker and Kubernetes mount secrets; the file's content, without a trailing newline, is the value.
+
+Why one module of ~700 lines: it is the config's schema, one dataclass per section whose fields
+are the keys with their defaults and whose ``__post_init__`` checks them (through `_check`), plus
+the generic loader. Most lines are declarations; keeping every key, default and bound in one
+place is the point (one config loader, one place to add a key).
 """
 
 from __future__ import annotations
