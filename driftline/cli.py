@@ -824,9 +824,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:  # `driftline` alone
         parser.print_help()
         return 0 if not (argv if argv is not None else sys.argv[1:]) else 2
+    from driftline.logs import ResilientStreamHandler  # a full disk never stops a process
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[ResilientStreamHandler()],
     )
     try:
         return int(args.func(args))

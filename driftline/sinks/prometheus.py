@@ -38,6 +38,7 @@ __all__ = [
     "LABEL_JOIN",
     "LATENCY",
     "LATE_RECORDS",
+    "LOG_WRITE_ERRORS",
     "LOW_CONFIDENCE_RATIO",
     "OUTPUT_DRIFT_DETECTED",
     "OUTPUT_DRIFT_SEVERITY",
@@ -451,5 +452,11 @@ CHECKPOINTS_DROPPED = Counter(
     "Checkpoints that could not be restored (corrupt, or written by another version) and were "
     "dropped: the partition (stage1) or model (stage2) started fresh.",
     ["stage"],
+    registry=REGISTRY,
+)
+LOG_WRITE_ERRORS = Counter(
+    "driftline_log_write_errors",
+    "Log records that could not be written (disk full, file size limit, unwritable log file): "
+    "the process goes on without them and says how many it lost once it can write again.",
     registry=REGISTRY,
 )
