@@ -25,7 +25,7 @@ from tests.security.services import _run, _script_env
 pytestmark = pytest.mark.service
 ROOT = Path(__file__).resolve().parents[2]
 OVERLOAD_SECONDS = 120.0
-RSS_BOUND_MIB = 512  # docs/OPERATIONS.md, "Faults"; batch-message workers peak ~400 MiB
+RSS_BOUND_MIB = 512  # docs/OPERATIONS.md, "Faults": with batches of 5,000 messages of 10
 
 
 def metric(port: int, name: str) -> float:
@@ -66,7 +66,8 @@ def test_overload_lag_grows_fires_the_alert_and_drains(kafka: KafkaService, tmp_
         DRIFTLINE_WORKER_METRICS_PORT=str(port),
     )
     _run("prometheus.sh", "start", script_env)
-    load = Load(config, rate=10_000.0)
+    # 10 predictions a message: a worker batch (worker.batch_size messages) holds 50,000
+    load = Load(config, rate=10_000.0, per_message=10)
     backlog = 300_000
     load.burst(backlog)
     worker = start_worker_process(None, tmp_path / "worker.log", env=env)
@@ -106,18 +107,18 @@ def test_overload_lag_grows_fires_the_alert_and_drains(kafka: KafkaService, tmp_
     log = (tmp_path / "worker.log").read_text()
     assert worker.returncode is not None and worker.returncode <= 0, log[-3000:]
     assert "Traceback" not in log, log[-3000:]
-    during = [s for s in samples if s[0] <= OVERLOAD_SECONDS]
     peak_lag = max(s[1] for s in samples)
+    print(
+        f"capacity {capacity:,.0f} predictions/s; producers at {load.rate:,.0f}/s for "
+        f"{OVERLOAD_SECONDS:.0f} s; peak lag {peak_lag:,.0f} messages ({load.per_message} "
+        f"predictions each); DriftlineConsumerLagging firing after {fired_after} s; drained "
+        f"{drained_after - OVERLOAD_SECONDS:.0f} s after the producers stopped; RSS {warm_rss:.0f} "
+        f"MiB warm, peak {peak_rss:.0f} MiB (bound {RSS_BOUND_MIB})"
+    )
+    during = [s for s in samples if s[0] <= OVERLOAD_SECONDS]
     assert peak_lag > 1_000 and during[-1][1] > during[len(during) // 4][1], samples  # grew
     assert samples[-1][1] == 0, samples[-5:]  # drained
     assert samples[-1][2] >= load.produced, (samples[-1], load.produced)  # every prediction
     assert fired_after is not None, "DriftlineConsumerLagging never fired"
     assert lag_in_prometheus is not None and lag_in_prometheus > 1_000  # visible in Prometheus
     assert peak_rss < RSS_BOUND_MIB, (warm_rss, peak_rss)
-    print(
-        f"capacity {capacity:,.0f} predictions/s; producers at {load.rate:,.0f}/s for "
-        f"{OVERLOAD_SECONDS:.0f} s; peak lag {peak_lag:,.0f} messages ({load.per_message} "
-        f"predictions each); DriftlineConsumerLagging firing after {fired_after:.0f} s; drained "
-        f"{drained_after - OVERLOAD_SECONDS:.0f} s after the producers stopped; RSS {warm_rss:.0f} "
-        f"MiB warm, peak {peak_rss:.0f} MiB (bound {RSS_BOUND_MIB})"
-    )
