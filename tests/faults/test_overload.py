@@ -25,7 +25,7 @@ from tests.security.services import _run, _script_env
 pytestmark = pytest.mark.service
 ROOT = Path(__file__).resolve().parents[2]
 OVERLOAD_SECONDS = 120.0
-RSS_BOUND_MIB = 512  # docs/OPERATIONS.md, "Faults": with batches of 5,000 messages of 10
+RSS_BOUND_MIB = 640  # docs/OPERATIONS.md, "Faults": batches of 5,000 messages of 10 (497 seen)
 
 
 def metric(port: int, name: str) -> float:
@@ -111,7 +111,7 @@ def test_overload_lag_grows_fires_the_alert_and_drains(kafka: KafkaService, tmp_
     print(
         f"capacity {capacity:,.0f} predictions/s; producers at {load.rate:,.0f}/s for "
         f"{OVERLOAD_SECONDS:.0f} s; peak lag {peak_lag:,.0f} messages ({load.per_message} "
-        f"predictions each); DriftlineConsumerLagging firing after {fired_after} s; drained "
+        f"predictions each); DriftlineConsumerLagging firing after {fired_after or -1:.0f} s; drained "
         f"{drained_after - OVERLOAD_SECONDS:.0f} s after the producers stopped; RSS {warm_rss:.0f} "
         f"MiB warm, peak {peak_rss:.0f} MiB (bound {RSS_BOUND_MIB})"
     )
