@@ -332,6 +332,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         applied = store.upgrade()
     print(f"applied: {', '.join(applied) if applied else 'nothing (schema is up to date)'}")
+    if args.grant_writer:
+        from driftline.sinks.grants import grant_writer
+
+        schema = grant_writer(config.postgres.dsn(), args.grant_writer, schema=args.schema)
+        print(f"role {args.grant_writer}: rows of schema {schema} only (no DDL, no DELETE)")
     return 0
 
 
@@ -820,9 +825,18 @@ def build_parser() -> argparse.ArgumentParser:
     # -- PostgreSQL store and sink ----------------------------------------------------------
     db = _command(commands, "db", "driftline's PostgreSQL store")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
-    db_upgrade = _command(db_commands, "upgrade", "apply pending schema migrations")
-    db_upgrade.add_argument("--schema", default=None, help=_SCHEMA_HELP)
-    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    for action, text in (
+        ("migrate", "apply pending schema migrations, as the schema's owner (before the sink)"),
+        ("upgrade", "the same as `db migrate`"),
+    ):
+        db_upgrade = _command(db_commands, action, text)
+        db_upgrade.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+        db_upgrade.add_argument(
+            "--grant-writer", metavar="ROLE", default=None,
+            help="then let ROLE (created if missing; LOGIN, no password: set one yourself) read"
+            " and write rows, nothing more: the role for the sink and the notifier",
+        )  # fmt: skip
+        db_upgrade.set_defaults(func=cmd_db_upgrade)
     db_retention = _command(
         db_commands, "retention", "drop day partitions older than postgres.retention_days"
     )
@@ -901,9 +915,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:  # `driftline` alone
         parser.print_help()
         return 0 if not (argv if argv is not None else sys.argv[1:]) else 2
+    from driftline.logs import ResilientStreamHandler  # a full disk never stops a process
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[ResilientStreamHandler()],
     )
     try:
         return int(args.func(args))

@@ -59,6 +59,7 @@ NON_CONFIG_VARIABLES = frozenset(
         "DRIFTLINE_PROMETHEUS_URL",
         "DRIFTLINE_ALERTMANAGER_URL",
         "DRIFTLINE_DEBUG_LOGS",
+        "DRIFTLINE_TEST_CLOCK_SKEW_SECONDS",  # tests only: streams/app.py
     }
 )
 

@@ -40,6 +40,7 @@ __all__ = [
     "LABEL_JOIN",
     "LATENCY",
     "LATE_RECORDS",
+    "LOG_WRITE_ERRORS",
     "LOW_CONFIDENCE_RATIO",
     "OUTPUT_DRIFT_DETECTED",
     "OUTPUT_DRIFT_SEVERITY",
@@ -499,3 +500,11 @@ def export_importance(model: str, importance: dict[str, Any] | None) -> None:
         FEATURE_IMPORTANCE.labels(model, name).set(share)
     _importance_features[model] = set(shares)
     IMPORTANCE_DRIFT_DETECTED.labels(model).set(1.0 if importance.get("drifted") else 0.0)
+
+
+LOG_WRITE_ERRORS = Counter(
+    "driftline_log_write_errors",
+    "Log records that could not be written (disk full, file size limit, unwritable log file): "
+    "the process goes on without them and says how many it lost once it can write again.",
+    registry=REGISTRY,
+)

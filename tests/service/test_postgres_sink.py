@@ -131,9 +131,10 @@ def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
         "0003_retraining",
         "0004_output_drift_data_quality",
         "0005_feature_importance",
+        "0006_writer_partitions",
     ]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 5
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 6
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):
@@ -227,6 +228,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
     settings = SinkSettings(
         batch_messages=25, flush_interval=0.3, max_buffer=30, backoff_initial=0.2, backoff_max=1.0
     )
+    store.upgrade()  # `driftline db migrate`: the sink only checks the version
     sink = PostgresSink(config, store, settings)
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
@@ -315,7 +317,7 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
     config, _ = isolated_config
     ensure_topics(config)
     metrics, alerts = config.topics.metrics, config.topics.alerts
-    store.upgrade()  # the tables exist before the test polls them (the sink upgrades too)
+    store.upgrade()  # `driftline db migrate`: the sink only checks the version
     sink = PostgresSink(config, store, SinkSettings(batch_messages=10, flush_interval=0.3))
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
