@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import psycopg_pool
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -244,6 +245,8 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
                 return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
             except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
                 return 0
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                return -1  # the restarted server still starting: ask again
 
         _wait(lambda: windows() == 40, 60, "the first 40 windows")  # first group join can be slow
 
@@ -339,6 +342,8 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
                 return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
             except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
                 return 0
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                return -1  # the restarted server still starting: ask again
 
         _wait(lambda: windows() == 12 and not sink.state.buffer, 60, "the 12 valid windows")
         assert thread.is_alive()
