@@ -35,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -204,11 +204,21 @@ class RecordBatch:
         categorical columns of ``"true"``/``"false"``).
         """
         n = len(records)
-        top, layout = _gather(records, _TOP_LEVEL)
-        raw_features, raw_ts, raw_prediction, raw_score = top[:4]
+        kinds = set(map(type, records))
+        columnar = [k for k in kinds if hasattr(k, "gather_columns")]
+        if columnar and len(kinds) == 1:
+            # records that hand over their columns themselves (streams/formats/structs.py)
+            top, layout, values, absent, extra = columnar[0].gather_columns(
+                records, _TOP_LEVEL, schema, MAX_EXTRA_FEATURES
+            )
+        else:
+            if columnar:  # mixed with dicts: as dicts
+                records = [cast(Any, r).to_dict() if type(r) in columnar else r for r in records]
+            top, layout = _gather(records, _TOP_LEVEL)
+            feats = top[0] if all(top[0]) else [f or {} for f in top[0]]
+            values, absent, extra = _feature_columns(feats, schema)
+        raw_ts, raw_prediction, raw_score = top[1:4]
         raw_probabilities, raw_latency, raw_error, attr_rows = top[4:]
-        feats = raw_features if all(raw_features) else [f or {} for f in raw_features]
-        values, absent, extra = _feature_columns(feats, schema)
         numeric = {
             name: _float_column(values[name]) for name, kind in schema.items() if kind == "numeric"
         }
