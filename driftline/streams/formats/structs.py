@@ -48,6 +48,7 @@ MAX_FIELDS = 128
 UNSET = msgspec.UNSET
 _UnsetType = type(UNSET)
 _RECORDS_KEY = b'"records"'
+_FIELDS = frozenset(get_type_hints(PREDICTION_TYPE))  # the record Struct's fields
 _ENVELOPE_HEAD = 32
 _new = tuple.__new__
 
@@ -56,10 +57,12 @@ class _Record(msgspec.Struct, gc=False):
     """Base of the record Struct: read access like the dict it stands for."""
 
     def __getitem__(self, key: str) -> Any:
-        value = getattr(self, key, UNSET) if key in self.__struct_fields__ else UNSET
-        if value is UNSET:
-            raise KeyError(key)
-        return _features_dict(value) if key == "features" else value
+        # the worker reads four required fields per record through here: keep it short
+        if key in _FIELDS:
+            value = getattr(self, key)
+            if value is not UNSET:
+                return value if key != "features" else _features_dict(value)
+        raise KeyError(key)
 
     def get(self, key: str, default: Any = None) -> Any:
         try:
@@ -99,28 +102,37 @@ class _Record(msgspec.Struct, gc=False):
         present: set[str] = set()
         top: list[Sequence[Any]] = []
         for name in fields:
-            if name == "features" or name not in cls.__struct_fields__:
+            if name == "features" or name not in _FIELDS:
                 top.append([None] * n)
                 continue
-            column, absent = _without_unset(list(map(attrgetter(name), records)))
+            column = list(map(attrgetter(name), records))
+            absent = None if name in _PREDICTION_REQUIRED else _unset_mask(column)
             if absent is None or not absent.all():
                 present.add(name)
-            top.append(column)
+            top.append(column if absent is None else _none_for_unset(column, absent))
         feats = list(map(attrgetter("features"), records))
         attribute = getattr(cls, "__feature_attributes__", {})
-        values: dict[str, Sequence[Any]] = {}
+        values: dict[str, Any] = {}
         absent_masks: dict[str, NDArray[np.bool_]] = {}
-        for name in schema:
+        for name, kind in schema.items():
             attr = attribute.get(name)
             if attr is None:
                 values[name], absent_masks[name] = [None] * n, np.ones(n, dtype=bool)
                 continue
-            values[name], mask = _without_unset(list(map(attrgetter(attr), feats)))
+            column = list(map(attrgetter(attr), feats))
+            if kind == "numeric":
+                try:  # what `_float_column` does first; it fails on UNSET (and odd values)
+                    values[name] = np.array(column, dtype=np.float64)
+                    continue
+                except (TypeError, ValueError):
+                    pass
+            mask = _unset_mask(column)
+            values[name] = column if mask is None else _none_for_unset(column, mask)
             if mask is not None and mask.any():
                 absent_masks[name] = mask
         extra: dict[str, NDArray[np.bool_]] = {}
         for name in sorted(k for k in attribute if k not in schema):
-            _, mask = _without_unset(list(map(attrgetter(attribute[name]), feats)))
+            mask = _unset_mask(list(map(attrgetter(attribute[name]), feats)))
             if mask is None:
                 extra[name] = np.ones(n, dtype=bool)
             elif not mask.all():
@@ -132,12 +144,15 @@ class _Record(msgspec.Struct, gc=False):
         return top, present, values, absent_masks, extra
 
 
-def _without_unset(column: list[Any]) -> tuple[list[Any], NDArray[np.bool_] | None]:
-    """The column with None for UNSET, and where it was UNSET (None: nowhere)."""
+def _unset_mask(column: list[Any]) -> NDArray[np.bool_] | None:
+    """Where the column is UNSET (the record lacks the key); None: nowhere."""
     if _UnsetType not in set(map(type, column)):
-        return column, None
-    mask = np.array([v is UNSET for v in column], dtype=bool)
-    return [None if v is UNSET else v for v in column], mask
+        return None
+    return np.array([v is UNSET for v in column], dtype=bool)
+
+
+def _none_for_unset(column: list[Any], mask: NDArray[np.bool_]) -> list[Any]:
+    return [None if absent else v for v, absent in zip(column, mask.tolist(), strict=True)]
 
 
 def _features_dict(features: Any) -> dict[str, Any]:
