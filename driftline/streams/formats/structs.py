@@ -214,9 +214,7 @@ class StructPredictions(GuardedDecoder):
     >>> decoder = StructPredictions()
     >>> message = (b'{"records": [{"prediction_id": 1, "model": "m", "model_version": "1", '
     ...            b'"timestamp": 5, "features": {"x": 0.5}}]}')
-    >>> type(decoder.decode(message).records[0]).__name__  # "x" is new: learnt, read as before
-    'dict'
-    >>> record = decoder.decode(message).records[0]
+    >>> record = decoder.decode(message).records[0]  # "x" is learnt from the dict path first
     >>> type(record).__name__, record["timestamp"], record["features"], "score" in record
     ('PredictionRecord', 5.0, {'x': 0.5}, False)
     """
@@ -228,28 +226,37 @@ class StructPredictions(GuardedDecoder):
         self._only_records: Any = None
 
     def decode(self, payload: bytes | None, headers: Headers = None) -> Decoded:
-        if self._one_or_many is not None and payload and not may_hold_nul(payload):
-            # the order of `driftline_json._fast_path`; anything refused goes the usual way
-            if _RECORDS_KEY in payload[:_ENVELOPE_HEAD]:
-                try:
-                    return _new(Decoded, (self._only_records(payload).records, []))
-                except Exception:
-                    pass
-            try:
-                decoded = self._one_or_many(payload)
-                return _new(Decoded, (decoded if type(decoded) is list else [decoded], []))
-            except Exception:
-                pass
+        fast = self._fast(payload)
+        if fast is not None:
+            return fast
         result = decode_predictions(payload)
-        if self.enabled and result.records:
-            self._learn(result.records)
+        if self.enabled and result.records and self._learn(result.records):
+            # the same message with the names learnt (else the first batch of a model would
+            # mix Structs and dicts, which `from_records` reads the slow way)
+            return self._fast(payload) or result
         return result
 
-    def _learn(self, records: list[dict[str, Any]]) -> None:
+    def _fast(self, payload: bytes | None) -> Decoded | None:
+        if self._one_or_many is None or not payload or may_hold_nul(payload):
+            return None
+        # the order of `driftline_json._fast_path`; anything refused goes the usual way
+        if _RECORDS_KEY in payload[:_ENVELOPE_HEAD]:
+            try:
+                return _new(Decoded, (self._only_records(payload).records, []))
+            except Exception:
+                pass
+        try:
+            decoded = self._one_or_many(payload)
+            return _new(Decoded, (decoded if type(decoded) is list else [decoded], []))
+        except Exception:
+            return None
+
+    def _learn(self, records: list[dict[str, Any]]) -> bool:
+        """Take the feature names of `records`; whether there were new ones."""
         seen = set().union(*(r["features"] for r in records))
         new = sorted(seen.difference(self.names))
         if not new:
-            return
+            return False
         if len(self.names) + len(new) > MAX_FIELDS or any(
             len(k) > MAX_NAME_LENGTH or "\x00" in k for k in new
         ):
@@ -259,6 +266,7 @@ class StructPredictions(GuardedDecoder):
                 MAX_FIELDS,
             )
             self.enabled, self._one_or_many, self._only_records = False, None, None
-            return
+            return False
         self.names += new
         self._one_or_many, self._only_records = _decoders(self.names)
+        return True
