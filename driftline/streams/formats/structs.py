@@ -146,12 +146,17 @@ class _Record(msgspec.Struct, gc=False):
 
 def _unset_mask(column: list[Any]) -> NDArray[np.bool_] | None:
     """Where the column is UNSET (the record lacks the key); None: nowhere."""
-    if _UnsetType not in set(map(type, column)):
+    kinds = set(map(type, column))
+    if _UnsetType not in kinds:
         return None
+    if len(kinds) == 1:  # an optional field no record has: the usual case, no loop
+        return np.ones(len(column), dtype=bool)
     return np.array([v is UNSET for v in column], dtype=bool)
 
 
 def _none_for_unset(column: list[Any], mask: NDArray[np.bool_]) -> list[Any]:
+    if mask.all():
+        return [None] * len(column)
     return [None if absent else v for v, absent in zip(column, mask.tolist(), strict=True)]
 
 
