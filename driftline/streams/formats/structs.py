@@ -42,8 +42,10 @@ log = logging.getLogger(__name__)
 
 __all__ = ["MAX_FIELDS", "StructPredictions"]
 
-MAX_FIELDS = 128
-"""Feature names a Struct holds at most: every record allocates a slot for each of them."""
+MAX_FIELDS = 64
+"""Feature names a Struct holds at most. Every record allocates a slot for each of them, and
+`gather_columns` reads each name outside a model's schema once per batch (to find new
+features): with several models of different features that costs one pass per other name."""
 
 UNSET = msgspec.UNSET
 _UnsetType = type(UNSET)
