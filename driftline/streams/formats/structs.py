@@ -121,13 +121,13 @@ class _Record(msgspec.Struct, gc=False):
             if attr is None:
                 values[name], absent_masks[name] = [None] * n, np.ones(n, dtype=bool)
                 continue
-            column = list(map(attrgetter(attr), feats))
             if kind == "numeric":
-                try:  # what `_float_column` does first; it fails on UNSET (and odd values)
-                    values[name] = np.array(column, dtype=np.float64)
+                try:  # each value as `_float_column` converts it; UNSET (and odd values) fail
+                    values[name] = np.fromiter(map(attrgetter(attr), feats), np.float64, n)
                     continue
                 except (TypeError, ValueError):
                     pass
+            column = list(map(attrgetter(attr), feats))
             mask = _unset_mask(column)
             values[name] = column if mask is None else _none_for_unset(column, mask)
             if mask is not None and mask.any():
