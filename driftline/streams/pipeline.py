@@ -132,7 +132,7 @@ class Pipeline:
         self._load_checkpoints = load_checkpoints
         self._clock = clock
         # built once: a joining format (oip) keeps its pending request/response halves in it
-        self._predictions_in = prediction_decoder(config)
+        self._predictions_in = prediction_decoder(config, for_windows=True)
         self._labels_in = label_decoder(config)
         self._checkpoints: dict[str, Any] | None = None  # cache, reset on rebalance
         self.stage1: dict[int, PartitionWindows] = {}
