@@ -249,11 +249,13 @@ def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
     """Counters of one batch of a model's predictions (numpy arrays)."""
     import numpy as np
 
+    from driftline.detectors.sketch import error_type  # one rule for the type, as windows keep it
+
     PREDICTIONS.labels(model).inc(len(latency_seconds))
     observe_all(LATENCY.labels(model), latency_seconds[np.isfinite(latency_seconds)])
     known = _error_types.setdefault(model, set())
     for error, count in Tally(e for e in errors.tolist() if e is not None).items():
-        kind = str(error).split(":", 1)[0].strip()[:40] or "error"
+        kind = error_type(error)
         if kind not in known:
             if len(known) >= MAX_ERROR_TYPES:
                 kind = "other"
