@@ -127,10 +127,31 @@ def test_booleans_and_integral_numbers_are_one_class_in_the_error_stream() -> No
     "prediction watermark - labels.horizon_seconds, even with nothing pending (an idle partition "
     "caught up by mark_idle, e.g. predictions keyed by model on a 4-partition topic): stage 2 "
     "then holds every outcome of every partition back by the horizon (1 h by default, up to "
-    "MAX_BUFFERED = 200,000 outcomes, 8 MB per stage-2 checkpoint). Fix: with nothing pending, "
+    "MAX_BUFFERED = 200,000 outcomes, 8 MB per stage-2 checkpoint). Real worker, the stream of "
+    "tests/service/test_concept_pipeline.py keyed to one partition, default horizon: 1 topic "
+    "partition -> event at index 12017; 4 partitions (3 idle) -> no event. Fix: with nothing pending, "
     "promise the prediction watermark; or treat a caught-up, quiet labels partition as idle.",
 )
 def test_an_idle_partition_with_nothing_pending_does_not_hold_stage_two_back() -> None:
     labels = PartitionLabels(0, 60.0, 3600.0, 3600.0, 10)
     assert not labels.pending and not labels.orphans
     assert labels.outcome_watermark(10_000.0, 60.0) >= 10_000.0 - 60.0
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="concept.py: the default suite (ADWIN clock=1, unstandardised) on a regression "
+    "model's absolute error: ADWIN's bound assumes values in [0, 1]; on stationary heavy-tailed "
+    "errors (lognormal, |t(3)|) it fired 5-11 times per 60,000 labels (every cooldown), and on "
+    "errors of scale 1e-3 it saw a 3x jump ~4,700 labels late (scale 1e3: 2-4). Measured only "
+    "on classification in DRIFT_DETECTION.md. Fix: for regression feed a bounded, scale-free "
+    "stream, e.g. the empirical CDF of the error under the first `calibration` values.",
+)
+def test_a_stationary_regression_model_with_heavy_tailed_errors_raises_no_concept_drift() -> None:
+    from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT
+
+    n = 30_000
+    errors = np.random.default_rng(0).lognormal(0.0, 1.0, n)
+    stage = ConceptStage(DEFAULT_CONCEPT_DRIFT, regression=True)
+    found = stage.update([str(i) for i in range(n)], np.arange(float(n)), {"error": errors})
+    assert found == []
