@@ -112,7 +112,8 @@ def test_changed_detector_params_are_not_silently_ignored_after_a_restart() -> N
     reason="outcomes.py:153 compares str(label) != str(prediction): label true/True/1.0 against "
     "prediction 1 counts as an error, so the error stream of such a model is ~100 % and constant "
     "and no detector can fire (its loss stream, _POSITIVE, does treat them as one class). Fix: "
-    "compare retrain.sample.normalise_class(label) with normalise_class(prediction).",
+    "compare detectors.profile.class_value(label) with class_value(prediction), the rule the "
+    "reference's baseline accuracy already uses (also in labels.py _join's confusion counts).",
 )
 def test_booleans_and_integral_numbers_are_one_class_in_the_error_stream() -> None:
     streams = outcome_streams(
@@ -155,3 +156,27 @@ def test_a_stationary_regression_model_with_heavy_tailed_errors_raises_no_concep
     stage = ConceptStage(DEFAULT_CONCEPT_DRIFT, regression=True)
     found = stage.update([str(i) for i in range(n)], np.arange(float(n)), {"error": errors})
     assert found == []
+
+
+def test_prediction_importance_counts_each_class_once_whatever_its_spelling() -> None:
+    from driftline.detectors.profile import ReferenceProfile
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=4000)
+    y = (x + rng.normal(0, 0.5, 4000) > 0).astype(int)
+    spelled = np.array(
+        [
+            [True, "true", 1, "1.0"][i % 4] if v else [False, "false", 0, "0"][i % 4]
+            for i, v in enumerate(y.tolist())
+        ],
+        dtype=object,
+    )
+
+    def prediction_mi(prediction: Any) -> dict[str, float]:
+        profile = ReferenceProfile.from_columns(
+            {"x": x}, model="m", model_version="1", prediction=prediction, labels=y, fit_pca=False
+        )
+        return profile.importance["prediction_mi"]
+
+    assert prediction_mi(spelled) == pytest.approx(prediction_mi(y))
+    assert prediction_mi(y)["x"] <= np.log(2)  # a binary target: at most ln 2 nats
