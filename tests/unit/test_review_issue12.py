@@ -180,3 +180,34 @@ def test_prediction_importance_counts_each_class_once_whatever_its_spelling() ->
 
     assert prediction_mi(spelled) == pytest.approx(prediction_mi(y))
     assert prediction_mi(y)["x"] <= np.log(2)  # a binary target: at most ln 2 nats
+
+
+def test_the_window_proxy_counts_each_predicted_class_once_whatever_its_spelling() -> None:
+    from dataclasses import fields
+
+    from driftline.detectors.importance import ImportanceThresholds, window_importance
+    from driftline.detectors.sketch import WindowSketch
+    from tests.unit.test_importance import _profile_and_window
+
+    profile, sketch = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5], attributions=False)
+
+    class WithPredictions(WindowSketch):
+        reservoir_predictions: Any
+
+    def judged(predictions: list[Any]) -> Any:
+        proxy = WithPredictions(**{f.name: getattr(sketch, f.name) for f in fields(sketch)})
+        proxy.reservoir_predictions = np.array(predictions, dtype=object)
+        return window_importance(profile, proxy, ImportanceThresholds())
+
+    positive = (sketch.reservoir_rows @ np.array([2.0, 1.0, 0.5]) > 0).tolist()
+    plain = judged([int(p) for p in positive])
+    spelled = judged(
+        [
+            [True, "true", 1, "1.0"][i % 4] if p else [False, "false", 0, "0"][i % 4]
+            for i, p in enumerate(positive)
+        ]
+    )
+    assert plain is not None and spelled is not None
+    assert [f.importance for f in spelled.features] == pytest.approx(
+        [f.importance for f in plain.features]
+    )
