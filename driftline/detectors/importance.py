@@ -728,7 +728,12 @@ def window_importance(
     if not known.any():
         return None
     categorical = profile.prediction_values is None  # regression models: values
-    target = target[known].astype(str) if categorical else target[known].astype(np.float64)
+    if categorical:  # one class per spelling, as the reference's prediction_mi (class_value)
+        from driftline.detectors.profile import class_value
+
+        target = np.array([str(class_value(v)) for v in target[known].tolist()], dtype=str)
+    else:
+        target = target[known].astype(np.float64)
     window = proxy_importance(
         rows[known], sketch.reservoir_columns, target, target_categorical=categorical
     )

@@ -838,8 +838,10 @@ def _reference_importance(
     prediction: NDArray[Any] = batch.prediction
     if not classification:
         prediction = prediction_as_float(batch.prediction)
-    elif labels is not None:
-        labels = np.asarray([class_value(v) for v in np.asarray(labels, dtype=object)], object)
+    else:  # one class per spelling (True, "true", 1, "1.0"), for predictions as for labels
+        prediction = _object_array([class_value(v) for v in batch.prediction.tolist()])
+        if labels is not None:
+            labels = np.asarray([class_value(v) for v in np.asarray(labels, dtype=object)], object)
     return reference_importance(
         {**batch.numeric, **batch.categorical},
         categorical=set(batch.categorical),

@@ -19,7 +19,8 @@ Trigger kinds (:data:`TRIGGER_KINDS`) and the alert events that raise them
   ``critical_features``, or of severity ``critical`` (a feature marked critical in
   ``config/drift_thresholds.yaml``);
 * ``data_quality``: an event whose type starts with ``data_quality``;
-* ``concept_drift``: a ``concept_drift`` event;
+* ``concept_drift``: a ``concept_drift`` event, unless its evidence shows the error rate fell
+  (``error_after < error_before``: the model got better, nothing to retrain for);
 * ``performance_drop`` / ``estimated_performance_drop``: those events, when the relative drop in
   their evidence is above the policy's ``min_performance_drop`` (default 0.05: 5 %);
 * ``schedule``: every ``every_days`` days since the last retraining (:func:`schedule_due`);
@@ -146,6 +147,13 @@ def load_policies(path: str | Path | None) -> tuple[Policy, ...]:
     return tuple(policies)
 
 
+def _number(value: Any) -> float:
+    """A JSON number as a float, NaN for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return float("nan")
+
+
 def trigger_of_event(event: Mapping[str, Any], policy: Policy) -> str | None:
     """The trigger kind an alert event raises for ``policy``, or None if it raises none.
 
@@ -155,6 +163,10 @@ def trigger_of_event(event: Mapping[str, Any], policy: Policy) -> str | None:
     >>> trigger_of_event({"type": "performance_drop", "evidence": {"relative_drop": 0.01}}, p)
     >>> trigger_of_event({"type": "data_drift", "feature": "amount", "severity": "warning"}, p)
     'critical_feature_drift'
+    >>> better = {"error_before": 0.2, "error_after": 0.05}
+    >>> trigger_of_event({"type": "concept_drift", "evidence": better}, p)
+    >>> trigger_of_event({"type": "concept_drift", "evidence": {"error_before": 0.05}}, p)
+    'concept_drift'
     """
     kind = event.get("type")
     evidence = event.get("evidence") or {}
@@ -164,6 +176,10 @@ def trigger_of_event(event: Mapping[str, Any], policy: Policy) -> str | None:
             return str(kind)
         return None
     if kind == "concept_drift":
+        before = evidence.get("error_before") if isinstance(evidence, Mapping) else None
+        after = evidence.get("error_after") if isinstance(evidence, Mapping) else None
+        if _number(after) < _number(before):  # the error fell: an improvement (NaN: False)
+            return None
         return "concept_drift"
     if kind == "data_drift" and (
         event.get("feature") in policy.critical_feature_set or event.get("severity") == "critical"

@@ -6,12 +6,15 @@ it returns.
 
 Rules:
 - **One open alert per (model, subject, type)**, the subject being the feature, else the test
-  (e.g. `ddm_error`, `accuracy`). Further events for an open alert update it silently.
+  (e.g. `ddm_error`, `accuracy`). Further events for an open alert update it silently. An
+  `operational` event (a finding about driftline itself, e.g. a dropped checkpoint: no window
+  resolves it) is its own alert, keyed by its event id: each finding notifies once, a replay of
+  the same event does not.
 - **Escalation**: an alert opens with the event's severity; a warning becomes critical when its
   condition is seen in `escalate_after` consecutive windows, or when an event for it is
   critical (a second threshold crossed). Escalation sends a notification.
 - **Resolution**: a windowed alert (data, multivariate, error-rate, latency, estimated
-  performance) resolves when a window of its model version closes without it; a performance
+  performance, output, data quality, feature importance) resolves when a window of its model version closes without it; a performance
   or concept-drift alert when a performance window closes without a performance drop.
 - **Rate limiting**: at most `max_per_hour` firing or escalation notifications per model in
   any hour; the rest are counted (`suppressed`), the alert stays open. Resolutions always go.
@@ -35,6 +38,7 @@ WINDOWED = {
     "estimated_performance_drop",
     "output_drift",
     "data_quality",
+    "importance_drift",
 }
 LABELLED = {"performance_drop", "concept_drift"}
 Severity = Literal["warning", "critical"]
@@ -101,6 +105,8 @@ class AlertPolicy:
     @staticmethod
     def key(event: Mapping[str, Any]) -> str:
         subject = event.get("feature") or event.get("test") or ""
+        if event.get("type") == "operational":  # never resolved by a window: one per finding
+            subject = f"{subject}\x1f{event.get('event_id')}"
         return f"{event['model']}\x1f{event['model_version']}\x1f{subject}\x1f{event['type']}"
 
     def on_event(self, event: Mapping[str, Any], now: float) -> list[Notification]:
