@@ -196,9 +196,12 @@ class WorkerConfig:
     reference_dir: str = "config/references"
     reference_rescan_seconds: float = 10.0  # new model versions' profiles picked up; 0: never
     thresholds_file: str = "config/drift_thresholds.yaml"
+    session_timeout_seconds: float = 45.0  # librdkafka's default
 
     def __post_init__(self) -> None:
         _check("worker", "at least 1", batch_size=self.batch_size, metrics_port=self.metrics_port)
+        # the broker refuses less than its group.min.session.timeout.ms (6 s by default)
+        _check("worker", "at least 6", session_timeout_seconds=self.session_timeout_seconds)
         _check(
             "worker", ">= 0", dlq_max_payload_bytes=self.dlq_max_payload_bytes,
             reference_rescan_seconds=self.reference_rescan_seconds,  # 0: never

@@ -5,7 +5,9 @@ asks `AlertPolicy` (policy.py) what to notify, and delivers each notification to
 critical alerts to every configured channel including PagerDuty, warnings to every channel but
 PagerDuty, resolutions to the channels that got the alert. A delivery is retried with backoff
 (`notifications.delivery_attempts`); a delivery that still fails is recorded and retried on the
-next pass, never dropped, and never stops the process. Every outcome is logged and counted
+next pass, never dropped, and never stops the process. A permanent error (`PERMANENT_ERRORS`: the
+SMTP server refused the login, credentials without TLS) is not retried: it is recorded and logged
+as an error at once, since only a configuration change can fix it. Every outcome is logged and counted
 (`driftline_notifications_total{channel,outcome}`).
 
 A malformed message on either topic (not JSON, not an object, a field missing or of the wrong
@@ -328,6 +330,10 @@ def channels_from_config(config: NotificationsConfig) -> list[Channel]:
     return channels
 
 
+# Errors that retrying cannot fix (a configuration mistake): one attempt, no retry on later passes.
+PERMANENT_ERRORS: tuple[type[Exception], ...] = (smtplib.SMTPAuthenticationError, InsecureSMTPError)
+
+
 @dataclass(frozen=True)
 class DeliveryOutcome:
     alert_id: str
@@ -366,7 +372,10 @@ class Notifier:
 
     def _deliver(self, notification: Notification, channel: Channel) -> DeliveryOutcome:
         error = None
-        for attempt in range(1, self.attempts + 1):
+        permanent = False
+        attempt = 0
+        while attempt < self.attempts and not permanent:
+            attempt += 1
             try:
                 channel.send(notification)
                 outcome = DeliveryOutcome(
@@ -381,7 +390,8 @@ class Notifier:
                 break
             except Exception as exc:  # a channel must never stop the notifier
                 error = f"{type(exc).__name__}: {exc}"
-                if attempt < self.attempts:
+                permanent = isinstance(exc, PERMANENT_ERRORS)
+                if attempt < self.attempts and not permanent:
                     self.sleep(self.backoff_seconds * 2 ** (attempt - 1))
         else:
             outcome = DeliveryOutcome(
@@ -389,19 +399,27 @@ class Notifier:
                 notification.action,
                 channel.name,
                 False,
-                self.attempts,
+                attempt,
                 error,
                 self.clock(),
             )
-            if len(self.pending) < self.max_pending:
-                self.pending.append((notification, channel))
-            log.warning(
-                "%s to %s failed after %d attempts: %s",
-                notification.title(),
-                channel.name,
-                self.attempts,
-                error,
-            )
+            if permanent:
+                log.error(
+                    "%s to %s failed permanently, not retried (check the channel's settings): %s",
+                    notification.title(),
+                    channel.name,
+                    error,
+                )
+            else:
+                if len(self.pending) < self.max_pending:
+                    self.pending.append((notification, channel))
+                log.warning(
+                    "%s to %s failed after %d attempts: %s",
+                    notification.title(),
+                    channel.name,
+                    attempt,
+                    error,
+                )
         NOTIFICATIONS.labels(channel.name, "sent" if outcome.sent else "failed").inc()
         if self.history is not None:
             try:

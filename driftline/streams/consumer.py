@@ -90,7 +90,14 @@ class DeliveryError(RuntimeError):
 
 
 def consumer_settings(config: Config) -> dict[str, Any]:
-    """librdkafka settings of the worker's consumer (see the module docstring for why)."""
+    """librdkafka settings of the worker's consumer (see the module docstring for why).
+
+    >>> from driftline.config import WorkerConfig
+    >>> settings = consumer_settings(Config(worker=WorkerConfig(session_timeout_seconds=10)))
+    >>> settings["session.timeout.ms"], settings["heartbeat.interval.ms"]
+    (10000, 2500)
+    """
+    session_timeout_ms = round(config.worker.session_timeout_seconds * 1000)
     return {
         **config.kafka.confluent_settings(),
         "group.id": config.worker.app_id,
@@ -112,6 +119,10 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         # missing from the first metadata: with librdkafka's default of 5 min, stage 2 then
         # received nothing for minutes (seen in test_pipeline under load)
         "topic.metadata.refresh.interval.ms": 5_000,
+        # a worker that dies without leaving (kill -9, a lost host) keeps its partitions this
+        # long; heartbeats must come well within it (librdkafka: 3 s, Kafka: at most 1/3)
+        "session.timeout.ms": session_timeout_ms,
+        "heartbeat.interval.ms": min(3_000, session_timeout_ms // 4),
     }
 
 

@@ -59,6 +59,8 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
         TOPICS_PARTITIONS="1",
         LABELS_HORIZON_SECONDS="20",
         WORKER_BATCH_TIMEOUT_SECONDS="0.2",
+        # the killed worker's partitions free after 10 s, not librdkafka's 45 s
+        WORKER_SESSION_TIMEOUT_SECONDS="10",
     )
     config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
     ensure_topics(config)

@@ -126,7 +126,9 @@ def smtp(tmp_path: Path) -> Iterator[tuple[int, Mailbox, ssl.SSLContext]]:
             b"driftline",
             b"s3cret",
         )
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself (by default it assumes the authenticator
+        # replied, sends nothing, and the client waits out its 10-s timeout)
+        return AuthResult(success=ok, handled=False)
 
     mailbox = Mailbox()
     port = free_port()
@@ -237,8 +239,13 @@ def test_email_goes_through_starttls_and_auth(smtp: tuple[int, Mailbox, ssl.SSLC
         starttls=True,
         tls_context=client_context,
     )
-    outcome = Notifier([wrong], sleep=lambda _: None).deliver(notifications()[0])[0]
-    assert not outcome.sent and outcome.error and len(mailbox.messages) == 1  # refused, recorded
+    waits: list[float] = []
+    refused = Notifier([wrong], attempts=3, sleep=waits.append)
+    outcome = refused.deliver(notifications()[0])[0]
+    assert not outcome.sent and len(mailbox.messages) == 1  # refused, recorded
+    assert outcome.error and outcome.error.startswith("SMTPAuthenticationError: (535")
+    # a refused login is permanent: one attempt, no backoff, not kept for the next pass
+    assert outcome.attempts == 1 and waits == [] and refused.pending == []
 
 
 def test_failed_deliveries_are_retried_recorded_and_kept_until_they_go() -> None:

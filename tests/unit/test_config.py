@@ -74,6 +74,10 @@ def test_secrets_never_show_in_repr() -> None:
             "worker:\n  batch_timeout_seconds: fast\n",
             "worker.batch_timeout_seconds: expected a number, got 'fast'",
         ),
+        (
+            "worker:\n  session_timeout_seconds: 2\n",
+            "worker.session_timeout_seconds: must be at least 6, got 2",
+        ),
         ("worker: 3\n", "worker: expected a mapping, got 3"),
         ("- a list\n", "expected a mapping at the top level"),
         ("kafka: [\n", "is not valid YAML"),
