@@ -610,8 +610,8 @@ class WindowSketch:
             values = prediction_as_float(batch.prediction[chosen])
             out[:] = [repr(float(v)) if math.isfinite(v) else None for v in values.tolist()]
         else:
-            classes = (class_value(v) for v in batch.prediction[chosen].tolist())
-            out[:] = [None if c is None else str(c) for c in classes]
+            seen: dict[Any, str | None] = {}
+            out[:] = [_class_text(v, seen) for v in batch.prediction[chosen].tolist()]
         return out
 
     def _aligned_predictions(self) -> NDArray[np.object_]:
@@ -855,6 +855,20 @@ def error_type(text: Any) -> str:
     """
     s = str(text)
     return s.split(":", 1)[0].strip()[:ERROR_TYPE_CHARS] or "error"
+
+
+def _class_text(value: Any, seen: dict[Any, str | None]) -> str | None:
+    """``value``'s class as text (``class_value``), None when missing; ``seen`` memoises it,
+    since a batch holds few distinct predictions (an unhashable value is not memoised)."""
+    try:
+        return seen[value]
+    except KeyError:
+        cls = class_value(value)
+        seen[value] = text = None if cls is None else str(cls)
+        return text
+    except TypeError:
+        cls = class_value(value)
+        return None if cls is None else str(cls)
 
 
 def _smallest(
