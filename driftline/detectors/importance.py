@@ -707,8 +707,8 @@ def window_importance(
     attributions in the profile: mean |attribution| per feature. Without attributions: the
     mutual information of each sampled numeric feature with the prediction, if the sketch keeps
     the prediction of its reservoir rows (``reservoir_predictions``, aligned with
-    ``reservoir_rows``) and the profile has ``prediction_mi`` importances; sketches do not keep
-    it yet, so windows without attributions are not judged (see docs/DRIFT_DETECTION.md).
+    ``reservoir_rows``, kept by :class:`~driftline.detectors.sketch.WindowSketch`) and the
+    profile has ``prediction_mi`` importances (see docs/DRIFT_DETECTION.md).
     """
     if not thresholds.enabled:
         return None

@@ -15,6 +15,7 @@ numeric histograms          counts on the reference bins + underflow/overflow   
 numeric moments             n, mean, M2 of the finite values, min, max           Chan et al.
 missing / invalid           NaN = missing, +/-inf (or not a number) = invalid   sum
 reservoir                   joint numeric rows with the k smallest random keys  k smallest keys
+reservoir predictions       each reservoir row's prediction (its class as text)  with its row
 categorical counts          reference categories, the rest in ``__other__``     sum
 outside categories          heavy hitters among the values outside them (100)   Misra-Gries
 score histogram             50 bins over [0, 1], overall and per class          sum
@@ -54,6 +55,7 @@ from driftline.detectors.profile import (
     SCORE_BINS,
     NumericProfile,
     ReferenceProfile,
+    class_value,
     prediction_as_float,
     score_bin_index,
 )
@@ -487,6 +489,12 @@ class WindowSketch:
     """Records of the window that did not carry the feature's key at all (monitored features)."""
     new_features: dict[str, int] = field(default_factory=dict)
     """Records carrying each feature the reference does not know (at most 50 names)."""
+    reservoir_predictions: NDArray[np.object_] = field(
+        default_factory=lambda: np.empty(0, dtype=object)
+    )
+    """The prediction of each reservoir row, aligned with ``reservoir_rows``: the class as text
+    (``True``, ``1`` and ``"1"`` are ``"1"``, see ``class_value``), a regression model's value
+    as text, None when missing. The importance proxy (``prediction_mi``) reads it."""
 
     @classmethod
     def empty(
@@ -586,11 +594,32 @@ class WindowSketch:
             column = batch.numeric.get(name)
             rows[:, j] = np.nan if column is None else column[chosen]
         rows[~np.isfinite(rows)] = np.nan
-        self.reservoir_keys, self.reservoir_rows = _smallest(
+        self.reservoir_keys, self.reservoir_rows, self.reservoir_predictions = _smallest(
             np.concatenate([self.reservoir_keys, keys[chosen]]),
             np.concatenate([self.reservoir_rows, rows]),
             k,
+            np.concatenate([self._aligned_predictions(), self._prediction_texts(batch, chosen)]),
         )
+
+    def _prediction_texts(
+        self, batch: RecordBatch, chosen: NDArray[np.intp]
+    ) -> NDArray[np.object_]:
+        """The chosen rows' predictions as text (None when missing), one class per value."""
+        out = np.empty(chosen.size, dtype=object)
+        if self.prediction_values is not None:  # regression: the value, "nan" never stored
+            values = prediction_as_float(batch.prediction[chosen])
+            out[:] = [repr(float(v)) if math.isfinite(v) else None for v in values.tolist()]
+        else:
+            seen: dict[Any, str | None] = {}
+            out[:] = [_class_text(v, seen) for v in batch.prediction[chosen].tolist()]
+        return out
+
+    def _aligned_predictions(self) -> NDArray[np.object_]:
+        """``reservoir_predictions``, or all None when it does not match the rows (a sketch
+        built without it), so a row never takes another row's prediction."""
+        if len(self.reservoir_predictions) == len(self.reservoir_rows):
+            return self.reservoir_predictions
+        return np.full(len(self.reservoir_rows), None, dtype=object)
 
     def _update_predictions(self, batch: RecordBatch) -> None:
         if self.prediction_values is not None:  # regression: values, not classes
@@ -654,10 +683,11 @@ class WindowSketch:
         if self.reservoir_columns != other.reservoir_columns:
             raise SketchMismatchError("sketches have different reservoir columns")
         k = min(self.reservoir_size, other.reservoir_size)
-        keys, rows = _smallest(
+        keys, rows, predictions = _smallest(
             np.concatenate([self.reservoir_keys, other.reservoir_keys]),
             np.concatenate([self.reservoir_rows, other.reservoir_rows]),
             k,
+            np.concatenate([self._aligned_predictions(), other._aligned_predictions()]),
         )
         by_class = {k2: v.copy() for k2, v in self.score_counts_by_class.items()}
         for name, counts in other.score_counts_by_class.items():
@@ -708,6 +738,7 @@ class WindowSketch:
                 for k2 in set(self.absent_counts) | set(other.absent_counts)
             },
             new_features=_merge_capped(self.new_features, other.new_features, MAX_NEW_FEATURES),
+            reservoir_predictions=predictions,
         )
 
     # -- summaries ---------------------------------------------------------------------------
@@ -752,6 +783,7 @@ class WindowSketch:
             else self.prediction_values.to_dict(),
             "absent_counts": dict(self.absent_counts),
             "new_features": dict(self.new_features),
+            "reservoir_predictions": self._aligned_predictions().tolist(),
         }
 
     @classmethod
@@ -761,6 +793,11 @@ class WindowSketch:
             [[_nan_if_none(x) for x in r] for r in d["reservoir_rows"]], dtype=np.float64
         ).reshape(-1, len(columns))
         t_min, t_max = d["event_time_min"], d["event_time_max"]
+        # checkpoints written before the field (or with a damaged one): no prediction per row
+        saved = d.get("reservoir_predictions")
+        predictions = np.full(len(rows), None, dtype=object)
+        if isinstance(saved, list) and len(saved) == len(rows):
+            predictions[:] = [None if v is None else str(v) for v in saved]
         return cls(
             model=str(d["model"]),
             model_version=str(d["model_version"]),
@@ -798,6 +835,7 @@ class WindowSketch:
             else NumericSketch.from_dict(d["prediction_values"]),
             absent_counts={str(k): int(v) for k, v in (d.get("absent_counts") or {}).items()},
             new_features={str(k): int(v) for k, v in (d.get("new_features") or {}).items()},
+            reservoir_predictions=predictions,
         )
 
 
@@ -819,13 +857,31 @@ def error_type(text: Any) -> str:
     return s.split(":", 1)[0].strip()[:ERROR_TYPE_CHARS] or "error"
 
 
+def _class_text(value: Any, seen: dict[Any, str | None]) -> str | None:
+    """``value``'s class as text (``class_value``), None when missing; ``seen`` memoises it,
+    since a batch holds few distinct predictions (an unhashable value is not memoised)."""
+    try:
+        return seen[value]
+    except KeyError:
+        cls = class_value(value)
+        seen[value] = text = None if cls is None else str(cls)
+        return text
+    except TypeError:
+        cls = class_value(value)
+        return None if cls is None else str(cls)
+
+
 def _smallest(
-    keys: NDArray[np.float64], rows: NDArray[np.float64], k: int
-) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The k rows with the smallest keys, sorted by key (a canonical order)."""
+    keys: NDArray[np.float64],
+    rows: NDArray[np.float64],
+    k: int,
+    predictions: NDArray[np.object_],
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.object_]]:
+    """The k rows (and their predictions) with the smallest keys, sorted by key (a canonical
+    order)."""
     keep = np.argpartition(keys, k - 1)[:k] if len(keys) > k else np.arange(len(keys))
     keep = keep[np.argsort(keys[keep], kind="stable")]
-    return keys[keep], rows[keep]
+    return keys[keep], rows[keep], predictions[keep]
 
 
 def uniform_from_keys(record_keys: NDArray[np.uint64]) -> NDArray[np.float64]:

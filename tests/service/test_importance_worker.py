@@ -122,3 +122,62 @@ def test_swapped_importances_raise_one_event_in_the_first_window_and_are_stored(
     assert by_window[(0.0, "amount")] == (False, 1)
     assert by_window[(SWAP_AT, "amount")] == (True, 2)
     assert by_window[(SWAP_AT, "device_risk")] == (True, 1)
+
+
+def test_windows_without_attributions_are_judged_by_the_prediction_proxy(
+    kafka: Any, tmp_path: Path
+) -> None:
+    """Predictions without attributions: the worker judges each window by the mutual information
+    of its reservoir rows with their predictions (``prediction_mi``); stationary traffic raises
+    no ``importance_drift`` event."""
+    suffix = uuid.uuid4().hex[:8]
+    model = f"imp-proxy-{suffix}"
+    references = tmp_path / "references"
+    references.mkdir()
+    training, labels = simulate(20_000, seed=98, model=model)
+    profile = ReferenceProfile.from_records(
+        training, model=model, model_version="1", labels=[x["label"] for x in labels]
+    )
+    assert "prediction_mi" in profile.importance and "attributions" not in profile.importance
+    profile.save(references / f"{model}@1.json")
+    env = worker_env(kafka.bootstrap_servers, f"e2e-imp-proxy-{suffix}", references)
+    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
+    ensure_topics(config)
+    stream, _ = simulate(
+        int(RATE * 240), seed=6, model=model, start_time=START, rate_per_second=RATE
+    )
+    producer = Producer(config.kafka.confluent_settings())
+    for record in stream:
+        producer.produce(
+            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
+        )
+    assert producer.flush(30) == 0
+
+    metrics = TopicReader(config, config.topics.metrics, start="beginning")
+    alerts = TopicReader(config, config.topics.alerts, start="beginning")
+    worker = start_worker_process(None, tmp_path / "worker.log", env=env)
+    verdicts: list[dict[str, Any]] = []
+    importance_events: list[dict[str, Any]] = []
+    try:
+        for message in metrics.messages(
+            timeout=60, stop=lambda: len(verdicts) >= 2 or worker.poll() is not None
+        ):
+            summary = orjson.loads(message.value() or b"{}")
+            if summary.get("type") == "window":
+                verdicts.append(summary["evaluation"]["importance"])
+        for message in alerts.messages(timeout=5):
+            event = orjson.loads(message.value() or b"{}")
+            if event["type"] == "importance_drift":
+                importance_events.append(event)
+    finally:
+        stop_worker_processes([worker])
+        alerts.close()
+        metrics.close()
+    log = (tmp_path / "worker.log").read_text()[-3000:]
+    assert len(verdicts) >= 2, f"window summaries: {verdicts}; worker log: {log}"
+    for verdict in verdicts:
+        assert verdict is not None, f"a window was not judged; worker log: {log}"
+        assert (verdict["source"], verdict["status"]) == ("prediction_mi", "evaluated"), verdict
+        assert verdict["drifted"] is False, verdict
+        assert 1_900 <= verdict["n"] <= 2_000  # the reservoir's rows, each with its prediction
+    assert importance_events == []

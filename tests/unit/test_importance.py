@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import doctest
 import json
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -298,20 +297,72 @@ def test_window_importance_through_evaluate_window() -> None:
     assert evaluate_window(profile, swapped, off).importance is None
 
 
-def test_window_without_attributions_is_judged_only_with_reservoir_predictions() -> None:
-    profile, sketch = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5], attributions=False)
-    if not hasattr(sketch, "reservoir_predictions"):  # sketch.py does not keep them (yet)
-        assert window_importance(profile, sketch, ImportanceThresholds()) is None
+def _proxy_window(
+    profile: ReferenceProfile, weights: list[float], seed: int
+) -> tuple[WindowSketch, WindowSketch]:
+    """A window without attributions whose predictions follow ``weights``, sketched in two
+    partial sketches (merged by the caller); the classes spelled as users do (True, 1, "1"),
+    20% of the predictions missing."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for part in range(2):
+        n = 2_500
+        x = {f"x{i}": rng.normal(size=n) for i in range(len(weights))}
+        positive = (sum(w * x[f"x{i}"] for i, w in enumerate(weights)) > 0).astype(int)
+        spellings = np.array([[False, 0, "0"], [True, 1, "1"]], dtype=object)
+        prediction = spellings[positive, rng.integers(0, 3, n)]
+        prediction[rng.random(n) < 0.2] = None
+        sketch = WindowSketch.empty(profile, 0.0, 60.0, seed=seed * 10 + part)
+        sketch.update(
+            RecordBatch(numeric=x, categorical={}, event_time=np.zeros(n), prediction=prediction)
+        )
+        parts.append(sketch)
+    return parts[0], parts[1]
 
-    # the proxy path, once a sketch keeps its reservoir rows' predictions (not yet: sketch.py)
-    class WithPredictions(WindowSketch):
-        reservoir_predictions: Any
 
-    proxy = WithPredictions(**{f.name: getattr(sketch, f.name) for f in fields(sketch)})
-    proxy.reservoir_predictions = (sketch.reservoir_rows @ np.array([1.0, 2.0, 0.5]) > 0) * 1
-    result = window_importance(profile, proxy, ImportanceThresholds())
-    assert result is not None and result.source == "prediction_mi"
-    assert result.drifted and set(result.changed_features[:2]) == {"x0", "x1"}
+def test_window_without_attributions_is_judged_by_the_reservoir_predictions() -> None:
+    profile, _ = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5], attributions=False)
+    assert "prediction_mi" in profile.importance
+    a, b = _proxy_window(profile, [2.0, 1.0, 0.5], seed=1)
+    stationary = a.merge(b)
+    assert len(stationary.reservoir_predictions) == len(stationary.reservoir_rows) == 2_000
+    assert set(stationary.reservoir_predictions.tolist()) == {"0", "1", None}  # one class each
+    # the sketch keeps each row with its own prediction, through update and merge
+    x = stationary.reservoir_rows
+    known = stationary.reservoir_predictions != None  # noqa: E711 (elementwise)
+    positive = (x[known] @ np.array([2.0, 1.0, 0.5]) > 0).astype(int).astype(str)
+    assert positive.tolist() == stationary.reservoir_predictions[known].tolist()
+
+    stable = evaluate_window(profile, stationary, ModelThresholds()).importance
+    assert stable is not None
+    assert (stable.source, stable.status, stable.drifted) == ("prediction_mi", "evaluated", False)
+    assert 1_400 < stable.n < 1_800  # the rows whose prediction is known
+    # same checkpointed and restored (JSON), and merged in the other order
+    again = WindowSketch.from_dict(json.loads(json.dumps(stationary.to_dict())))
+    assert window_importance(profile, again, ImportanceThresholds()) == stable
+    assert window_importance(profile, b.merge(a), ImportanceThresholds()) == stable
+
+    # x0 and x1 swap their relation to the prediction; the inputs are unchanged
+    a, b = _proxy_window(profile, [1.0, 2.0, 0.5], seed=2)
+    swapped = evaluate_window(profile, a.merge(b), ModelThresholds()).importance
+    assert swapped is not None and swapped.source == "prediction_mi" and swapped.drifted
+    assert set(swapped.changed_features[:2]) == {"x0", "x1"}
+
+    # attributions still come first when the window has them
+    _, with_attributions = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5])
+    profile_attr, _ = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5])
+    verdict = window_importance(profile_attr, with_attributions, ImportanceThresholds())
+    assert verdict is not None and verdict.source == "attributions"
+
+
+def test_window_from_an_old_checkpoint_is_not_judged_by_the_proxy() -> None:
+    profile, _ = _profile_and_window([2.0, 1.0, 0.5], [2.0, 1.0, 0.5], attributions=False)
+    a, b = _proxy_window(profile, [2.0, 1.0, 0.5], seed=3)
+    old = a.merge(b).to_dict()
+    del old["reservoir_predictions"]  # written before the sketch kept predictions
+    restored = WindowSketch.from_dict(json.loads(json.dumps(old)))
+    assert restored.reservoir_predictions.tolist() == [None] * 2_000
+    assert window_importance(profile, restored, ImportanceThresholds()) is None
 
 
 def test_proxy_and_reference_importance_edges() -> None:

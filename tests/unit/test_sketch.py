@@ -184,3 +184,94 @@ def test_empty_and_missing_columns(profile: ReferenceProfile) -> None:
     assert s.numeric["x"].missing == 3 and s.categorical["c"].missing == 3
     assert s.reservoir_rows.shape == (3, 2) and np.isnan(s.reservoir_rows).all()
     assert s.class_counts == {}
+
+
+def _keyed_batch(ids: np.ndarray) -> RecordBatch:
+    """Records identified by ``ids`` (record_keys); column y and the prediction carry the id, so
+    every reservoir row shows whose prediction it holds."""
+    n = len(ids)
+    prediction = np.empty(n, dtype=object)
+    prediction[:] = [f"id{i}" for i in ids.tolist()]
+    prediction[ids % 7 == 0] = None  # some records without a prediction
+    return RecordBatch(
+        numeric={"x": np.sin(ids.astype(float)), "y": ids.astype(float)},
+        categorical={},
+        event_time=np.zeros(n),
+        prediction=prediction,
+        record_keys=ids.astype(np.uint64),
+    )
+
+
+def test_reservoir_predictions_follow_their_rows_in_any_merge_order(
+    profile: ReferenceProfile,
+) -> None:
+    ids = np.random.default_rng(7).permutation(9_000)
+    parts = []
+    for chunk in np.array_split(ids, 3):
+        s = WindowSketch.empty(profile, 0, 60, reservoir_size=500)
+        for piece in np.array_split(chunk, 4):  # several updates, the reservoir fills up
+            s.update(_keyed_batch(piece))
+        parts.append(s)
+    whole = WindowSketch.empty(profile, 0, 60, reservoir_size=500)
+    whole.update(_keyed_batch(ids))
+    a, b, c = parts
+    orders = [a.merge(b).merge(c), a.merge(b.merge(c)), c.merge(a).merge(b), b.merge(c).merge(a)]
+    for merged in [*orders, whole]:
+        assert np.array_equal(merged.reservoir_keys, whole.reservoir_keys)
+        assert np.array_equal(merged.reservoir_rows, whole.reservoir_rows)
+        assert merged.reservoir_predictions.tolist() == whole.reservoir_predictions.tolist()
+    row_ids = whole.reservoir_rows[:, 1].astype(int)
+    expected = [None if i % 7 == 0 else f"id{i}" for i in row_ids.tolist()]
+    assert whole.reservoir_predictions.tolist() == expected
+    assert whole.reservoir_predictions.shape == (500,)
+
+
+def test_reservoir_predictions_checkpoint_with_and_without_the_field(
+    profile: ReferenceProfile,
+) -> None:
+    s = WindowSketch.empty(profile, 0, 60, seed=5)
+    batch = _batch(np.random.default_rng(8), 2500)
+    # one class however it is spelled, missing as None
+    batch.prediction[:] = np.array([True, 1, "1", "true", 0, False, None, ""], dtype=object)[
+        np.arange(2500) % 8
+    ]
+    s.update(batch)
+    assert set(s.reservoir_predictions.tolist()) == {"1", "0", None}
+    again = WindowSketch.from_dict(json.loads(json.dumps(s.to_dict(), allow_nan=False)))
+    assert again.reservoir_predictions.tolist() == s.reservoir_predictions.tolist()
+    assert again.to_dict() == s.to_dict()
+    for damaged in (None, ["1"] * 3, "not a list"):  # absent (old checkpoint) or wrong length
+        d = s.to_dict()
+        if damaged is None:
+            del d["reservoir_predictions"]
+        else:
+            d["reservoir_predictions"] = damaged
+        old = WindowSketch.from_dict(json.loads(json.dumps(d)))
+        assert old.reservoir_predictions.tolist() == [None] * len(s.reservoir_rows)
+        assert np.array_equal(old.reservoir_rows, s.reservoir_rows, equal_nan=True)
+        # an old partial sketch still merges and updates: its rows keep None, never a neighbour's
+        merged = old.merge(s)
+        assert len(merged.reservoir_predictions) == len(merged.reservoir_rows)
+        old.update(_batch(np.random.default_rng(9), 100))
+        assert len(old.reservoir_predictions) == len(old.reservoir_rows)
+
+
+def test_regression_reservoir_predictions_are_values() -> None:
+    rng = np.random.default_rng(10)
+    profile = ReferenceProfile.from_columns(
+        {"x": rng.normal(size=3_000)},
+        model="r",
+        model_version="1",
+        prediction=rng.normal(size=3_000),
+    )
+    assert profile.prediction_values is not None  # a regression model
+    s = WindowSketch.empty(profile, 0, 60)
+    s.update(
+        RecordBatch(
+            numeric={"x": rng.normal(size=4)},
+            categorical={},
+            event_time=np.zeros(4),
+            prediction=np.array([1.5, "2.25", "n/a", None], dtype=object),
+        )
+    )
+    assert sorted(s.reservoir_predictions.tolist(), key=str) == ["1.5", "2.25", None, None]
