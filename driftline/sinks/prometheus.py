@@ -510,8 +510,12 @@ _importance_features: dict[str, set[str]] = {}
 def export_importance(model: str, importance: dict[str, Any] | None) -> None:
     """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`): one series
     per listed feature (bounded by the verdict's `max_features`); features no longer listed
-    are removed so the series of a model stay bounded over time."""
+    are removed so the series of a model stay bounded over time. A window closed without a
+    verdict keeps the last shares but clears the drift flag: an alert on it must not fire for
+    ever once windows stop being judged (attributions no longer sent, too few records)."""
     if importance is None or importance.get("status") != "evaluated":
+        if model in _importance_features:
+            IMPORTANCE_DRIFT_DETECTED.labels(model).set(0.0)
         return
     shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
     shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])

@@ -107,12 +107,19 @@ def test_feature_importance_gauge_is_bounded_and_drops_stale_features() -> None:
     assert len(first) == prometheus.MAX_FEATURE_LABELS
     prometheus.export_importance(
         model,
-        {"status": "evaluated", "drifted": False, "features": [{"feature": "f0", "share": 1.0}]},
+        {"status": "evaluated", "drifted": True, "features": [{"feature": "f0", "share": 1.0}]},
     )
-    assert _series(model) == {"f0": 1.0}
+    assert _series(model) == {"f0": 1.0} and _drifted(model) == 1.0
     prometheus.export_importance(model, {"status": "insufficient_samples", "features": []})
     prometheus.export_importance(model, None)
     assert _series(model) == {"f0": 1.0}  # a window not judged keeps the last judged one
+    assert _drifted(model) == 0.0  # ... but no alert fires for ever on an old verdict
+
+
+def _drifted(model: str) -> float | None:
+    return prometheus.REGISTRY.get_sample_value(
+        "model_importance_drift_detected", {"model_name": model}
+    )
 
 
 def test_reference_build_reads_attribution_columns(
