@@ -38,7 +38,7 @@ EXTRA = {
     "kafka.sasl_password": "SASL password (secret: pass it by environment)",
     "kafka.ssl_cafile": "CA certificate file (PEM) to verify the brokers",
     "topics.replication_factor": "replication factor of the topics `driftline topics create` makes",
-    "worker.thresholds_file": "per-model drift thresholds (tests, alpha, effect gates)",
+    "worker.thresholds_file": "per-model detection settings: data-drift tests, alpha and effect gates, output drift, data quality, `importance` (feature-importance drift) and `concept_drift` (detector suite, cooldown); docs/DRIFT_DETECTION.md",
     "notifications.slack_webhook_url": "Slack incoming-webhook URL (secret)",
     "notifications.webhook_url": "generic webhook receiving every alert as JSON (secret)",
     "notifications.pagerduty_routing_key": "PagerDuty Events v2 routing key (secret)",
