@@ -153,16 +153,28 @@ class Table:
 
     def scores(self, name: str) -> NDArray[np.float64]:
         """The score column as floats; a cell that is not a number is an error (row named)."""
+        return self.floats(
+            name,
+            f"--score-column {name!r}:",
+            "; scores must be probabilities between 0 and 1",
+        )
+
+    def floats(self, name: str, where: str, hint: str = "") -> NDArray[np.float64]:
+        """The column as floats; a cell that is not a number raises TableError naming ``where``,
+        the row (counting the header as row 1) and the cell, then ``hint``.
+
+        >>> Table(Path("t.csv"), {"s": ["0.5", "x"]}).floats("s", "--score-column 's':")
+        Traceback (most recent call last):
+        ...
+        driftline.tabular.TableError: --score-column 's': row 3 holds 'x', not a number
+        """
         values = self.columns[name]
         floats = parse_floats(values)
         if floats is None:
             row, bad = next(
                 (i, v) for i, v in enumerate(values) if v is not None and parse_float(v) is None
             )
-            raise TableError(
-                f"--score-column {name!r}: row {row + 2} holds {bad!r}, not a number; "
-                "scores must be probabilities between 0 and 1"
-            )
+            raise TableError(f"{where} row {row + 2} holds {bad!r}, not a number{hint}")
         return floats
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from driftline.tabular.read import Table, TableError, parse_float, parse_floats
+from driftline.tabular.read import Table, TableError, parse_floats
 
 _KEPT_CATEGORIES = 50  # ReferenceProfile's max_categories default
 _ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key)$|^id[_\-]|_id$", re.IGNORECASE)
@@ -269,16 +269,7 @@ def _one_class_warning(score: NDArray[np.float64], threshold: float) -> list[str
 
 def _attribution(table: Table, column: str) -> NDArray[np.float64]:
     """An attribution column as floats; a cell that is not a number is an error (row named)."""
-    values = table.columns[column]
-    floats = parse_floats(values)
-    if floats is None:
-        row, bad = next(
-            (i, v) for i, v in enumerate(values) if v is not None and parse_float(v) is None
-        )
-        raise TableError(
-            f"--attribution-prefix: column {column!r} row {row + 2} holds {bad!r}, not a number"
-        )
-    return floats
+    return table.floats(column, f"--attribution-prefix: column {column!r}")
 
 
 def _class_kind(values: Any) -> tuple[set[str], list[str]]:
