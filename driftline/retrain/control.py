@@ -1,13 +1,11 @@
 """The model-control side of retraining: the compacted control topic, routing decisions
-published with the broker's acknowledgement, the registry's view of a model's routing, and the
-events `retrain serve` puts on the alerts topic. Used by :class:`~driftline.retrain.service.
-RetrainService` and the A/B evaluator (:mod:`driftline.retrain.evaluator`)."""
+published with the broker's acknowledgement, and the registry's view of a model's routing.
+Used through :class:`~driftline.retrain.service.RetrainService` (``publish_routing``,
+``current_routing``), also by the A/B evaluator (:mod:`driftline.retrain.evaluator`)."""
 
 from __future__ import annotations
 
-import hashlib
 import time
-from typing import Any, Literal
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -21,7 +19,6 @@ from driftline.sinks import prometheus as metrics
 
 __all__ = [
     "RoutingNotConfirmedError",
-    "alert_event",
     "ensure_control_topic",
     "publish_routing",
     "routing_of",
@@ -108,41 +105,3 @@ def routing_of(registry: Registry, model: str) -> RoutingDecision | None:
     if champion is None:
         return None
     return RoutingDecision(model, str(champion["model_version"]), updated_at=time.time())
-
-
-def alert_event(
-    type_: str,
-    severity: Literal["warning", "critical"],
-    model: str,
-    version: str,
-    evidence: dict[str, Any],
-    *,
-    identity: str,
-    test: str | None = None,
-    statistic: float | None = None,
-    p_value: float | None = None,
-    threshold: float | None = None,
-) -> dict[str, Any]:
-    """An event for the alerts topic, shaped like the worker's drift events (same fields;
-    ``type`` is ``retraining_failed`` or ``ab_decision``); its id is stable for ``identity``."""
-    event_id = hashlib.sha256("\x1f".join([model, version, type_, identity]).encode()).hexdigest()[
-        :32
-    ]
-    event = {
-        "schema_version": 1,
-        "event_id": event_id,
-        "type": type_,
-        "severity": severity,
-        "model": model,
-        "model_version": version,
-        "feature": None,
-        "test": test,
-        "statistic": statistic,
-        "p_value": p_value,
-        "threshold": threshold,
-        "window_start": None,
-        "window_end": None,
-        "detected_at": time.time(),
-        "evidence": evidence,
-    }
-    return event

@@ -21,6 +21,7 @@ here, as before.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import uuid
@@ -37,7 +38,6 @@ from driftline.detectors.abtest import ABSettings
 from driftline.retrain import training
 from driftline.retrain.control import (
     RoutingNotConfirmedError,
-    alert_event,
     ensure_control_topic,
     publish_routing,
     routing_of,
@@ -164,20 +164,28 @@ class RetrainService:
         p_value: float | None = None,
         threshold: float | None = None,
     ) -> dict[str, Any]:
-        """Put an event on the alerts topic (built by :func:`~driftline.retrain.control.
-        alert_event`, shaped like the worker's drift events) and wait for it to be sent."""
-        event = alert_event(
-            type_,
-            severity,
-            model,
-            version,
-            evidence,
-            identity=identity,
-            test=test,
-            statistic=statistic,
-            p_value=p_value,
-            threshold=threshold,
-        )
+        """An event on the alerts topic, shaped like the worker's drift events (same
+        fields; ``type`` is ``retraining_failed`` or ``ab_decision``)."""
+        event_id = hashlib.sha256(
+            "\x1f".join([model, version, type_, identity]).encode()
+        ).hexdigest()[:32]
+        event = {
+            "schema_version": 1,
+            "event_id": event_id,
+            "type": type_,
+            "severity": severity,
+            "model": model,
+            "model_version": version,
+            "feature": None,
+            "test": test,
+            "statistic": statistic,
+            "p_value": p_value,
+            "threshold": threshold,
+            "window_start": None,
+            "window_end": None,
+            "detected_at": time.time(),
+            "evidence": evidence,
+        }
         self._producer.produce(
             self.config.topics.alerts, key=model, value=orjson.dumps(event, default=str)
         )
