@@ -6,6 +6,11 @@ suppressed, with its reason); A/B tests with their decisions and evidence. The l
 one retraining per model in flight is a PostgreSQL session advisory lock
 (:meth:`Registry.retraining_lock`): several processes on several hosts see the same lock, and
 a process that dies releases it with its connection.
+
+Kept whole (~400 lines): one class over one migration's tables, one short SQL statement per
+method, sharing one pool and its transactions (a status change with its history row, a
+promotion that retires the champion in the same transaction); split by table, a transaction
+would cross modules.
 """
 
 from __future__ import annotations

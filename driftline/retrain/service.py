@@ -11,41 +11,39 @@ candidate -> compare with the champion on the held-out slice -> challenger with 
 :func:`~driftline.detectors.abtest.decide` on each running test -> promote / rollback /
 inconclusive, recorded with evidence, published as an event on the alerts topic, exported to
 Prometheus, and the routing updated.
+
+Split by concern: triggers and the policy verdicts here; one pipeline run in
+:mod:`~driftline.retrain.training`; routing, the control topic and events out in
+:mod:`~driftline.retrain.control`; the A/B looks in :mod:`~driftline.retrain.evaluator`; the
+`retrain serve` loop in :mod:`~driftline.retrain.loop`. Their public names are importable from
+here, as before.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import signal
-import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any, Literal
 
 import orjson
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
-from prometheus_client import Counter
+from confluent_kafka import Producer
 
 from driftline.config import Config
 from driftline.detectors.abtest import ABSettings
-from driftline.retrain.pipeline import (
-    PipelineError,
-    TrainingData,
-    TrainingResult,
-    build_profile,
-    champion_holdout_accuracy,
-    load_artifact,
-    load_pipeline,
-    store_artifact,
+from driftline.retrain import training
+from driftline.retrain.control import (
+    RoutingNotConfirmedError,
+    ensure_control_topic,
+    publish_routing,
+    routing_of,
 )
+from driftline.retrain.loop import ALERT_FAILURES, handle_alert, serve
+from driftline.retrain.pipeline import load_artifact
 from driftline.retrain.policy import (
     Policy,
     PolicyState,
@@ -56,34 +54,22 @@ from driftline.retrain.policy import (
     trigger_of_event,
 )
 from driftline.retrain.registry import Registry, RegistryError
+from driftline.retrain.training import TriggerOutcome
 from driftline.router import RoutingDecision
 from driftline.sinks import prometheus as metrics
 from driftline.sinks.store import PostgresStore
 
 __all__ = [
+    "ALERT_FAILURES",
     "RetrainService",
     "RoutingNotConfirmedError",
     "TriggerOutcome",
     "ensure_control_topic",
+    "handle_alert",
     "serve",
 ]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TriggerOutcome:
-    """What one trigger did: fired or not, why, and the run's result if it ran."""
-
-    model: str
-    policy: str
-    fired: bool
-    reason: str
-    run_id: str | None = None
-    status: str | None = None  # succeeded | failed
-    version: str | None = None
-    next_step: str | None = None  # challenger | champion | retired
-    error: str | None = None
 
 
 @dataclass
@@ -96,28 +82,6 @@ class _Pending:
     expires: float
 
 
-def ensure_control_topic(config: Config, timeout: float = 30.0) -> bool:
-    """Create the compacted model-control topic if it is missing; True if it was created."""
-    admin = AdminClient(config.kafka.confluent_settings())
-    name = config.retraining.control_topic
-    if name in admin.list_topics(timeout=timeout).topics:
-        return False
-    topic = NewTopic(
-        name,
-        num_partitions=1,
-        replication_factor=config.topics.replication_factor,
-        config={"cleanup.policy": "compact"},
-    )
-    for future in admin.create_topics([topic], operation_timeout=timeout).values():
-        try:
-            future.result()
-        except KafkaException as exc:
-            if exc.args[0].name() != "TOPIC_ALREADY_EXISTS":
-                raise
-            return False
-    return True
-
-
 def _onset(event: dict[str, Any]) -> float | None:
     """Event time at which the change was seen: the window start, or for a per-sample
     detection the triggering prediction's event time."""
@@ -127,18 +91,6 @@ def _onset(event: dict[str, Any]) -> float | None:
     if isinstance(evidence, dict) and isinstance(evidence.get("event_time"), int | float):
         return float(evidence["event_time"])
     return None
-
-
-ALERT_FAILURES = Counter(
-    "driftline_retrain_alert_failures",
-    "Attempts of `retrain serve` to handle an alert that failed (retried; never skipped).",
-    registry=metrics.REGISTRY,
-)
-
-
-class RoutingNotConfirmedError(RuntimeError):
-    """The broker did not acknowledge a routing change (the registry already records it:
-    `RetrainService.republish_routing` publishes it again)."""
 
 
 class RetrainService:
@@ -247,54 +199,12 @@ class RetrainService:
         The registry is the source of truth: a change it records whose publication failed is
         published again by `republish_routing` (every evaluation tick of `retrain serve` and
         at its start; the topic is compacted, so republishing is idempotent)."""
-        failures: list[str] = []
-
-        def delivered(err: KafkaError | None, msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err.str()))
-
-        for decision in decisions:
-            while True:
-                try:
-                    self._producer.produce(
-                        self.settings.control_topic,
-                        key=decision.model,
-                        value=orjson.dumps(decision.to_dict()),
-                        on_delivery=delivered,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.1)
-        remaining = self._producer.flush(timeout)
-        if remaining or failures:
-            models = ", ".join(sorted({d.model for d in decisions}))
-            why = failures[0] if failures else f"no acknowledgement within {timeout:g} s"
-            raise RoutingNotConfirmedError(
-                f"the broker did not confirm the routing of {models} on"
-                f" {self.settings.control_topic}: {why}"
-            )
-        for decision in decisions:
-            metrics.AB_TRAFFIC_SHARE.labels(decision.model).set(
-                decision.challenger_share if decision.challenger else 0.0
-            )
+        publish_routing(self._producer, self.settings.control_topic, decisions, timeout)
 
     def current_routing(self, model: str) -> RoutingDecision | None:
         """The routing the registry says the model has: the running A/B test's split, else
         all traffic to the champion (None without a champion)."""
-        for test in self.registry.running_tests():
-            if test["model"] == model:
-                return RoutingDecision(
-                    model,
-                    str(test["champion_version"]),
-                    str(test["challenger_version"]),
-                    float(test["traffic_share"]),
-                    str(test["test_id"]),
-                    time.time(),
-                )
-        champion = self.registry.with_status(model, "champion")
-        if champion is None:
-            return None
-        return RoutingDecision(model, str(champion["model_version"]), updated_at=time.time())
+        return routing_of(self.registry, model)
 
     def republish_routing(self) -> int:
         """Publish the registry's routing of every model again (confirmed); returns how many.
@@ -408,7 +318,8 @@ class RetrainService:
                 return TriggerOutcome(model, policy.name, False, verdict.reason)
             self._pending.pop(key, None)
             assert run_id is not None
-            return self._retrain(model, policy, kind, reason, event_id, since, run_id)
+            # The run itself (pipeline, artifact, candidate): driftline/retrain/training.py.
+            return training.retrain(self, model, policy, kind, reason, event_id, since, run_id)
 
     def retry_pending(self) -> list[TriggerOutcome]:
         """Re-evaluate triggers that were suppressed for too few labels (until they expire);
@@ -432,153 +343,6 @@ class RetrainService:
             outcomes.append(outcome)
         return outcomes
 
-    # -- the pipeline run --------------------------------------------------------------------
-
-    def _retrain(
-        self,
-        model: str,
-        policy: Policy,
-        kind: str,
-        reason: str,
-        event_id: str | None,
-        since: datetime | None,
-        run_id: str,
-    ) -> TriggerOutcome:
-        champion = self.registry.with_status(model, "champion")
-        champion_version = champion["model_version"] if champion else None
-        self.registry.start_run(
-            run_id=run_id,
-            model=model,
-            from_version=champion_version,
-            policy=policy.name,
-            trigger_kind=kind,
-            reason=reason,
-            event_id=event_id,
-        )
-        artifact_dir = Path(self.settings.artifact_dir)
-        reference_dir = Path(self.config.worker.reference_dir)
-        started = time.monotonic()
-        try:
-            pipeline = load_pipeline(self.settings.pipeline)
-            data = TrainingData(
-                store=self.store,
-                model=model,
-                champion_version=champion_version,
-                since=since,
-                holdout_fraction=self.settings.holdout_fraction,
-                reference_dir=reference_dir,
-            )
-            result = pipeline(model, reason, data)
-            if not isinstance(result, TrainingResult) or "accuracy" not in result.metrics:
-                raise PipelineError(
-                    f"{self.settings.pipeline} returned {type(result).__name__}: expected a"
-                    " TrainingResult with metrics['accuracy'] on the held-out slice"
-                )
-            version = self.registry.next_version(model)
-            path, digest = store_artifact(artifact_dir, model, version, result.artifact)
-            profile_path = build_profile(result, model, version, reference_dir)
-            _, holdout = data.split()
-            champion_accuracy = champion_holdout_accuracy(holdout, champion_version)
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            log.error("retraining %s failed: %s", model, error)
-            self.registry.finish_run(
-                run_id, "failed", error=error, details={"traceback": traceback.format_exc()}
-            )
-            metrics.RETRAINING_RUNS.labels(model, "failed").inc()
-            self.emit(
-                "retraining_failed",
-                "critical",
-                model,
-                champion_version or "unregistered",  # the sinks need a non-empty version
-                {"run_id": run_id, "error": error, "policy": policy.name, "reason": reason},
-                identity=run_id,
-            )
-            return TriggerOutcome(model, policy.name, True, reason, run_id, "failed", error=error)
-        offline = {
-            **result.metrics,
-            "champion_holdout_accuracy": champion_accuracy,
-            "training_seconds": round(time.monotonic() - started, 3),
-        }
-        self.registry.register(
-            model=model,
-            version=version,
-            status="candidate",
-            parent=champion_version,
-            metrics=offline,
-            artifact_path=path,
-            artifact_sha256=digest,
-            run_id=run_id,
-            reason=f"trained by run {run_id} ({reason})",
-        )
-        next_step = self._after_training(model, version, champion_version, offline)
-        self.sync_mlflow(model, version)
-        self.registry.finish_run(
-            run_id,
-            "succeeded",
-            to_version=version,
-            details={
-                "metrics": offline,
-                "next_step": next_step,
-                "artifact_sha256": digest,
-                "reference_profile": str(profile_path),
-                **result.details,
-            },
-        )
-        metrics.RETRAINING_RUNS.labels(model, "succeeded").inc()
-        return TriggerOutcome(
-            model, policy.name, True, reason, run_id, "succeeded", version, next_step
-        )
-
-    def _after_training(
-        self, model: str, version: str, champion: str | None, offline: dict[str, Any]
-    ) -> str:
-        """Champion if the model has none; challenger with an A/B test if it beats the
-        champion on the held-out slice; else retired."""
-        if champion is None:
-            self.registry.set_status(model, version, "champion", "first version of the model")
-            self._publish_or_defer(RoutingDecision(model, version, updated_at=time.time()))
-            return "champion"
-        accuracy = float(offline["accuracy"])
-        baseline = offline.get("champion_holdout_accuracy")
-        needed = None if baseline is None else baseline + self.settings.min_offline_improvement
-        if needed is not None and accuracy < needed:
-            self.registry.set_status(
-                model,
-                version,
-                "retired",
-                f"offline: accuracy {accuracy:.4f} < champion {baseline:.4f}"
-                f" + {self.settings.min_offline_improvement:g} on the held-out slice",
-            )
-            return "retired"
-        if self.registry.with_status(model, "challenger") is not None:
-            self.registry.set_status(model, version, "retired", "an A/B test is already running")
-            return "retired"
-        test_id = uuid.uuid4().hex
-        share = self.settings.challenger_traffic_share
-        with self.store.pool.connection() as conn, conn.transaction():
-            self.registry.set_status(
-                model,
-                version,
-                "challenger",
-                f"offline: accuracy {accuracy:.4f} vs champion"
-                f" {'n/a' if baseline is None else f'{baseline:.4f}'}; A/B test {test_id}",
-                conn=conn,
-            )
-        self.registry.start_test(
-            test_id=test_id, model=model, champion=champion, challenger=version, share=share
-        )
-        self._publish_or_defer(
-            RoutingDecision(model, champion, version, share, test_id, time.time())
-        )
-        return "challenger"
-
-    def _publish_or_defer(self, decision: RoutingDecision) -> None:
-        try:
-            self.publish_routing(decision)
-        except RoutingNotConfirmedError as exc:
-            log.error("%s; republished at the next evaluation tick", exc)
-
     # -- A/B tests (driftline/retrain/evaluator.py) ------------------------------------------
 
     def evaluate_tests(self) -> list[tuple[str, str, str]]:
@@ -592,119 +356,3 @@ class RetrainService:
         from driftline.retrain import evaluator
 
         return evaluator.stop(self, model, reason)
-
-
-def handle_alert(
-    service: RetrainService,
-    value: bytes | None,
-    stop: threading.Event,
-    *,
-    first_delay: float = 1.0,
-    max_delay: float = 60.0,
-) -> bool:
-    """Handle one message of the alerts topic; True when it is done (handled, or skipped as
-    malformed) and its offset may be committed, False when ``stop`` was set first.
-
-    An error while handling a valid event (PostgreSQL down, the broker unreachable) is retried
-    with backoff, counted in `driftline_retrain_alert_failures_total` and logged each time: the
-    offset never moves past an event whose trigger was not evaluated, so no trigger is lost.
-    While it retries, nothing else runs in `retrain serve` (one thread: the A/B looks wait too).
-    """
-    try:
-        event = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        log.warning("alerts topic: a message that is not JSON, skipped")
-        return True
-    if not isinstance(event, dict):
-        log.warning("alerts topic: a message that is not a JSON object, skipped")
-        return True
-    delay = first_delay
-    while not stop.is_set():
-        try:
-            service.handle_event(event)
-            return True
-        except Exception:
-            ALERT_FAILURES.inc()
-            log.exception(
-                "handling alert %s failed; retrying in %.1f s (its offset is not committed)",
-                event.get("event_id"),
-                delay,
-            )
-            if stop.wait(delay):
-                break
-            delay = min(delay * 2, max_delay)
-    return False
-
-
-def serve(
-    config: Config,
-    *,
-    schema: str | None = None,
-    stop: threading.Event | None = None,
-    metrics_port: int | None = None,
-    start: Literal["latest", "earliest"] = "latest",
-    tick_seconds: float | None = None,
-) -> int:
-    """`driftline retrain serve`: follow the alerts topic (consumer group
-    ``<worker.app_id>-retrain``), run triggers, look at A/B tests every
-    ``retraining.evaluate_interval_seconds``; until SIGTERM/SIGINT or ``stop``."""
-    if stop is None:
-        stop = threading.Event()
-
-        def _stop(signum: int, frame: FrameType | None) -> None:
-            stop.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
-    if metrics_port:
-        metrics.serve(metrics_port)
-    tick = tick_seconds or config.retraining.evaluate_interval_seconds
-    ensure_control_topic(config)
-    with PostgresStore(config.postgres.dsn(), schema=schema) as store:
-        store.upgrade()
-        service = RetrainService(config, store)
-        consumer = Consumer(
-            {
-                **config.kafka.confluent_settings(),
-                "group.id": f"{config.worker.app_id}-retrain",
-                "enable.auto.commit": False,
-                "auto.offset.reset": start,
-                "max.poll.interval.ms": 3_600_000,  # a training run may take long
-            }
-        )
-        consumer.subscribe([config.topics.alerts])
-        next_tick = 0.0
-        try:
-            while not stop.is_set():
-                for message in consumer.consume(100, timeout=0.5):
-                    if message.error() is not None:
-                        continue
-                    if not handle_alert(service, message.value(), stop):
-                        break  # stopping: not committed, redelivered after the restart
-                    consumer.commit(message=message, asynchronous=False)
-                if stop.is_set():
-                    break
-                if time.monotonic() >= next_tick:
-                    try:
-                        # The registry is the source of truth for routing: republishing it
-                        # repairs a change whose publication failed (idempotent: compacted).
-                        service.republish_routing()
-                    except Exception:
-                        log.exception("republishing the routing failed")
-                    try:
-                        service.retry_pending()
-                        service.evaluate_tests()
-                        named = {
-                            m.strip()
-                            for p in service.policies
-                            for m in p.models.split(",")
-                            if m.strip() != "*"
-                        }
-                        service.check_schedules(sorted(named | set(service.registry.models())))
-                    except Exception:
-                        log.exception("evaluation tick failed")
-                    next_tick = time.monotonic() + tick
-        finally:
-            consumer.close()
-            service.close()
-    return 0
