@@ -44,6 +44,7 @@ from driftline.detectors.concept import (
     Detection,
     concept_config_from_dict,
 )
+from driftline.detectors.normalise import class_text
 from driftline.streams.events import drift_event
 
 log = logging.getLogger(__name__)
@@ -130,9 +131,6 @@ def _number(value: Any) -> float:
     return x if math.isfinite(x) else math.nan
 
 
-_POSITIVE = frozenset({"1", "1.0", "true", "True", "TRUE", "yes"})
-
-
 def outcome_streams(
     labels: Sequence[Any], predictions: Sequence[Any], scores: Sequence[float], regression: bool
 ) -> dict[str, np.ndarray[Any, np.dtype[np.float64]]]:
@@ -150,10 +148,12 @@ def outcome_streams(
         guess = np.array([_number(v) for v in predictions], dtype=np.float64)
         error = np.abs(truth - guess)
         return {"error": error, "score": score, "loss": error * error}
+    # the label join's class rule (normalise.py): True, 1, "1", "true", 1.0 are one class
+    truths = [class_text(lb) for lb in labels]
     error = np.array(
-        [str(lb) != str(p) for lb, p in zip(labels, predictions, strict=True)], dtype=np.float64
+        [t != class_text(p) for t, p in zip(truths, predictions, strict=True)], dtype=np.float64
     )
-    positive = np.array([str(lb) in _POSITIVE for lb in labels], dtype=bool)
+    positive = np.array([t == "1" for t in truths], dtype=bool)
     p = np.clip(score, 1e-6, 1 - 1e-6)
     with np.errstate(invalid="ignore"):
         loss = np.where(positive, -np.log(p), -np.log1p(-p))
