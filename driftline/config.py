@@ -233,8 +233,16 @@ class LabelsConfig:
     max_accuracy_drop: float = 0.05
     max_pending_bytes_per_partition: int = 256 * 1024 * 1024
     max_checkpointed_pending: int = 100_000
+    provisional_interval_seconds: float = 10.0  # per window: at most one provisional update
+    provisional_min_coverage: float = 0.8  # a provisional window raises performance_drop ...
+    provisional_min_labelled: int = 200  # ... only with this coverage and this many labels
 
     def __post_init__(self) -> None:
+        _at_least(0, labels_provisional_min_labelled=self.provisional_min_labelled)
+        if self.provisional_interval_seconds < 0:
+            raise ConfigError("labels.provisional_interval_seconds: must be >= 0")
+        if not 0 < self.provisional_min_coverage <= 1:
+            raise ConfigError("labels.provisional_min_coverage: must be in (0, 1]")
         _at_least(1, labels_max_pending_per_partition=self.max_pending_per_partition)
         _at_least(1024, labels_max_pending_bytes_per_partition=self.max_pending_bytes_per_partition)
         _at_least(0, labels_max_checkpointed_pending=self.max_checkpointed_pending)

@@ -499,3 +499,28 @@ def export_importance(model: str, importance: dict[str, Any] | None) -> None:
         FEATURE_IMPORTANCE.labels(model, name).set(share)
     _importance_features[model] = set(shares)
     IMPORTANCE_DRIFT_DETECTED.labels(model).set(1.0 if importance.get("drifted") else 0.0)
+
+
+PROVISIONAL_ACCURACY = Gauge(
+    "model_provisional_accuracy",
+    "Accuracy of the model's latest provisional performance window (labels so far, before "
+    "the label horizon; model_accuracy is the last final one).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+PROVISIONAL_LABEL_COVERAGE = Gauge(
+    "model_provisional_label_coverage",
+    "Share of the latest provisional performance window's predictions labelled so far.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+
+
+def export_provisional_performance(
+    model: str, accuracy: float | None, coverage: float | None
+) -> None:
+    """Gauges of a provisional performance window (the final gauges stay as they are)."""
+    if accuracy is not None:
+        PROVISIONAL_ACCURACY.labels(model).set(accuracy)
+    if coverage is not None:
+        PROVISIONAL_LABEL_COVERAGE.labels(model).set(coverage)

@@ -39,8 +39,9 @@ from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.sinks import prometheus as metrics
 from driftline.streams.events import (
-    drift_event,
+    estimated_performance_drop_event,
     operational_event,
+    performance_drop_event,
     service_events,
     suppress_combined,
     window_events,
@@ -140,6 +141,7 @@ class Pipeline:
         self.stage2: dict[str, ModelWindows] = {}
         self._stage2_partition: dict[str, int] = {}
         self._watermark_sent_at: dict[int, float] = {}
+        self._provisional_sent_at: dict[int, float] = {}
         self._last_record_at: dict[int, float] = {}  # assigned source partitions -> wall clock
         self._idle: set[int] = set()
         self._stage1_lock = asyncio.Lock()
@@ -379,7 +381,8 @@ class Pipeline:
         partition = state.partition
         idle = partition in self._idle
         joins = self.labels[partition]
-        for sketch in state.close_ready():
+        closed = state.close_ready()
+        for sketch in closed:
             payload = {
                 "kind": "partial",
                 "source": partition,
@@ -398,11 +401,31 @@ class Pipeline:
                 "watermark": None,
                 "idle": idle,
                 "partial": partial.to_dict(),
+                "final": True,
             }
             await self._send(
                 self.topics.partials, partial.model.encode(), orjson.dumps(payload), None
             )
         now = self._clock()
+        # provisional performance: at once when a data window closes, then as labels come
+        # (at most every `labels.provisional_interval_seconds` per partition)
+        interval = self.config.labels.provisional_interval_seconds
+        if closed or now - self._provisional_sent_at.get(partition, -1e18) >= interval:
+            provisional = joins.provisional_ready(state.open)
+            if provisional:
+                self._provisional_sent_at[partition] = now
+            for partial in provisional:
+                payload = {
+                    "kind": "performance",
+                    "source": partition,
+                    "watermark": None,
+                    "idle": idle,
+                    "partial": partial.to_dict(),
+                    "final": False,
+                }
+                await self._send(
+                    self.topics.partials, partial.model.encode(), orjson.dumps(payload), None
+                )
         if (
             force_watermark
             or now - self._watermark_sent_at.get(partition, -1e18) >= WATERMARK_INTERVAL_SECONDS
@@ -640,7 +663,9 @@ class Pipeline:
                     state.add_partial(source, payload["sketch"])
                     changed.add(model)
                 elif payload["kind"] == "performance":
-                    state.add_performance(source, payload["partial"])
+                    state.add_performance(
+                        source, payload["partial"], bool(payload.get("final", True))
+                    )
                     changed.add(model)
                 elif payload["kind"] == "outcomes":
                     late = state.outcome_state().add(payload["outcomes"])
@@ -685,12 +710,24 @@ class Pipeline:
             await self._publish_window(state, window)
         performance = state.close_performance_ready()
         for partials, n_records in performance:
-            await self._publish_performance(partials, n_records)
-        return bool(closed or performance)
+            await self._publish_performance(state, partials, n_records, final=True)
+        interval = self.config.labels.provisional_interval_seconds
+        provisional = state.provisional_performance_ready(self._clock(), interval)
+        for partials, n_records in provisional:
+            await self._publish_performance(state, partials, n_records, final=False)
+        return bool(closed or performance or provisional)
 
     async def _publish_performance(
-        self, partials: Mapping[int, Mapping[str, Any]], n_records: int
+        self,
+        state: ModelWindows,
+        partials: Mapping[int, Mapping[str, Any]],
+        n_records: int,
+        final: bool,
     ) -> None:
+        """Realised performance of one window, provisional (`final: false`, the labels so far
+        of the sources that reported) or final (every contributing source past the horizon).
+        The metrics topic key and the PostgreSQL row key are the window's: a later summary
+        replaces an earlier one."""
         sources = sorted(partials)
         merged = PerformancePartial.from_dict(partials[sources[0]])
         for source in sources[1:]:
@@ -716,29 +753,36 @@ class Pipeline:
             "metrics": realised,
             "baseline_accuracy": baseline,
             "accuracy_drop": drop,
+            "final": final,
         }
-        metrics.export_performance(merged.model, realised, coverage, baseline)
-        limit = self.config.labels.max_accuracy_drop
-        if drop is not None and drop > limit:
-            event = drift_event(
-                type="performance_drop",
-                severity="critical" if drop > 2 * limit else "warning",
-                model=merged.model,
-                model_version=merged.model_version,
-                window_start=merged.window_start,
-                window_end=merged.window_end,
-                detected_at=self._clock(),
-                test="accuracy",
-                statistic=realised["accuracy"],
-                threshold=limit,
-                evidence={
-                    "baseline_accuracy": baseline,
-                    "relative_drop": drop,
-                    "labelled": labelled,
-                },
-            )
-            await self._send(self.topics.alerts, merged.model.encode(), orjson.dumps(event), None)
-            metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
+        if final:
+            metrics.export_performance(merged.model, realised, coverage, baseline)
+        else:
+            metrics.export_provisional_performance(merged.model, realised["accuracy"], coverage)
+        labels = self.config.labels
+        event = performance_drop_event(
+            model=merged.model,
+            model_version=merged.model_version,
+            window_start=merged.window_start,
+            window_end=merged.window_end,
+            accuracy=realised["accuracy"],
+            baseline=baseline,
+            drop=drop,
+            limit=labels.max_accuracy_drop,
+            labelled=labelled,
+            coverage=coverage,
+            final=final,
+            min_coverage=labels.provisional_min_coverage,
+            min_labelled=labels.provisional_min_labelled,
+            detected_at=self._clock(),
+        )
+        if event is not None:
+            # sent once per window; every later summary of it still names it (still degraded)
+            if state.alert_performance_once(merged.model_version, merged.window_start):
+                await self._send(
+                    self.topics.alerts, merged.model.encode(), orjson.dumps(event), None
+                )
+                metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
             summary["event_ids"] = [event["event_id"]]
         await self._send(self.topics.metrics, merged.model.encode(), orjson.dumps(summary), None)
 
@@ -766,31 +810,16 @@ class Pipeline:
         estimate = _estimated_performance(sketch)
         baseline = (profile.performance or {}).get("accuracy")
         estimated_drop = relative_drop(estimate.get("accuracy"), baseline)
-        limit = self.config.labels.max_accuracy_drop
-        if (
-            evaluation.status == "evaluated"
-            and estimated_drop is not None
-            and estimated_drop > limit
-        ):
-            events.append(
-                drift_event(
-                    type="estimated_performance_drop",
-                    severity="warning",
-                    model=sketch.model,
-                    model_version=sketch.model_version,
-                    window_start=sketch.window_start,
-                    window_end=sketch.window_end,
-                    detected_at=detected_at,
-                    test="cbpe_accuracy",
-                    statistic=estimate.get("accuracy"),
-                    threshold=limit,
-                    evidence={
-                        "estimate": estimate,
-                        "baseline_accuracy": baseline,
-                        "relative_drop": estimated_drop,
-                    },
-                )
-            )
+        estimated = estimated_performance_drop_event(
+            evaluation,
+            estimate,
+            baseline,
+            estimated_drop,
+            self.config.labels.max_accuracy_drop,
+            detected_at,
+        )
+        if estimated is not None:
+            events.append(estimated)
         events = suppress_combined(events)  # output drift + CBPE drop: one page, not two
         for event in events:
             await self._send(self.topics.alerts, sketch.model.encode(), orjson.dumps(event), None)
