@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import yaml
 
 from driftline.detectors.concept import (
@@ -46,6 +45,7 @@ from driftline.detectors.concept import (
 )
 from driftline.detectors.normalise import class_text
 from driftline.streams.events import drift_event
+from driftline.streams.payloads import OutcomesMessage
 
 log = logging.getLogger(__name__)
 
@@ -98,15 +98,9 @@ def outcome_payloads(
     messages = []
     for model, rows in by_model.items():
         for first in range(0, len(rows), max_rows):
-            payload = {
-                "kind": "outcomes",
-                "source": source,
-                "watermark": watermark if math.isfinite(watermark) else None,
-                "idle": idle,
-                "outcome_watermark": outcome_watermark,
-                "outcomes": outcome_columns(rows[first : first + max_rows]),
-            }
-            messages.append((model, orjson.dumps(payload)))
+            columns = outcome_columns(rows[first : first + max_rows])
+            message = OutcomesMessage(source, watermark, idle, outcome_watermark, columns)
+            messages.append((model, message.encode()))
     return messages
 
 

@@ -320,7 +320,9 @@ class ModelWindows:
         ready = []
         for key, parts in self.performance_pending.items():
             window = self.window_records.get(key)
-            if window is not None and all(s in parts and parts[s].get("final", True) for s in window[1]):
+            if window is not None and all(
+                s in parts and parts[s].get("final", True) for s in window[1]
+            ):
                 ready.append((float(next(iter(parts.values()))["window_start"]), key))
         closed = []
         for _, key in sorted(ready):
