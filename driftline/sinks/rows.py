@@ -1,7 +1,7 @@
 """Row mapping of the PostgreSQL sink (pure): one message of the metrics or alerts topic -> rows.
 
 :func:`rows_from_message` turns one message (the JSON the worker publishes, see
-``Pipeline._publish_window`` / ``_publish_performance`` and
+``ModelStage._publish_window`` / ``_publish_performance`` (streams/stage2.py) and
 ``config/schemas/drift_event.v1.schema.json``) into rows per table, or raises
 :class:`~driftline.sinks.base.MalformedMessageError`. Rows hold plain Python values only
 (str, int, float, bool, datetime, lists, and dicts for the jsonb columns): no database driver

@@ -3,6 +3,9 @@
 Pure functions from an evaluation to events. `event_id` is a hash of what identifies the finding
 (model, version, type, window, feature, test), not of when it was found, so a window evaluated
 twice (a replay after a crash, a second worker) yields the same id and consumers can deduplicate.
+
+Longer than ~400 lines: one pure function per event type, each with its rule and doctest;
+they share `drift_event` and the window fields, so they stay in one module.
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ outcomes on to stage 2 over the partials topic (payloads.py, keyed by model).
 
 A batch counts entirely or not at all per partition: phase 1 (parse, check) touches no state,
 phase 2 (apply) cannot fail on a record; a bug half-way rewinds the partition (`rewind`).
+
+Longer than ~400 lines on purpose: the predictions path, the labels path and idleness share
+one per-partition state and one rule (a batch counts entirely or not at all, `rewind`); split,
+each half would need the other's internals. The pure parts are in intake.py.
 """
 
 from __future__ import annotations

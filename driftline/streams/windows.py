@@ -21,6 +21,9 @@ to JSON for the checkpoint topic:
 Replays (at-least-once delivery after a crash) are harmless: stage 1 skips offsets at or below
 the last one it applied; stage 2 replaces a partial by source (idempotent) and ignores partials
 of windows it already closed.
+
+Longer than ~400 lines: the two window stages (`PartitionWindows`, `ModelWindows`) and their
+checkpoint forms are read together (a partial leaves one and enters the other).
 """
 
 from __future__ import annotations
