@@ -41,6 +41,7 @@ import numpy as np
 from driftline.detectors.normalise import class_text
 from driftline.detectors.performance import ConfusionCounts
 from driftline.detectors.profile import SCORE_BINS, score_bin_index
+from driftline.streams.windows import window_starts
 
 __all__ = ["Outcome", "PartitionLabels", "PerformancePartial"]
 
@@ -161,7 +162,7 @@ class PartitionLabels:
         """Index one model version's predictions (in offset order) for the join, from the
         columns of its batch; a prediction whose label came first joins now."""
         size = self.size_for(model)
-        starts = (np.floor(event_time / size) * size).tolist()
+        starts = window_starts(event_time, size).tolist()  # the one window rule (windows.py)
         times = event_time.tolist()
         score_list = [math.nan] * len(times) if scores is None else scores.tolist()
         matched = []  # labels that came first: joined together, in offset order
