@@ -61,6 +61,7 @@ START = 1_767_225_600.0
 # 50 ms slowed the worker it measured; the rate is exact between two readings anyway.
 SCRAPE_EVERY = 0.2
 SCRAPE_EVERY_MANY_MODELS = 0.5
+SCENARIOS = ("faust", "single", "batch", "single_2proc", "labels", "many")
 
 
 def log(message: str) -> None:
@@ -284,12 +285,19 @@ def faust_noop_child(topic: str, n: int, app_id: str, result_path: str) -> None:
 
 @contextmanager
 def child(
-    command: list[str], log_path: Path, env: dict[str, str] | None = None
+    command: list[str],
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
         )
     try:
         yield proc
@@ -400,11 +408,13 @@ def run_worker(
     metric: str = "driftline_records_processed_total",
     fill: Callable[[], None] | None = None,
     scrape_every: float = 0.2,
+    code: Path | None = None,
 ) -> dict[str, float]:
     """Start `processes` workers (one consumer group) on pre-filled topics (or, with `fill`, on
     empty ones filled once every worker holds its share of the partitions, so that no rebalance
     falls in the timed interval); time them from the summed `metric` > 0 to >= n. CPU seconds
-    are the workers' own, over that interval."""
+    are the workers' own, over that interval. `code`: run the driftline package found there
+    (a checkout of another commit: `--baseline`) instead of this one."""
     from driftline.config import load_config
     from driftline.streams.topics import ensure_topics
 
@@ -426,7 +436,13 @@ def run_worker(
                     child(
                         [*command, "worker"],
                         log_path,
-                        env={**env, "DRIFTLINE_WORKER_METRICS_PORT": str(port)},
+                        env={
+                            **env,
+                            "DRIFTLINE_WORKER_METRICS_PORT": str(port),
+                            # `python -m` puts the working directory first on sys.path
+                            **({"PYTHONPATH": str(code)} if code is not None else {}),
+                        },
+                        cwd=code,
                     )
                 )
             )
@@ -584,12 +600,34 @@ def main() -> int:
     )
     parser.add_argument(
         "--profile-scenario",
-        choices=["single", "batch", "single_2proc", "labels", "many"],
+        choices=[
+            *(s for s in SCENARIOS if s != "faust"),
+            *(f"{s}_baseline" for s in SCENARIOS if s not in ("faust", "single_2proc")),
+        ],
         default="single",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (the ceiling always runs)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="DIR",
+        type=Path,
+        help="also run the worker scenarios (except single_2proc) with the driftline package "
+        "in DIR, e.g. `git archive main | tar -x -C DIR`: before/after in the same run",
     )
     parser.add_argument("--keep-topics", action="store_true")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON here too")
     args = parser.parse_args()
+    chosen = [name.strip() for name in args.scenarios.split(",") if name.strip()]
+    if unknown := sorted(set(chosen) - set(SCENARIOS)):
+        parser.error(f"unknown scenarios {unknown}; choose from {', '.join(SCENARIOS)}")
+    if args.skip_many_models and "many" in chosen:
+        chosen.remove("many")
+    if args.baseline is not None and not (args.baseline / "driftline" / "__init__.py").exists():
+        parser.error(f"--baseline {args.baseline}: no driftline package there")
     n = args.n or (50_000 if args.quick else 200_000)
     suffix = uuid.uuid4().hex[:8]
     prefix = f"bench-{suffix}"
@@ -607,7 +645,12 @@ def main() -> int:
             *(labelled, f"{labelled}.labels", f"{prefix}.single2", f"{prefix}.single2.labels"),
         ]
     )
-    results: dict[str, Any] = {"n": n, "load_before": os.getloadavg()}
+    results: dict[str, Any] = {
+        "n": n,
+        "load_before": os.getloadavg(),
+        "scenarios": chosen,
+        "baseline": str(args.baseline) if args.baseline else None,
+    }
     try:
         t = time.perf_counter()
         records, labels = fraud_stream(n)
@@ -615,11 +658,14 @@ def main() -> int:
         t = time.perf_counter()
         produce(single, single_messages(records))
         produce(batch, batch_messages(records))
-        produce(labelled, batch_messages(records))
-        produce(f"{labelled}.labels", batch_label_messages(records, labels))
-        fill_later = list(single_messages(records))  # for the 2-process run, once both joined
+        if "labels" in chosen:
+            produce(labelled, batch_messages(records))
+            produce(f"{labelled}.labels", batch_label_messages(records, labels))
+        # for the 2-process run, once both joined
+        fill_later = list(single_messages(records)) if "single_2proc" in chosen else []
         log(
-            f"produced {n} single + {n // BATCH_RECORDS} batch messages (x2) + {n} labels in {time.perf_counter() - t:.1f} s"
+            f"produced {n} single + {n // BATCH_RECORDS} batch messages (and the labels "
+            f"scenario's, if chosen) in {time.perf_counter() - t:.1f} s"
         )
         del records, labels
 
@@ -634,8 +680,9 @@ def main() -> int:
         log(f"ceiling: {results['ceiling']['rate']:,.0f} records/s")
         results["ceiling_batch"] = ceiling(batch, n, args.timeout)
         log(f"ceiling (batch messages): {results['ceiling_batch']['rate']:,.0f} records/s")
-        results["faust_noop"] = faust_noop(single, n, tmp, args.timeout)
-        log(f"no-op Faust: {results['faust_noop']['rate']:,.0f} records/s")
+        if "faust" in chosen:
+            results["faust_noop"] = faust_noop(single, n, tmp, args.timeout)
+            log(f"no-op Faust: {results['faust_noop']['rate']:,.0f} records/s")
 
         scenarios: list[tuple[str, str, int, str]] = [
             ("single", single, 1, "driftline_records_processed_total"),
@@ -644,26 +691,36 @@ def main() -> int:
             ("labels", labelled, 1, "driftline_labels_processed_total"),
         ]
         for name, topic, processes, metric in scenarios:
-            env = worker_env(name, suffix, topic, references, tmp, free_port())
-            results[f"worker_{name}"] = run_worker(
-                name,
-                env,
-                n,
-                tmp,
-                args.timeout,
-                args.profile if name == args.profile_scenario else None,
-                processes=processes,
-                metric=metric,
-                fill=(lambda t=topic: produce_list(t, fill_later)) if processes > 1 else None,
-            )
-            w = results[f"worker_{name}"]
-            log(
-                f"worker ({name}, {processes} process(es)): {w['rate']:,.0f}/s, "
-                f"{w['cpu_seconds_per_million']:.1f} CPU s per million, VmHWM {w['vm_hwm_mib']:.0f} MiB, "
-                f"started in {w['startup_seconds']:.1f} s, labels joined {w['labels_joined']:,.0f}"
-            )
+            if name not in chosen:
+                continue
+            # the baseline first, then this code, on the same topics (each its own group)
+            for key, code in (
+                [(f"worker_{name}_baseline", args.baseline)]
+                if args.baseline is not None and processes == 1
+                else []
+            ) + [(f"worker_{name}", None)]:
+                label = key.removeprefix("worker_")
+                env = worker_env(label, suffix, topic, references, tmp, free_port())
+                results[key] = run_worker(
+                    label,
+                    env,
+                    n,
+                    tmp,
+                    args.timeout,
+                    args.profile if label == args.profile_scenario else None,
+                    processes=processes,
+                    metric=metric,
+                    fill=(lambda t=topic: produce_list(t, fill_later)) if processes > 1 else None,
+                    code=code,
+                )
+                w = results[key]
+                log(
+                    f"worker ({label}, {processes} process(es)): {w['rate']:,.0f}/s, "
+                    f"{w['cpu_seconds_per_million']:.1f} CPU s per million, VmHWM {w['vm_hwm_mib']:.0f} MiB, "
+                    f"started in {w['startup_seconds']:.1f} s, labels joined {w['labels_joined']:,.0f}"
+                )
 
-        if not args.skip_many_models:
+        if "many" in chosen:
             many_refs = tmp / "references-many"
             many_refs.mkdir()
             t = time.perf_counter()
@@ -686,21 +743,27 @@ def main() -> int:
             stream = many_models_stream(many_n, args.models, args.features, seed=2)
             produce(many, single_messages(stream))
             del stream
-            env = worker_env("many", suffix, many, many_refs, tmp, free_port())
-            results["worker_many"] = run_worker(
-                "many",
-                env,
-                many_n,
-                tmp,
-                args.timeout,
-                args.profile if args.profile_scenario == "many" else None,
-                windows=3 * args.models,
-                scrape_every=SCRAPE_EVERY_MANY_MODELS,
-            )
-            w = results["worker_many"]
-            log(
-                f"worker ({args.models} models x {args.features} features): {w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB"
-            )
+            for key, code in (
+                [("worker_many_baseline", args.baseline)] if args.baseline is not None else []
+            ) + [("worker_many", None)]:
+                label = key.removeprefix("worker_")
+                env = worker_env(label, suffix, many, many_refs, tmp, free_port())
+                results[key] = run_worker(
+                    label,
+                    env,
+                    many_n,
+                    tmp,
+                    args.timeout,
+                    args.profile if args.profile_scenario == label else None,
+                    windows=3 * args.models,
+                    scrape_every=SCRAPE_EVERY_MANY_MODELS,
+                    code=code,
+                )
+                w = results[key]
+                log(
+                    f"worker ({label}: {args.models} models x {args.features} features): "
+                    f"{w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB"
+                )
     finally:
         if not args.keep_topics:
             delete_topics(prefix)
@@ -714,8 +777,9 @@ def main() -> int:
 
 
 def report(r: dict[str, Any], args: argparse.Namespace) -> None:
-    """The Markdown tables of docs/BENCHMARKS.md."""
-    c, f = r["ceiling"]["rate"], r["faust_noop"]["rate"]
+    """The Markdown tables of docs/BENCHMARKS.md (rows of scenarios that ran)."""
+    c = r["ceiling"]["rate"]
+    f = r["faust_noop"]["rate"] if "faust_noop" in r else float("nan")
     rows: list[tuple[str, str, str]] = [
         ("ceiling: confluent consume(10000) + parse_predictions, single", "ceiling", "records/s"),
         ("ceiling: same, batch messages (100 records each)", "ceiling_batch", "records/s"),
@@ -733,9 +797,19 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
                 "predictions/s",
             )
         )
+    if r.get("baseline"):  # each worker row followed by the same scenario run by the baseline
+        rows = [
+            row
+            for name, key, unit in rows
+            for row in [(name, key, unit), ("  same, baseline code", f"{key}_baseline", unit)]
+            if row[1] in r or not row[0].startswith("  same")
+        ]
+    rows = [row for row in rows if row[1] in r]
     print(
         f"\nN = {r['n']:,} records per scenario; load average before {r['load_before'][0]:.2f}, "
-        f"after {r['load_after'][0]:.2f}\n"
+        f"after {r['load_after'][0]:.2f}"
+        + (f"; baseline code: {r['baseline']}" if r.get("baseline") else "")
+        + "\n"
     )
     print(f"| {'scenario':<58} | {'rate':>10} | unit          | / ceiling | / no-op Faust |")
     print(f"|{'-' * 60}|{'-' * 12}|---------------|-----------|---------------|")
@@ -744,8 +818,20 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"| {name:<58} | {rate:>10,.0f} | {unit:<13} | {rate / c:>9.3f} | {rate / f:>13.2f} |"
         )
-    one, two = r["worker_single"]["rate"], r["worker_single_2proc"]["rate"]
-    print(f"\n2 processes / 1 process: {two / one:.2f}x")
+    if "worker_single" in r and "worker_single_2proc" in r:
+        one, two = r["worker_single"]["rate"], r["worker_single_2proc"]["rate"]
+        print(f"\n2 processes / 1 process: {two / one:.2f}x")
+    pairs = [k for k in r if k.endswith("_baseline") and k.removesuffix("_baseline") in r]
+    if pairs:
+        print("\nThis code / baseline code, same run (rate; CPU s per million records):")
+        for key in pairs:
+            new, old = r[key.removesuffix("_baseline")], r[key]
+            print(
+                f"- {key.removeprefix('worker_').removesuffix('_baseline')}: "
+                f"{new['rate'] / old['rate']:.2f}x the rate; "
+                f"{new['cpu_seconds_per_million'] / old['cpu_seconds_per_million']:.2f}x the CPU; "
+                f"peak RSS {new['vm_hwm_mib']:.0f} vs {old['vm_hwm_mib']:.0f} MiB"
+            )
     print(
         f"\nCPU s per million records, ceiling (consume + parse, this process): "
         f"{r['ceiling']['cpu_seconds_per_million']:.1f} single-record, "
@@ -760,7 +846,9 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
         f"|{'-' * 48}|-----------|-------------------|-----------|-----------|---------|----------------------------"
         "|-----------|--------------------|--------|"
     )
-    for name, key, _ in rows[3:]:
+    for name, key, _ in rows:
+        if not key.startswith("worker_"):
+            continue
         w = r[key]
         closed = f"{w['windows_closed']:.0f} ({w['seconds_n_to_windows_closed']:.1f} s)"
         print(

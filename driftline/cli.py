@@ -53,9 +53,10 @@ def _postgres(args: argparse.Namespace) -> Config:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    config = _kafka(args)  # before the worker's imports: an unreachable broker fails in seconds
     from driftline.streams.worker import run_worker
 
-    return run_worker(_kafka(args))
+    return run_worker(config)
 
 
 def cmd_topics_create(args: argparse.Namespace) -> int:
@@ -75,6 +76,20 @@ def cmd_config_show(args: argparse.Namespace) -> int:
 
     print(yaml.safe_dump(config_as_dict(_config(args)), sort_keys=False), end="")
     return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from driftline.diagnose import doctor, format_doctor
+
+    results = doctor(_config(args), timeout=args.timeout)
+    print(format_doctor(results))
+    failed = sum(1 for status, _, _ in results if status == "FAIL")
+    warned = sum(1 for status, _, _ in results if status == "warn")
+    print(
+        (f"{failed} check(s) failed" if failed else "all checks passed")
+        + (f", {warned} warning(s)" if warned else "")
+    )
+    return 1 if failed else 0
 
 
 def cmd_config_reference(args: argparse.Namespace) -> int:
@@ -152,8 +167,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
     from driftline.detectors.profile import describe_types, parse_feature_types
-    from driftline.tabular import read_table, reference_from_table
+    from driftline.tabular import TableError, read_table, reference_from_table
 
+    try:
+        feature_types = parse_feature_types(args.feature_type)
+    except ValueError as exc:
+        raise TableError(str(exc)) from None
     if args.csv is not None:
         profile, warnings = reference_from_table(
             read_table(args.csv, delimiter=args.delimiter),
@@ -165,7 +184,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             threshold=args.threshold,
             exclude=[*args.exclude, *([args.id_column] if args.id_column else [])],
             bins=args.bins,
-            feature_types=parse_feature_types(args.feature_type),
+            feature_types=feature_types,
             attribution_prefix=args.attribution_prefix,
         )
         for warning in warnings:
@@ -184,10 +203,10 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
             labels=[label["label"] for label in labels],
             bins=args.bins,
         )
-    out = (
-        args.out
-        or Path(_config(args).worker.reference_dir) / f"{args.model}@{args.model_version}.json"
-    )
+    name = f"{args.model}@{args.model_version}.json"  # the name the worker looks for
+    out = args.out or Path(_config(args).worker.reference_dir) / name
+    if out.is_dir():
+        out = out / name
     out.parent.mkdir(parents=True, exist_ok=True)
     profile.save(out)
     print(
@@ -228,6 +247,11 @@ def format_event(event: dict[str, object]) -> str:
     ...     "test": "adwin", "event_id": "cd34", "evidence": {"detector": "adwin",
     ...     "stream": "error", "sample": 4120, "prediction_id": "p-9", "event_time": 305}}))
     1970-01-01T00:05:10Z WARNING  concept_drift fraud/1: adwin saw the error rate change at labelled prediction 4120 (p-9, event time 1970-01-01T00:05:05Z) [cd34]
+    >>> print(format_event({"type": "data_quality", "severity": "warning", "model": "fraud",
+    ...     "model_version": "1", "feature": "age", "test": "missing_rate", "statistic": 0.0,
+    ...     "p_value": 1e-70, "threshold": 0.1, "window_start": 0, "window_end": 60,
+    ...     "detected_at": 70, "event_id": "ef56", "evidence": {"reference": 0.1987}}))
+    1970-01-01T00:01:10Z WARNING  data_quality fraud/1 age: missing_rate=0 (reference 0.199) p=1e-70 threshold 0.1, window 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z [ef56]
     >>> print(format_event({"type": "importance_drift", "severity": "critical", "model": "fraud",
     ...     "model_version": "1", "window_start": 0, "window_end": 60, "detected_at": 70,
     ...     "event_id": "ef56", "evidence": {"summary": "b share 0.300 -> 0.450 (rank 2 -> 1)"}}))
@@ -254,6 +278,9 @@ def format_event(event: dict[str, object]) -> str:
     statistic, p_value = event.get("statistic"), event.get("p_value")
     if isinstance(statistic, int | float):
         parts.append(f"{event.get('test') or 'statistic'}={statistic:.3g}")
+        reference = evidence.get("reference") if isinstance(evidence, dict) else None
+        if isinstance(reference, int | float) and not isinstance(reference, bool):
+            parts[-1] += f" (reference {reference:.3g})"  # a quality check: what it was
     if isinstance(p_value, int | float):
         parts.append(f"p={p_value:.3g}")
     threshold = event.get("threshold")
@@ -305,6 +332,11 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         applied = store.upgrade()
     print(f"applied: {', '.join(applied) if applied else 'nothing (schema is up to date)'}")
+    if args.grant_writer:
+        from driftline.sinks.grants import grant_writer
+
+        schema = grant_writer(config.postgres.dsn(), args.grant_writer, schema=args.schema)
+        print(f"role {args.grant_writer}: rows of schema {schema} only (no DDL, no DELETE)")
     return 0
 
 
@@ -329,14 +361,31 @@ def cmd_sink_postgres(args: argparse.Namespace) -> int:
         flush_interval=args.flush_interval,
         max_buffer=args.max_buffer,
     )
-    # No fail-fast check here: the sink is a service that waits for PostgreSQL at start
-    # (migrations retried while the database is unreachable) and rides out outages.
+    # The sink is a service that waits for PostgreSQL at start (migrations retried while the
+    # database is unreachable) and rides out outages; a refused login or a missing database
+    # will not fix itself, so those fail now, in one line.
+    from driftline.diagnose import check_postgres_credentials
+
+    check_postgres_credentials(_config(args).postgres.dsn())
     return run_postgres_sink(
         _config(args), metrics_port=args.metrics_port, settings=settings, schema=args.schema
     )
 
 
 # -- end of the PostgreSQL block ---------------------------------------------------------------
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse `type=`).
+
+    >>> positive_int("0")
+    Traceback (most recent call last):
+    ...
+    argparse.ArgumentTypeError: '0': expected a whole number >= 1
+    """
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 def since_arg(text: str) -> datetime:
@@ -361,7 +410,7 @@ def cmd_alerts_list(args: argparse.Namespace) -> int:
 
     since = args.since
     config = _postgres(args)
-    with PostgresStore(config.postgres.dsn()) as store:
+    with PostgresStore(config.postgres.dsn(), schema=args.schema) as store:
         rows = store.list_alerts(since, args.severity, args.model)
     if args.json:
         import orjson
@@ -428,7 +477,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     config = _postgres(args)
     path = write_report(
         config.postgres.dsn(),
-        args.out,
+        args.out / "report.html" if args.out.is_dir() else args.out,
         model=args.model,
         model_version=args.model_version,
         since=args.since,
@@ -531,8 +580,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(verbose=False)
     commands = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
 
-    worker = _command(commands, "worker", "run a stream worker (Faust) on the predictions topic")
+    worker = _command(
+        commands,
+        "worker",
+        "consume the predictions and labels topics: windows, drift tests, events, metrics",
+    )
     worker.set_defaults(func=cmd_worker)
+
+    doctor = _command(
+        commands, "doctor", "check Kafka, topics, PostgreSQL and profiles: what to fix first"
+    )
+    doctor.add_argument(
+        "--timeout", type=float, default=5.0, help="seconds to wait for each service (default 5)"
+    )
+    doctor.set_defaults(func=cmd_doctor)
 
     topics = _command(commands, "topics", "manage driftline's Kafka topics")
     topics_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
@@ -596,7 +657,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="training data with a header row: CSV, .csv.gz, or Parquet (extra `parquet`)",
     )
     source.add_argument(
-        "--simulated", type=int, metavar="N", help="N records of `driftline simulate` traffic"
+        "--simulated",
+        type=positive_int,
+        metavar="N",
+        help="N records of `driftline simulate` traffic",
     )
     build.add_argument("--model", required=True, help="model name, as in the prediction records")
     build.add_argument(
@@ -608,7 +672,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to write the profile (default: <worker.reference_dir>/<model>@<version>.json)",
     )
-    build.add_argument("--bins", type=int, default=20, help="quantile bins per numeric feature")
+    build.add_argument(
+        "--bins", type=positive_int, default=20, help="quantile bins per numeric feature"
+    )
     build.add_argument(
         "--delimiter",
         default=None,
@@ -712,6 +778,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--model", help="only alerts of this model")
     history.add_argument("--json", action="store_true", help="one JSON object per line")
+    history.add_argument("--schema", default=None, help=_SCHEMA_HELP)
     history.set_defaults(func=cmd_alerts_list)
 
     notify = _command(
@@ -758,9 +825,18 @@ def build_parser() -> argparse.ArgumentParser:
     # -- PostgreSQL store and sink ----------------------------------------------------------
     db = _command(commands, "db", "driftline's PostgreSQL store")
     db_commands = db.add_subparsers(dest="db_command", metavar="ACTION")
-    db_upgrade = _command(db_commands, "upgrade", "apply pending schema migrations")
-    db_upgrade.add_argument("--schema", default=None, help=_SCHEMA_HELP)
-    db_upgrade.set_defaults(func=cmd_db_upgrade)
+    for action, text in (
+        ("migrate", "apply pending schema migrations, as the schema's owner (before the sink)"),
+        ("upgrade", "the same as `db migrate`"),
+    ):
+        db_upgrade = _command(db_commands, action, text)
+        db_upgrade.add_argument("--schema", default=None, help=_SCHEMA_HELP)
+        db_upgrade.add_argument(
+            "--grant-writer", metavar="ROLE", default=None,
+            help="then let ROLE (created if missing; LOGIN, no password: set one yourself) read"
+            " and write rows, nothing more: the role for the sink and the notifier",
+        )  # fmt: skip
+        db_upgrade.set_defaults(func=cmd_db_upgrade)
     db_retention = _command(
         db_commands, "retention", "drop day partitions older than postgres.retention_days"
     )
@@ -839,9 +915,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:  # `driftline` alone
         parser.print_help()
         return 0 if not (argv if argv is not None else sys.argv[1:]) else 2
+    from driftline.logs import ResilientStreamHandler  # a full disk never stops a process
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=[ResilientStreamHandler()],
     )
     try:
         return int(args.func(args))

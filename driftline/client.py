@@ -47,7 +47,7 @@ class DeliveryError(RuntimeError):
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:
         self.failures = failures
-        sample = "; ".join(f"{key}: {reason}" for key, reason in failures[:3])
+        sample = "; ".join(f"{key}: {reason}" if key else reason for key, reason in failures[:3])
         super().__init__(f"{len(failures)} record(s) were not delivered ({sample})")
 
 
@@ -87,11 +87,13 @@ class _Logger:
         }
         if bootstrap_servers:
             conf["bootstrap.servers"] = bootstrap_servers
+        conf["error_cb"] = self._on_error  # remembered, to say why records stayed queued
         conf.update(settings or {})
         # What the producer was given, for inspection and logs (the password masked).
         self.settings = {k: ("***" if "password" in k else v) for k, v in conf.items()}
-        self._producer = Producer(conf)
         self._failures: list[tuple[str, str]] = []
+        self._last_error: str | None = None
+        self._producer = Producer(conf)
 
     @classmethod
     def from_config(
@@ -108,10 +110,31 @@ class _Logger:
     def _configured_topic(self, config: Config) -> str:
         raise NotImplementedError
 
+    def _on_error(self, err: KafkaError) -> None:
+        self._last_error = err.str()
+
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             key = msg.key()
-            self._failures.append((key.decode() if key else "", str(err)))
+            reason = f"{err.str()} (topic {msg.topic()})"
+            if err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                reason = self._missing_topic_reason()
+            self._failures.append((key.decode() if key else "", reason))
+
+    def _missing_topic_reason(self) -> str:
+        return (
+            f"topic {self.topic} does not exist: create it (`driftline topics create`) "
+            "or set the topic the worker reads (topics.*, DRIFTLINE_TOPICS_*)"
+        )
+
+    def _topic_missing(self) -> bool:
+        """Whether the broker answers and does not know our topic (records that timed out
+        waiting for a topic nobody created). All topics are listed: asking for ours by name
+        could auto-create it."""
+        try:
+            return self.topic not in self._producer.list_topics(timeout=5).topics
+        except Exception:  # the broker does not answer: the timeout says enough
+            return False
 
     def _send(self, key: str, record: Mapping[str, Any]) -> None:
         value = orjson.dumps(record, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -129,8 +152,19 @@ class _Logger:
         """Wait until every record is acknowledged; raise DeliveryError if some were refused."""
         remaining = self._producer.flush(timeout)
         failures, self._failures = self._failures, []
+        if any("timed out" in reason for _, reason in failures) and self._topic_missing():
+            failures = [(key, self._missing_topic_reason()) for key, _ in failures]
         if remaining:
-            failures.append(("", f"{remaining} record(s) still queued after {timeout} s"))
+            servers = self.settings.get("bootstrap.servers")
+            why = f" (last error: {self._last_error})" if self._last_error else ""
+            failures.append(
+                (
+                    "",
+                    f"{remaining} record(s) still queued after {timeout:g} s: Kafka at {servers} "
+                    f"did not acknowledge them{why}; check that the broker is running and "
+                    "kafka.bootstrap_servers (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)",
+                )
+            )
         if failures:
             raise DeliveryError(failures)
 

@@ -9,6 +9,11 @@ raises `ConfigError` with a message that names the key. Secrets (passwords, URLs
 webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value. Every secret `x`
 can instead be read from a file with the key `x_file` (`DRIFTLINE_<SECTION>_<X>_FILE`), the way
 Docker and Kubernetes mount secrets; the file's content, without a trailing newline, is the value.
+
+Why one module of ~700 lines: it is the config's schema, one dataclass per section whose fields
+are the keys with their defaults and whose ``__post_init__`` checks them (through `_check`), plus
+the generic loader. Most lines are declarations; keeping every key, default and bound in one
+place is the point (one config loader, one place to add a key).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import ssl
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
@@ -54,6 +59,7 @@ NON_CONFIG_VARIABLES = frozenset(
         "DRIFTLINE_PROMETHEUS_URL",
         "DRIFTLINE_ALERTMANAGER_URL",
         "DRIFTLINE_DEBUG_LOGS",
+        "DRIFTLINE_TEST_CLOCK_SKEW_SECONDS",  # tests only: streams/app.py
     }
 )
 
@@ -105,9 +111,10 @@ class KafkaConfig:
 
     def __post_init__(self) -> None:
         _files_exist(
-            kafka_ssl_cafile=self.ssl_cafile,
-            kafka_ssl_certfile=self.ssl_certfile,
-            kafka_ssl_keyfile=self.ssl_keyfile,
+            "kafka",
+            ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile,
+            ssl_keyfile=self.ssl_keyfile,
         )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ConfigError(
@@ -171,9 +178,10 @@ class TopicsConfig:
     replication_factor: int = 1
 
     def __post_init__(self) -> None:
-        _at_least(
-            1, topics_partitions=self.partitions, topics_replication_factor=self.replication_factor
-        )
+        _check(
+            "topics", "at least 1", partitions=self.partitions,
+            replication_factor=self.replication_factor,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -190,14 +198,15 @@ class WorkerConfig:
     thresholds_file: str = "config/drift_thresholds.yaml"
 
     def __post_init__(self) -> None:
-        _at_least(1, worker_batch_size=self.batch_size, worker_metrics_port=self.metrics_port)
-        _at_least(0, worker_dlq_max_payload_bytes=self.dlq_max_payload_bytes)
-        if self.batch_timeout_seconds <= 0:
-            raise ConfigError("worker.batch_timeout_seconds: must be > 0")
-        if self.checkpoint_interval_seconds <= 0:
-            raise ConfigError("worker.checkpoint_interval_seconds: must be > 0")
-        if self.reference_rescan_seconds < 0:
-            raise ConfigError("worker.reference_rescan_seconds: must be >= 0 (0: never)")
+        _check("worker", "at least 1", batch_size=self.batch_size, metrics_port=self.metrics_port)
+        _check(
+            "worker", ">= 0", dlq_max_payload_bytes=self.dlq_max_payload_bytes,
+            reference_rescan_seconds=self.reference_rescan_seconds,  # 0: never
+        )  # fmt: skip
+        _check(
+            "worker", "> 0", batch_timeout_seconds=self.batch_timeout_seconds,
+            checkpoint_interval_seconds=self.checkpoint_interval_seconds,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -210,15 +219,16 @@ class WindowConfig:
     max_event_age_seconds: float = 0.0  # 0: no lower bound
 
     def __post_init__(self) -> None:
-        _at_least(1, windows_size_seconds=self.size_seconds)
-        for name in ("max_future_skew_seconds", "max_event_age_seconds"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"windows.{name}: must be >= 0")
-        _at_least(0, windows_allowed_lateness_seconds=self.allowed_lateness_seconds)
-        if self.idle_timeout_seconds <= 0:
-            raise ConfigError("windows.idle_timeout_seconds: must be > 0")
-        for model, size in self.model_sizes.items():
-            _at_least(1, **{f"windows_model_sizes.{model}": size})
+        _check(
+            "windows", "at least 1", size_seconds=self.size_seconds,
+            **{f"model_sizes.{model}": size for model, size in self.model_sizes.items()},
+        )  # fmt: skip
+        _check(
+            "windows", ">= 0", max_future_skew_seconds=self.max_future_skew_seconds,
+            max_event_age_seconds=self.max_event_age_seconds,
+            allowed_lateness_seconds=self.allowed_lateness_seconds,
+        )  # fmt: skip
+        _check("windows", "> 0", idle_timeout_seconds=self.idle_timeout_seconds)
 
     def size_for(self, model: str) -> int:
         """The window size of `model`: its own if configured, else `size_seconds`."""
@@ -238,18 +248,22 @@ class LabelsConfig:
     provisional_min_labelled: int = 200  # ... only with this coverage and this many labels
 
     def __post_init__(self) -> None:
-        _at_least(0, labels_provisional_min_labelled=self.provisional_min_labelled)
-        if self.provisional_interval_seconds < 0:
-            raise ConfigError("labels.provisional_interval_seconds: must be >= 0")
-        if not 0 < self.provisional_min_coverage <= 1:
-            raise ConfigError("labels.provisional_min_coverage: must be in (0, 1]")
-        _at_least(1, labels_max_pending_per_partition=self.max_pending_per_partition)
-        _at_least(1024, labels_max_pending_bytes_per_partition=self.max_pending_bytes_per_partition)
-        _at_least(0, labels_max_checkpointed_pending=self.max_checkpointed_pending)
-        if self.horizon_seconds < 0 or self.ttl_seconds <= 0:
-            raise ConfigError("labels.horizon_seconds must be >= 0 and labels.ttl_seconds > 0")
-        if not 0 < self.max_accuracy_drop < 1:
-            raise ConfigError("labels.max_accuracy_drop: must be between 0 and 1")
+        _check("labels", "at least 1", max_pending_per_partition=self.max_pending_per_partition)
+        _check(
+            "labels", "at least 1024",
+            max_pending_bytes_per_partition=self.max_pending_bytes_per_partition,
+        )  # fmt: skip
+        _check(
+            "labels", ">= 0", max_checkpointed_pending=self.max_checkpointed_pending,
+            horizon_seconds=self.horizon_seconds,
+        )  # fmt: skip
+        _check("labels", "> 0", ttl_seconds=self.ttl_seconds)
+        _check("labels", "in (0, 1)", max_accuracy_drop=self.max_accuracy_drop)
+        _check(
+            "labels", ">= 0", provisional_interval_seconds=self.provisional_interval_seconds,
+            provisional_min_labelled=self.provisional_min_labelled,
+        )  # fmt: skip
+        _check("labels", "in (0, 1]", provisional_min_coverage=self.provisional_min_coverage)
 
 
 @dataclass(frozen=True)
@@ -273,9 +287,11 @@ class NotificationsConfig:
     delivery_attempts: int = 3
 
     def __post_init__(self) -> None:
-        _at_least(1, notifications_escalate_after_windows=self.escalate_after_windows)
-        _at_least(1, notifications_max_per_hour_per_model=self.max_per_hour_per_model)
-        _at_least(1, notifications_delivery_attempts=self.delivery_attempts)
+        _check(
+            "notifications", "at least 1", escalate_after_windows=self.escalate_after_windows,
+            max_per_hour_per_model=self.max_per_hour_per_model,
+            delivery_attempts=self.delivery_attempts,
+        )  # fmt: skip
         if self.smtp_host and not (self.email_from and self.email_to):
             raise ConfigError(
                 "notifications.email_from and notifications.email_to: required with smtp_host"
@@ -301,11 +317,9 @@ class PostgresConfig:
     sslkey: str | None = None
 
     def __post_init__(self) -> None:
-        _at_least(1, postgres_retention_days=self.retention_days)
+        _check("postgres", "at least 1", retention_days=self.retention_days)
         _files_exist(
-            postgres_sslrootcert=self.sslrootcert,
-            postgres_sslcert=self.sslcert,
-            postgres_sslkey=self.sslkey,
+            "postgres", sslrootcert=self.sslrootcert, sslcert=self.sslcert, sslkey=self.sslkey
         )
         if self.sslmode in ("verify-ca", "verify-full") and not self.sslrootcert:
             raise ConfigError(f"postgres.sslrootcert: required with sslmode {self.sslmode}")
@@ -365,42 +379,41 @@ class RetrainingConfig:
     evaluate_interval_seconds: float = 30.0
 
     def __post_init__(self) -> None:
-        _at_least(
-            1,
-            retraining_sample_max_rows_per_version=self.sample_max_rows_per_version,
-            retraining_sample_retention_days=self.sample_retention_days,
-            retraining_ab_min_samples_per_arm=self.ab_min_samples_per_arm,
-            retraining_ab_min_guardrail_samples=self.ab_min_guardrail_samples,
+        _check(
+            "retraining",
+            "at least 1",
+            sample_max_rows_per_version=self.sample_max_rows_per_version,
+            sample_retention_days=self.sample_retention_days,
+            ab_min_samples_per_arm=self.ab_min_samples_per_arm,
+            ab_min_guardrail_samples=self.ab_min_guardrail_samples,
         )
-        shares = {
-            "sample_rate": self.sample_rate,
+        _check(
+            "retraining",
+            "in (0, 1]",
+            sample_rate=self.sample_rate,
             **{f"sample_rates.{m}": r for m, r in self.sample_rates.items()},
-            "challenger_traffic_share": self.challenger_traffic_share,
-        }
-        for key, value in shares.items():
-            if not 0 < value <= 1:
-                raise ConfigError(f"retraining.{key}: must be in (0, 1], got {value}")
-        open_unit = {
-            "holdout_fraction": self.holdout_fraction,
-            "ab_alpha": self.ab_alpha,
-            "ab_min_detectable_effect": self.ab_min_detectable_effect,
-        }
-        for key, value in open_unit.items():
-            if not 0 < value < 1:
-                raise ConfigError(f"retraining.{key}: must be between 0 and 1, got {value}")
-        positive = {
-            "ab_max_duration_seconds": self.ab_max_duration_seconds,
-            "ab_max_latency_p99_ratio": self.ab_max_latency_p99_ratio,
-            "evaluate_interval_seconds": self.evaluate_interval_seconds,
-        }
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"retraining.{key}: must be > 0, got {value}")
-        if self.ab_max_error_rate_increase < 0 or self.min_offline_improvement < 0:
-            raise ConfigError(
-                "retraining.ab_max_error_rate_increase and retraining.min_offline_improvement:"
-                " must be >= 0"
-            )
+            challenger_traffic_share=self.challenger_traffic_share,
+        )
+        _check(
+            "retraining",
+            "in (0, 1)",
+            holdout_fraction=self.holdout_fraction,
+            ab_alpha=self.ab_alpha,
+            ab_min_detectable_effect=self.ab_min_detectable_effect,
+        )
+        _check(
+            "retraining",
+            "> 0",
+            ab_max_duration_seconds=self.ab_max_duration_seconds,
+            ab_max_latency_p99_ratio=self.ab_max_latency_p99_ratio,
+            evaluate_interval_seconds=self.evaluate_interval_seconds,
+        )
+        _check(
+            "retraining",
+            ">= 0",
+            ab_max_error_rate_increase=self.ab_max_error_rate_increase,
+            min_offline_improvement=self.min_offline_improvement,
+        )
         if self.registry == "mlflow" and not self.mlflow_tracking_uri:
             raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
         module, sep, function = self.pipeline.partition(":")
@@ -439,10 +452,11 @@ class FormatsConfig:
                 raise ConfigError(
                     f"formats.{key}: expected one of {', '.join(known)}, got {value!r}"
                 )
-        _at_least(1, formats_oip_max_pending=self.oip_max_pending)
-        _at_least(1, formats_oip_max_pending_bytes=self.oip_max_pending_bytes)
-        if self.oip_max_wait_seconds <= 0:
-            raise ConfigError("formats.oip_max_wait_seconds: must be > 0")
+        _check(
+            "formats", "at least 1", oip_max_pending=self.oip_max_pending,
+            oip_max_pending_bytes=self.oip_max_pending_bytes,
+        )  # fmt: skip
+        _check("formats", "> 0", oip_max_wait_seconds=self.oip_max_wait_seconds)
         for tensor, names in self.oip_columns.items():
             if not names.split():
                 raise ConfigError(f"formats.oip_columns.{tensor}: expected column names")
@@ -527,11 +541,36 @@ def _check_environment(environ: Mapping[str, str]) -> None:
 _T = TypeVar("_T")
 
 
-def _at_least(minimum: int, **values: int) -> None:
-    for name, value in values.items():
-        if value < minimum:
-            key = name.replace("_", ".", 1)
-            raise ConfigError(f"{key}: must be at least {minimum}, got {value}")
+# The bounds `_check` knows; "at least N" (any whole N) besides.
+_BOUNDS: dict[str, Callable[[float], bool]] = {
+    "> 0": lambda v: v > 0,
+    ">= 0": lambda v: v >= 0,
+    "in (0, 1]": lambda v: 0 < v <= 1,
+    "in (0, 1)": lambda v: 0 < v < 1,
+}
+
+
+def _check(section: str, bound: str, **values: float) -> None:
+    """The one bounds check of the config: ConfigError naming ``section.key`` and the value for
+    the first of ``values`` outside ``bound`` (a key of `_BOUNDS`, or ``"at least N"``).
+
+    >>> _check("worker", "> 0", batch_timeout_seconds=0.5, checkpoint_interval_seconds=0)
+    Traceback (most recent call last):
+    ...
+    driftline.config.ConfigError: worker.checkpoint_interval_seconds: must be > 0, got 0
+    >>> _check("topics", "at least 1", partitions=0)
+    Traceback (most recent call last):
+    ...
+    driftline.config.ConfigError: topics.partitions: must be at least 1, got 0
+    """
+    if bound.startswith("at least "):
+        minimum = int(bound.removeprefix("at least "))
+        within: Callable[[float], bool] = lambda v: v >= minimum  # noqa: E731
+    else:
+        within = _BOUNDS[bound]
+    for key, value in values.items():
+        if not within(value):
+            raise ConfigError(f"{section}.{key}: must be {bound}, got {value}")
 
 
 def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> _T:
@@ -587,11 +626,10 @@ def _secret_file(name: str, key: str, raw: dict[str, Any], environ: Mapping[str,
     return Secret(value)
 
 
-def _files_exist(**paths: str | None) -> None:
-    for name, path in paths.items():
+def _files_exist(section: str, **paths: str | None) -> None:
+    for key, path in paths.items():
         if path and not Path(path).is_file():
-            key = name.replace("_", ".", 1)
-            raise ConfigError(f"{key}: file {path} does not exist")
+            raise ConfigError(f"{section}.{key}: file {path} does not exist")
 
 
 def _coerce(value: Any, hint: Any, key: str, *, from_env: bool) -> Any:

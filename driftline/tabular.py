@@ -10,7 +10,12 @@ What `driftline reference build --csv` needs before it can profile anything:
 * labels and predictions as strings ("0"/"1", "true"/"false") become numbers, so that a baseline
   computed with ``positive_label=1`` counts them (a string "1" is not the label 1);
 * an id-like column (every value distinct, or a name like ``txn_id``) is reported: profiling it
-  as a categorical feature with 20,000 values only produces noise.
+  as a categorical feature with 20,000 values only produces noise;
+* numbers written with thousands separators (``1,234.5``, or ``1.234,5`` in a ``;`` file) are
+  read as numbers, with a warning saying so; a column of numbers with a few cells that are not
+  (``N/A``) is named, since it would otherwise become a categorical with thousands of values;
+* booleans written several ways (``true``/``True``/``1``/``yes``) and categoricals with more
+  values than the profile keeps are reported, with the option to use.
 
 Everything here is pure (a file in, columns out) and raises :class:`TableError` with a one-line
 message; the CLI prints it.
@@ -39,7 +44,7 @@ import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +61,14 @@ __all__ = [
 ]
 
 _DELIMITERS = ",;\t|"
+_KEPT_CATEGORIES = 50  # ReferenceProfile's max_categories default
 _ID_NAME = re.compile(r"(^|[_\-\s])(id|uuid|guid|key)$|^id[_\-]|_id$", re.IGNORECASE)
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+(,\d+)?\s*$")
+_GROUPED_POINT = re.compile(r"^\s*[-+]?\d{1,3}(,\d{3})+(\.\d+)?\s*$")  # 1,234.5
+_GROUPED_COMMA = re.compile(r"^\s*[-+]?\d{1,3}(\.\d{3})+(,\d+)?\s*$")  # 1.234,5
+_BOOLEAN_SPELLINGS = frozenset(
+    {"true", "false", "1", "0", "1.0", "0.0", "yes", "no", "y", "n", "t", "f"}
+)
 _TRUE = {"true", "yes", "y", "t"}
 _FALSE = {"false", "no", "n", "f"}
 
@@ -74,6 +85,9 @@ class Table:
     path: Path
     columns: dict[str, list[Any]]
     delimiter: str | None = None  # None for Parquet
+    _numbers: dict[str, tuple[Any, str | None]] = field(
+        default_factory=dict, compare=False, repr=False
+    )  # numbers() of each column, computed once
 
     @property
     def names(self) -> list[str]:
@@ -105,28 +119,83 @@ class Table:
     def numeric_or_text(self, name: str) -> NDArray[Any]:
         """A float array if every present value is a number, else an object array of strings
         (None for missing): what the reference profile infers types from."""
-        values = self.columns[name]
-        floats = _floats(values)
-        if floats is None and name in self.decimal_comma_columns():
-            floats = _floats([None if v is None else v.replace(",", ".") for v in values])
+        floats, _ = self.numbers(name)
         if floats is not None:
             return floats
+        values = self.columns[name]
         out = np.empty(len(values), dtype=object)
         out[:] = [None if v is None else str(v) for v in values]
         return out
+
+    def numbers(self, name: str) -> tuple[NDArray[np.float64] | None, str | None]:
+        """The column as floats if every present value reads as a number, and how it was read
+        when that needed more than ``float()`` (decimal commas, thousands separators).
+
+        >>> t = Table(Path("t.csv"), {"a": ["13.7", "1,234.5", None], "b": ["1.234,5", "7,25"],
+        ...     "c": ["1", "x"]}, ";")
+        >>> t.numbers("a")
+        (array([  13.7, 1234.5,    nan]), "thousands separators ',' ignored (1,234.5 = 1234.5)")
+        >>> t.numbers("b")[0].tolist(), t.numbers("c")
+        ([1234.5, 7.25], (None, None))
+        """
+        if name not in self._numbers:
+            self._numbers[name] = self._read_numbers(name)
+        return self._numbers[name]
+
+    def _read_numbers(self, name: str) -> tuple[NDArray[np.float64] | None, str | None]:
+        values = self.columns[name]
+        floats = _floats(values)
+        if floats is not None:
+            return floats, None
+        texts = [None if v is None else str(v) for v in values]
+        present = [v for v in texts if v is not None]
+        if not present or any(not isinstance(v, str) for v in values if v is not None):
+            return None, None
+        if self.delimiter not in (None, ",") and _decimal_commas(values):
+            floats = _floats([None if v is None else v.replace(",", ".") for v in texts])
+            if floats is not None:
+                return floats, "read decimal commas as decimal points (12,5 = 12.5)"
+        if all(_GROUPED_POINT.match(v) or _float(v) is not None for v in present):
+            floats = _floats([None if v is None else v.replace(",", "") for v in texts])
+            if floats is not None:
+                return floats, "thousands separators ',' ignored (1,234.5 = 1234.5)"
+        if self.delimiter not in (None, ",") and all(
+            _GROUPED_COMMA.match(v) or _DECIMAL_COMMA.match(v) for v in present
+        ):
+            floats = _floats(
+                [None if v is None else v.replace(".", "").replace(",", ".") for v in texts]
+            )
+            if floats is not None:
+                return (
+                    floats,
+                    "'.' read as thousands separator and ',' as decimal (1.234,5 = 1234.5)",
+                )
+        return None, None
+
+    def not_numbers(self, name: str) -> tuple[int, int, str, int] | None:
+        """For a text column whose cells are nearly all numbers (at least 90%): how many are
+        not, of how many, the first such cell and its line (1 = the header)."""
+        values = self.columns[name]
+        present = [(i, v) for i, v in enumerate(values) if v is not None]
+        if len(present) < 20 or not all(isinstance(v, str) for _, v in present):
+            return None
+
+        def is_bad(value: str) -> bool:
+            return _float(value) is None and not _GROUPED_POINT.match(value)
+
+        if sum(is_bad(v) for _, v in present[:1000]) > 100:  # a text column: skip the rest
+            return None
+        bad = [(i, v) for i, v in present if is_bad(v)]
+        if not bad or len(bad) > 0.1 * len(present):
+            return None
+        return len(bad), len(present), str(bad[0][1]), bad[0][0] + 2
 
     def decimal_comma_columns(self) -> list[str]:
         """Text columns whose every value is a number written with a decimal comma ("12,5"),
         as spreadsheets in many locales save them; only when the delimiter is not a comma."""
         if self.delimiter in (None, ","):
             return []
-        return [
-            name
-            for name, values in self.columns.items()
-            if any(v is not None for v in values)
-            and all(v is None or _DECIMAL_COMMA.match(str(v)) for v in values)
-            and any(v is not None and "," in str(v) for v in values)
-        ]
+        return [name for name, values in self.columns.items() if _decimal_commas(values)]
 
     def scores(self, name: str) -> NDArray[np.float64]:
         """The score column as floats; a cell that is not a number is an error (row named)."""
@@ -176,10 +245,17 @@ def read_table(path: str | Path, delimiter: str | None = None) -> Table:
     header_line = text.split("\n", 1)[0]
     if delimiter is None:
         delimiter = _sniff(header_line)
-    elif len(delimiter) != 1:
+    else:
         delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
         if len(delimiter) != 1:
             raise TableError(f"--delimiter {delimiter!r}: expected one character, e.g. ';'")
+        sniffed = _sniff(header_line)
+        if delimiter not in header_line and sniffed in header_line:
+            raise TableError(
+                f"{path}: --delimiter {delimiter!r} does not occur in the header line, "
+                f"{sniffed!r} does ({header_line.count(sniffed)} times): pass --delimiter "
+                f"{sniffed!r}, or leave --delimiter out to sniff it"
+            )
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     header = next(reader)
     rows = [row for row in reader if row]
@@ -237,13 +313,23 @@ def _float(value: Any) -> float | None:
     return None
 
 
+def _decimal_commas(values: Sequence[Any]) -> bool:
+    """Every present value a number with a decimal comma or none ("12,5", "7"), one with."""
+    present = [str(v) for v in values if v is not None]
+    return (
+        bool(present)
+        and any("," in v for v in present)
+        and all(_DECIMAL_COMMA.match(v) for v in present)
+    )
+
+
 def _floats(values: Sequence[Any]) -> NDArray[np.float64] | None:
     """Floats (missing -> NaN) if every present value is a number or a numeric string, else None.
 
     >>> _floats(["1.5", None, 2]).tolist(), _floats(["1", "x"]), _floats([True, 1.0])
     ([1.5, nan, 2.0], None, None)
     """
-    if any(isinstance(v, bool) for v in values):
+    if not {bool, np.bool_}.isdisjoint(map(type, values)):
         return None  # booleans are categories, not 0/1 numbers
     try:  # numpy parses the strings in C: ~20x faster than float() per cell
         return np.array(["nan" if v is None else v for v in values], dtype=np.float64)
@@ -338,6 +424,23 @@ def reference_from_table(
             f"--label-column {label_column!r} needs the model's output to compare with: add "
             "--prediction-column, or --score-column (predictions are then score >= --threshold)"
         )
+    if not 0.0 <= threshold <= 1.0:
+        raise TableError(
+            f"--threshold {threshold:g}: scores are probabilities, the threshold must be "
+            "between 0 and 1"
+        )
+    roles: dict[str | None, str] = {
+        prediction_column: "--prediction-column",
+        score_column: "--score-column",
+        label_column: "--label-column",
+        **{name: "--exclude" for name in exclude},
+    }
+    for name in feature_types or {}:
+        table.require(name, "--feature-type")
+        if name in roles:
+            raise TableError(
+                f"--feature-type {name}: {name!r} is not a feature (it is given as {roles[name]})"
+            )
     special = {prediction_column, score_column, label_column, *exclude}
     attributions: dict[str, Any] = {}
     if attribution_prefix:  # e.g. shap_amount: the attribution of feature amount
@@ -367,9 +470,7 @@ def reference_from_table(
             f"column {name!r} looks like an identifier ({why}): drift on it is noise; "
             f"leave it out with --exclude {name}"
         )
-    for name in table.decimal_comma_columns():
-        if name in names:
-            warnings.append(f"column {name!r}: read decimal commas as decimal points (12,5 = 12.5)")
+    warnings += _column_warnings(table, names, feature_types or {})
     score = table.scores(score_column) if score_column else None
     prediction = as_labels(table.columns[prediction_column]) if prediction_column else None
     if prediction is None and score is not None:
@@ -377,9 +478,27 @@ def reference_from_table(
         prediction[:] = [None if math.isnan(s) else int(s >= threshold) for s in score.tolist()]
         if label_column:
             warnings.append(f"no --prediction-column: predictions are score >= {threshold:g}")
+            warnings += _one_class_warning(score, threshold)
     labels = as_labels(table.columns[label_column]) if label_column else None
     if labels is not None and prediction is not None:
         _same_kind_of_classes(labels, prediction, label_column, prediction_column, score_column)
+        unpredicted = [
+            i
+            for i, (y, p) in enumerate(zip(labels, prediction, strict=True))
+            if y is not None and p is None
+        ]
+        if unpredicted:
+            source = (
+                f"--prediction-column {prediction_column!r}"
+                if prediction_column
+                else f"--score-column {score_column!r}"
+            )
+            warnings.append(
+                f"{len(unpredicted):,} labelled rows have no value in {source} (first on line "
+                f"{unpredicted[0] + 2}): left out of the baseline performance"
+            )
+            labels = labels.copy()
+            labels[unpredicted] = None
     profile = ReferenceProfile.from_columns(
         {name: table.numeric_or_text(name) for name in names},
         model=model,
@@ -397,6 +516,67 @@ def reference_from_table(
             f"attribution columns for features that are not columns: {', '.join(unknown[:5])}"
         )
     return profile, warnings
+
+
+def _column_warnings(
+    table: Table, names: Sequence[str], feature_types: Mapping[str, Any]
+) -> list[str]:
+    """What the user should know about how the feature columns were read."""
+    from collections import Counter
+
+    from driftline.detectors.normalise import category_value
+
+    warnings: list[str] = []
+    for name in names:
+        if feature_types.get(name) is not None and feature_types[name] != "categorical":
+            continue
+        floats, how = table.numbers(name)
+        if floats is not None:
+            if how:
+                warnings.append(f"column {name!r}: {how}")
+            continue
+        odd = table.not_numbers(name)
+        if odd is not None:
+            count, total, example, line = odd
+            warnings.append(
+                f"column {name!r}: {total - count} of {total} values are numbers but {count} are "
+                f"not (e.g. {example!r} on line {line}), so it is profiled as categorical: fix "
+                f"those cells, or pass --feature-type {name}=numeric to count them as invalid"
+            )
+            continue
+        present = [v for v in table.columns[name] if v is not None]
+        spellings = {str(v).strip().lower() for v in present}
+        counts = Counter(category_value(v) for v in present)
+        if not feature_types.get(name) and spellings <= _BOOLEAN_SPELLINGS and len(counts) > 2:
+            shown = ", ".join(sorted({str(v) for v in present}))
+            warnings.append(
+                f"column {name!r} writes booleans several ways ({shown}): as a categorical each "
+                "spelling is its own category and live values spelt differently look like "
+                f"drift; pass --feature-type {name}=boolean"
+            )
+        elif len(counts) > _KEPT_CATEGORIES:
+            kept = sum(count for _, count in counts.most_common(_KEPT_CATEGORIES))
+            warnings.append(
+                f"column {name!r}: {len(counts):,} distinct values; the profile keeps the "
+                f"{_KEPT_CATEGORIES} most frequent ({kept / len(present):.0%} of the rows) and "
+                "counts the rest as one category"
+            )
+    return warnings
+
+
+def _one_class_warning(score: NDArray[np.float64], threshold: float) -> list[str]:
+    """A threshold that predicts one class for every row makes precision and recall meaningless."""
+    present = score[~np.isnan(score)]
+    if present.size == 0:
+        return []
+    positive = int((present >= threshold).sum())
+    if 0 < positive < present.size:
+        return []
+    side = "no row reaches" if positive == 0 else "every row reaches"
+    return [
+        f"{side} --threshold {threshold:g} (scores {present.min():.3g} .. {present.max():.3g}): "
+        "the baseline predicts one class only; pass the model's real threshold"
+    ]
 
 
 def _attribution(table: Table, column: str) -> NDArray[np.float64]:

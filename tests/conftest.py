@@ -9,12 +9,15 @@ defaults of the local stack. A service that does not answer:
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,16 +122,26 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
 def build_reference(directory: Path, model: str = "fraud", model_version: str = "1") -> Any:
     """The reference profile of the service tests: 20,000 simulated training records with
     labels, saved as `<directory>/<model>@<version>.json` (what the worker loads)."""
+    import copy
+    import dataclasses
+
+    directory.mkdir(parents=True, exist_ok=True)
+    # Built once per version (about a second, many tests ask): the simulated records differ
+    # between models only in their `model` field, so the profile differs only in its name.
+    profile = copy.deepcopy(dataclasses.replace(_reference(model_version), model=model))
+    profile.save(directory / f"{model}@{model_version}.json")
+    return profile
+
+
+@functools.cache
+def _reference(model_version: str) -> Any:
     from driftline.detectors.profile import ReferenceProfile
     from driftline.simulate import simulate
 
-    directory.mkdir(parents=True, exist_ok=True)
-    records, labels = simulate(20_000, seed=99, model=model, model_version=model_version)
-    profile = ReferenceProfile.from_records(
-        records, model=model, model_version=model_version, labels=[x["label"] for x in labels]
+    records, labels = simulate(20_000, seed=99, model="fraud", model_version=model_version)
+    return ReferenceProfile.from_records(
+        records, model="fraud", model_version=model_version, labels=[x["label"] for x in labels]
     )
-    profile.save(directory / f"{model}@{model_version}.json")
-    return profile
 
 
 def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) -> dict[str, str]:
@@ -152,6 +165,31 @@ def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) 
     }
     env.update({f"DRIFTLINE_{key}": value for key, value in overrides.items()})
     return env
+
+
+@pytest.fixture
+def receiver() -> Iterator[Any]:
+    """The Alertmanager webhook receiver on 127.0.0.1:9097 (`tests.service.e2e.Receiver`)."""
+    import threading
+
+    from tests.service.e2e import Receiver
+
+    server = Receiver()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def own_prometheus(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    """(url, worker metrics port) of a Prometheus of this test with this checkout's rules
+    (`tests.service.e2e.own_prometheus`)."""
+    from tests.service.e2e import own_prometheus
+
+    with own_prometheus(tmp_path) as found:
+        yield found
 
 
 # -- private instances for the security and fault tests (never the shared stack) -----------------
@@ -190,46 +228,132 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
     )  # fmt: skip
 
 
+# Starting them takes half a minute or more each (a JVM, initdb, MLflow's imports and
+# migrations): they are started in background threads when the session begins, if a collected
+# test needs them, so that they start while other tests run and in parallel with each other.
+BACKGROUND_SERVICES = ("private_kafka", "private_postgres", "mlflow_server")
+_SHARED_POSTGRES_URL = "postgresql://driftline:driftline@127.0.0.1:5432/driftline"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _background_services(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Future[Any]]]:
+    """{fixture name: future of the started service} for the services of
+    `BACKGROUND_SERVICES` some collected test needs; each is stopped at the end of the session."""
+    import secrets
+
+    needed = {
+        name
+        for item in request.session.items
+        for name in BACKGROUND_SERVICES
+        if name in getattr(item, "fixturenames", ())
+    }
+    services: dict[str, Any] = {}
+    if needed & {"private_kafka", "private_postgres"}:
+        from tests.security.services import PrivateKafka, PrivatePostgres
+
+        tls: TlsFiles = request.getfixturevalue("tls_files")
+        if "private_kafka" in needed:
+            services["private_kafka"] = PrivateKafka(
+                tmp_path_factory.mktemp("kafka-cache"),
+                tls.directory,
+                {"driftline": "scram-" + secrets.token_urlsafe(12)},
+            )
+        if "private_postgres" in needed:
+            # a 0700 directory, as a clone under root's home would be
+            services["private_postgres"] = PrivatePostgres(
+                tmp_path_factory.mktemp("pg-clone") / ".cache",
+                "pg-" + secrets.token_urlsafe(12),
+                tls.server_cert,
+                tls.server_key,
+            )
+    if "mlflow_server" in needed:
+        from tests.service.mlflow_server import MlflowServer
+
+        url = os.environ.get("DRIFTLINE_POSTGRES_URL", _SHARED_POSTGRES_URL)
+        services["mlflow_server"] = MlflowServer(url, tmp_path_factory.mktemp("mlflow"))
+    with ThreadPoolExecutor(max(1, len(services)), thread_name_prefix="service") as pool:
+        started = {name: pool.submit(_started, service) for name, service in services.items()}
+        try:
+            yield started
+        finally:
+            stops = [pool.submit(_stopped, s, started[n]) for n, s in services.items()]
+            for stopping in stops:
+                stopping.result()
+
+
+def _started(service: Any) -> Any:
+    service.start()
+    return service
+
+
+def _stopped(service: Any, starting: Future[Any]) -> None:
+    """Stopped once its start has ended, whatever the outcome (a failed start may leave a
+    process behind)."""
+    with suppress(Exception):
+        starting.exception()
+    with suppress(Exception):
+        service.stop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests needing a private Kafka or PostgreSQL run last (in their order): those start
+    in the background while everything else runs."""
+    private = ("private_kafka", "private_postgres")
+    items.sort(key=lambda item: any(n in getattr(item, "fixturenames", ()) for n in private))
+
+
+def _private(request: pytest.FixtureRequest, name: str, what: str) -> Any:
+    started: dict[str, Future[Any]] = request.getfixturevalue("_background_services")
+    try:
+        return started[name].result()
+    except RuntimeError as exc:
+        pytest.fail(f"the private {what} did not start: {exc}", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def private_kafka(tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def private_kafka(request: pytest.FixtureRequest) -> Any:
     """A Kafka of this test session (PLAINTEXT, SASL_SSL/SCRAM-SHA-512 and mTLS listeners),
-    started once; tests may stop and restart it. SCRAM user `driftline`."""
-    import secrets
-
-    from tests.security.services import PrivateKafka
-
-    broker = PrivateKafka(
-        tmp_path_factory.mktemp("kafka-cache"),
-        tls_files.directory,
-        {"driftline": "scram-" + secrets.token_urlsafe(12)},
-    )
-    try:
-        broker.start()
-    except RuntimeError as exc:
-        broker.stop()
-        pytest.fail(f"the private Kafka did not start: {exc}", pytrace=False)
-    yield broker
-    broker.stop()
+    started once (`_background_services`); tests may stop and restart it. SCRAM user
+    `driftline`."""
+    return _private(request, "private_kafka", "Kafka")
 
 
 @pytest.fixture(scope="session")
-def private_postgres(
-    tls_files: TlsFiles, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
-    """A PostgreSQL of this test session with TLS on, started by deploy/local/postgres.sh from a
-    0700 directory (as a clone under root's home would be)."""
-    import secrets
+def private_postgres(request: pytest.FixtureRequest) -> Any:
+    """A PostgreSQL of this test session with TLS on, started once (`_background_services`) by
+    deploy/local/postgres.sh from a 0700 directory (as a clone under root's home would be)."""
+    return _private(request, "private_postgres", "PostgreSQL")
 
-    from tests.security.services import PrivatePostgres
 
-    cache = tmp_path_factory.mktemp("pg-clone") / ".cache"
-    server = PrivatePostgres(
-        cache, "pg-" + secrets.token_urlsafe(12), tls_files.server_cert, tls_files.server_key
-    )
+@pytest.fixture(scope="session")
+def mlflow_server(
+    request: pytest.FixtureRequest, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The URL of an `mlflow server` of this session (`tests.service.mlflow_server`), its
+    backend store in a schema of its own of the test PostgreSQL; started in the background
+    when the session begins (`_background_services`)."""
     try:
-        server.start()
-    except RuntimeError as exc:
-        server.stop()
-        pytest.fail(f"the private PostgreSQL did not start: {exc}", pytrace=False)
-    yield server
-    server.stop()
+        import mlflow  # noqa: F401
+    except ImportError:
+        message = "mlflow is not installed: pip install 'driftline[mlflow]'"
+        if IN_CI:
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    from tests.service.mlflow_server import MlflowServer
+
+    if postgres_url == os.environ.get("DRIFTLINE_POSTGRES_URL", _SHARED_POSTGRES_URL):
+        started: dict[str, Future[Any]] = request.getfixturevalue("_background_services")
+        try:
+            yield started["mlflow_server"].result().url
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return
+    # PostgreSQL came from a container: a server of its own on that one
+    own = MlflowServer(postgres_url, tmp_path_factory.mktemp("mlflow-own"))
+    try:
+        own.start()
+        yield own.url
+    finally:
+        own.stop()

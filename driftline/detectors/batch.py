@@ -34,7 +34,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from operator import itemgetter
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -83,7 +84,7 @@ _to_float = numeric_value
 """One numeric feature value: NaN when missing, +inf when not a number."""
 
 
-def _float_column(values: list[Any]) -> NDArray[np.float64]:
+def _float_column(values: Sequence[Any]) -> NDArray[np.float64]:
     """Fast path through numpy (None becomes NaN); per-value fallback on odd inputs."""
     try:
         out = np.array(values, dtype=np.float64)
@@ -203,37 +204,48 @@ class RecordBatch:
         categorical columns of ``"true"``/``"false"``).
         """
         n = len(records)
-        feats = [r.get("features") or {} for r in records]
-        absent, extra = _key_masks(feats, schema)
+        kinds = set(map(type, records))
+        columnar = [k for k in kinds if hasattr(k, "gather_columns")]
+        if columnar and len(kinds) == 1:
+            # records that hand over their columns themselves (streams/formats/structs.py)
+            top, layout, values, absent, extra = columnar[0].gather_columns(
+                records, _TOP_LEVEL, schema, MAX_EXTRA_FEATURES
+            )
+        else:
+            if columnar:  # mixed with dicts: as dicts
+                records = [cast(Any, r).to_dict() if type(r) in columnar else r for r in records]
+            top, layout = _gather(records, _TOP_LEVEL)
+            feats = top[0] if all(top[0]) else [f or {} for f in top[0]]
+            values, absent, extra = _feature_columns(feats, schema)
+        raw_ts, raw_prediction, raw_score = top[1:4]
+        raw_probabilities, raw_latency, raw_error, attr_rows = top[4:]
         numeric = {
-            name: _float_column([f.get(name) for f in feats])
-            for name, kind in schema.items()
-            if kind == "numeric"
+            name: _float_column(values[name]) for name, kind in schema.items() if kind == "numeric"
         }
         categorical = {
-            name: (boolean_column if kind == "boolean" else category_column)(
-                [f.get(name) for f in feats]
-            )
+            name: (boolean_column if kind == "boolean" else category_column)(values[name])
             for name, kind in schema.items()
             if kind in ("categorical", "boolean")
         }
-        raw_ts = [r.get("timestamp") for r in records]
         try:
             event_time = np.array(raw_ts, dtype=np.float64)
         except (TypeError, ValueError):
             event_time = np.array([parse_timestamp(t) for t in raw_ts], dtype=np.float64)
         prediction = np.empty(n, dtype=object)
-        prediction[:] = [r.get("prediction") for r in records]
+        prediction[:] = list(raw_prediction)
 
         score: NDArray[np.float64] | None = None
-        if any("score" in r or "probabilities" in r for r in records):
-            score = np.array([_record_score(r) for r in records], dtype=np.float64)
-        latency = _float_column([r.get("latency_ms") for r in records]) / 1000.0
+        if (
+            ("score" in layout or "probabilities" in layout)
+            if layout is not None
+            else any("score" in r or "probabilities" in r for r in records)
+        ):
+            score = _score_column(records, raw_score)
+        latency = _float_column(raw_latency) / 1000.0
         error = np.empty(n, dtype=object)
-        error[:] = [r.get("error") or None for r in records]
+        error[:] = [e or None for e in raw_error] if any(raw_error) else [None] * n
 
         attributions: dict[str, NDArray[np.float64]] | None = None
-        attr_rows = [r.get("attributions") for r in records]
         if any(attr_rows):
             names = sorted({k for a in attr_rows if a for k in a})
             attributions = {
@@ -249,7 +261,7 @@ class RecordBatch:
             error=error,
             attributions=attributions,
             record_keys=record_keys,
-            probabilities=_probability_columns(records),
+            probabilities=_probability_columns(raw_probabilities),
             absent=absent,
             extra=extra,
         )
@@ -276,20 +288,67 @@ class RecordBatch:
         )
 
 
-def _key_masks(
-    feats: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]
-) -> tuple[dict[str, NDArray[np.bool_]], dict[str, NDArray[np.bool_]]]:
-    """Where monitored keys are absent, and where keys outside the schema are present.
+_TOP_LEVEL = (
+    "features",
+    "timestamp",
+    "prediction",
+    "score",
+    "probabilities",
+    "latency_ms",
+    "error",
+    "attributions",
+)
 
-    Fast path (C-level passes only): when every record has as many keys as the union of all
-    records' keys, every record has exactly that union, so the masks are constant.
+
+def _gather(
+    rows: Sequence[Mapping[Any, Any]], names: Sequence[Any]
+) -> tuple[list[Sequence[Any]], set[Any] | None]:
+    """``[[row.get(name) for row in rows] for name in names]``, and the rows' common keys when
+    every row has exactly the same keys (None otherwise).
+
+    Records off the wire nearly always share one layout; then a C-level pass per name
+    (``map(itemgetter(name), rows)``) replaces a Python-level ``get`` per row and name, and no
+    object is allocated per row (a tuple per row, with ``zip``, woke the garbage collector).
+
+    >>> columns, keys = _gather([{"a": 1, "b": 2}, {"b": 3, "a": 4}], ["b", "c"])
+    >>> columns, sorted(keys)
+    ([[2, 3], [None, None]], ['a', 'b'])
+    >>> _gather([{"a": 1}, {"b": 3}], ["a"])
+    ([[1, None]], None)
+    """
+    n = len(rows)
+    union: set[Any] = set().union(*rows) if n else set()
+    if not set(map(len, rows)) <= {len(union)}:  # some row lacks a key another one has
+        return [[row.get(name) for row in rows] for name in names], None
+    missing = [None] * n
+    return [
+        list(map(itemgetter(name), rows)) if name in union else missing for name in names
+    ], union
+
+
+def _feature_columns(
+    feats: Sequence[Mapping[str, Any]], schema: Mapping[str, Any]
+) -> tuple[dict[str, Sequence[Any]], dict[str, NDArray[np.bool_]], dict[str, NDArray[np.bool_]]]:
+    """Each monitored feature's values (None where absent), where monitored keys are absent,
+    and where keys outside the schema are present (at most ``MAX_EXTRA_FEATURES``).
+
+    When every record has the same keys (the common case) the masks are constant and the
+    values are gathered in C-level passes (`_gather`).
     """
     n = len(feats)
-    union = set().union(*feats) if n else set()
-    if set(map(len, feats)) <= {len(union)}:
+    names = list(schema)
+    if set(map(len, feats)) == {len(names)}:
+        try:  # every record has every monitored key and no other one: nothing is absent
+            return {name: list(map(itemgetter(name), feats)) for name in names}, {}, {}
+        except KeyError:
+            pass
+    columns, union = _gather(feats, names)
+    values = dict(zip(names, columns, strict=True))
+    if union is not None:
         absent = {name: np.ones(n, dtype=bool) for name in schema if name not in union}
         extra_names = sorted(str(k) for k in union if k not in schema)[:MAX_EXTRA_FEATURES]
-        return absent, {name: np.ones(n, dtype=bool) for name in extra_names}
+        return values, absent, {name: np.ones(n, dtype=bool) for name in extra_names}
+    union = set().union(*feats)
     absent = {}
     for name in schema:
         mask = np.array([name not in f for f in feats], dtype=bool)
@@ -299,15 +358,22 @@ def _key_masks(
         str(name): np.array([name in f for f in feats], dtype=bool)
         for name in sorted((k for k in union if k not in schema), key=str)[:MAX_EXTRA_FEATURES]
     }
-    return absent, extra
+    return values, absent, extra
 
 
-def _probability_columns(
-    records: Sequence[Mapping[str, Any]],
-) -> dict[str, NDArray[np.float64]] | None:
-    """One column per class of the records' ``probabilities`` (first ``MAX_PROBABILITY_CLASSES``
-    classes seen, class names as strings), or None when no record has probabilities."""
-    rows = [r.get("probabilities") for r in records]
+def _score_column(
+    records: Sequence[Mapping[str, Any]], raw_score: Sequence[Any]
+) -> NDArray[np.float64]:
+    """Each record's score (`_record_score`); at once when every record has a numeric score."""
+    if set(map(type, raw_score)) <= {float, int}:
+        return np.array(raw_score, dtype=np.float64)
+    return np.array([_record_score(r) for r in records], dtype=np.float64)
+
+
+def _probability_columns(rows: Sequence[Any]) -> dict[str, NDArray[np.float64]] | None:
+    """One column per class of the records' ``probabilities`` (``rows``: each record's, None
+    when it has none; first ``MAX_PROBABILITY_CLASSES`` classes seen, class names as strings),
+    or None when no record has probabilities."""
     if not any(rows) or not any(isinstance(p, Mapping) and p for p in rows if p):
         return None
     classes: list[str] = []

@@ -179,7 +179,7 @@ def _object_array(values: Iterable[Any]) -> NDArray[np.object_]:
 def _column(values: Sequence[Any], normalise: Any) -> NDArray[np.object_]:
     # A column of strings with few distinct values (the usual categorical): normalise each
     # distinct value once. Mixed types go value by value (True == 1 == 1.0 in a set).
-    distinct = set(values) if all(type(v) is str for v in values) else None
+    distinct = set(values) if set(map(type, values)) <= {str} else None
     if distinct is None:
         return _object_array([normalise(v) for v in values])
     mapping = {v: normalise(v) for v in distinct}

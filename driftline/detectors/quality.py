@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -59,15 +59,7 @@ Check = Literal[
     "new_category",
     "new_feature",
 ]
-CHECKS: tuple[Check, ...] = (
-    "absent",
-    "missing_rate",
-    "type_errors",
-    "out_of_range",
-    "constant",
-    "new_category",
-    "new_feature",
-)
+CHECKS: tuple[Check, ...] = get_args(Check)  # in the order of the table above
 CONSTANT_PROBABILITY = 1e-6
 NEW_FEATURE_SHARE = 0.01
 
@@ -201,33 +193,20 @@ def evaluate_quality(
                 )
             )
             continue
-        result = two_proportion(ref_missing, ref_total, win_missing, win_total, alpha=alpha_raw)
         tested.append(
-            _Tested(
-                name,
-                "missing_rate",
-                _p(result.p_value),
-                abs(result.statistic),
-                thresholds.min_missing_change,
-                missing_rate[name],
-                reference_missing[name],
-                {"missing": win_missing, "records": win_total},
+            _proportion_test(
+                name, "missing_rate", (ref_missing, ref_total), (win_missing, win_total),
+                thresholds.min_missing_change, alpha_raw, {"missing": win_missing},
+                two_sided=True,
             )
-        )
+        )  # fmt: skip
         if name in profile.numeric or profile.feature_types[name] == "boolean":
-            result = two_proportion(ref_invalid, ref_total, win_invalid, win_total, alpha=alpha_raw)
             tested.append(
-                _Tested(
-                    name,
-                    "type_errors",
-                    _p(result.p_value),
-                    result.statistic,
-                    thresholds.max_type_error_rate,
-                    win_invalid / win_total if win_total else 0.0,
-                    ref_invalid / ref_total,
-                    {"invalid": win_invalid, "records": win_total},
+                _proportion_test(
+                    name, "type_errors", (ref_invalid, ref_total), (win_invalid, win_total),
+                    thresholds.max_type_error_rate, alpha_raw, {"invalid": win_invalid},
                 )
-            )
+            )  # fmt: skip
         findings += _range_and_constant(profile, sketch, name, thresholds)
 
     adjusted: list[float] = (
@@ -295,15 +274,7 @@ def _range_and_constant(
         if win.n >= 2 and win.min == win.max and ref.variance > 0:
             idx = int(bin_index(np.array([win.min]), ref.cuts, ref.low, ref.high)[0])
             ref_share = float(ref.counts[idx]) / ref.count
-            chance = math.exp(win.n * math.log(ref_share)) if ref_share > 0 else 0.0
-            if chance < CONSTANT_PROBABILITY:
-                out.append(
-                    QualityFinding(
-                        name, "constant", "warning", 0.0, ref.std, 0.0,
-                        figures={"value": win.min, "records": win.n,
-                                 "reference_share_of_value": ref_share},
-                    )
-                )  # fmt: skip
+            out += _constant(name, win.min, win.n, ref_share, ref.std)
         return out
     counts = sketch.categorical[name].counts
     ref_counts = profile.categorical[name].counts
@@ -331,16 +302,47 @@ def _range_and_constant(
         and sum(1 for v in ref_counts.values() if v) > 1
     ):
         ref_share = ref_counts.get(present[0], 0) / ref_total
-        chance = math.exp(total * math.log(ref_share)) if ref_share > 0 else 0.0
-        if chance < CONSTANT_PROBABILITY:
-            out.append(
-                QualityFinding(
-                    name, "constant", "warning", 0.0, None, 0.0,
-                    figures={"value": present[0], "records": total,
-                             "reference_share_of_value": ref_share},
-                )
-            )  # fmt: skip
+        out += _constant(name, present[0], total, ref_share, None)
     return out
+
+
+def _proportion_test(
+    name: str,
+    check: Check,
+    reference: tuple[int, int],
+    window: tuple[int, int],
+    minimum: float,
+    alpha: float,
+    figures: dict[str, Any],
+    *,
+    two_sided: bool = False,
+) -> _Tested:
+    """The two-proportion test of one share (missing values, type errors), window against
+    reference, before the Holm correction; ``change`` is the rise (either way if two-sided)."""
+    (ref_k, ref_total), (win_k, win_total) = reference, window
+    result = two_proportion(ref_k, ref_total, win_k, win_total, alpha=alpha)
+    return _Tested(
+        name,
+        check,
+        _p(result.p_value),
+        abs(result.statistic) if two_sided else result.statistic,
+        minimum,
+        win_k / win_total if win_total else 0.0,
+        ref_k / ref_total if ref_total else 0.0,
+        {**figures, "records": win_total},
+    )
+
+
+def _constant(
+    name: str, value: Any, records: int, reference_share: float, reference: float | None
+) -> list[QualityFinding]:
+    """A ``constant`` finding when ``records`` equal values had a chance below
+    `CONSTANT_PROBABILITY` under the reference (``reference_share ** records``)."""
+    chance = math.exp(records * math.log(reference_share)) if reference_share > 0 else 0.0
+    if chance >= CONSTANT_PROBABILITY:
+        return []
+    figures = {"value": value, "records": records, "reference_share_of_value": reference_share}
+    return [QualityFinding(name, "constant", "warning", 0.0, reference, 0.0, figures=figures)]
 
 
 def _p(p: float | None) -> float:

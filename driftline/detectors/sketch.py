@@ -360,6 +360,23 @@ def heavy_hitters(a: Mapping[str, int], b: Mapping[str, int], k: int) -> dict[st
     return {key: c - cut for key, c in out.items() if c > cut}
 
 
+_FINGERPRINTS: dict[int, tuple[Any, str]] = {}  # id(profile) -> (profile, fingerprint)
+
+
+def _fingerprint(profile: Any) -> str:
+    """`profile.fingerprint`, computed once per profile object (a JSON dump and a hash, ~1 ms:
+    with many models a worker opens thousands of windows). Profiles are not changed once
+    loaded; the cache holds the profile, so its id is not reused while it is cached."""
+    cached = _FINGERPRINTS.get(id(profile))
+    if cached is not None and cached[0] is profile:
+        return cached[1]
+    if len(_FINGERPRINTS) >= 10_000:
+        _FINGERPRINTS.clear()
+    fingerprint = str(profile.fingerprint)
+    _FINGERPRINTS[id(profile)] = (profile, fingerprint)
+    return fingerprint
+
+
 @dataclass(slots=True)
 class CategoricalSketch:
     """Counts over the reference categories (+ ``__other__``), and a heavy-hitters summary
@@ -489,7 +506,7 @@ class WindowSketch:
             model_version=profile.model_version,
             window_start=float(window_start),
             window_end=float(window_end),
-            profile_fingerprint=profile.fingerprint,
+            profile_fingerprint=_fingerprint(profile),
             numeric={k: _empty_numeric(p) for k, p in profile.numeric.items()},
             categorical={
                 k: CategoricalSketch({c: 0 for c in [*p.counts, OTHER]})

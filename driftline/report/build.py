@@ -9,6 +9,10 @@ Sections, each left out when there is nothing to show: summary per model version
 per feature over time, drifted-feature heatmap, data quality (missing and invalid values),
 realised vs estimated performance, latency percentiles and error rate, alert timeline,
 retraining and A/B history.
+
+Why one module of ~470 lines: one small builder per section, read in the order the page shows
+them, sharing the figure and table helpers at the top; the report's queries live apart
+(:mod:`driftline.report.queries`).
 """
 
 from __future__ import annotations

@@ -44,11 +44,15 @@ def format_history(rows: Sequence[dict[str, Any]], table: bool = True) -> str:
     ...          "test": "ks", "statistic": s, "p_value": p, "adjusted_p_value": p,
     ...          "effect_measure": "wasserstein", "effect": e, "drifted": d,
     ...          "missing_rate": 0.0, "n": 100}
-    ...         for m, s, p, e, d in [(0, 0.02, 0.9, 0.01, False), (5, 0.3, 1e-9, 0.4, True)]]
+    ...         for m, s, p, e, d in [(0, 0.02, 0.9, 0.01, False), (5, 0.3, 2.61e-132, 0.4, True)]]
+    >>> rows[1]["test"] = "ks_binned"
     >>> print(format_history(rows, table=False))
     v1  ▁█  0.01 .. 0.4 (max 0.4), drifted in 1 of 2 windows, 2026-01-01 00:00 .. 00:05 UTC
-    >>> print(format_history(rows).splitlines()[3])
-    2026-01-01 00:05  1        ks      0.3        1e-09     wasserstein  0.4     DRIFTED
+    >>> print(format_history(rows))
+    window start (UTC)  version  test       statistic  p (adj.)   measure      score  verdict
+    -----------------------------------------------------------------------------------------
+    2026-01-01 00:00    1        ks         0.02       0.9        wasserstein  0.01   ok
+    2026-01-01 00:05    1        ks_binned  0.3        2.61e-132  wasserstein  0.4    DRIFTED
     """
     if not table:
         lines = []
@@ -70,19 +74,26 @@ def format_history(rows: Sequence[dict[str, Any]], table: bool = True) -> str:
                 else f"v{version}  no scores"
             )
         return "\n".join(lines)
-    header = (
-        f"{'window start (UTC)':16}  {'version':7}  {'test':6}  {'statistic':9}  "
-        f"{'p (adj.)':8}  {'measure':11}  {'score':6}  verdict"
-    )
-    lines = [header, "-" * len(header)]
-    for row in rows:
-        p = row.get("adjusted_p_value", row.get("p_value"))
-        lines.append(
-            f"{row['window_start']:%Y-%m-%d %H:%M}  {row['model_version']!s:7}  "
-            f"{row.get('test') or '-'!s:6}  {_g(row.get('statistic')):9}  {_g(p):8}  "
-            f"{row.get('effect_measure') or '-'!s:11}  {_g(row.get('effect')):6}  "
-            f"{'DRIFTED' if row['drifted'] else 'ok'}"
+    titles = ["window start (UTC)", "version", "test", "statistic", "p (adj.)", "measure"]
+    titles += ["score", "verdict"]
+    cells = [
+        (
+            f"{row['window_start']:%Y-%m-%d %H:%M}",
+            str(row["model_version"]),
+            str(row.get("test") or "-"),
+            _g(row.get("statistic")),
+            _g(row.get("adjusted_p_value", row.get("p_value"))),
+            str(row.get("effect_measure") or "-"),
+            _g(row.get("effect")),
+            "DRIFTED" if row["drifted"] else "ok",
         )
+        for row in rows
+    ]
+    # each column as wide as its widest cell: test names and p-values vary in length
+    widths = [max(len(c) for c in column) for column in zip(titles, *cells, strict=True)]
+    header = "  ".join(t.ljust(w) for t, w in zip(titles, widths, strict=True)).rstrip()
+    lines = [header, "-" * len(header)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
     return "\n".join(lines)
 
 

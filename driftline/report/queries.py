@@ -110,6 +110,25 @@ def _filter(model_version: str | None) -> tuple[str, list[Any]]:
     return (" AND model_version = %s", [model_version]) if model_version is not None else ("", [])
 
 
+def _select(
+    conn: psycopg.Connection[Any],
+    table: str,
+    columns: str,
+    where: str,
+    params: list[Any],
+    model_version: str | None,
+    order: str,
+) -> Rows:
+    """``SELECT columns FROM table WHERE where [AND model_version = ...] ORDER BY order``
+    (the names are this module's constants; values go as parameters)."""
+    extra, extra_params = _filter(model_version)
+    return _rows(
+        conn,
+        f"SELECT {columns} FROM {table} WHERE {where}{extra} ORDER BY {order}",
+        [*params, *extra_params],
+    )
+
+
 def feature_history(
     conn: psycopg.Connection[Any],
     model: str,
@@ -118,15 +137,15 @@ def feature_history(
     model_version: str | None = None,
 ) -> Rows:
     """One row per evaluated window of one feature, oldest first."""
-    extra, params = _filter(model_version)
-    return _rows(
+    return _select(
         conn,
-        "SELECT window_start, window_end, model_version, test, statistic, p_value,"
-        " adjusted_p_value, effect_measure, effect, drifted, missing_rate, n"
-        " FROM feature_drift WHERE model = %s AND feature = %s AND window_start >= %s"
-        + extra
-        + " ORDER BY window_start, model_version",
-        [model, feature, since, *params],
+        "feature_drift",
+        "window_start, window_end, model_version, test, statistic, p_value, adjusted_p_value,"
+        " effect_measure, effect, drifted, missing_rate, n",
+        "model = %s AND feature = %s AND window_start >= %s",
+        [model, feature, since],
+        model_version,
+        "window_start, model_version",
     )
 
 
@@ -151,43 +170,40 @@ def load_report_data(
 ) -> ReportData:
     data = ReportData(model, model_version, since, until)
     extra, params = _filter(model_version)
-    where = " WHERE model = %s AND window_start >= %s AND window_start < %s" + extra
     base = [model, since, until, *params]
-    if _exists(conn, "window_metrics"):
-        data.windows = _rows(
-            conn,
-            "SELECT model_version, window_start, window_end, status, drifted, drift_share,"
-            " n_records, error_rate, latency_p50_seconds, latency_p95_seconds,"
-            " latency_p99_seconds, estimated_accuracy, drifted_features, reasons"
-            " FROM window_metrics" + where + " ORDER BY window_start, model_version",
-            base,
-        )
-    if _exists(conn, "feature_drift"):
-        data.features = _rows(
-            conn,
-            "SELECT model_version, window_start, feature, kind, test, statistic, p_value,"
-            " effect_measure, effect, drifted, missing, invalid, n, missing_rate"
-            " FROM feature_drift" + where + " ORDER BY window_start, model_version, feature",
-            base,
-        )
-    if _exists(conn, "performance_windows"):
-        data.performance = _rows(
-            conn,
-            "SELECT model_version, window_start, window_end, labelled, label_coverage, accuracy,"
-            " precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop"
-            " FROM performance_windows" + where + " ORDER BY window_start, model_version",
-            base,
-        )
-    if _exists(conn, "drift_events"):
-        data.events = _rows(
-            conn,
-            "SELECT event_time, detected_at, type, severity, model_version, feature, test,"
-            " statistic, p_value FROM drift_events"
-            " WHERE model = %s AND event_time >= %s AND event_time < %s"
-            + extra
-            + " ORDER BY event_time",
-            base,
-        )
+
+    def in_period(table: str, columns: str, order: str, time: str = "window_start") -> Rows:
+        """The model's rows of ``table`` with ``time`` in the period ([] without the table)."""
+        if not _exists(conn, table):
+            return []
+        where = f"model = %s AND {time} >= %s AND {time} < %s"
+        return _select(conn, table, columns, where, [model, since, until], model_version, order)
+
+    data.windows = in_period(
+        "window_metrics",
+        "model_version, window_start, window_end, status, drifted, drift_share, n_records,"
+        " error_rate, latency_p50_seconds, latency_p95_seconds, latency_p99_seconds,"
+        " estimated_accuracy, drifted_features, reasons",
+        "window_start, model_version",
+    )
+    data.features = in_period(
+        "feature_drift",
+        "model_version, window_start, feature, kind, test, statistic, p_value, effect_measure,"
+        " effect, drifted, missing, invalid, n, missing_rate",
+        "window_start, model_version, feature",
+    )
+    data.performance = in_period(
+        "performance_windows",
+        "model_version, window_start, window_end, labelled, label_coverage, accuracy,"
+        " precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop",
+        "window_start, model_version",
+    )
+    data.events = in_period(
+        "drift_events",
+        "event_time, detected_at, type, severity, model_version, feature, test, statistic, p_value",
+        "event_time",
+        time="event_time",
+    )
     if _exists(conn, "alerts") and {"model", "model_version"} <= _columns(conn, "alerts"):
         rows = _rows(
             conn,

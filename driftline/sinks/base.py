@@ -86,6 +86,10 @@ class SinkSettings:
     backoff_max: float = 30.0
     poll_timeout: float = 0.2
     dlq_timeout: float = 10.0  # seconds to wait for the dead letters' delivery
+    # A sink killed (kill -9, OOM) holds its partitions until the group coordinator stops
+    # hearing from it: librdkafka's default of 45 s is the whole of a restarted sink's recovery
+    # time. The loop polls every `poll_timeout`, even paused, so 10 s is plenty of margin.
+    session_timeout: float = 10.0
 
 
 @dataclass
@@ -143,6 +147,7 @@ class BatchingSink(ABC, Generic[T]):
                 "enable.auto.commit": False,
                 "enable.auto.offset.store": False,
                 "auto.offset.reset": "earliest",
+                "session.timeout.ms": int(self.settings.session_timeout * 1000),
             }
         )
         self.producer = producer or Producer(kafka)  # the dead letters

@@ -1,13 +1,17 @@
 """Least privilege in PostgreSQL: the role driftline's long-running processes log in with.
 
-The migrations and the retention job (`driftline db upgrade`, `driftline db retention`) run as
+The migrations and the retention job (`driftline db migrate`, `driftline db retention`) run as
 the owner of the schema: they create, alter and drop tables and partitions. The sink and the
 notifier only read and write rows, so they can log in as a role made by `grant_writer`: SELECT,
-INSERT and UPDATE on driftline's tables (present and future ones, partitions included), nothing
-else: it cannot drop, truncate, alter or create a table, nor delete rows.
+INSERT and UPDATE on driftline's tables (present and future ones, partitions included), and
+EXECUTE on the owner's ``driftline_create_day_partition`` (migration 0006: a new UTC day gets its
+partition without the writer owning anything), nothing else: it cannot drop, truncate, alter or
+create a table, nor delete rows.
 
-    from driftline.sinks.grants import grant_writer
-    grant_writer(owner_dsn, "driftline_writer", password="...")   # as the schema's owner
+    driftline db migrate --grant-writer driftline_writer     # as the schema's owner
+    # or: grant_writer(owner_dsn, "driftline_writer", password="...")
+
+Run it after the migrations (the function must exist); again after an upgrade is harmless.
 """
 
 from __future__ import annotations
@@ -53,6 +57,16 @@ def grant_writer(
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA {} GRANT USAGE, SELECT ON SEQUENCES TO {}"
             ).format(target, name),
         ]
+        function = conn.execute(
+            "SELECT to_regprocedure(%s)",
+            [f"{schema}.driftline_create_day_partition(text, date)"],
+        ).fetchone()
+        if function is not None and function[0] is not None:
+            statements.append(
+                sql.SQL(
+                    "GRANT EXECUTE ON FUNCTION {}.driftline_create_day_partition(text, date) TO {}"
+                ).format(target, name)
+            )
         for statement in statements:
             conn.execute(statement)
     return schema

@@ -5,9 +5,12 @@ the base buffers, retries with backoff, pauses the consumer when its buffer is f
 malformed messages and commits offsets only after the write. This module adds what is
 PostgreSQL's: each message becomes rows (:func:`driftline.sinks.rows.rows_from_message`), a batch
 is one transaction of upserts on natural keys (:meth:`PostgresStore.write`, so a message
-delivered twice gives the same rows), connection errors are transient, migrations run at start
-(retried while PostgreSQL is unreachable), and every ``retention_interval`` seconds the sink drops
-expired partitions and creates those of the coming days.
+delivered twice gives the same rows), connection errors are transient. The sink does not migrate:
+at start it checks that the schema is at this version's migration (retried while PostgreSQL is
+unreachable; behind, it stops with one line telling the user to run `driftline db migrate`), so
+it can log in as the least-privilege writer role (:mod:`driftline.sinks.grants`). Every
+``retention_interval`` seconds it creates the partitions of the coming days and, when its role
+owns the tables, drops expired ones (otherwise `driftline db retention` does, as the owner).
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PostgresSink(BatchingSink[Rows]):
         super().__init__(config, list(self.kinds), settings, **kwargs)
         self.store = store
         self.retention_interval = retention_interval
+        self.retention_allowed = True  # until the role is refused (a writer role: see grants)
 
     def decode(self, topic: str, value: bytes | None) -> Rows:
         return rows_from_message(self.kinds[topic], value)
@@ -66,14 +70,20 @@ class PostgresSink(BatchingSink[Rows]):
         return isinstance(exc, _TRANSIENT)
 
     def setup(self) -> None:
-        applied = self.store.upgrade()
-        if applied:
-            log.info("migrations applied: %s", ", ".join(applied))
+        self.store.check_schema()  # SchemaNotReadyError: not transient, the sink stops
 
     def housekeeping(self) -> float:
-        """Retention: drop expired partitions, create those ahead; a minute later on failure."""
+        """Retention: drop expired partitions (if this role may), create those ahead; a minute
+        later on failure."""
+        dropped: list[str] = []
         try:
-            dropped = self.store.retention(self.config.postgres.retention_days)
+            if self.retention_allowed:
+                try:
+                    dropped = self.store.retention(self.config.postgres.retention_days)
+                except psycopg.errors.InsufficientPrivilege:
+                    self.retention_allowed = False
+                    log.info("retention is left to `driftline db retention` run as the owner: "
+                             "the sink's role may not drop partitions")  # fmt: skip
             created = self.store.ensure_ahead()
         except (psycopg.Error, PoolTimeout) as exc:
             log.warning("retention job failed (%s); retrying in a minute", exc)

@@ -4,10 +4,13 @@
   columns, natural key (the upsert's conflict target), partition column, and jsonb columns.
 - **Migrations** (:func:`upgrade`): ``driftline/sinks/migrations/NNNN_*.sql``, each applied once
   in its own transaction under an advisory lock and recorded in ``schema_migrations`` with a
-  checksum.
+  checksum. They run as the schema's owner (`driftline db migrate`); the long-running processes
+  only check the version (:func:`check_schema`), so they can log in as a role that cannot
+  create, alter or drop anything (:mod:`driftline.sinks.grants`).
 - **Partitions** (:func:`ensure_partitions`, :func:`drop_expired`): day partitions
-  ``<table>_pYYYYMMDD`` (UTC days) created ahead and on demand; retention drops whole
-  partitions.
+  ``<table>_pYYYYMMDD`` (UTC days) created ahead and on demand, through the owner's
+  ``driftline_create_day_partition`` function (migration 0006, SECURITY DEFINER: a writer role
+  can add a day partition without owning the table); retention drops whole partitions.
 """
 
 from __future__ import annotations
@@ -24,16 +27,21 @@ from typing import Any, Literal
 import psycopg
 from psycopg import sql
 
+from driftline.diagnose import CommandError
+
 __all__ = [
     "MIGRATIONS_DIR",
     "PARTITIONED",
     "TABLES",
     "Migration",
+    "SchemaNotReadyError",
     "Table",
+    "check_schema",
     "drop_expired",
     "ensure_partitions",
     "load_migrations",
     "partition_name",
+    "pending_migrations",
     "upgrade",
 ]
 
@@ -167,13 +175,64 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
+class SchemaNotReadyError(CommandError):
+    """The schema is behind this version of driftline (or was never migrated): the message is
+    the one line telling the user what to run."""
+
+
+def _applied(conn: psycopg.Connection[Any]) -> dict[int, str] | None:
+    """version -> checksum of the recorded migrations; None without ``schema_migrations``."""
+    exists = conn.execute("SELECT to_regclass('schema_migrations')").fetchone()
+    if exists is None or exists[0] is None:
+        return None
+    rows = conn.execute("SELECT version, checksum FROM schema_migrations").fetchall()
+    return {int(version): str(checksum) for version, checksum in rows}
+
+
+def pending_migrations(
+    conn: psycopg.Connection[Any], migrations: Sequence[Migration] | None = None
+) -> list[Migration]:
+    """The migrations not yet recorded (read-only: any role that can read the schema can ask).
+    A recorded migration whose file changed is an error."""
+    migrations = load_migrations() if migrations is None else migrations
+    applied = _applied(conn) or {}
+    for m in migrations:
+        if m.version in applied and applied[m.version] != m.checksum:
+            raise RuntimeError(
+                f"migration {m.version:04d}_{m.name} was changed after it was applied: "
+                "add a new migration instead"
+            )
+    return [m for m in migrations if m.version not in applied]
+
+
+def check_schema(
+    conn: psycopg.Connection[Any], migrations: Sequence[Migration] | None = None
+) -> None:
+    """Raise :class:`SchemaNotReadyError` (one line: what is missing, what to run) unless every
+    migration is applied. Run by the sink at start instead of migrating."""
+    missing = pending_migrations(conn, migrations)
+    if not missing:
+        return
+    schema_row = conn.execute("SELECT current_schema()").fetchone()
+    schema = schema_row[0] if schema_row else None
+    option = f" --schema {schema}" if schema and schema != "public" else ""
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in missing)
+    raise SchemaNotReadyError(
+        f"PostgreSQL schema {schema or '(none)'} is behind this driftline (missing migrations: "
+        f"{names}): run `driftline db migrate{option}` as the schema's owner, then start again"
+    )
+
+
 def upgrade(
     conn: psycopg.Connection[Any], migrations: Sequence[Migration] | None = None
 ) -> list[str]:
     """Apply the migrations not yet recorded in ``schema_migrations``, each in its own
     transaction under an advisory lock (two processes upgrading at once apply each once).
-    Returns the names applied. A recorded migration whose file changed is an error."""
+    Returns the names applied. A recorded migration whose file changed is an error. When
+    nothing is pending it changes nothing (a role without DDL rights may call it)."""
     migrations = load_migrations() if migrations is None else migrations
+    if not pending_migrations(conn, migrations):
+        return []
     applied: list[str] = []
     lock = "SELECT pg_advisory_xact_lock(hashtext('driftline.migrations.' || current_schema()))"
     with conn.transaction():
@@ -237,26 +296,22 @@ def _partitions(conn: psycopg.Connection[Any], table: str) -> Iterator[tuple[str
 
 
 def ensure_partitions(conn: psycopg.Connection[Any], table: str, days: Iterable[date]) -> list[str]:
-    """Create the missing day partitions of ``table`` (one short transaction each; a
-    partition another process created first is fine). Returns the names created."""
+    """Create the missing day partitions of ``table`` (one short transaction each, by the
+    owner's ``driftline_create_day_partition``; a partition another process created first is
+    fine). Returns the names created."""
     created = []
     for day in sorted(set(days)):
         name = partition_name(table, day)
-        statement = sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})"
-        ).format(
-            sql.Identifier(name),
-            sql.Identifier(table),
-            sql.Literal(_day_start(day)),
-            sql.Literal(_day_start(day + timedelta(days=1))),
-        )
         try:
             with conn.transaction():
                 exists = conn.execute("SELECT to_regclass(%s)", [name]).fetchone()
                 if exists is not None and exists[0] is not None:
                     continue
-                conn.execute(statement)
-            created.append(name)
+                made = conn.execute(
+                    "SELECT driftline_create_day_partition(%s, %s)", [table, day]
+                ).fetchone()
+            if made is not None and made[0]:
+                created.append(name)
         except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
             pass  # created concurrently
     return created

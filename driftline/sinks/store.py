@@ -30,6 +30,7 @@ from driftline.sinks.schema import (
     PARTITIONED,
     TABLES,
     Table,
+    check_schema,
     drop_expired,
     ensure_partitions,
     partition_name,
@@ -136,9 +137,13 @@ class PostgresStore:
         if self.schema is None:
             return
         with self.pool.connection() as conn:
-            conn.execute(
-                sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
-            )
+            found = conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", [self.schema]
+            ).fetchone()
+            if found is None:  # checked first: a role without CREATE may upgrade() a ready schema
+                conn.execute(
+                    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema))
+                )
 
     def drop_schema(self) -> None:
         if self.schema is None:
@@ -156,6 +161,14 @@ class PostgresStore:
             applied = upgrade(conn)
         self.ensure_ahead()
         return applied
+
+    def check_schema(self) -> None:
+        """Raise :class:`~driftline.sinks.schema.SchemaNotReadyError` (one line telling the
+        user to run `driftline db migrate`) unless every migration is applied; then create the
+        partitions of the coming days. Changes no table: what the sink does at start."""
+        with self.pool.connection() as conn:
+            check_schema(conn)
+        self.ensure_ahead()
 
     def ensure_ahead(self, today: date | None = None) -> list[str]:
         """Partitions of yesterday, today and the next ``days_ahead`` days (UTC)."""

@@ -7,6 +7,8 @@ event-time windows stay in our own code (see docs/DESIGN.md).
 from __future__ import annotations
 
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,16 @@ def _thresholds(config: Config) -> DriftThresholds:
 
     log.warning("thresholds file %s does not exist: using the built-in defaults", path)
     return thresholds_from_dict({})
+
+
+def _clock() -> Callable[[], float]:
+    """The pipeline's wall clock. For tests only: DRIFTLINE_TEST_CLOCK_SKEW_SECONDS shifts it
+    (the fault suite's worker whose clock is minutes off; docs/OPERATIONS.md, "Faults")."""
+    skew = float(os.environ.get("DRIFTLINE_TEST_CLOCK_SKEW_SECONDS") or 0.0)
+    if not skew:
+        return time.time
+    log.warning("wall clock skewed by %+.0f s (DRIFTLINE_TEST_CLOCK_SKEW_SECONDS)", skew)
+    return lambda: time.time() + skew
 
 
 def build_pipeline(
@@ -56,4 +68,5 @@ def build_pipeline(
         n_sources=n_sources,
         send=send,
         load_checkpoints=load_checkpoints,
+        clock=_clock(),
     )

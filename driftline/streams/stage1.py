@@ -59,7 +59,7 @@ class PartitionStage:
     def __init__(self, shared: Shared) -> None:
         self.shared = shared
         # built once: a joining format (oip) keeps its pending request/response halves in it
-        self._predictions_in = prediction_decoder(shared.config)
+        self._predictions_in = prediction_decoder(shared.config, for_windows=True)
         self._labels_in = label_decoder(shared.config)
         self._unprofiled: set[tuple[str, str]] = set()  # logged once each (bounded below)
         self.partitions: dict[int, PartitionWindows] = {}

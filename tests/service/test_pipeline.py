@@ -20,6 +20,7 @@ import urllib.request
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -256,13 +257,18 @@ def run(kafka: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
             running = [w for w in group.workers if w.poll() is None]
             summaries[name] = _read_windows(group.config, until=CLOSED_WINDOWS, workers=running)
         time.sleep(3)  # let duplicates, if any, arrive
-        for name, group in groups.items():
-            summaries[name] = _read_all(group.config, group.config.topics.metrics)
-        alerts = {name: _read_all(g.config, g.config.topics.alerts) for name, g in groups.items()}
+        # The eight topics read at once: each read ends only after 3 s without a message.
+        with ThreadPoolExecutor(2 * len(groups)) as pool:
+            reads = {
+                (name, topic): pool.submit(_read_all, g.config, getattr(g.config.topics, topic))
+                for name, g in groups.items()
+                for topic in ("metrics", "alerts")
+            }
+        summaries = {name: reads[name, "metrics"].result() for name in groups}
+        alerts = {name: reads[name, "alerts"].result() for name in groups}
         yield Run(input_config, groups, reference, summaries, alerts)
-    finally:
-        for group in groups.values():
-            stop_worker_processes(group.workers)
+    finally:  # every worker signalled at once, then awaited
+        stop_worker_processes([w for group in groups.values() for w in group.workers])
 
 
 def _by_window(summaries: list[dict[str, Any]]) -> dict[float, list[dict[str, Any]]]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import psycopg_pool
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -131,10 +132,11 @@ def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
         "0003_retraining",
         "0004_output_drift_data_quality",
         "0005_feature_importance",
+        "0006_writer_partitions",
         "0007_provisional_performance",
     ]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 6
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 7
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):
@@ -254,6 +256,7 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
     settings = SinkSettings(
         batch_messages=25, flush_interval=0.3, max_buffer=30, backoff_initial=0.2, backoff_max=1.0
     )
+    store.upgrade()  # `driftline db migrate`: the sink only checks the version
     sink = PostgresSink(config, store, settings)
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
@@ -269,6 +272,8 @@ def test_sink_survives_a_postgres_outage_without_loss_or_duplicates(
                 return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
             except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
                 return 0
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                return -1  # the restarted server still starting: ask again
 
         _wait(lambda: windows() == 40, 60, "the first 40 windows")  # first group join can be slow
 
@@ -342,7 +347,7 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
     config, _ = isolated_config
     ensure_topics(config)
     metrics, alerts = config.topics.metrics, config.topics.alerts
-    store.upgrade()  # the tables exist before the test polls them (the sink upgrades too)
+    store.upgrade()  # `driftline db migrate`: the sink only checks the version
     sink = PostgresSink(config, store, SinkSettings(batch_messages=10, flush_interval=0.3))
     stop = threading.Event()
     thread = threading.Thread(target=sink.run, args=(stop,), daemon=True)
@@ -364,6 +369,8 @@ def test_sink_skips_counts_and_dead_letters_malformed_messages(
                 return int(_scalar(store, "SELECT count(*) FROM window_metrics"))
             except psycopg.errors.UndefinedTable:  # the sink's thread has not migrated yet
                 return 0
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                return -1  # the restarted server still starting: ask again
 
         _wait(lambda: windows() == 12 and not sink.state.buffer, 60, "the 12 valid windows")
         assert thread.is_alive()

@@ -8,20 +8,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
-from confluent_kafka import Producer
 
-from driftline.config import load_config
-from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import simulate
-from driftline.streams.reader import TopicReader
-from driftline.streams.topics import ensure_topics
-from tests.conftest import build_reference, worker_env
+from tests.service.e2e import START, model_run, produce, worker_events
 
 pytestmark = pytest.mark.service
 
-ROOT = Path(__file__).resolve().parents[2]
 BREAK_FROM = 120.0  # seconds after the start: windows 3.. of 60 s are broken
 EXPECTED = {
     ("merchant_risk", "absent"),
@@ -49,38 +42,22 @@ def _break(record: dict[str, Any], i: int) -> None:
 
 def test_broken_pipeline_findings_reach_the_alerts_topic(kafka: Any, tmp_path: Path) -> None:
     suffix = uuid.uuid4().hex[:8]
-    model = f"fraud-dq-{suffix}"
-    references = tmp_path / "references"
-    build_reference(references, model=model)
-    env = worker_env(kafka.bootstrap_servers, f"e2e-dq-{suffix}", references)
-    config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
-    ensure_topics(config)
-    start = 1_767_225_600.0
-    stream, _ = simulate(24_000, seed=6, model=model, start_time=start, rate_per_second=100.0)
-    producer = Producer(config.kafka.confluent_settings())
+    run = model_run(kafka, tmp_path, f"e2e-dq-{suffix}", f"fraud-dq-{suffix}")
+    stream, _ = simulate(24_000, seed=6, model=run.model, start_time=START, rate_per_second=100.0)
     for i, record in enumerate(stream):
-        if record["timestamp"] - start >= BREAK_FROM:
+        if record["timestamp"] - START >= BREAK_FROM:
             _break(record, i)
-        producer.produce(
-            config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
-        )
-    assert producer.flush(30) == 0
+    produce(run.config, stream)
 
-    alerts = TopicReader(config, config.topics.alerts, start="beginning")
-    worker = start_worker_process(None, tmp_path / "worker.log", env=env)
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    try:
-        for message in alerts.messages(timeout=90, stop=lambda: worker.poll() is not None):
-            event = orjson.loads(message.value() or b"{}")
+    with worker_events(run) as events:
+        for event in events:
             if event["type"] == "data_quality":
                 found.setdefault((event["feature"], event["test"]), event)
             if set(found) >= EXPECTED:
                 break
-    finally:
-        stop_worker_processes([worker])
-        alerts.close()
-    assert set(found) >= EXPECTED, (sorted(found), (tmp_path / "worker.log").read_text()[-2000:])
+    assert set(found) >= EXPECTED, (sorted(found), run.log.read_text()[-2000:])
     for event in found.values():
-        assert event["window_start"] >= start + BREAK_FROM  # nothing before the break
+        assert event["window_start"] >= START + BREAK_FROM  # nothing before the break
     assert found[("merchant_risk", "absent")]["severity"] == "critical"
     assert found[("device_risk", "missing_rate")]["statistic"] == 1.0

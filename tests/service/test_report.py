@@ -268,6 +268,8 @@ def test_features_history_and_wrong_password(
     assert main([*argv, "--schema", schema, "--model-version", "1"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 + 24 and table[-1].endswith("DRIFTED") and table[2].endswith("ok")
+    verdict = table[0].index("verdict")  # columns aligned, however long a test name or p
+    assert all(line[verdict:] in ("ok", "DRIFTED") for line in table[2:])
     assert main([*argv, "--schema", schema, "--sparkline"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [line[:3] for line in lines] == ["v1 ", "v2 "] and "drifted in 12 of 24" in lines[0]

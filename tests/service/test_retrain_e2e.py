@@ -15,17 +15,14 @@ from typing import Any
 
 import pytest
 
-from driftline.detectors.profile import ReferenceProfile
+from driftline.demo import bootstrap_champion
 from driftline.local import start_worker_process, stop_worker_processes
-from driftline.retrain.pipeline import store_artifact
 from driftline.retrain.registry import Registry
 from driftline.retrain.sample import TrainingSampleSink
 from driftline.retrain.service import RetrainService, ensure_control_topic, serve
-from driftline.retrain.sklearn_pipeline import fit, predict
 from driftline.retrain.traffic import RoutedService
 from driftline.router import ModelRouter, RoutingDecision
-from driftline.simulate import Drift, simulate
-from driftline.sinks.store import PostgresStore
+from driftline.simulate import Drift
 from driftline.streams.topics import ensure_topics
 from tests.conftest import worker_env
 from tests.service.test_retrain_helpers import config_of, schema_store
@@ -43,35 +40,6 @@ policies:
     cooldown_seconds: 3600
     min_new_labels: 800
 """
-
-
-def _bootstrap_champion(store: PostgresStore, artifact_dir: Path, references: Path) -> Any:
-    """Version 1: trained on pre-drift data, registered as champion, its profile written."""
-    records, labels = simulate(4000, seed=11, model=MODEL, model_version="1")
-    rows = [
-        {"features": r["features"], "label": x["label"]}
-        for r, x in zip(records, labels, strict=True)
-    ]
-    model = fit(rows)
-    import pickle
-
-    path, digest = store_artifact(artifact_dir, MODEL, "1", pickle.dumps(model))
-    Registry(store).register(
-        model=MODEL,
-        version="1",
-        status="champion",
-        artifact_path=path,
-        artifact_sha256=digest,
-        reason="bootstrap",
-    )
-    predicted, scores = predict(model, [r["features"] for r in records])
-    for record, p, s in zip(records, predicted, scores, strict=True):
-        record["prediction"], record["score"] = p, s
-    references.mkdir(parents=True, exist_ok=True)
-    ReferenceProfile.from_records(
-        records, model=MODEL, model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / f"{MODEL}@1.json")
-    return model
 
 
 def test_concept_drift_to_promotion_recovers_accuracy(
@@ -99,7 +67,9 @@ def test_concept_drift_to_promotion_recovers_accuracy(
     stop = threading.Event()
     threads: list[threading.Thread] = []
     with schema_store(postgres_url) as store:
-        champion = _bootstrap_champion(store, artifact_dir, references)
+        champion = bootstrap_champion(
+            store, artifact_dir, references, training_records=4000, reason="bootstrap"
+        )
         bootstrap = RetrainService(config, store)
         bootstrap.publish_routing(RoutingDecision(MODEL, "1", updated_at=time.time()))
         bootstrap.close()

@@ -1,99 +1,22 @@
-"""The MLflow Model Registry backend against a real `mlflow server` started here (PostgreSQL
-backend store in a schema of its own, a temporary artifact root, a free port): versions,
-artifacts, status tags and the champion/challenger aliases follow driftline's registry."""
+"""The MLflow Model Registry backend against a real `mlflow server` (the `mlflow_server`
+fixture of tests/conftest.py: PostgreSQL backend store in a schema of its own, a temporary
+artifact root, a free port): versions, artifacts, status tags and the champion/challenger
+aliases follow driftline's registry."""
 
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from driftline.config import Config
-from driftline.local import free_port
 from driftline.sinks.store import PostgresStore
-from tests.conftest import IN_CI
 from tests.service.test_retrain import _challenger, add_sample
 from tests.service.test_retrain_helpers import schema_store
 
 pytestmark = pytest.mark.service
-
-
-@pytest.fixture
-def mlflow_server(postgres_url: str, tmp_path: Path) -> Iterator[str]:
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        message = "mlflow is not installed: pip install 'driftline[mlflow]'"
-        if IN_CI:
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    schema = f"mlflow_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(postgres_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-    store_uri = (
-        postgres_url.replace("postgresql://", "postgresql+psycopg://", 1)
-        + f"?options=-csearch_path%3D{schema}"
-    )
-    port = free_port()
-    log = (tmp_path / "mlflow.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            store_uri,
-            "--default-artifact-root",
-            str(tmp_path / "mlartifacts"),
-            "--no-serve-artifacts",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp_path / "mlflow.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "mlflow server did not start in 180 s"
-            time.sleep(0.5)
-        yield url
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait(10)
-        log.close()
-        with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 
 @pytest.fixture

@@ -349,9 +349,15 @@ def test_semicolon_csv_with_decimal_commas_is_numeric(
     assert profile["numeric"]["amount"]["mean"] == pytest.approx(expected)
 
 
-def test_traceback_only_with_verbose(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_traceback_only_with_verbose(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise ValueError("bins, max_categories and sample_size must be >= 1")  # a bug's error
+
+    monkeypatch.setattr("driftline.tabular.reference_from_table", broken)
     csv = _csv(tmp_path / "train.csv")
-    argv = _build(tmp_path, "--csv", str(csv), "--bins", "0", "--exclude", "txn_id")
+    argv = _build(tmp_path, "--csv", str(csv), "--exclude", "txn_id")
     code, _, err = _run(argv, capsys)
     assert code == 1 and "Traceback" not in err
     assert err.endswith("must be >= 1 (ValueError) (run with -v for the traceback)\n")

@@ -81,7 +81,8 @@ def may_hold_nul(payload: bytes) -> bool:
     >>> may_hold_nul(b'{"model": "m\\\\u0000"}'), may_hold_nul(b'{"model": "m"}')
     (True, False)
     """
-    return _NUL_ESCAPE in payload
+    # a backslash first: one memchr, where the six-byte pattern is a slow scan of digits
+    return b"\\" in payload and _NUL_ESCAPE in payload
 
 
 def _no_nul(value: str, field: str) -> str:

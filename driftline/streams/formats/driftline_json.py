@@ -48,15 +48,20 @@ RecordKind = Literal["prediction", "label"]
 class _Spec:
     one_or_many: msgspec.json.Decoder[Any]
     envelope: msgspec.json.Decoder[Any]
+    only_records: msgspec.json.Decoder[Any]  # the envelope without any other key
     one: msgspec.json.Decoder[Any]
     check: Any  # Callable[[Any], dict[str, Any]]
 
 
 def _spec(record_type: Any, check: Any) -> _Spec:
     envelope = msgspec.defstruct("Envelope", [("records", list[record_type])])
+    only_records = msgspec.defstruct(
+        "OnlyRecords", [("records", list[record_type])], forbid_unknown_fields=True
+    )
     return _Spec(
         msgspec.json.Decoder(record_type | list[record_type]),
         msgspec.json.Decoder(envelope),
+        msgspec.json.Decoder(only_records),
         msgspec.json.Decoder(record_type),
         check,
     )
@@ -69,6 +74,7 @@ _SPECS: dict[str, _Spec] = {
 _PLAIN = msgspec.json.Decoder()
 _RAW_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 _RECORDS_KEY = b'"records"'
+_ENVELOPE_HEAD = 32  # where `"records"` is looked for in a batch message (after `{`, spaces)
 
 
 def decode_json(payload: bytes | None, kind: RecordKind = "prediction") -> Decoded:
@@ -89,12 +95,21 @@ _FAILED = (msgspec.ValidationError, msgspec.DecodeError)
 def _fast_path(kind: RecordKind) -> Callable[[bytes | None], Decoded]:
     spec = _SPECS[kind]
     one_or_many, envelope = spec.one_or_many.decode, spec.envelope.decode
+    only_records = spec.only_records.decode
 
     def decode(payload: bytes | None) -> Decoded:
         if not payload:
             return Decoded([], [RejectedRecord("invalid_json", "empty message", None)])
         if may_hold_nul(payload):  # msgspec would accept NUL in strings: the checker decides
             return _slow_path(payload, kind)
+        if _RECORDS_KEY in payload[:_ENVELOPE_HEAD]:
+            # A batch message: `{"records": [...]}` and nothing else can never be a record
+            # itself, so trying it first gives what the order below gives, without first
+            # parsing the whole batch as a would-be record.
+            try:
+                return _new(Decoded, (only_records(payload).records, []))
+            except _FAILED:
+                pass
         try:
             decoded = one_or_many(payload)
             if type(decoded) is not list:
