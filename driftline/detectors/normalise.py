@@ -44,6 +44,7 @@ __all__ = [
     "category_column",
     "category_value",
     "class_text",
+    "class_texts",
     "class_value",
     "infer_type",
     "is_missing",
@@ -146,6 +147,27 @@ def class_text(value: Any) -> str:
     ['1', '1', '1', '1', '1', 'fraud', '0.5', 'None']
     """
     return str(class_value(value))
+
+
+def class_texts(values: Iterable[Any]) -> list[str]:
+    """`class_text` of many values, each distinct (type, value) converted once: a label column
+    holds few distinct classes, so this costs a dict lookup per value.
+
+    >>> class_texts([True, 1, "1", 0.0, None, True])
+    ['1', '1', '1', '0', 'None', '1']
+    """
+    memo: dict[tuple[type, Any], str] = {}
+    texts = []
+    for value in values:
+        try:
+            key = (type(value), value)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = class_text(value)
+        except TypeError:  # unhashable: not a class anyway, converted on its own
+            text = class_text(value)
+        texts.append(text)
+    return texts
 
 
 def numeric_value(value: Any) -> float:

@@ -38,7 +38,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from driftline.detectors.normalise import class_text
+from driftline.detectors.normalise import class_texts
 from driftline.detectors.performance import ConfusionCounts
 from driftline.detectors.profile import SCORE_BINS, score_bin_index
 from driftline.streams.windows import window_starts
@@ -294,8 +294,8 @@ class PartitionLabels:
         for (model, version), rows in by_model.items():
             items = [matched[i] for i in rows]
             # one class rule for both sides (normalise.py): True, 1, "1", "true", 1.0 are "1"
-            labels = np.array([class_text(lb) for _, _, lb, _ in items], dtype=object)
-            predictions = np.array([class_text(e[3]) for _, e, _, _ in items], dtype=object)
+            labels = np.array(class_texts([lb for _, _, lb, _ in items]), dtype=object)
+            predictions = np.array(class_texts([e[3] for _, e, _, _ in items]), dtype=object)
             scores = np.array([e[4] for _, e, _, _ in items], dtype=np.float64)
             starts = np.array([e[2] for _, e, _, _ in items], dtype=np.float64)
             for start in np.unique(starts).tolist():

@@ -43,7 +43,7 @@ from driftline.detectors.concept import (
     Detection,
     concept_config_from_dict,
 )
-from driftline.detectors.normalise import class_text
+from driftline.detectors.normalise import class_texts
 from driftline.streams.events import drift_event
 from driftline.streams.payloads import OutcomesMessage
 
@@ -143,9 +143,9 @@ def outcome_streams(
         error = np.abs(truth - guess)
         return {"error": error, "score": score, "loss": error * error}
     # the label join's class rule (normalise.py): True, 1, "1", "true", 1.0 are one class
-    truths = [class_text(lb) for lb in labels]
+    truths = class_texts(labels)
     error = np.array(
-        [t != class_text(p) for t, p in zip(truths, predictions, strict=True)], dtype=np.float64
+        [t != p for t, p in zip(truths, class_texts(predictions), strict=True)], dtype=np.float64
     )
     positive = np.array([t == "1" for t in truths], dtype=bool)
     p = np.clip(score, 1e-6, 1 - 1e-6)
