@@ -246,6 +246,9 @@ class LabelsConfig:
     max_accuracy_drop: float = 0.05
     max_pending_bytes_per_partition: int = 256 * 1024 * 1024
     max_checkpointed_pending: int = 100_000
+    provisional_interval_seconds: float = 10.0  # per window: at most one provisional update
+    provisional_min_coverage: float = 0.8  # a provisional window raises performance_drop ...
+    provisional_min_labelled: int = 200  # ... only with this coverage and this many labels
 
     def __post_init__(self) -> None:
         _check("labels", "at least 1", max_pending_per_partition=self.max_pending_per_partition)
@@ -259,6 +262,11 @@ class LabelsConfig:
         )  # fmt: skip
         _check("labels", "> 0", ttl_seconds=self.ttl_seconds)
         _check("labels", "in (0, 1)", max_accuracy_drop=self.max_accuracy_drop)
+        _check(
+            "labels", ">= 0", provisional_interval_seconds=self.provisional_interval_seconds,
+            provisional_min_labelled=self.provisional_min_labelled,
+        )  # fmt: skip
+        _check("labels", "in (0, 1]", provisional_min_coverage=self.provisional_min_coverage)
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,9 @@ __all__ = [
     "boolean_value",
     "category_column",
     "category_value",
+    "class_text",
+    "class_texts",
+    "class_value",
     "infer_type",
     "is_missing",
     "numeric_value",
@@ -107,6 +110,64 @@ def boolean_value(value: Any) -> str | None:
     if key in FALSE_STRINGS:
         return "false"
     return str(value)
+
+
+def class_value(value: Any) -> Any:
+    """A label or predicted class typed like the model's classes: ``"1"``, ``1.0``, ``True``
+    and ``1`` are the class 1 (so a CSV's string labels match numeric predictions and the
+    positive class ``1``); other strings stay strings; missing values are None.
+
+    >>> [class_value(v) for v in ["1", 0.0, True, "fraud", "", None, float("nan")]]
+    [1, 0, 1, 'fraud', None, None, None]
+    """
+    if is_missing(value):
+        return None
+    if isinstance(value, bool | np.bool_):
+        return int(value)
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            key = value.strip().lower()
+            return {"true": 1, "false": 0}.get(key, value)
+        return int(number) if number.is_integer() else value
+    return value
+
+
+def class_text(value: Any) -> str:
+    """A class as the text the label join counts it under: `class_value`'s class as a string
+    (``True``, ``1``, ``"1"``, ``"true"``, ``1.0`` are all ``"1"``); a missing value is
+    ``"None"``, its own class, as before.
+
+    >>> [class_text(v) for v in [True, 1, "1", "true", 1.0, "fraud", 0.5, None]]
+    ['1', '1', '1', '1', '1', 'fraud', '0.5', 'None']
+    """
+    return str(class_value(value))
+
+
+def class_texts(values: Iterable[Any]) -> list[str]:
+    """`class_text` of many values, each distinct (type, value) converted once: a label column
+    holds few distinct classes, so this costs a dict lookup per value.
+
+    >>> class_texts([True, 1, "1", 0.0, None, True])
+    ['1', '1', '1', '0', 'None', '1']
+    """
+    memo: dict[tuple[type, Any], str] = {}
+    texts = []
+    for value in values:
+        try:
+            key = (type(value), value)
+            text = memo.get(key)
+            if text is None:
+                text = memo[key] = class_text(value)
+        except TypeError:  # unhashable: not a class anyway, converted on its own
+            text = class_text(value)
+        texts.append(text)
+    return texts
 
 
 def numeric_value(value: Any) -> float:

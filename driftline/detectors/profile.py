@@ -51,8 +51,8 @@ from driftline.detectors.normalise import (
     FeatureType,
     boolean_column,
     category_column,
+    class_value,
     infer_type,
-    is_missing,
     numeric_value,
 )
 
@@ -801,31 +801,6 @@ def _baseline_performance(
     typed_prediction = _object_array([class_value(v) for v in prediction.tolist()])
     return dict(classification_metrics(typed_labels, typed_prediction))
 
-
-def class_value(value: Any) -> Any:
-    """A label or predicted class typed like the model's classes: ``"1"``, ``1.0``, ``True``
-    and ``1`` are the class 1 (so a CSV's string labels match numeric predictions and the
-    positive class ``1``); other strings stay strings; missing values are None.
-
-    >>> [class_value(v) for v in ["1", 0.0, True, "fraud", "", None, float("nan")]]
-    [1, 0, 1, 'fraud', None, None, None]
-    """
-    if is_missing(value):
-        return None
-    if isinstance(value, bool | np.bool_):
-        return int(value)
-    if isinstance(value, int | np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return int(value) if float(value).is_integer() else float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            key = value.strip().lower()
-            return {"true": 1, "false": 0}.get(key, value)
-        return int(number) if number.is_integer() else value
-    return value
 
 
 def _reference_importance(

@@ -148,6 +148,8 @@ class AlertPolicy:
         """A window summary arrived (from the metrics topic) with the keys of its own events:
         alerts of that model version whose condition is absent from it resolve."""
         if summary.get("type") == "performance_window":
+            if summary.get("final") is False:  # labels still coming: cannot show it is gone
+                return []
             model, version = summary["model"], str(summary["model_version"])
             types = LABELLED
             if event_keys:  # still degraded: concept-drift alerts stay open too

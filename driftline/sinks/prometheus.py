@@ -533,3 +533,28 @@ LOG_WRITE_ERRORS = Counter(
     "the process goes on without them and says how many it lost once it can write again.",
     registry=REGISTRY,
 )
+
+
+PROVISIONAL_ACCURACY = Gauge(
+    "model_provisional_accuracy",
+    "Accuracy of the model's latest provisional performance window (labels so far, before "
+    "the label horizon; model_accuracy is the last final one).",
+    ["model_name"],
+    registry=REGISTRY,
+)
+PROVISIONAL_LABEL_COVERAGE = Gauge(
+    "model_provisional_label_coverage",
+    "Share of the latest provisional performance window's predictions labelled so far.",
+    ["model_name"],
+    registry=REGISTRY,
+)
+
+
+def export_provisional_performance(
+    model: str, accuracy: float | None, coverage: float | None
+) -> None:
+    """Gauges of a provisional performance window (the final gauges stay as they are)."""
+    if accuracy is not None:
+        PROVISIONAL_ACCURACY.labels(model).set(accuracy)
+    if coverage is not None:
+        PROVISIONAL_LABEL_COVERAGE.labels(model).set(coverage)

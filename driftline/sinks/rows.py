@@ -1,7 +1,7 @@
 """Row mapping of the PostgreSQL sink (pure): one message of the metrics or alerts topic -> rows.
 
 :func:`rows_from_message` turns one message (the JSON the worker publishes, see
-``Pipeline._publish_window`` / ``_publish_performance`` and
+``ModelStage._publish_window`` / ``_publish_performance`` (streams/stage2.py) and
 ``config/schemas/drift_event.v1.schema.json``) into rows per table, or raises
 :class:`~driftline.sinks.base.MalformedMessageError`. Rows hold plain Python values only
 (str, int, float, bool, datetime, lists, and dicts for the jsonb columns): no database driver
@@ -297,8 +297,11 @@ def performance_rows(message: Mapping[str, Any]) -> Rows:
     ...     "model_version": "1", "window_start": 0, "window_end": 60, "labelled": 90,
     ...     "label_coverage": 0.9, "metrics": {"accuracy": 0.8}, "baseline_accuracy": 0.9,
     ...     "accuracy_drop": 0.111})["performance_windows"][0]
-    >>> row["accuracy"], row["accuracy_drop"], row["event_ids"]
-    (0.8, 0.111, [])
+    >>> row["accuracy"], row["accuracy_drop"], row["event_ids"], row["final"]
+    (0.8, 0.111, [], True)
+
+    A provisional summary (`final: false`, labels still coming) has the same key: the store's
+    upsert replaces it with every later summary of the window, the final one last.
     """
     metrics = _mapping(message.get("metrics") or {}, "metrics")
     labelled = _opt_int(message.get("labelled"), "labelled")
@@ -315,8 +318,16 @@ def performance_rows(message: Mapping[str, Any]) -> Rows:
         "metrics": dict(metrics),
         "event_ids": _str_list(message.get("event_ids"), "event_ids"),
         "sources": _int_list(message.get("sources"), "sources"),
+        "final": _final(message.get("final", True)),
     }
     return {"performance_windows": [row]}
+
+
+def _final(value: Any) -> bool:
+    """`final` of a performance summary (absent: final, as every summary before 0007)."""
+    if not isinstance(value, bool):
+        raise MalformedMessageError(f"final: expected true or false, got {value!r}")
+    return value
 
 
 _PERFORMANCE_COLUMNS = ("accuracy", "precision", "recall", "f1", "roc_auc")

@@ -119,6 +119,7 @@ TABLES: dict[str, Table] = {
                 "model", "model_version", "window_start", "window_end", "labelled",
                 "label_coverage", "accuracy", "precision", "recall", "f1", "roc_auc", "metrics",
                 "baseline_accuracy", "accuracy_drop", "event_ids", "sources",
+                "final",  # 0007: false while labels still come (provisional)
             ),
             ("model", "model_version", "window_start"),
             "window_start",

@@ -3,6 +3,9 @@
 Pure functions from an evaluation to events. `event_id` is a hash of what identifies the finding
 (model, version, type, window, feature, test), not of when it was found, so a window evaluated
 twice (a replay after a crash, a second worker) yields the same id and consumers can deduplicate.
+
+Longer than ~400 lines: one pure function per event type, each with its rule and doctest;
+they share `drift_event` and the window fields, so they stay in one module.
 """
 
 from __future__ import annotations
@@ -19,9 +22,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "EventType",
     "drift_event",
+    "drop_severity",
+    "estimated_performance_drop_event",
     "importance_event",
     "operational_event",
     "output_event",
+    "performance_drop_event",
     "quality_events",
     "service_events",
     "suppress_combined",
@@ -368,7 +374,7 @@ def service_events(
         events.append(
             drift_event(
                 type="error_rate",
-                severity="critical" if summary.error_rate > 2 * limit else "warning",
+                severity=drop_severity(summary.error_rate, limit),
                 test="error_rate",
                 statistic=summary.error_rate,
                 threshold=limit,
@@ -382,7 +388,7 @@ def service_events(
         events.append(
             drift_event(
                 type="latency",
-                severity="critical" if p99 > 2 * limit else "warning",
+                severity=drop_severity(p99, limit),
                 test="latency_p99_seconds",
                 statistic=p99,
                 threshold=limit,
@@ -395,3 +401,92 @@ def service_events(
             )
         )
     return events
+
+
+def drop_severity(value: float, limit: float) -> Severity:
+    """The one severity rule of a value above its limit: critical beyond twice the limit.
+
+    >>> drop_severity(0.06, 0.05), drop_severity(0.11, 0.05)
+    ('warning', 'critical')
+    """
+    return "critical" if value > 2 * limit else "warning"
+
+
+def performance_drop_event(
+    *,
+    model: str,
+    model_version: str,
+    window_start: float,
+    window_end: float,
+    accuracy: float | None,
+    baseline: float | None,
+    drop: float | None,
+    limit: float,
+    labelled: int,
+    coverage: float | None,
+    final: bool,
+    min_coverage: float,
+    min_labelled: int,
+    detected_at: float,
+) -> dict[str, Any] | None:
+    """A `performance_drop` if the realised accuracy fell more than `limit` (relative) below
+    the reference's. A final window (label horizon passed) always counts; a provisional one
+    only with `coverage >= min_coverage` and `labelled >= min_labelled`, so that a handful of
+    early labels cannot page. The id does not depend on `final`: a window raises one event.
+
+    >>> common = dict(model="m", model_version="1", window_start=0.0, window_end=60.0,
+    ...     accuracy=0.8, baseline=0.9, drop=0.111, limit=0.05, detected_at=1.0,
+    ...     min_coverage=0.8, min_labelled=200)
+    >>> performance_drop_event(labelled=5, coverage=0.01, final=False, **common) is None
+    True
+    >>> performance_drop_event(labelled=900, coverage=0.9, final=False, **common)["severity"]
+    'critical'
+    >>> performance_drop_event(labelled=5, coverage=0.01, final=True, **common)["type"]
+    'performance_drop'
+    """
+    if drop is None or drop <= limit:
+        return None
+    if not final and (coverage is None or coverage < min_coverage or labelled < min_labelled):
+        return None
+    return drift_event(
+        type="performance_drop",
+        severity=drop_severity(drop, limit),
+        model=model,
+        model_version=model_version,
+        window_start=window_start,
+        window_end=window_end,
+        detected_at=detected_at,
+        test="accuracy",
+        statistic=accuracy,
+        threshold=limit,
+        evidence={
+            "baseline_accuracy": baseline,
+            "relative_drop": drop,
+            "labelled": labelled,
+            "label_coverage": coverage,
+            "final": final,
+        },
+    )
+
+
+def estimated_performance_drop_event(
+    evaluation: WindowEvaluation,
+    estimate: dict[str, float | None],
+    baseline: float | None,
+    drop: float | None,
+    limit: float,
+    detected_at: float,
+) -> dict[str, Any] | None:
+    """An `estimated_performance_drop` (label-free CBPE estimate, always a warning) when an
+    evaluated window's estimated accuracy fell more than `limit` below the reference's."""
+    if evaluation.status != "evaluated" or drop is None or drop <= limit:
+        return None
+    return drift_event(
+        type="estimated_performance_drop",
+        severity="warning",
+        test="cbpe_accuracy",
+        statistic=estimate.get("accuracy"),
+        threshold=limit,
+        evidence={"estimate": estimate, "baseline_accuracy": baseline, "relative_drop": drop},
+        **_window_fields(evaluation, detected_at),
+    )

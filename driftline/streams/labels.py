@@ -13,12 +13,17 @@ joined on the partition that saw its prediction. Per partition:
   handed on to stage 2, where the concept-drift detectors of each model version see one
   ordered stream whatever the number of partitions (`outcomes.py`).
 
-A performance partial exists for every data window the partition had (empty if no label came)
-and is handed on exactly once, when the partition's *label* watermark (latest label time seen)
+A performance partial exists for every data window the partition had (empty if no label came).
+While its labels come in, it is handed on *provisionally* (`provisional_ready`: the windows
+whose partial changed since the last call, once the data window is closed; the caller bounds
+how often it asks), and it is handed on *finally* exactly once, when the partition's *label* watermark (latest label time seen)
 passes the window end plus the label horizon, or, if labels stop coming, when the prediction
 watermark passes it plus the time-to-live. A label for a window already handed on is late:
 counted, not joined. Stage 2 closes a performance window once every partition that contributed
 to its data window has handed on its partial.
+
+Longer than ~400 lines: the join index, its byte bound and its column-wise checkpoint are one
+data structure; half of the length is docstrings and doctests.
 """
 
 from __future__ import annotations
@@ -33,8 +38,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from driftline.detectors.normalise import class_texts
 from driftline.detectors.performance import ConfusionCounts
 from driftline.detectors.profile import SCORE_BINS, score_bin_index
+from driftline.streams.windows import window_starts
 
 __all__ = ["Outcome", "PartitionLabels", "PerformancePartial"]
 
@@ -120,6 +127,9 @@ class PartitionLabels:
     closed_before: dict[tuple[str, str], float] = field(
         default_factory=dict
     )  # handed-on windows end here
+    # windows whose partial changed since the last provisional hand-on (not checkpointed: after
+    # a restart the next label or the final hand-on brings stage 2 up to date)
+    changed: set[tuple[str, str, float]] = field(default_factory=set)
 
     # -- predictions -------------------------------------------------------------------------
 
@@ -152,7 +162,7 @@ class PartitionLabels:
         """Index one model version's predictions (in offset order) for the join, from the
         columns of its batch; a prediction whose label came first joins now."""
         size = self.size_for(model)
-        starts = (np.floor(event_time / size) * size).tolist()
+        starts = window_starts(event_time, size).tolist()  # the one window rule (windows.py)
         times = event_time.tolist()
         score_list = [math.nan] * len(times) if scores is None else scores.tolist()
         matched = []  # labels that came first: joined together, in offset order
@@ -230,6 +240,22 @@ class PartitionLabels:
             self.windows[key] = PerformancePartial(
                 model, model_version, window_start, window_start + self.size_for(model)
             )
+        self.changed.add(key)  # published provisionally as soon as the data window closes
+
+    def provisional_ready(self, open_windows: Any) -> list[PerformancePartial]:
+        """Partials of closed data windows (not in `open_windows`) changed since the last call,
+        to be handed on as provisional (the final hand-on is `close_ready`'s). A partial is
+        sent whole each time: stage 2 replaces the previous one (idempotent).
+
+        >>> labels = PartitionLabels(0, 60.0, 100.0, 3600.0, 10)
+        >>> labels.expect_window("m", "1", 0.0)
+        >>> [p.window_start for p in labels.provisional_ready(set())], labels.provisional_ready(set())
+        ([0.0], [])
+        """
+        ready = sorted(k for k in self.changed if k not in open_windows and k in self.windows)
+        self.changed.difference_update(ready)
+        self.changed.intersection_update(self.windows)  # forget windows handed on finally
+        return [self.windows[k] for k in ready]
 
     def _closed(self, model: str, window_start: float, prediction_watermark: float) -> bool:
         end = window_start + self.size_for(model)
@@ -267,8 +293,9 @@ class PartitionLabels:
         outcomes: list[Outcome] = []
         for (model, version), rows in by_model.items():
             items = [matched[i] for i in rows]
-            labels = np.array([str(lb) for _, _, lb, _ in items], dtype=object)
-            predictions = np.array([str(e[3]) for _, e, _, _ in items], dtype=object)
+            # one class rule for both sides (normalise.py): True, 1, "1", "true", 1.0 are "1"
+            labels = np.array(class_texts([lb for _, _, lb, _ in items]), dtype=object)
+            predictions = np.array(class_texts([e[3] for _, e, _, _ in items]), dtype=object)
             scores = np.array([e[4] for _, e, _, _ in items], dtype=np.float64)
             starts = np.array([e[2] for _, e, _, _ in items], dtype=np.float64)
             for start in np.unique(starts).tolist():
@@ -283,6 +310,7 @@ class PartitionLabels:
                         model, version, start, start + self.size_for(model)
                     )
                 partial.confusion.update(labels[mask], predictions[mask])
+                self.changed.add(key)
                 finite = mask & np.isfinite(scores)
                 positive = finite & (labels == "1")
                 negative = finite & (labels != "1")
@@ -307,6 +335,7 @@ class PartitionLabels:
             k for k in self.windows if k not in open_windows and self._closed(k[0], k[2], watermark)
         )
         closed = [self.windows.pop(k) for k in ready]
+        self.changed.difference_update(ready)
         for model, version, start in ready:
             key = (model, version)
             self.closed_before[key] = max(

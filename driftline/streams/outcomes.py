@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import yaml
 
 from driftline.detectors.concept import (
@@ -44,7 +43,9 @@ from driftline.detectors.concept import (
     Detection,
     concept_config_from_dict,
 )
+from driftline.detectors.normalise import class_texts
 from driftline.streams.events import drift_event
+from driftline.streams.payloads import OutcomesMessage
 
 log = logging.getLogger(__name__)
 
@@ -97,15 +98,9 @@ def outcome_payloads(
     messages = []
     for model, rows in by_model.items():
         for first in range(0, len(rows), max_rows):
-            payload = {
-                "kind": "outcomes",
-                "source": source,
-                "watermark": watermark if math.isfinite(watermark) else None,
-                "idle": idle,
-                "outcome_watermark": outcome_watermark,
-                "outcomes": outcome_columns(rows[first : first + max_rows]),
-            }
-            messages.append((model, orjson.dumps(payload)))
+            columns = outcome_columns(rows[first : first + max_rows])
+            message = OutcomesMessage(source, watermark, idle, outcome_watermark, columns)
+            messages.append((model, message.encode()))
     return messages
 
 
@@ -130,9 +125,6 @@ def _number(value: Any) -> float:
     return x if math.isfinite(x) else math.nan
 
 
-_POSITIVE = frozenset({"1", "1.0", "true", "True", "TRUE", "yes"})
-
-
 def outcome_streams(
     labels: Sequence[Any], predictions: Sequence[Any], scores: Sequence[float], regression: bool
 ) -> dict[str, np.ndarray[Any, np.dtype[np.float64]]]:
@@ -150,10 +142,12 @@ def outcome_streams(
         guess = np.array([_number(v) for v in predictions], dtype=np.float64)
         error = np.abs(truth - guess)
         return {"error": error, "score": score, "loss": error * error}
+    # the label join's class rule (normalise.py): True, 1, "1", "true", 1.0 are one class
+    truths = class_texts(labels)
     error = np.array(
-        [str(lb) != str(p) for lb, p in zip(labels, predictions, strict=True)], dtype=np.float64
+        [t != p for t, p in zip(truths, class_texts(predictions), strict=True)], dtype=np.float64
     )
-    positive = np.array([str(lb) in _POSITIVE for lb in labels], dtype=bool)
+    positive = np.array([t == "1" for t in truths], dtype=bool)
     p = np.clip(score, 1e-6, 1 - 1e-6)
     with np.errstate(invalid="ignore"):
         loss = np.where(positive, -np.log(p), -np.log1p(-p))

@@ -21,6 +21,9 @@ to JSON for the checkpoint topic:
 Replays (at-least-once delivery after a crash) are harmless: stage 1 skips offsets at or below
 the last one it applied; stage 2 replaces a partial by source (idempotent) and ignores partials
 of windows it already closed.
+
+Longer than ~400 lines: the two window stages (`PartitionWindows`, `ModelWindows`) and their
+checkpoint forms are read together (a partial leaves one and enters the other).
 """
 
 from __future__ import annotations
@@ -269,6 +272,11 @@ class ModelWindows:
     # closed data window -> (records, contributing sources), until its performance closes
     window_records: dict[str, tuple[int, list[int]]] = field(default_factory=dict)
     outcomes: ModelOutcomes | None = None  # the concept-drift stage (outcomes.py), once used
+    # performance windows with a provisional partial not yet published, and (not checkpointed:
+    # at worst one more provisional after a restart) when each was last published
+    performance_changed: set[str] = field(default_factory=set)
+    provisional_at: dict[str, float] = field(default_factory=dict)
+    performance_alerted: list[str] = field(default_factory=list)  # one performance_drop each
 
     def outcome_state(self) -> ModelOutcomes:
         if self.outcomes is None:
@@ -296,26 +304,83 @@ class ModelWindows:
         self.pending.setdefault(key, {})[source] = dict(sketch)  # replace: replays are idempotent
         return True
 
-    def add_performance(self, source: int, partial: Mapping[str, Any]) -> None:
-        """A source's realised-performance partial of a window (replace: idempotent)."""
+    def add_performance(self, source: int, partial: Mapping[str, Any], final: bool = True) -> None:
+        """A source's realised-performance partial of a window, provisional or final (replace:
+        idempotent; a provisional one never replaces a final one, so a replay cannot undo it)."""
         key = _key(str(partial["model_version"]), float(partial["window_start"]))
         if key in self.closed and key not in self.window_records:
             return  # a replay: this window's performance is already published
-        self.performance_pending.setdefault(key, {})[source] = dict(partial)
+        parts = self.performance_pending.setdefault(key, {})
+        if not final and source in parts and parts[source].get("final", True):
+            return
+        parts[source] = {**partial, "final": final}
+        self.performance_changed.add(key)
 
     def close_performance_ready(self) -> list[tuple[dict[int, dict[str, Any]], int]]:
         """(partials by source, records in the data window) of the performance windows whose
-        every contributing source (those of the closed data window) has handed on its partial."""
+        every contributing source (those of the closed data window) has handed on its final
+        partial (a partial checkpointed before provisional ones existed is final)."""
         ready = []
         for key, parts in self.performance_pending.items():
             window = self.window_records.get(key)
-            if window is not None and set(window[1]) <= set(parts):
+            if window is not None and all(
+                s in parts and parts[s].get("final", True) for s in window[1]
+            ):
                 ready.append((float(next(iter(parts.values()))["window_start"]), key))
         closed = []
         for _, key in sorted(ready):
             n_records, _ = self.window_records.pop(key)
             closed.append((self.performance_pending.pop(key), n_records))
+            self.performance_changed.discard(key)
+            self.provisional_at.pop(key, None)
         return closed
+
+    def provisional_performance_ready(
+        self, now: float, interval: float
+    ) -> list[tuple[dict[int, dict[str, Any]], int]]:
+        """(partials by source so far, records in the data window) of the performance windows
+        whose data window is closed and whose partials changed since they were last published,
+        at most once per `interval` seconds (of `now`'s clock) each.
+
+        >>> state = ModelWindows("m", n_sources=1)
+        >>> state.window_records["1@0.000"] = (10, [0])
+        >>> part = {"model_version": "1", "window_start": 0.0}
+        >>> state.add_performance(0, part, final=False)
+        >>> [n for _, n in state.provisional_performance_ready(100.0, 10.0)]
+        [10]
+        >>> state.add_performance(0, part, final=False)
+        >>> state.provisional_performance_ready(105.0, 10.0)  # 5 s later: not yet
+        []
+        >>> [n for _, n in state.provisional_performance_ready(110.0, 10.0)]
+        [10]
+        """
+        ready = []
+        for key in self.performance_changed:
+            window = self.window_records.get(key)
+            if window is None or key not in self.performance_pending:
+                continue  # the data window is still open here (or the window is gone)
+            if now - self.provisional_at.get(key, -math.inf) < interval:
+                continue
+            parts = self.performance_pending[key]
+            ready.append((float(next(iter(parts.values()))["window_start"]), key))
+        published = []
+        for _, key in sorted(ready):
+            self.performance_changed.discard(key)
+            self.provisional_at[key] = now
+            published.append((dict(self.performance_pending[key]), self.window_records[key][0]))
+        # bounded: windows forgotten (see `close_ready`) leave no trace
+        self.performance_changed.intersection_update(self.performance_pending)
+        return published
+
+    def alert_performance_once(self, model_version: str, window_start: float) -> bool:
+        """True the first time a performance_drop is raised for a window (provisional or
+        final: one event per window)."""
+        key = _key(model_version, window_start)
+        if key in self.performance_alerted:
+            return False
+        self.performance_alerted.append(key)
+        del self.performance_alerted[:-MAX_CLOSED_REMEMBERED]
+        return True
 
     def effective_watermark(self) -> float:
         """The lowest watermark among the sources that are not idle (all idle: the highest).
@@ -379,6 +444,8 @@ class ModelWindows:
                 for key, parts in self.performance_pending.items()
             },
             "window_records": {k: [n, s] for k, (n, s) in self.window_records.items()},
+            "performance_changed": sorted(self.performance_changed),
+            "performance_alerted": list(self.performance_alerted),
             "outcomes": None if self.outcomes is None else self.outcomes.to_dict(),
         }
 
@@ -407,4 +474,6 @@ class ModelWindows:
                 for k, v in d.get("window_records", {}).items()
             },
             outcomes=None if d.get("outcomes") is None else ModelOutcomes.from_dict(d["outcomes"]),
+            performance_changed={str(k) for k in d.get("performance_changed", [])},
+            performance_alerted=[str(k) for k in d.get("performance_alerted", [])],
         )

@@ -109,7 +109,7 @@ def populate(store: PostgresStore, model: str, now: datetime | None = None) -> d
                     labelled=2800, label_coverage=0.93, accuracy=accuracy, precision=0.8,
                     recall=0.7, f1=0.75, roc_auc=0.95, metrics={"accuracy": accuracy},
                     baseline_accuracy=0.97, accuracy_drop=0.97 - accuracy, event_ids=[],
-                    sources=[0, 1],
+                    sources=[0, 1], final=True,
                 )
             )  # fmt: skip
             for feature in drifted:

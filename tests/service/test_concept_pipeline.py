@@ -40,6 +40,11 @@ def _wait_for(
     return seen
 
 
+def _final_performance(summary: dict[str, Any]) -> bool:
+    """A final performance window (provisional ones come first, `final: false`)."""
+    return bool(summary["type"] == "performance_window" and summary["final"])
+
+
 def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path: Path) -> None:
 
     suffix = uuid.uuid4().hex[:8]
@@ -81,7 +86,7 @@ def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path
         assert producer.flush(30) == 0
         performance = _wait_for(
             summaries,
-            lambda seen: sum(s["type"] == "performance_window" for s in seen) >= 3,
+            lambda seen: sum(_final_performance(s) for s in seen) >= 3,
             90,
             worker,
         )
@@ -114,7 +119,7 @@ def test_concept_drift_indices_match_river_on_one_partition(kafka: Any, tmp_path
         assert event["evidence"]["labels_seen"] == index + 1
         assert event["evidence"]["error_after"] > event["evidence"]["error_before"]
 
-    windows = {p["window_start"]: p for p in performance if p["type"] == "performance_window"}
+    windows = {p["window_start"]: p for p in performance if _final_performance(p)}
     before, after = windows[START], windows[START + ONSET]
     assert before["label_coverage"] == 1.0 and after["label_coverage"] == 1.0
     assert before["accuracy_drop"] < 0.05 and not before.get("event_ids")

@@ -31,12 +31,20 @@ N = 18_000  # 180 s at 100/s: windows [0, 60) and [60, 120) close, [120, 180) st
 
 
 def _summaries(
-    reader: TopicReader, kind: str, count: int, timeout: float, worker: Any
+    reader: TopicReader,
+    kind: str,
+    count: int,
+    timeout: float,
+    worker: Any,
+    everything: list[dict[str, Any]],
 ) -> list[Any]:
+    """Summaries of `kind` (performance windows: final ones) until `count` windows; every
+    summary read is appended to `everything`, in topic order."""
     seen: list[dict[str, Any]] = []
     for message in reader.messages(timeout=timeout, stop=lambda: worker.poll() is not None):
         summary = orjson.loads(message.value() or b"{}")
-        if summary["type"] == kind:
+        everything.append(summary)
+        if summary["type"] == kind and summary.get("final", True):
             seen.append(summary)
             starts = {
                 s.get("window_start", s.get("evaluation", {}).get("window_start")) for s in seen
@@ -73,10 +81,11 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
     assert producer.flush(30) == 0
 
     summaries = TopicReader(config, config.topics.metrics, start="beginning")
+    everything: list[dict[str, Any]] = []
     log_path = tmp_path / "worker.log"
     worker = start_worker_process(None, log_path, env=env)
     try:
-        windows = _summaries(summaries, "window", 2, 90, worker)
+        windows = _summaries(summaries, "window", 2, 90, worker, everything)
         assert len(windows) >= 2
         # every prediction applied and checkpointed (the join index with it), then a hard kill
         deadline = time.monotonic() + 60
@@ -99,10 +108,17 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
                 config.topics.labels, key=label["prediction_id"], value=orjson.dumps(label)
             )
         assert producer.flush(30) == 0
-        performance = _summaries(summaries, "performance_window", 2, 120, worker)
+        performance = _summaries(summaries, "performance_window", 2, 120, worker, everything)
     finally:
         stop_worker_processes([worker])
         summaries.close()
+    # the whole metrics topic, in order (`_summaries` stops mid-batch: read it again)
+    everything = []
+    again = TopicReader(config, config.topics.metrics, start="beginning")
+    try:
+        everything = [orjson.loads(m.value() or b"{}") for m in again.messages(60, idle=5)]
+    finally:
+        again.close()
     log = log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
     assert "restored" in log
@@ -118,3 +134,19 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
         START: {(per_window[0], 1.0)},
         START + 60: {(per_window[1], 1.0)},
     }
+
+    # provisional performance: each window published (final: false) as soon as its data window
+    # closed, before any label (0 labelled), maybe again as labels came, then final, last
+    for start, n in ((START, per_window[0]), (START + 60, per_window[1])):
+        mine = [
+            s
+            for s in everything
+            if s["type"] == "performance_window" and s["window_start"] == start
+        ]
+        first_final = next(i for i, s in enumerate(mine) if s["final"])
+        provisional, final = mine[:first_final], mine[first_final:]
+        assert provisional, f"window {start}: no provisional summary before the final one"
+        assert (provisional[0]["labelled"], provisional[0]["label_coverage"]) == (0, 0.0)
+        assert all(s["final"] for s in final)  # nothing provisional after the final
+        labelled = [s["labelled"] for s in provisional]
+        assert all(0 <= x <= n for x in labelled)

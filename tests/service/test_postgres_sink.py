@@ -133,9 +133,10 @@ def test_migrations_apply_once_and_are_idempotent(store: PostgresStore) -> None:
         "0004_output_drift_data_quality",
         "0005_feature_importance",
         "0006_writer_partitions",
+        "0007_provisional_performance",
     ]
     assert store.upgrade() == []
-    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 6
+    assert _scalar(store, "SELECT count(*) FROM schema_migrations") == 7
     today = datetime.now(UTC).date()
     for table in PARTITIONED:  # partitions created ahead: yesterday .. +7 days
         for day in (today - timedelta(days=1), today, today + timedelta(days=7)):
@@ -160,6 +161,32 @@ def test_writes_are_idempotent(store: PostgresStore) -> None:
     old = window_message(start=T0 - 400 * 86400)
     store.write(rows_from_message("metrics", orjson.dumps(old)))
     assert _scalar(store, "SELECT count(*) FROM window_metrics") == 2
+
+
+def test_a_provisional_performance_row_is_replaced_by_the_final_one(store: PostgresStore) -> None:
+    store.upgrade()
+
+    def summary(labelled: int, final: bool) -> bytes:
+        return orjson.dumps(
+            {
+                "type": "performance_window", "model": "m", "model_version": "1",
+                "window_start": T0, "window_end": T0 + 60, "labelled": labelled,
+                "label_coverage": labelled / 100, "metrics": {"accuracy": 0.9},
+                "baseline_accuracy": 0.9, "accuracy_drop": 0.0, "final": final,
+            }
+        )  # fmt: skip
+
+    for labelled, final in ((0, False), (40, False), (100, True)):
+        store.write(rows_from_message("metrics", summary(labelled, final)))
+        row = _row(store, "SELECT labelled, final, count(*) OVER () FROM performance_windows")
+        assert row == (labelled, final, 1)
+
+
+def _row(store: PostgresStore, query: str) -> tuple[Any, ...]:
+    with store.pool.connection() as conn:
+        row = conn.execute(query).fetchone()
+    assert row is not None
+    return tuple(row)
 
 
 def test_retention_drops_partitions_older_than_retention(store: PostgresStore) -> None:

@@ -110,3 +110,42 @@ def test_an_old_checkpoint_without_the_index_restores_the_rest() -> None:
     again = _labels()
     again.restore(saved)
     assert again.joined == 1 and not again.pending
+
+
+def test_label_and_prediction_spellings_of_one_class_are_not_an_error() -> None:
+    """True/1/"1"/"true"/1.0 are one class on both sides (normalise.class_value), so a
+    producer sending label True for prediction 1 counts a correct prediction."""
+    labels = _labels()
+    spellings: list[tuple[object, object]] = [
+        (True, 1),
+        ("true", 1.0),
+        (1.0, "1"),
+        ("1", True),
+        (False, 0),
+        ("false", "0.0"),
+        (0, False),
+    ]
+    ids = [f"p{i}" for i in range(len(spellings))]
+    labels.add_columns(
+        "m",
+        "2",
+        ids,
+        np.full(len(ids), 1000.0),
+        [prediction for _, prediction in spellings],
+        np.array([0.9, 0.9, 0.9, 0.9, 0.1, 0.1, 0.1]),
+    )
+    labels.add_labels([_label(pid, label) for pid, (label, _) in zip(ids, spellings, strict=True)])
+    (partial,) = labels.windows.values()
+    assert partial.confusion.n == len(spellings)
+    assert sorted(partial.confusion.labels) == ["0", "1"]
+    matrix = partial.confusion.matrix
+    assert int(matrix.trace()) == len(spellings)  # every one correct
+    assert int(partial.positive_scores.sum()) == 4 and int(partial.negative_scores.sum()) == 3
+
+
+def test_a_real_disagreement_still_counts_as_an_error() -> None:
+    labels = _labels()
+    labels.add_columns("m", "2", ["a", "b"], np.full(2, 1000.0), [1, "fraud"], np.full(2, 0.5))
+    labels.add_labels([_label("a", "false"), _label("b", "ok")])
+    (partial,) = labels.windows.values()
+    assert int(partial.confusion.matrix.trace()) == 0 and partial.confusion.n == 2

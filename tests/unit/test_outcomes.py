@@ -255,3 +255,16 @@ def test_a_bad_thresholds_file_fails_naming_the_file_and_the_key(tmp_path: Any) 
         load_concept_config(path)
     assert str(raised.value).startswith(f"{path}: concept_drift.defaults.detectors[0].kind:")
     assert load_concept_config(tmp_path / "absent.yaml").defaults == DEFAULT_CONCEPT_DRIFT
+
+
+def test_outcome_error_stream_uses_one_class_rule() -> None:
+    """The concept stage's error stream: True/1/"true"/1.0 are the same class (no error)."""
+    from driftline.streams.outcomes import outcome_streams
+
+    labels = [True, "true", 1.0, "1", False, "0", "fraud", 1]
+    predictions = [1, 1.0, "1", True, "false", 0.0, "fraud", 0]
+    streams = outcome_streams(labels, predictions, [0.9] * 8, regression=False)
+    assert streams["error"].tolist() == [0.0] * 7 + [1.0]
+    # the positive class for the log loss: the first four and the last are class 1
+    assert np.allclose(streams["loss"][[0, 1, 2, 3, 7]], -np.log(0.9))
+    assert np.allclose(streams["loss"][[4, 5]], -np.log(0.1))

@@ -94,6 +94,8 @@ def test_performance_and_concept_alerts_resolve_on_a_healthy_performance_window(
     assert policy.on_window(perf, {AlertPolicy.key(drop)}) == []  # still degraded
     assert policy.on_window(window(120), set()) == []  # a data window does not resolve them
     healthy = {**perf, "window_end": 120}
+    # a provisional window (labels still coming) cannot show the condition is gone
+    assert policy.on_window({**healthy, "final": False}, set()) == []
     assert {n.alert.type for n in policy.on_window(healthy, set())} == {
         "concept_drift",
         "performance_drop",

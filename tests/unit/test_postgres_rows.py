@@ -133,6 +133,11 @@ def test_performance_rows() -> None:
         0.7,
     )
     assert row["event_ids"] == ["c" * 32] and row["sources"] == [2]
+    assert row["final"] is True  # a summary without the flag (before 0007) was final
+    (provisional,) = performance_rows({**message, "final": False})["performance_windows"]
+    assert provisional["final"] is False
+    with pytest.raises(MalformedMessageError, match="final"):
+        performance_rows({**message, "final": "no"})
 
 
 def test_event_rows_partition_time_is_deterministic() -> None:

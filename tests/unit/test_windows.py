@@ -175,3 +175,77 @@ def test_model_window_sizes_come_from_config() -> None:
         assert "windows.model_sizes.fraud" in str(error)
     else:
         raise AssertionError("a bad size must be refused")
+
+
+def test_stage_one_hands_on_provisional_partials_of_closed_windows_that_changed() -> None:
+    joins = PartitionLabels(partition=0, window_size=60.0, horizon=30.0, ttl=1000.0, max_pending=10)
+    joins.add_predictions([prediction("a", 1.0), prediction("b", 2.0, 0)])
+    open_windows = {("m", "1", 0.0)}
+    joins.add_labels([{"prediction_id": "a", "label": 1, "timestamp": 5.0}])
+    assert joins.provisional_ready(open_windows) == []  # the data window is still open
+    joins.expect_window("m", "1", 0.0)  # it closed
+    (first,) = joins.provisional_ready(set())
+    assert first.confusion.n == 1
+    assert joins.provisional_ready(set()) == []  # nothing new
+    joins.add_labels([{"prediction_id": "b", "label": 0, "timestamp": 50.0}])
+    (second,) = joins.provisional_ready(set())
+    assert second.confusion.n == 2
+    joins.add_labels([{"prediction_id": "x", "label": 0, "timestamp": 95.0}])  # horizon passes
+    (final,) = joins.close_ready(watermark=70.0, open_windows={})
+    assert final.confusion.n == 2 and joins.provisional_ready(set()) == []
+
+
+def _performance(labelled: int, start: float = 0.0) -> dict[str, object]:
+    """A performance partial of window `start` with `labelled` correct class-1 labels."""
+    from driftline.streams.labels import PerformancePartial
+
+    partial = PerformancePartial("m", "1", start, start + 60.0)
+    partial.confusion.update(np.array(["1"] * labelled, object), np.array(["1"] * labelled, object))
+    return partial.to_dict()
+
+
+def _closed_data_window(state: ModelWindows, sources: tuple[int, ...]) -> None:
+    for source in sources:
+        state.add_partial(source, partial(source, 0.0, 3))
+        state.add_watermark(source, 100.0)
+    (closed,) = state.close_ready()
+    assert closed.sources == sources
+
+
+def test_stage_two_publishes_provisional_windows_rate_limited_then_final_once() -> None:
+    state = ModelWindows("m", n_sources=2)
+    state.add_performance(0, _performance(3), final=False)  # before the data window closed
+    assert state.provisional_performance_ready(0.0, 10.0) == []
+    _closed_data_window(state, (0, 1))
+    (published,) = state.provisional_performance_ready(0.0, 10.0)
+    assert set(published[0]) == {0} and not published[0][0]["final"]
+    state.add_performance(1, _performance(5), final=False)
+    assert state.provisional_performance_ready(5.0, 10.0) == []  # at most one per 10 s
+    (published,) = state.provisional_performance_ready(10.0, 10.0)
+    assert set(published[0]) == {0, 1}
+    assert state.close_performance_ready() == []  # no source is final yet
+    state.add_performance(0, _performance(4), final=True)
+    state.add_performance(0, _performance(3), final=False)  # a replayed provisional: ignored
+    assert state.close_performance_ready() == []  # source 1 still provisional
+    state.add_performance(1, _performance(6), final=True)
+    # a checkpoint round trip in between changes nothing
+    state = ModelWindows.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    (final,) = state.close_performance_ready()
+    parts, _ = final
+    assert {s: p["confusion"] for s, p in parts.items()} == {
+        0: _performance(4)["confusion"],
+        1: _performance(6)["confusion"],
+    }
+    assert state.provisional_performance_ready(100.0, 10.0) == []  # nothing after the final
+    state.add_performance(0, _performance(9), final=False)  # replays after it: ignored
+    state.add_performance(0, _performance(9), final=True)
+    assert state.close_performance_ready() == []
+    assert state.provisional_performance_ready(200.0, 10.0) == []
+
+
+def test_a_window_raises_its_performance_drop_once() -> None:
+    state = ModelWindows("m", n_sources=1)
+    assert state.alert_performance_once("1", 0.0)
+    assert not state.alert_performance_once("1", 0.0)
+    again = ModelWindows.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    assert not again.alert_performance_once("1", 0.0) and again.alert_performance_once("1", 60.0)
