@@ -729,7 +729,7 @@ def window_importance(
         return None
     categorical = profile.prediction_values is None  # regression models: values
     if categorical:  # one class per spelling, as the reference's prediction_mi (class_value)
-        from driftline.detectors.profile import class_value
+        from driftline.detectors.normalise import class_value
 
         target = np.array([str(class_value(v)) for v in target[known].tolist()], dtype=str)
     else:

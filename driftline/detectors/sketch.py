@@ -50,12 +50,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from driftline.detectors.batch import RecordBatch
+from driftline.detectors.normalise import class_value
 from driftline.detectors.profile import (
     OTHER,
     SCORE_BINS,
     NumericProfile,
     ReferenceProfile,
-    class_value,
     prediction_as_float,
     score_bin_index,
 )

@@ -107,14 +107,6 @@ def test_changed_detector_params_are_not_silently_ignored_after_a_restart() -> N
     assert monitor is not None and dict(monitor.params) == {"clock": 32, "delta": 1e-6}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outcomes.py:153 compares str(label) != str(prediction): label true/True/1.0 against "
-    "prediction 1 counts as an error, so the error stream of such a model is ~100 % and constant "
-    "and no detector can fire (its loss stream, _POSITIVE, does treat them as one class). Fix: "
-    "compare detectors.profile.class_value(label) with class_value(prediction), the rule the "
-    "reference's baseline accuracy already uses (also in labels.py _join's confusion counts).",
-)
 def test_booleans_and_integral_numbers_are_one_class_in_the_error_stream() -> None:
     streams = outcome_streams(
         [True, "true", 1.0, "1", False, "0"], [1, 1, 1, 1, 0, 0.0], [0.9] * 6, regression=False
