@@ -9,7 +9,13 @@ Two sources of per-feature importance for a window:
   for numeric features, plug-in estimate for categorical ones.
 
 :func:`compare_importance` compares a window's importances with the reference's by Spearman
-rank correlation and by the top-k feature set.
+rank correlation and by the top-k feature set; :func:`importance_drift` is the worker's
+verdict, on each feature's *share* of the total importance (a swap of the two leading features
+barely moves a rank correlation; docs/DRIFT_DETECTION.md), and :func:`window_importance` picks
+the source for a window (attributions, else the prediction proxy on the reservoir rows).
+
+One module of ~750 lines on purpose: the measures, the reference's importances and the window's
+verdict must use the same estimators and the same share rule, and read best side by side.
 """
 
 from __future__ import annotations

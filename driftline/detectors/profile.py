@@ -28,6 +28,10 @@ Bins, for a numeric feature with reference minimum ``low`` and maximum ``high``:
 ``cuts`` are the interior quantiles, deduplicated; when a feature has at most ``bins``
 distinct values (discrete data) the cuts are the midpoints between them, so each value
 gets its own bin. A constant feature has a single interior bin.
+
+One module of ~850 lines on purpose: the profile is the contract every window is compared
+against, and its building, its bins and its JSON form (with the version checks) must agree
+field for field; split, a field added in one place and not the other breaks old profiles.
 """
 
 from __future__ import annotations

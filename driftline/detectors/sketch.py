@@ -36,6 +36,10 @@ after a crash rebuilds it exactly. Without ``record_keys``, keys come from
 ``numpy.random.default_rng([seed, n_updates])``: reproducible, and sketches of the same window
 built in parallel must be given distinct seeds for the merged sample to be uniform. The
 reservoir is kept sorted by key, so equal samples are equal arrays.
+
+One module of ~900 lines on purpose: every field of the table above appears in `update`,
+`merge`, `to_dict` and `from_dict`, and the four must change together (a field missed in one of
+them is a silent merge or checkpoint bug), so they stay in one class in one file.
 """
 
 from __future__ import annotations

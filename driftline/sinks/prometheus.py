@@ -4,6 +4,9 @@ One module-level registry so every metric is defined once, here; `serve()` expos
 `worker.metrics_port`. Operational metrics (`driftline_*`) carry only labels driftline controls
 (topics, reasons from a fixed set); per-model metrics (`model_*`) carry bounded model, feature
 and error-type labels (see below).
+
+One module of ~550 lines on purpose: the definitions are declarative (one metric each, with its
+help text) and the one place an operator reads to learn what driftline exports.
 """
 
 from __future__ import annotations
