@@ -116,7 +116,40 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
         "DRIFTLINE_WORKER_DATA_DIR": str(tmp_path / "worker"),
         "DRIFTLINE_WORKER_BATCH_TIMEOUT_SECONDS": "0.2",
     }
+    _remember_topics(env)
     return load_config(ROOT / "config" / "driftline.yaml", environ=env), env
+
+
+# Topics of this run, deleted when it ends: a broker keeps files open for every partition, and
+# a local stack that served a few runs (each test with topics of its own) reached its limit of
+# open files and died ("Too many open files"). Other runs' topics on the same broker are left.
+_RUN_TOPICS: set[str] = set()  # exact names
+_RUN_APP_IDS: set[str] = set()  # the worker's own topics: <app_id>-partials, -checkpoints
+
+
+def _remember_topics(env: dict[str, str]) -> None:
+    _RUN_TOPICS.update(v for k, v in env.items() if k.startswith("DRIFTLINE_TOPICS_"))
+    if "DRIFTLINE_WORKER_APP_ID" in env:
+        _RUN_APP_IDS.add(env["DRIFTLINE_WORKER_APP_ID"])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    bootstrap = os.environ.get("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    if not (_RUN_TOPICS or _RUN_APP_IDS) or not _reachable(bootstrap):
+        return
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    with suppress(Exception):  # cleaning up never fails a run
+        existing = admin.list_topics(timeout=10).topics
+        ours = [
+            t
+            for t in existing
+            if t in _RUN_TOPICS or any(t.startswith(f"{a}-") for a in _RUN_APP_IDS)
+        ]
+        for future in admin.delete_topics(ours, operation_timeout=30).values():
+            with suppress(Exception):
+                future.result(timeout=60)
 
 
 def build_reference(directory: Path, model: str = "fraud", model_version: str = "1") -> Any:
@@ -164,6 +197,7 @@ def worker_env(bootstrap: str, prefix: str, references: Path, **overrides: str) 
         "DRIFTLINE_WINDOWS_IDLE_TIMEOUT_SECONDS": "5",
     }
     env.update({f"DRIFTLINE_{key}": value for key, value in overrides.items()})
+    _remember_topics(env)
     return env
 
 
