@@ -2,6 +2,11 @@
 
 Every detector is river's own implementation (river 0.26), fed one value at a time in a tight
 loop; nothing is re-derived.  See :class:`ConceptDriftMonitor`.
+
+Import cost: ``river.drift``'s ``__init__`` imports ``river.drift.datasets`` (then
+``river.stream``: scikit-learn, pandas, SQLAlchemy), about 1.3-2 s of CPU per process here, most
+of a worker's start.  Importing a submodule (``river.drift.adwin``) runs that ``__init__`` too,
+so river 0.26.1 offers no cheaper import (short of patching ``sys.modules``, which we do not).
 """
 
 from __future__ import annotations
