@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,10 @@ from driftline.detectors.concept import (
     CheckpointVersionError,
     ConceptDriftMonitor,
     ConceptDriftSuite,
+    ConceptSettings,
+    ConceptStage,
     SuiteMember,
+    concept_config_from_dict,
 )
 
 RNG = np.random.default_rng(2024)
@@ -191,5 +195,42 @@ def test_suite_default_and_duplicate_names() -> None:
         ConceptDriftSuite([SuiteMember("a", "error", "adwin"), SuiteMember("a", "error", "ddm")])
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(concept).failed == 0
+@pytest.mark.parametrize("module", ["checkpoint", "monitor", "settings", "stage", "suite"])
+def test_doctests(module: str) -> None:
+    found = doctest.testmod(importlib.import_module(f"{concept.__name__}.{module}"))
+    assert found.attempted > 0 and found.failed == 0
+
+
+def _stage_settings(detector: dict[str, Any]) -> ConceptSettings:
+    return concept_config_from_dict({"defaults": {"detectors": [detector]}}).defaults
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"kind": "page_hinkley", "stream": "score", "params": {"threshold": 80}},
+        {"kind": "page_hinkley", "stream": "score", "standardise": False},
+    ],
+)
+def test_a_stage_restored_under_changed_params_or_standardise_starts_fresh(
+    changed: dict[str, Any],
+) -> None:
+    before = _stage_settings({"kind": "page_hinkley", "stream": "score"})
+    stage = ConceptStage(before)
+    stage.update(["a", "b", "c"], np.arange(3.0), {"score": np.array([0.1, 0.5, 0.9])})
+    state = json.loads(json.dumps(stage.to_state()))
+    assert ConceptStage.from_state(before, False, state).n_seen == 3  # same suite: restored
+    with pytest.raises(CheckpointVersionError, match="configuration changed"):
+        ConceptStage.from_state(_stage_settings(changed), False, state)
+
+
+def test_list_params_checkpoint_and_sign_like_the_config() -> None:
+    window = [0.1, 0.2] * 60  # KSWIN's initial window, as a YAML list
+    settings = _stage_settings({"kind": "kswin", "stream": "score", "params": {"window": window}})
+    stage = ConceptStage(settings)
+    stage.update(["a", "b"], np.arange(2.0), {"score": np.array([0.3, 0.4])})
+    state = json.loads(json.dumps(stage.to_state()))
+    restored = ConceptStage.from_state(settings, False, state)
+    monitor = restored.monitors["kswin_score"]
+    assert monitor is not None and list(monitor.params["window"]) == window
+    assert restored.n_seen == 2

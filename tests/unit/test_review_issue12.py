@@ -83,13 +83,6 @@ def test_the_postgres_sink_stores_operational_events(model: str) -> None:
     assert row["type"] == "operational" and row["model"] == model
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="concept.py ConceptSettings.signature() holds detector names, kinds and streams only: "
-    "a checkpoint restores the OLD params (and standardise) after a config change, until the "
-    "next detection resets the suite (on a stable model: never); DRIFT_DETECTION.md says a "
-    "changed suite restarts the detectors. Fix: put params and standardise in the signature.",
-)
 def test_changed_detector_params_are_not_silently_ignored_after_a_restart() -> None:
     before = concept_config_from_dict(
         {"defaults": {"detectors": [{"kind": "adwin", "params": {"clock": 1, "delta": 0.002}}]}}
