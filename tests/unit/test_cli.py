@@ -414,9 +414,13 @@ def test_operational_events_have_a_readable_line() -> None:
 
     detail = {"stage": "stage2", "checkpoint_key": "stage2/fraud/1", "error": "not JSON",
               "checkpoint": {"junk": [1, 2]}}  # fmt: skip
-    event = operational_event("checkpoint_dropped", "stage2/fraud/1", detail, 1_764_633_605.0, "fraud")
+    event = operational_event(
+        "checkpoint_dropped", "stage2/fraud/1", detail, 1_764_633_605.0, "fraud"
+    )
     line = format_event(event)
-    assert line.startswith("2025-12-02T00:00:05Z WARNING  operational checkpoint_dropped model fraud:")
+    assert line.startswith(
+        "2025-12-02T00:00:05Z WARNING  operational checkpoint_dropped model fraud:"
+    )
     assert "stage2 checkpoint stage2/fraud/1 could not be restored (not JSON)" in line
     assert line.endswith(f"[{event['event_id']}]") and "?" not in line and "None" not in line
     nameless = format_event(operational_event("checkpoint_dropped", "k", {"stage": "stage1",
