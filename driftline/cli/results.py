@@ -51,6 +51,8 @@ def format_event(event: dict[str, object]) -> str:
     ...     "event_id": "ef56", "evidence": {"summary": "b share 0.300 -> 0.450 (rank 2 -> 1)"}}))
     1970-01-01T00:01:10Z CRITICAL importance_drift fraud/1: b share 0.300 -> 0.450 (rank 2 -> 1), window 1970-01-01T00:00:00Z..1970-01-01T00:01:00Z [ef56]
     """
+    if event.get("type") == "operational":
+        return _operational_line(event)
     head = (
         f"{_iso(event.get('detected_at'))} {str(event.get('severity', '?')).upper():8} "
         f"{event.get('type')} {event.get('model')}/{event.get('model_version')}"
@@ -82,6 +84,33 @@ def format_event(event: dict[str, object]) -> str:
         parts.append(f"threshold {threshold:.3g}")
     where = f" {event['feature']}" if event.get("feature") else ""
     return f"{head}{where}: {' '.join(parts) + ', ' if parts else ''}{window}{tail}"
+
+
+def _operational_line(event: dict[str, object]) -> str:
+    """An `operational` event: a finding about driftline itself (no model version, no window).
+
+    >>> print(_operational_line({"type": "operational", "severity": "warning", "model": "",
+    ...     "test": "checkpoint_dropped", "detected_at": 70, "event_id": "op1",
+    ...     "evidence": {"stage": "stage1", "checkpoint_key": "stage1/3", "error": "bad json"}}))
+    1970-01-01T00:01:10Z WARNING  operational checkpoint_dropped: stage1 checkpoint stage1/3 could not be restored (bad json); dropped, its state refills from new records [op1]
+    """
+    head = (
+        f"{_iso(event.get('detected_at'))} {str(event.get('severity', '?')).upper():8} "
+        f"operational {event.get('test') or '?'}"
+    )
+    if event.get("model"):
+        head += f" model {event['model']}"
+    evidence = event.get("evidence")
+    detail = evidence if isinstance(evidence, dict) else {}
+    tail = f" [{event.get('event_id')}]"
+    if event.get("test") == "checkpoint_dropped":
+        error = f" ({detail['error']})" if detail.get("error") else ""
+        return (
+            f"{head}: {detail.get('stage') or '?'} checkpoint {detail.get('checkpoint_key') or '?'}"
+            f" could not be restored{error}; dropped, its state refills from new records{tail}"
+        )
+    said = " ".join(f"{name}={value}" for name, value in detail.items() if value is not None)
+    return f"{head}: {said or 'no detail'}{tail}"
 
 
 def cmd_alerts_tail(args: argparse.Namespace) -> int:

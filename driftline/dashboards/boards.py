@@ -136,10 +136,18 @@ MODEL_PERFORMANCE = Dashboard(
             " UNION ALL SELECT p.window_start, p.model_version || ' realised', p.accuracy"
             " FROM performance_windows p"
             f" WHERE $__timeFilter(p.window_start) AND p.{VERSION_FILTER.replace('model_version', 'p.model_version')}"
-            " AND p.accuracy IS NOT NULL ORDER BY 1",
+            " AND p.accuracy IS NOT NULL AND p.final"
+            " UNION ALL SELECT p.window_start,"
+            " p.model_version || ' provisional (labels still arriving)', p.accuracy"
+            " FROM performance_windows p"
+            f" WHERE $__timeFilter(p.window_start) AND p.{VERSION_FILTER.replace('model_version', 'p.model_version')}"
+            " AND p.accuracy IS NOT NULL AND NOT p.final ORDER BY 1",
             unit="percentunit",
             datasource="postgres",
-            description="From PostgreSQL: every window since the store's retention began.",
+            description="From PostgreSQL: every window since the store's retention began."
+            " Realised: windows whose labels are all in (final). Provisional: windows whose"
+            " labels are still arriving (their coverage is in the performance windows table);"
+            " the final figure replaces them once the label horizon passes.",
         ),
         Panel(
             "History: latency percentiles and error rate per version",
@@ -154,13 +162,20 @@ MODEL_PERFORMANCE = Dashboard(
         ),
         Panel(
             "Performance windows",
-            "SELECT window_start AS time, model_version AS version, labelled, label_coverage,"
+            "SELECT window_start AS time, model_version AS version,"
+            " CASE WHEN final THEN 'final' ELSE 'provisional (coverage '"
+            # chr(37) is '%': a literal one reads as a placeholder where the query is checked
+            " || coalesce(round(label_coverage::numeric * 100)::text, '?') || ' ' || chr(37) || ')'"
+            " END AS status,"
+            " labelled, label_coverage,"
             " accuracy, precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop"
             f" FROM performance_windows WHERE $__timeFilter(window_start) AND {VERSION_FILTER}"
             " ORDER BY window_start DESC LIMIT 200",
             kind="table",
             datasource="postgres",
             width=24,
+            description="status: final once every label is in (or the label horizon passed);"
+            " provisional while labels are still arriving: its accuracy may still change.",
         ),
     ),
 )

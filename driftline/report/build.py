@@ -123,7 +123,7 @@ def summary(data: ReportData) -> Section:
                 f"{drifted_windows} / {len(w)}",
                 data.open_alerts.get(version, 0),
                 last.get("drifted_features") or [],
-                _mean(r["accuracy"] for r in p),
+                _mean(r["accuracy"] for r in p if r["final"]),
                 _mean(r["estimated_accuracy"] for r in w),
                 _mean(r["baseline_accuracy"] for r in p),
                 sum(int(r["n_records"] or 0) for r in w),
@@ -131,7 +131,7 @@ def summary(data: ReportData) -> Section:
         )
     headers = (
         "version", "status (last window)", "last window end", "drifted windows", "open alerts",
-        "drifted features (last window)", "realised accuracy", "estimated accuracy",
+        "drifted features (last window)", "realised accuracy (final)", "estimated accuracy",
         "baseline accuracy", "predictions",
     )  # fmt: skip
     if not rows:
@@ -234,17 +234,39 @@ def data_quality(data: ReportData) -> Section | None:
     )
 
 
+def _coverage(row: dict[str, Any]) -> str:
+    coverage = row["label_coverage"]
+    return "–" if coverage is None else f"{float(coverage):.0%}"
+
+
 def performance(data: ReportData) -> Section | None:
-    """Realised accuracy (labels joined), CBPE-estimated accuracy (no labels), baseline."""
-    traces = []
+    """Realised accuracy (labels joined) of final windows; provisional accuracy, apart, of
+    windows whose labels are still arriving (with their label coverage); CBPE-estimated
+    accuracy (no labels); baseline."""
+    traces, provisional_rows = [], []
     for version, rows in _by_version(data.performance).items():
-        traces.append(
-            _line(
-                [r["window_start"] for r in rows],
-                [r["accuracy"] for r in rows],
-                f"realised v{version}",
+        final = [r for r in rows if r["final"]]
+        provisional = [r for r in rows if not r["final"]]
+        provisional_rows += provisional
+        if final:
+            traces.append(
+                _line(
+                    [r["window_start"] for r in final],
+                    [r["accuracy"] for r in final],
+                    f"realised v{version}",
+                )
             )
-        )
+        if provisional:
+            traces.append(
+                _line(
+                    [r["window_start"] for r in provisional],
+                    [r["accuracy"] for r in provisional],
+                    f"provisional v{version} (labels still arriving)",
+                    mode="markers",
+                    marker={"symbol": "circle-open", "size": 10},
+                    text=[f"label coverage {_coverage(r)}" for r in provisional],
+                )
+            )
         baseline = next((r["baseline_accuracy"] for r in rows if r["baseline_accuracy"]), None)
         if baseline is not None:
             traces.append(
@@ -269,11 +291,24 @@ def performance(data: ReportData) -> Section | None:
             )
     if not traces:
         return None
+    table = ""
+    if provisional_rows:
+        table = _table(
+            ("version", "window start", "labelled", "label coverage", "provisional accuracy"),
+            (
+                (r["model_version"], r["window_start"], r["labelled"], _coverage(r), r["accuracy"])
+                for r in provisional_rows
+            ),
+            "provisional",
+        )
     return Section(
         "Performance: realised vs estimated",
-        "Realised accuracy once labels arrive; estimated accuracy (CBPE, from the scores, "
-        "no labels needed) for every window; the reference baseline dashed.",
+        "Realised accuracy of the windows whose labels are all in (final); provisional accuracy "
+        "(open circles, and the table below) of windows whose labels are still arriving, "
+        "replaced by the final figure once the label horizon passes; estimated accuracy (CBPE, "
+        "from the scores, no labels needed) for every window; the reference baseline dashed.",
         Figure("performance", traces, _layout("Accuracy", "accuracy")),
+        table,
     )
 
 

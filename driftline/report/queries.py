@@ -192,10 +192,12 @@ def load_report_data(
         " effect, drifted, missing, invalid, n, missing_rate",
         "window_start, model_version, feature",
     )
+    # `final` (0007) is false while labels still arrive; the rows of an older store are final
+    final = "final" if "final" in _columns(conn, "performance_windows") else "true AS final"
     data.performance = in_period(
         "performance_windows",
         "model_version, window_start, window_end, labelled, label_coverage, accuracy,"
-        " precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop",
+        f" precision, recall, f1, roc_auc, baseline_accuracy, accuracy_drop, {final}",
         "window_start, model_version",
     )
     data.events = in_period(

@@ -102,6 +102,33 @@ def test_every_sql_query_returns_rows(store_schema: tuple[str, str], name: str, 
         assert all(isinstance(row[0], datetime) for row in rows), name
 
 
+def test_provisional_performance_is_shown_apart_from_realised(
+    store_schema: tuple[str, str],
+) -> None:
+    """The fixture's last window of each version is provisional (final=false, coverage 40 %):
+    never a 'realised' point, a 'provisional' series and status of its own."""
+    url, schema = store_schema
+    end = datetime.now(UTC) + timedelta(minutes=1)
+    panels = dict(sql_panels())
+    results = {}
+    for title in ("History: realised vs estimated accuracy per version", "Performance windows"):
+        name = next(n for n in panels if title in n)
+        query, params = expand_sql(panels[name], end - timedelta(hours=6), end, "fraud", ["1", "2"])
+        with psycopg.connect(url, options=f"-c search_path={schema}") as conn:
+            results[title] = conn.execute(query, params).fetchall()  # type: ignore[call-overload]
+    history = results["History: realised vs estimated accuracy per version"]
+    last = max(row[0] for row in history)
+    at_last = {row[1] for row in history if row[0] == last}
+    assert at_last == {
+        "1 estimated", "2 estimated", "1 provisional (labels still arriving)",
+        "2 provisional (labels still arriving)",
+    }  # fmt: skip
+    assert any(row[1] == "1 realised" for row in history)
+    statuses = [row[2] for row in results["Performance windows"]]
+    assert statuses[:2] == ["provisional (coverage 40 %)"] * 2
+    assert set(statuses[2:]) == {"final"}
+
+
 def test_prometheus_discovers_workers_from_target_files(tmp_path: Any) -> None:
     """config/prometheus.yml as shipped, in a Prometheus of the test's own: a worker listed in
     targets/driftline-*.json is scraped under job="driftline" without a restart."""

@@ -210,7 +210,12 @@ def test_report_renders_every_plot_without_network(
     assert (
         plots["data-quality"]["traces"] == 2
     )  # merchant_category (lost values in v1), per version
-    assert plots["performance"]["traces"] == 6  # realised, baseline, estimated x 2 versions
+    # realised (final rows), provisional (the last window: labels still arriving), baseline,
+    # estimated x 2 versions
+    assert plots["performance"]["traces"] == 8
+    perf = _section(html, "Performance: realised vs estimated")
+    assert "provisional v1 (labels still arriving)" in perf and "label coverage 40%" in perf
+    assert perf.count("<tr><td>") == 2  # the provisional table: one window per version
     assert plots["latency"]["traces"] == 6 and plots["errors"]["traces"] == 2
     assert plots["alerts"]["traces"] == 2  # warning and critical
     assert probe["tables"] >= 1  # the summary (and the retraining runs, empty: none)

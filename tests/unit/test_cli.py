@@ -407,3 +407,22 @@ def test_a_gz_file_that_is_not_gzip_is_said(
     code, _, err = _run(_build(tmp_path, "--csv", str(fake)), capsys)
     assert code != 0 and err.count("\n") == 1
     assert "named .gz but not gzip-compressed" in err
+
+
+def test_operational_events_have_a_readable_line() -> None:
+    from driftline.streams.events import operational_event
+
+    detail = {"stage": "stage2", "checkpoint_key": "stage2/fraud/1", "error": "not JSON",
+              "checkpoint": {"junk": [1, 2]}}  # fmt: skip
+    event = operational_event(
+        "checkpoint_dropped", "stage2/fraud/1", detail, 1_764_633_605.0, "fraud"
+    )
+    line = format_event(event)
+    assert line.startswith(
+        "2025-12-02T00:00:05Z WARNING  operational checkpoint_dropped model fraud:"
+    )
+    assert "stage2 checkpoint stage2/fraud/1 could not be restored (not JSON)" in line
+    assert line.endswith(f"[{event['event_id']}]") and "?" not in line and "None" not in line
+    nameless = format_event(operational_event("checkpoint_dropped", "k", {"stage": "stage1",
+        "checkpoint_key": "k", "error": None}, 10.0))  # fmt: skip
+    assert " model" not in nameless and "(None)" not in nameless and "window" not in nameless
