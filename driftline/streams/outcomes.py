@@ -248,6 +248,8 @@ class ModelOutcomes:
                 log.warning("concept-drift detectors of version %s start afresh: %s", version, exc)
         if stage is None:
             stage = ConceptStage(settings, regression)
+            if saved is not None:  # detectors afresh, but the count goes on: indexes stay unique
+                _carry_count(stage, saved)
         self.stages[version] = stage
         return stage
 
@@ -314,6 +316,19 @@ class ModelOutcomes:
         state.late, state.forced = int(d.get("late", 0)), int(d.get("forced", 0))
         state.saved_stages = dict(d.get("stages", {}))
         return state
+
+
+def _carry_count(stage: ConceptStage, saved: Any) -> None:
+    """Carry the labels counted (and the last event, for the cooldown) of an unrestorable
+    stage's checkpoint over to its fresh stage: a detection's index (and so its event id) counts
+    the version's whole stream, never restarting at 0 to repeat an earlier event's id."""
+    try:
+        n_seen = int(saved["n_seen"])
+        last = saved.get("last_event")
+        last_event = None if last is None else (int(last[0]), float(last[1]))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return  # nothing readable to carry
+    stage.n_seen, stage.last_event = max(n_seen, 0), last_event
 
 
 def concept_event(model: str, version: str, found: Detection, detected_at: float) -> dict[str, Any]:

@@ -67,20 +67,27 @@ def test_an_importance_drift_alert_resolves_when_a_window_closes_without_it() ->
     assert policy.on_event(_importance(180), now=1.0)[0].action == "firing"  # a new incident
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="sinks/rows.py:355 event_rows requires a non-empty model and model_version, but every "
-    "operational event has model_version '' (and model '' for stage 1): the PostgreSQL sink "
-    "rejects all of them as malformed. Fix: _opt_str/plain str for model and model_version "
-    "when type == 'operational' (the columns are NOT NULL: store '').",
-)
 @pytest.mark.parametrize("model", ["", "fraud"])
 def test_the_postgres_sink_stores_operational_events(model: str) -> None:
     from driftline.sinks.rows import event_rows
 
     (row,) = event_rows(_dropped("s1/0" if not model else f"s2/{model}", model))["drift_events"]
     assert row["type"] == "operational" and row["model"] == model
+
+
+def test_a_dropped_checkpoint_re_emitted_after_a_restart_is_the_same_row() -> None:
+    from driftline.sinks.rows import event_rows
+
+    def emitted(now: float) -> dict[str, Any]:
+        saved = {"partition": 0, "max_event_time": 1.7e9, "open": [{"window_end": 1.7e9 + 60}]}
+        detail = {"stage": "stage1", "checkpoint_key": "s1/0", "error": "E", "checkpoint": saved}
+        event = operational_event("checkpoint_dropped", "s1/0", detail, now)
+        (row,) = event_rows(event)["drift_events"]
+        return row
+
+    first, again = emitted(1.8e9), emitted(1.8e9 + 86_400.0)  # the wall clock moved on
+    assert (first["event_id"], first["event_time"]) == (again["event_id"], again["event_time"])
+    assert first["event_time"].timestamp() == 1.7e9 + 60
 
 
 @pytest.mark.xfail(
@@ -205,14 +212,6 @@ def test_the_window_proxy_counts_each_predicted_class_once_whatever_its_spelling
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outcomes.py:255 ModelOutcomes._stage: a stage whose checkpoint cannot be restored "
-    "(river upgraded, suite renamed, CheckpointVersionError) restarts with n_seen = 0, so the "
-    "next event's evidence index/labels_seen count from 0 and its event_id (detector/index) can "
-    "equal an earlier event's, which consumers deduplicate away. Fix: carry n_seen (and "
-    "last_event) over from the saved state, which are plain integers.",
-)
 def test_an_unrestorable_stage_keeps_counting_labels() -> None:
     import orjson
 
