@@ -126,9 +126,13 @@ def latest_time(saved: Any) -> float | None:
         elif isinstance(value, list):
             for item in value:
                 walk(item, False)
-        elif timed and isinstance(value, int | float) and not isinstance(value, bool):
-            if _PLAUSIBLE_EPOCH[0] <= value <= _PLAUSIBLE_EPOCH[1]:
-                found.append(float(value))
+        elif (
+            timed
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _PLAUSIBLE_EPOCH[0] <= value <= _PLAUSIBLE_EPOCH[1]
+        ):
+            found.append(float(value))
 
     walk(saved, False)
     return max(found) if found else None

@@ -53,6 +53,7 @@ __all__ = [
     "MAX_BUFFERED",
     "ModelOutcomes",
     "concept_event",
+    "error_ranks",
     "load_concept_config",
     "outcome_columns",
     "outcome_payloads",
@@ -154,6 +155,38 @@ def outcome_streams(
     return {"error": error, "score": score, "loss": loss}
 
 
+def error_ranks(
+    errors: np.ndarray[Any, np.dtype[np.float64]], reference: list[float], calibration: int
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A regression model's absolute errors as their mid-rank (empirical CDF, in [0, 1]) among
+    the version's first `calibration` errors, which are collected into `reference` (kept
+    sorted) and fed as NaN (not fed). ADWIN's bound assumes values in [0, 1]: raw errors are
+    unbounded, heavy-tailed and in the label's units (false alarms on a stationary lognormal
+    error, a slow delay at small scales); ranks are bounded and unit-free (0.5 on average while
+    the errors keep their distribution). The reference is never re-learnt (also not after an
+    event): the stream fed is then the same whatever the batches it is released in.
+
+    >>> reference: list[float] = []
+    >>> error_ranks(np.array([3.0, 1.0, 2.0, 1e9, 2.0, np.nan]), reference, 3).tolist()
+    [nan, nan, nan, 1.0, 0.5, nan]
+    >>> reference
+    [1.0, 2.0, 3.0]
+    """
+    ranks = np.full(errors.shape, np.nan)
+    i = 0
+    while len(reference) < calibration and i < errors.size:  # the first errors: the reference
+        if errors[i] == errors[i]:
+            reference.append(float(errors[i]))
+        i += 1
+    reference.sort()
+    if i < errors.size and reference:
+        rest = errors[i:]
+        below = np.searchsorted(reference, rest, side="left")
+        not_above = np.searchsorted(reference, rest, side="right")
+        ranks[i:] = np.where(rest == rest, (below + not_above) / (2.0 * len(reference)), np.nan)
+    return ranks
+
+
 @dataclass
 class ModelOutcomes:
     """Outcomes of one model from every source partition, released in order (see module)."""
@@ -169,6 +202,8 @@ class ModelOutcomes:
     forced: int = 0  # fed before every source's watermark passed them (buffer bound)
     stages: dict[str, ConceptStage] = field(default_factory=dict)
     saved_stages: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # restored lazily
+    # regression: per version, the first `calibration` absolute errors, sorted (`error_ranks`)
+    references: dict[str, list[float]] = field(default_factory=dict)
 
     def add_watermark(self, source: int, watermark: float | None) -> None:
         value = -math.inf if watermark is None else float(watermark)
@@ -228,10 +263,18 @@ class ModelOutcomes:
         for version, keys in by_version.items():
             rows = [self.buffer.pop(k) for k in keys]
             settings, regression = suite(version)
+            if regression and version not in self.references and version in self.saved_stages:
+                # a checkpoint from before ranks were fed: its detectors learnt raw errors
+                fresh = ConceptStage(settings, regression)
+                _carry_count(fresh, self.saved_stages.pop(version))
+                self.stages[version] = fresh
             stage = self._stage(version, settings, regression)
             streams = outcome_streams(
                 [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], regression
             )
+            if regression:  # a bounded, unit-free error stream (see `error_ranks`)
+                reference = self.references.setdefault(version, [])
+                streams["error"] = error_ranks(streams["error"], reference, settings.calibration)
             detections = stage.update([k[1] for k in keys], [r[0] for r in rows], streams)
             found += [(d.index, version, d) for d in detections]
         return [(version, d) for _, version, d in sorted(found, key=lambda x: (x[0], x[1]))]
@@ -273,6 +316,7 @@ class ModelOutcomes:
             "frontier": None if self.frontier is None else list(self.frontier),
             "late": self.late,
             "forced": self.forced,
+            "references": self.references,
             "stages": {
                 **self.saved_stages,
                 **{v: s.to_state() for v, s in self.stages.items()},
@@ -315,6 +359,9 @@ class ModelOutcomes:
         state.frontier = None if frontier is None else (float(frontier[0]), str(frontier[1]))
         state.late, state.forced = int(d.get("late", 0)), int(d.get("forced", 0))
         state.saved_stages = dict(d.get("stages", {}))
+        state.references = {
+            str(v): sorted(float(x) for x in xs) for v, xs in d.get("references", {}).items()
+        }
         return state
 
 
