@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_BUFFERED",
+    "STALE_HORIZONS",
     "ModelOutcomes",
     "concept_event",
     "error_ranks",
@@ -60,6 +61,7 @@ __all__ = [
     "outcome_streams",
 ]
 
+STALE_HORIZONS = 24  # a version fed nothing for this many label horizons is pruned (1 h: a day)
 MAX_BUFFERED = 200_000  # per model: beyond, the oldest are fed even if a source lags (counted)
 OUTCOME_FIELDS = ("version", "id", "time", "event_time", "label", "prediction", "score")
 # one joined outcome in stage 1: model, version, id, order time, event time, label, prediction,
@@ -204,6 +206,7 @@ class ModelOutcomes:
     saved_stages: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # restored lazily
     # regression: per version, the first `calibration` absolute errors, sorted (`error_ranks`)
     references: dict[str, list[float]] = field(default_factory=dict)
+    last_fed: dict[str, float] = field(default_factory=dict)  # version -> latest order time fed
 
     def add_watermark(self, source: int, watermark: float | None) -> None:
         value = -math.inf if watermark is None else float(watermark)
@@ -243,10 +246,14 @@ class ModelOutcomes:
             return -math.inf
         return min(self.watermarks.values())
 
-    def release(self, suite: SuiteLookup) -> list[tuple[str, Detection]]:
+    def release(
+        self, suite: SuiteLookup, stale_after: float = math.inf
+    ) -> list[tuple[str, Detection]]:
         """Feed every buffered outcome the watermark has passed, in (order time, id) order, to
-        its version's stage; return the detections, in order."""
+        its version's stage; return the detections, in order. A version fed nothing for
+        `stale_after` seconds of order time is pruned (`prune`)."""
         watermark = self.watermark()
+        self.prune(watermark, stale_after)
         ready = sorted(k for k in self.buffer if k[0] <= watermark)
         excess = len(self.buffer) - len(ready) - MAX_BUFFERED
         if excess > 0:
@@ -261,6 +268,7 @@ class ModelOutcomes:
             by_version.setdefault(key[2], []).append(key)
         found: list[tuple[int, str, Detection]] = []
         for version, keys in by_version.items():
+            self.last_fed[version] = max(self.last_fed.get(version, -math.inf), keys[-1][0])
             rows = [self.buffer.pop(k) for k in keys]
             settings, regression = suite(version)
             if regression and version not in self.references and version in self.saved_stages:
@@ -278,6 +286,37 @@ class ModelOutcomes:
             detections = stage.update([k[1] for k in keys], [r[0] for r in rows], streams)
             found += [(d.index, version, d) for d in detections]
         return [(version, d) for _, version, d in sorted(found, key=lambda x: (x[0], x[1]))]
+
+    def prune(self, watermark: float, stale_after: float) -> list[str]:
+        """Forget the detectors and regression reference of the versions fed nothing for
+        `stale_after` seconds before `watermark` (a retired model version); keep only their
+        label count and last event (two numbers), so a version that comes back counts on and
+        its event ids stay unique. Returns the versions pruned.
+
+        >>> o = ModelOutcomes(1)
+        >>> o.last_fed["1"] = 0.0
+        >>> o.saved_stages["1"] = {"n_seen": 7, "last_event": None, "monitors": {}}
+        >>> o.prune(100.0, 50.0), o.saved_stages["1"], o.last_fed
+        (['1'], {'n_seen': 7, 'last_event': None}, {})
+        """
+        if not math.isfinite(watermark):
+            return []
+        kept = {*self.stages, *(v for v, saved in self.saved_stages.items() if "monitors" in saved)}
+        for version in kept - set(self.last_fed):
+            self.last_fed[version] = watermark  # restored from an older checkpoint: from now
+        stale = sorted(v for v, t in self.last_fed.items() if watermark - t > stale_after)
+        for version in stale:
+            stage = self.stages.pop(version, None)
+            saved = stage.to_state() if stage is not None else self.saved_stages.get(version, {})
+            self.saved_stages[version] = {
+                "n_seen": saved.get("n_seen", 0),
+                "last_event": saved.get("last_event"),
+            }
+            self.references.pop(version, None)
+            del self.last_fed[version]
+        if stale:
+            log.info("concept drift: pruned the detectors of stale versions %s", stale)
+        return stale
 
     def _stage(self, version: str, settings: ConceptSettings, regression: bool) -> ConceptStage:
         stage = self.stages.get(version)
@@ -317,6 +356,7 @@ class ModelOutcomes:
             "late": self.late,
             "forced": self.forced,
             "references": self.references,
+            "last_fed": self.last_fed,
             "stages": {
                 **self.saved_stages,
                 **{v: s.to_state() for v, s in self.stages.items()},
@@ -359,6 +399,7 @@ class ModelOutcomes:
         state.frontier = None if frontier is None else (float(frontier[0]), str(frontier[1]))
         state.late, state.forced = int(d.get("late", 0)), int(d.get("forced", 0))
         state.saved_stages = dict(d.get("stages", {}))
+        state.last_fed = {str(v): float(t) for v, t in d.get("last_fed", {}).items()}
         state.references = {
             str(v): sorted(float(x) for x in xs) for v, xs in d.get("references", {}).items()
         }

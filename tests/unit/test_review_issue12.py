@@ -297,3 +297,45 @@ def test_a_regression_stage_checkpointed_on_raw_errors_restarts_its_detectors() 
     state.add_watermark(0, 1e6)
     assert state.release(lambda version: (DEFAULT_CONCEPT_DRIFT, True)) == []
     assert state.stages["1"].n_seen == 1000 + n  # the count goes on
+
+
+def test_a_retired_model_version_is_pruned_and_counts_on_if_it_comes_back() -> None:
+    import orjson
+
+    from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT
+    from driftline.streams.outcomes import ModelOutcomes
+
+    def outcomes(version: str, start: int, n: int) -> dict[str, list[Any]]:
+        times = [float(start + i) for i in range(n)]
+        return {
+            "version": [version] * n,
+            "id": [f"{version}-{start + i:07d}" for i in range(n)],
+            "time": times,
+            "event_time": times,
+            "label": ["1"] * n,
+            "prediction": ["1"] * n,
+            "score": [None] * n,
+        }
+
+    def suite(version: str) -> Any:
+        return DEFAULT_CONCEPT_DRIFT, False
+
+    state = ModelOutcomes(1)
+    state.add(outcomes("1", 0, 100))
+    state.add_watermark(0, 100.0)
+    state.release(suite, stale_after=1000.0)
+    state.add(outcomes("2", 100, 2000))
+    state.add_watermark(0, 1050.0)
+    state.release(suite, stale_after=1000.0)
+    assert set(state.stages) == {"1", "2"}  # version 1 fed 951 s ago: kept
+    state.add_watermark(0, 2100.0)
+    state.release(suite, stale_after=1000.0)
+    assert set(state.stages) == {"2"} and state.saved_stages["1"] == {
+        "n_seen": 100,
+        "last_event": None,
+    }
+    state = ModelOutcomes.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    state.add(outcomes("1", 5000, 10))  # version 1 comes back: its count goes on
+    state.add_watermark(0, 6000.0)
+    state.release(suite, stale_after=1000.0)
+    assert state.stages["1"].n_seen == 110 and set(state.stages) == {"1"}
