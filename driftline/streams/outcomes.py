@@ -307,7 +307,8 @@ class ModelOutcomes:
         stale = sorted(v for v, t in self.last_fed.items() if watermark - t > stale_after)
         for version in stale:
             stage = self.stages.pop(version, None)
-            saved = stage.to_state() if stage is not None else self.saved_stages.get(version, {})
+            saved = stage.to_state() if stage is not None else self.saved_stages.get(version)
+            saved = saved if isinstance(saved, Mapping) else {}
             self.saved_stages[version] = {
                 "n_seen": saved.get("n_seen", 0),
                 "last_event": saved.get("last_event"),
@@ -323,7 +324,7 @@ class ModelOutcomes:
         if stage is not None:
             return stage
         saved = self.saved_stages.pop(version, None)
-        if saved is not None:
+        if isinstance(saved, Mapping) and "monitors" in saved:  # else pruned: a count only
             try:
                 stage = ConceptStage.from_state(settings, regression, saved)
             except (CheckpointVersionError, KeyError, TypeError, ValueError) as exc:
