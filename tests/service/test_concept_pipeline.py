@@ -1,6 +1,8 @@
 """Concept drift through the pipeline, on one partition: the worker's detections are at exactly
 the indices the default suite (`ConceptStage`, river's ADWIN) gives on the same ordered error
-stream; performance windows show the drop with full label coverage."""
+stream; performance windows show the drop with full label coverage. Also with every record on
+one partition of four and the default 1-h label horizon: three idle partitions with nothing
+pending must not hold the outcomes back (review 2026-12-02: before the fix, no event)."""
 
 from __future__ import annotations
 
