@@ -81,6 +81,13 @@ def _opt_str(value: Any, what: str) -> str | None:
     return None if value is None else _str(value, what)
 
 
+def _any_str(value: Any, what: str) -> str:
+    """A string, possibly empty (an `operational` event's model and model_version)."""
+    if not isinstance(value, str):
+        raise MalformedMessageError(f"{what}: expected a string, got {value!r}")
+    return value
+
+
 def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise MalformedMessageError(f"{what}: expected an object, got {type(value).__name__}")
@@ -337,7 +344,10 @@ def event_rows(event: Mapping[str, Any]) -> Rows:
     """The ``drift_events`` row of a drift event. Its partition key ``event_time`` is the
     window start, or for per-sample detections (``concept_drift``: no window) the event time
     of the prediction in the evidence, else ``detected_at``: deterministic for every event the
-    worker publishes, so a replayed event has the same key.
+    worker publishes, so a replayed event has the same key. An ``operational`` event (a finding
+    about driftline itself) may have an empty model and model_version; its event time is the
+    latest time its dropped checkpoint named (``evidence.event_time``), so the same finding
+    re-emitted after a restart is the same row.
 
     >>> row = event_rows({"schema_version": 1, "event_id": "0" * 32, "type": "concept_drift",
     ...     "severity": "warning", "model": "m", "model_version": "1", "window_start": None,
@@ -349,6 +359,7 @@ def event_rows(event: Mapping[str, Any]) -> Rows:
     if not re.fullmatch(r"[0-9a-f]{32}", event_id):
         raise MalformedMessageError(f"event_id: expected 32 hex digits, got {event_id!r}")
     evidence = _mapping(event.get("evidence") or {}, "evidence")
+    operational = event.get("type") == "operational"
     detected = to_timestamp(event.get("detected_at"), "detected_at")
     start_raw, end_raw = event.get("window_start"), event.get("window_end")
     start = None if start_raw is None else to_timestamp(start_raw, "window_start")
@@ -363,7 +374,8 @@ def event_rows(event: Mapping[str, Any]) -> Rows:
         "event_id": event_id,
         "event_time": event_time,
         "schema_version": _opt_int(event.get("schema_version"), "schema_version"),
-        **_fields(event, _str, ("type", "severity", "model", "model_version"), ""),
+        **_fields(event, _str, ("type", "severity"), ""),
+        **_fields(event, _any_str if operational else _str, ("model", "model_version"), ""),
         **_fields(event, _opt_str, ("feature", "test"), ""),
         **_fields(event, _opt_float, ("statistic", "p_value", "threshold"), ""),
         "window_start": start,

@@ -25,6 +25,7 @@ __all__ = [
     "drop_severity",
     "estimated_performance_drop_event",
     "importance_event",
+    "latest_time",
     "operational_event",
     "output_event",
     "performance_drop_event",
@@ -101,21 +102,62 @@ def drift_event(
     }
 
 
+_PLAUSIBLE_EPOCH = (1e8, 1e11)  # 1973..5138 in seconds: not a count, an offset or a size
+
+
+def latest_time(saved: Any) -> float | None:
+    """The latest plausible epoch time (seconds) held in a checkpoint under a key naming a time
+    (``*time*``, ``*watermark*``, ``window_end``; the values of a ``*watermarks`` mapping), or
+    None: a deterministic time for a finding about that checkpoint, whatever its (old) shape.
+
+    >>> latest_time({"max_event_time": 1.7e9, "open": [{"window_end": 1.8e9, "n": 5e9}]})
+    1800000000.0
+    >>> latest_time({"source_watermarks": {"0": 1.75e9}}), latest_time([1.9e9]), latest_time(None)
+    (1750000000.0, None, None)
+    """
+    found: list[float] = []
+
+    def walk(value: Any, timed: bool) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                name = str(key).lower()
+                named = "time" in name or "watermark" in name or name == "window_end"
+                walk(item, named or (timed and name.isdigit()))
+        elif isinstance(value, list):
+            for item in value:
+                walk(item, False)
+        elif (
+            timed
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and _PLAUSIBLE_EPOCH[0] <= value <= _PLAUSIBLE_EPOCH[1]
+        ):
+            found.append(float(value))
+
+    walk(saved, False)
+    return max(found) if found else None
+
+
 def operational_event(
     check: str, key: str, detail: dict[str, Any], detected_at: float, model: str = ""
 ) -> dict[str, Any]:
     """A finding about driftline itself, not about a model (type ``operational``; `model` is
     the model concerned or empty, `model_version` empty), e.g. a checkpoint that could not be
     restored. `key` identifies it (say the checkpoint key and a hash of its content): the same
-    finding after a restart has the same id.
+    finding after a restart has the same id, and the same ``evidence.event_time`` (the latest
+    time the checkpoint names, see :func:`latest_time`), which the sinks key it by.
 
     >>> e = operational_event("checkpoint_dropped", "s1/3#ab", {"stage": "stage1"}, 10.0)
     >>> e["type"], e["test"], e["model"], e["window_start"], e["evidence"]["stage"]
     ('operational', 'checkpoint_dropped', '', None, 'stage1')
     """
-    if check == "checkpoint_dropped":  # the same dropped checkpoint: the same id
-        saved = orjson.dumps(detail.pop("checkpoint", None), default=str)
+    if check == "checkpoint_dropped":  # the same dropped checkpoint: the same id and time
+        checkpoint = detail.pop("checkpoint", None)
+        saved = orjson.dumps(checkpoint, default=str)
         key = f"{key}#{hashlib.sha256(saved).hexdigest()[:16]}"
+        latest = latest_time(checkpoint)
+        if latest is not None:
+            detail = {**detail, "event_time": latest}
     return drift_event(
         type="operational",
         severity="warning",

@@ -267,15 +267,24 @@ class PartitionLabels:
     def outcome_watermark(self, prediction_watermark: float, lateness: float) -> float:
         """No outcome ordered earlier than this will come from this partition (see
         `outcomes.py`): labels come in label-time order up to `lateness`, and a label more than
-        the horizon behind the predictions is late anyway.
+        the horizon behind the predictions is late anyway. With no prediction pending, every
+        outcome still to come joins a prediction not yet seen, whose event time is at least the
+        prediction watermark (the bound the windows close on): a quiet partition (or one caught
+        up by `mark_idle`) with nothing waiting for a label promises that, and so never holds
+        stage 2 back by the horizon. A pending prediction keeps the label-based bound.
 
         >>> labels = PartitionLabels(0, 60.0, 100.0, 3600.0, 10)
-        >>> labels.outcome_watermark(500.0, 5.0)  # no label yet: the horizon bounds it
+        >>> labels.outcome_watermark(500.0, 5.0)  # nothing pending: the prediction watermark
+        500.0
+        >>> _ = labels.add_columns("m", "1", ["a"], np.array([450.0]), ["1"], None)
+        >>> labels.outcome_watermark(500.0, 5.0)  # "a" may be labelled later: the horizon
         400.0
         >>> labels.label_watermark = 480.0
         >>> labels.outcome_watermark(500.0, 5.0)
         475.0
         """
+        if not self.pending:
+            return prediction_watermark
         return min(
             max(self.label_watermark - lateness, prediction_watermark - self.horizon),
             prediction_watermark,

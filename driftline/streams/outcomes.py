@@ -51,14 +51,17 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "MAX_BUFFERED",
+    "STALE_HORIZONS",
     "ModelOutcomes",
     "concept_event",
+    "error_ranks",
     "load_concept_config",
     "outcome_columns",
     "outcome_payloads",
     "outcome_streams",
 ]
 
+STALE_HORIZONS = 24  # a version fed nothing for this many label horizons is pruned (1 h: a day)
 MAX_BUFFERED = 200_000  # per model: beyond, the oldest are fed even if a source lags (counted)
 OUTCOME_FIELDS = ("version", "id", "time", "event_time", "label", "prediction", "score")
 # one joined outcome in stage 1: model, version, id, order time, event time, label, prediction,
@@ -154,6 +157,38 @@ def outcome_streams(
     return {"error": error, "score": score, "loss": loss}
 
 
+def error_ranks(
+    errors: np.ndarray[Any, np.dtype[np.float64]], reference: list[float], calibration: int
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """A regression model's absolute errors as their mid-rank (empirical CDF, in [0, 1]) among
+    the version's first `calibration` errors, which are collected into `reference` (kept
+    sorted) and fed as NaN (not fed). ADWIN's bound assumes values in [0, 1]: raw errors are
+    unbounded, heavy-tailed and in the label's units (false alarms on a stationary lognormal
+    error, a slow delay at small scales); ranks are bounded and unit-free (0.5 on average while
+    the errors keep their distribution). The reference is never re-learnt (also not after an
+    event): the stream fed is then the same whatever the batches it is released in.
+
+    >>> reference: list[float] = []
+    >>> error_ranks(np.array([3.0, 1.0, 2.0, 1e9, 2.0, np.nan]), reference, 3).tolist()
+    [nan, nan, nan, 1.0, 0.5, nan]
+    >>> reference
+    [1.0, 2.0, 3.0]
+    """
+    ranks = np.full(errors.shape, np.nan)
+    i = 0
+    while len(reference) < calibration and i < errors.size:  # the first errors: the reference
+        if errors[i] == errors[i]:
+            reference.append(float(errors[i]))
+        i += 1
+    reference.sort()
+    if i < errors.size and reference:
+        rest = errors[i:]
+        below = np.searchsorted(reference, rest, side="left")
+        not_above = np.searchsorted(reference, rest, side="right")
+        ranks[i:] = np.where(rest == rest, (below + not_above) / (2.0 * len(reference)), np.nan)
+    return ranks
+
+
 @dataclass
 class ModelOutcomes:
     """Outcomes of one model from every source partition, released in order (see module)."""
@@ -169,6 +204,9 @@ class ModelOutcomes:
     forced: int = 0  # fed before every source's watermark passed them (buffer bound)
     stages: dict[str, ConceptStage] = field(default_factory=dict)
     saved_stages: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # restored lazily
+    # regression: per version, the first `calibration` absolute errors, sorted (`error_ranks`)
+    references: dict[str, list[float]] = field(default_factory=dict)
+    last_fed: dict[str, float] = field(default_factory=dict)  # version -> latest order time fed
 
     def add_watermark(self, source: int, watermark: float | None) -> None:
         value = -math.inf if watermark is None else float(watermark)
@@ -208,10 +246,14 @@ class ModelOutcomes:
             return -math.inf
         return min(self.watermarks.values())
 
-    def release(self, suite: SuiteLookup) -> list[tuple[str, Detection]]:
+    def release(
+        self, suite: SuiteLookup, stale_after: float = math.inf
+    ) -> list[tuple[str, Detection]]:
         """Feed every buffered outcome the watermark has passed, in (order time, id) order, to
-        its version's stage; return the detections, in order."""
+        its version's stage; return the detections, in order. A version fed nothing for
+        `stale_after` seconds of order time is pruned (`prune`)."""
         watermark = self.watermark()
+        self.prune(watermark, stale_after)
         ready = sorted(k for k in self.buffer if k[0] <= watermark)
         excess = len(self.buffer) - len(ready) - MAX_BUFFERED
         if excess > 0:
@@ -226,28 +268,71 @@ class ModelOutcomes:
             by_version.setdefault(key[2], []).append(key)
         found: list[tuple[int, str, Detection]] = []
         for version, keys in by_version.items():
+            self.last_fed[version] = max(self.last_fed.get(version, -math.inf), keys[-1][0])
             rows = [self.buffer.pop(k) for k in keys]
             settings, regression = suite(version)
+            if regression and version not in self.references and version in self.saved_stages:
+                # a checkpoint from before ranks were fed: its detectors learnt raw errors
+                fresh = ConceptStage(settings, regression)
+                _carry_count(fresh, self.saved_stages.pop(version))
+                self.stages[version] = fresh
             stage = self._stage(version, settings, regression)
             streams = outcome_streams(
                 [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows], regression
             )
+            if regression:  # a bounded, unit-free error stream (see `error_ranks`)
+                reference = self.references.setdefault(version, [])
+                streams["error"] = error_ranks(streams["error"], reference, settings.calibration)
             detections = stage.update([k[1] for k in keys], [r[0] for r in rows], streams)
             found += [(d.index, version, d) for d in detections]
         return [(version, d) for _, version, d in sorted(found, key=lambda x: (x[0], x[1]))]
+
+    def prune(self, watermark: float, stale_after: float) -> list[str]:
+        """Forget the detectors and regression reference of the versions fed nothing for
+        `stale_after` seconds before `watermark` (a retired model version); keep only their
+        label count and last event (two numbers), so a version that comes back counts on and
+        its event ids stay unique. Returns the versions pruned.
+
+        >>> o = ModelOutcomes(1)
+        >>> o.last_fed["1"] = 0.0
+        >>> o.saved_stages["1"] = {"n_seen": 7, "last_event": None, "monitors": {}}
+        >>> o.prune(100.0, 50.0), o.saved_stages["1"], o.last_fed
+        (['1'], {'n_seen': 7, 'last_event': None}, {})
+        """
+        if not math.isfinite(watermark):
+            return []
+        kept = {*self.stages, *(v for v, saved in self.saved_stages.items() if "monitors" in saved)}
+        for version in kept - set(self.last_fed):
+            self.last_fed[version] = watermark  # restored from an older checkpoint: from now
+        stale = sorted(v for v, t in self.last_fed.items() if watermark - t > stale_after)
+        for version in stale:
+            stage = self.stages.pop(version, None)
+            saved = stage.to_state() if stage is not None else self.saved_stages.get(version)
+            saved = saved if isinstance(saved, Mapping) else {}
+            self.saved_stages[version] = {
+                "n_seen": saved.get("n_seen", 0),
+                "last_event": saved.get("last_event"),
+            }
+            self.references.pop(version, None)
+            del self.last_fed[version]
+        if stale:
+            log.info("concept drift: pruned the detectors of stale versions %s", stale)
+        return stale
 
     def _stage(self, version: str, settings: ConceptSettings, regression: bool) -> ConceptStage:
         stage = self.stages.get(version)
         if stage is not None:
             return stage
         saved = self.saved_stages.pop(version, None)
-        if saved is not None:
+        if isinstance(saved, Mapping) and "monitors" in saved:  # else pruned: a count only
             try:
                 stage = ConceptStage.from_state(settings, regression, saved)
             except (CheckpointVersionError, KeyError, TypeError, ValueError) as exc:
                 log.warning("concept-drift detectors of version %s start afresh: %s", version, exc)
         if stage is None:
             stage = ConceptStage(settings, regression)
+            if saved is not None:  # detectors afresh, but the count goes on: indexes stay unique
+                _carry_count(stage, saved)
         self.stages[version] = stage
         return stage
 
@@ -271,6 +356,8 @@ class ModelOutcomes:
             "frontier": None if self.frontier is None else list(self.frontier),
             "late": self.late,
             "forced": self.forced,
+            "references": self.references,
+            "last_fed": self.last_fed,
             "stages": {
                 **self.saved_stages,
                 **{v: s.to_state() for v, s in self.stages.items()},
@@ -313,7 +400,24 @@ class ModelOutcomes:
         state.frontier = None if frontier is None else (float(frontier[0]), str(frontier[1]))
         state.late, state.forced = int(d.get("late", 0)), int(d.get("forced", 0))
         state.saved_stages = dict(d.get("stages", {}))
+        state.last_fed = {str(v): float(t) for v, t in d.get("last_fed", {}).items()}
+        state.references = {
+            str(v): sorted(float(x) for x in xs) for v, xs in d.get("references", {}).items()
+        }
         return state
+
+
+def _carry_count(stage: ConceptStage, saved: Any) -> None:
+    """Carry the labels counted (and the last event, for the cooldown) of an unrestorable
+    stage's checkpoint over to its fresh stage: a detection's index (and so its event id) counts
+    the version's whole stream, never restarting at 0 to repeat an earlier event's id."""
+    try:
+        n_seen = int(saved["n_seen"])
+        last = saved.get("last_event")
+        last_event = None if last is None else (int(last[0]), float(last[1]))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return  # nothing readable to carry
+    stage.n_seen, stage.last_event = max(n_seen, 0), last_event
 
 
 def concept_event(model: str, version: str, found: Detection, detected_at: float) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from driftline.streams.events import (
     window_events,
 )
 from driftline.streams.labels import PerformancePartial
-from driftline.streams.outcomes import concept_event
+from driftline.streams.outcomes import STALE_HORIZONS, concept_event
 from driftline.streams.payloads import (
     OutcomesMessage,
     PartialMessage,
@@ -152,7 +152,8 @@ class ModelStage:
             regression = profile is not None and profile.prediction_values is not None
             return self.concept.for_model(model), regression
 
-        for version, found in outcomes.release(suite):
+        stale_after = STALE_HORIZONS * float(self.shared.config.labels.horizon_seconds)
+        for version, found in outcomes.release(suite, stale_after):
             await self.shared.alert(
                 model, concept_event(model, version, found, self.shared.clock())
             )

@@ -163,6 +163,26 @@ def test_writes_are_idempotent(store: PostgresStore) -> None:
     assert _scalar(store, "SELECT count(*) FROM window_metrics") == 2
 
 
+def test_an_operational_event_is_stored_once_even_re_emitted_after_a_restart(
+    store: PostgresStore,
+) -> None:
+    from driftline.streams.events import operational_event
+
+    store.upgrade()
+
+    def dropped(now: float) -> bytes:  # stage 1 (model "") found the same checkpoint unusable
+        saved = {"partition": 0, "max_event_time": T0, "open": [{"window_end": T0 + 60}]}
+        detail = {"stage": "stage1", "checkpoint_key": "s1/0", "error": "E", "checkpoint": saved}
+        return orjson.dumps(operational_event("checkpoint_dropped", "s1/0", detail, now))
+
+    store.write(rows_from_message("alerts", dropped(T0 + 100)))
+    store.write(rows_from_message("alerts", dropped(T0 + 86_400)))  # after a restart, a day on
+    assert _scalar(store, "SELECT count(*) FROM drift_events WHERE type = 'operational'") == 1
+    assert _scalar(store, "SELECT model FROM drift_events") == ""
+    stored = _scalar(store, "SELECT extract(epoch FROM event_time) FROM drift_events")
+    assert float(stored) == T0 + 60
+
+
 def test_a_provisional_performance_row_is_replaced_by_the_final_one(store: PostgresStore) -> None:
     store.upgrade()
 

@@ -67,20 +67,27 @@ def test_an_importance_drift_alert_resolves_when_a_window_closes_without_it() ->
     assert policy.on_event(_importance(180), now=1.0)[0].action == "firing"  # a new incident
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=Exception,
-    reason="sinks/rows.py:355 event_rows requires a non-empty model and model_version, but every "
-    "operational event has model_version '' (and model '' for stage 1): the PostgreSQL sink "
-    "rejects all of them as malformed. Fix: _opt_str/plain str for model and model_version "
-    "when type == 'operational' (the columns are NOT NULL: store '').",
-)
 @pytest.mark.parametrize("model", ["", "fraud"])
 def test_the_postgres_sink_stores_operational_events(model: str) -> None:
     from driftline.sinks.rows import event_rows
 
     (row,) = event_rows(_dropped("s1/0" if not model else f"s2/{model}", model))["drift_events"]
     assert row["type"] == "operational" and row["model"] == model
+
+
+def test_a_dropped_checkpoint_re_emitted_after_a_restart_is_the_same_row() -> None:
+    from driftline.sinks.rows import event_rows
+
+    def emitted(now: float) -> dict[str, Any]:
+        saved = {"partition": 0, "max_event_time": 1.7e9, "open": [{"window_end": 1.7e9 + 60}]}
+        detail = {"stage": "stage1", "checkpoint_key": "s1/0", "error": "E", "checkpoint": saved}
+        event = operational_event("checkpoint_dropped", "s1/0", detail, now)
+        (row,) = event_rows(event)["drift_events"]
+        return row
+
+    first, again = emitted(1.8e9), emitted(1.8e9 + 86_400.0)  # the wall clock moved on
+    assert (first["event_id"], first["event_time"]) == (again["event_id"], again["event_time"])
+    assert first["event_time"].timestamp() == 1.7e9 + 60
 
 
 def test_changed_detector_params_are_not_silently_ignored_after_a_restart() -> None:
@@ -107,40 +114,50 @@ def test_booleans_and_integral_numbers_are_one_class_in_the_error_stream() -> No
     assert streams["error"].tolist() == [0.0] * 6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="labels.py outcome_watermark: a partition that has seen no label promises only "
-    "prediction watermark - labels.horizon_seconds, even with nothing pending (an idle partition "
-    "caught up by mark_idle, e.g. predictions keyed by model on a 4-partition topic): stage 2 "
-    "then holds every outcome of every partition back by the horizon (1 h by default, up to "
-    "MAX_BUFFERED = 200,000 outcomes, 8 MB per stage-2 checkpoint). Real worker, the stream of "
-    "tests/service/test_concept_pipeline.py keyed to one partition, default horizon: 1 topic "
-    "partition -> event at index 12017; 4 partitions (3 idle) -> no event. Fix: with nothing pending, "
-    "promise the prediction watermark; or treat a caught-up, quiet labels partition as idle.",
-)
 def test_an_idle_partition_with_nothing_pending_does_not_hold_stage_two_back() -> None:
     labels = PartitionLabels(0, 60.0, 3600.0, 3600.0, 10)
     assert not labels.pending and not labels.orphans
     assert labels.outcome_watermark(10_000.0, 60.0) >= 10_000.0 - 60.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="concept.py: the default suite (ADWIN clock=1, unstandardised) on a regression "
-    "model's absolute error: ADWIN's bound assumes values in [0, 1]; on stationary heavy-tailed "
-    "errors (lognormal, |t(3)|) it fired 5-11 times per 60,000 labels (every cooldown), and on "
-    "errors of scale 1e-3 it saw a 3x jump ~4,700 labels late (scale 1e3: 2-4). Measured only "
-    "on classification in DRIFT_DETECTION.md. Fix: for regression feed a bounded, scale-free "
-    "stream, e.g. the empirical CDF of the error under the first `calibration` values.",
-)
-def test_a_stationary_regression_model_with_heavy_tailed_errors_raises_no_concept_drift() -> None:
+def _regression_detections(errors: np.ndarray[Any, Any]) -> list[Any]:
+    """Stage 2 of a regression model fed labels with these absolute errors (outcomes.py feeds
+    the suite each error's rank among the first `calibration` errors)."""
     from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT
+    from driftline.streams.outcomes import ModelOutcomes
 
-    n = 30_000
-    errors = np.random.default_rng(0).lognormal(0.0, 1.0, n)
-    stage = ConceptStage(DEFAULT_CONCEPT_DRIFT, regression=True)
-    found = stage.update([str(i) for i in range(n)], np.arange(float(n)), {"error": errors})
-    assert found == []
+    n = errors.size
+    times = np.arange(float(n)).tolist()
+    state = ModelOutcomes(1)
+    state.add(
+        {
+            "version": ["1"] * n,
+            "id": [f"p{i:07d}" for i in range(n)],
+            "time": times,
+            "event_time": times,
+            "label": errors.tolist(),
+            "prediction": [0.0] * n,
+            "score": [None] * n,
+        }
+    )
+    state.add_watermark(0, float(n))
+    return [found for _, found in state.release(lambda version: (DEFAULT_CONCEPT_DRIFT, True))]
+
+
+def test_a_stationary_regression_model_with_heavy_tailed_errors_raises_no_concept_drift() -> None:
+    # the review measured 5-11 false alarms per 60,000 labels on the raw absolute error
+    rng = np.random.default_rng(0)
+    assert _regression_detections(rng.lognormal(0.0, 1.0, 30_000)) == []
+    assert _regression_detections(np.abs(rng.standard_t(3, 30_000))) == []
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_a_threefold_regression_error_jump_is_found_as_quickly_at_any_scale(scale: float) -> None:
+    errors = np.random.default_rng(1).lognormal(0.0, 1.0, 8000) * scale
+    errors[4000:] *= 3.0
+    (found,) = _regression_detections(errors)
+    assert 4000 <= found.index < 4300  # measured: 64 labels late at every scale (raw: ~4,700)
+    assert found.severity == "critical"
 
 
 def test_prediction_importance_counts_each_class_once_whatever_its_spelling() -> None:
@@ -198,14 +215,6 @@ def test_the_window_proxy_counts_each_predicted_class_once_whatever_its_spelling
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outcomes.py:255 ModelOutcomes._stage: a stage whose checkpoint cannot be restored "
-    "(river upgraded, suite renamed, CheckpointVersionError) restarts with n_seen = 0, so the "
-    "next event's evidence index/labels_seen count from 0 and its event_id (detector/index) can "
-    "equal an earlier event's, which consumers deduplicate away. Fix: carry n_seen (and "
-    "last_event) over from the saved state, which are plain integers.",
-)
 def test_an_unrestorable_stage_keeps_counting_labels() -> None:
     import orjson
 
@@ -242,3 +251,84 @@ def test_an_unrestorable_stage_keeps_counting_labels() -> None:
     state.add_watermark(0, 8000.0)
     [(_, found)] = state.release(suite)
     assert found.prediction_id == f"p{found.index:07d}"  # index in the version's whole stream
+
+
+def test_a_pending_prediction_keeps_the_label_bound_until_it_is_labelled() -> None:
+    labels = PartitionLabels(0, 60.0, 3600.0, 3600.0, 10)
+    labels.add_columns("m", "1", ["a"], np.array([9_000.0]), ["1"], None)
+    promised = labels.outcome_watermark(10_000.0, 60.0)
+    assert promised <= 10_000.0 - 3600.0  # "a" may still be labelled (time >= this): not late
+    (outcome,) = labels.add_labels([{"prediction_id": "a", "label": "1", "timestamp": 9_500.0}])
+    assert outcome[3] >= promised  # its order time is after what was promised
+    assert labels.outcome_watermark(10_000.0, 60.0) == 10_000.0  # nothing pending any more
+
+
+def test_a_regression_stage_checkpointed_on_raw_errors_restarts_its_detectors() -> None:
+    from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT
+    from driftline.streams.outcomes import ModelOutcomes
+
+    stage = ConceptStage(DEFAULT_CONCEPT_DRIFT, regression=True)
+    raw = np.random.default_rng(2).lognormal(0.0, 1.0, 1000) * 1e3  # learnt on raw errors
+    stage.update([str(i) for i in range(1000)], np.arange(1000.0), {"error": raw})
+    saved = {**ModelOutcomes(1).to_dict(), "stages": {"1": stage.to_state()}}
+    del saved["references"]  # a checkpoint written before ranks were fed
+    state = ModelOutcomes.from_dict(saved)
+    n = 3000
+    times = [2000.0 + i for i in range(n)]
+    errors = np.random.default_rng(3).lognormal(0.0, 1.0, n) * 1e3
+    state.add(
+        {
+            "version": ["1"] * n,
+            "id": [f"q{i:07d}" for i in range(n)],
+            "time": times,
+            "event_time": times,
+            "label": errors.tolist(),
+            "prediction": [0.0] * n,
+            "score": [None] * n,
+        }
+    )
+    state.add_watermark(0, 1e6)
+    assert state.release(lambda version: (DEFAULT_CONCEPT_DRIFT, True)) == []
+    assert state.stages["1"].n_seen == 1000 + n  # the count goes on
+
+
+def test_a_retired_model_version_is_pruned_and_counts_on_if_it_comes_back() -> None:
+    import orjson
+
+    from driftline.detectors.concept import DEFAULT_CONCEPT_DRIFT
+    from driftline.streams.outcomes import ModelOutcomes
+
+    def outcomes(version: str, start: int, n: int) -> dict[str, list[Any]]:
+        times = [float(start + i) for i in range(n)]
+        return {
+            "version": [version] * n,
+            "id": [f"{version}-{start + i:07d}" for i in range(n)],
+            "time": times,
+            "event_time": times,
+            "label": ["1"] * n,
+            "prediction": ["1"] * n,
+            "score": [None] * n,
+        }
+
+    def suite(version: str) -> Any:
+        return DEFAULT_CONCEPT_DRIFT, False
+
+    state = ModelOutcomes(1)
+    state.add(outcomes("1", 0, 100))
+    state.add_watermark(0, 100.0)
+    state.release(suite, stale_after=1000.0)
+    state.add(outcomes("2", 100, 2000))
+    state.add_watermark(0, 1050.0)
+    state.release(suite, stale_after=1000.0)
+    assert set(state.stages) == {"1", "2"}  # version 1 fed 951 s ago: kept
+    state.add_watermark(0, 2100.0)
+    state.release(suite, stale_after=1000.0)
+    assert set(state.stages) == {"2"} and state.saved_stages["1"] == {
+        "n_seen": 100,
+        "last_event": None,
+    }
+    state = ModelOutcomes.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
+    state.add(outcomes("1", 5000, 10))  # version 1 comes back: its count goes on
+    state.add_watermark(0, 6000.0)
+    state.release(suite, stale_after=1000.0)
+    assert state.stages["1"].n_seen == 110 and set(state.stages) == {"1"}
