@@ -806,7 +806,6 @@ def _baseline_performance(
     return dict(classification_metrics(typed_labels, typed_prediction))
 
 
-
 def _reference_importance(
     batch: RecordBatch, labels: ArrayLike | None, task: Task, seed: int
 ) -> dict[str, dict[str, float]]:
