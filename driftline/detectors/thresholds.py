@@ -361,7 +361,7 @@ def thresholds_from_dict(data: Any) -> DriftThresholds:
     """Validate a parsed configuration (``{"drift_thresholds": {...}}``); pure function."""
     root = _mapping("<root>", data)
     for key in root:
-        if key not in ("drift_thresholds", "concept_drift"):  # concept_drift: detectors/concept.py
+        if key not in ("drift_thresholds", "concept_drift"):  # concept_drift: detectors/concept/settings.py
             raise ThresholdsError(f"{key}: unknown key (allowed: drift_thresholds, concept_drift)")
     body = _mapping("drift_thresholds", root.get("drift_thresholds"))
     for key in body:

@@ -1,5 +1,5 @@
 """The logic of `driftline retrain ...`, `driftline ab ...` and `driftline sink training-sample`
-(driftline/cli.py only wires the arguments). A user's mistake prints one line and returns 2."""
+(driftline/cli/ only wires the arguments). A user's mistake prints one line and returns 2."""
 
 from __future__ import annotations
 

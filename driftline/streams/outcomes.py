@@ -5,7 +5,7 @@ hands the joined *outcome* on, on the partials topic keyed by model (payload kin
 ``"outcomes"``): prediction id, order time, prediction event time, label, prediction, score.
 Here, per model (inside `windows.ModelWindows`), outcomes are buffered until every source
 partition's *outcome watermark* has passed them, then fed to the model version's
-`ConceptStage` (`detectors/concept.py`) sorted by (order time, prediction id). So the detectors
+`ConceptStage` (`detectors/concept/stage.py`) sorted by (order time, prediction id). So the detectors
 see the same sequence whatever the number of partitions or workers, and a detection's index
 (its position in that sequence) is the same after a restart or a rebalance.
 
