@@ -11,6 +11,10 @@ declared in :data:`driftline.sinks.schema.TABLES`.
 One function per message shape: :func:`window_rows` (``type: window``: the ``window_metrics``
 row, the ``feature_drift`` rows and, when the window's importances were judged, the
 ``feature_importance`` rows), :func:`performance_rows`, :func:`event_rows`.
+
+Slightly above 400 lines: the message checks and the row mappings of the three shapes share one
+set of field readers (`_str`, `_opt_float`, ...) whose error messages name the field; split, the
+readers would move to a third module that only these two use.
 """
 
 from __future__ import annotations
