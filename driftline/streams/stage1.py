@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -186,15 +186,7 @@ class PartitionStage:
             self.shared.monitored.refresh(self.shared.clock())
             for partition, part in by_partition(messages).items():
                 self._last_record_at[partition] = self.shared.clock()
-                try:
-                    await self._partition_batch(partition, part)
-                except Exception:
-                    log.exception(
-                        "partition %d: %d predictions failed; re-reading from the last commit",
-                        partition,
-                        len(part),
-                    )
-                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
+                await self._isolated("predictions", partition, part, self._partition_batch)
 
     def _time_bounds(self) -> tuple[float, float]:
         """Accepted event times: (earliest, latest) by the worker's clock."""
@@ -340,15 +332,27 @@ class PartitionStage:
         """Join labels to their predictions (same partition number: co-partitioned topics)."""
         async with self.lock:
             for partition, part in by_partition(messages).items():
-                try:
-                    await self._partition_labels(partition, part)
-                except Exception:
-                    log.exception(
-                        "partition %d: %d labels failed; re-reading from the last commit",
-                        partition,
-                        len(part),
-                    )
-                    self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
+                await self._isolated("labels", partition, part, self._partition_labels)
+
+    async def _isolated(
+        self,
+        what: str,
+        partition: int,
+        part: list[Message],
+        apply: Callable[[int, list[Message]], Awaitable[None]],
+    ) -> None:
+        """One partition's batch, applied by `apply`; if it fails, `rewind` has the shell re-read
+        it from the last commit (the rest of the batch's partitions go on)."""
+        try:
+            await apply(partition, part)
+        except Exception:
+            log.exception(
+                "partition %d: %d %s failed; re-reading from the last commit",
+                partition,
+                len(part),
+                what,
+            )
+            self.rewind(part[0].topic, partition, part[0].offset, part[-1].offset)
 
     async def _partition_labels(self, partition: int, part: list[Message]) -> None:
         """One partition's labels; what `rewind` undoes if it fails half-way."""
