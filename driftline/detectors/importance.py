@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -364,14 +364,7 @@ class ImportanceThresholds:
     max_features: int = 30
 
 
-_THRESHOLD_KEYS = (
-    "enabled",
-    "min_share_change",
-    "min_share_change_proxy",
-    "top_k",
-    "min_records",
-    "max_features",
-)
+_THRESHOLD_KEYS = tuple(f.name for f in fields(ImportanceThresholds))
 
 
 def importance_thresholds_from_dict(
