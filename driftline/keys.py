@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
 import math
 import types
 import typing
@@ -197,9 +196,13 @@ def _where(path: str, value: Any) -> str:
     return f"{where} (from {value.variable})" if isinstance(value, EnvText) else where
 
 
-@functools.cache
+_HINTS: dict[type[Any], dict[str, Any]] = {}
+
+
 def _hints(cls: type[Any]) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _spec(f: dataclasses.Field[Any]) -> _Spec:
@@ -308,7 +311,9 @@ class _Reader:
                 for name, bound in spec.spread().items():
                     if name in data:
                         item_spec = dataclasses.replace(spec, bound=bound, spread=None)
-                        merged[name] = self.value(item_hint, data[name], _join(path, name), item_spec)
+                        merged[name] = self.value(
+                            item_hint, data[name], _join(path, name), item_spec
+                        )
                 values[f.name] = merged
             elif f.name in data and f.name not in without:
                 sibling = values.get(spec.base) if spec.base else None
