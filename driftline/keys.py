@@ -363,7 +363,10 @@ class _Reader:
             return self.entries(args[1], value, path, spec, sibling)
         if value is None:
             raise self.fail(path, value, f"a value is required ({expected(hint, spec)})")
-        wrong = self.fail(path, value, f"expected {expected(hint, spec)}, got {value!r}")
+        options = spec.allowed() or [str(a) for a in args if origin is Literal]
+        close = difflib.get_close_matches(value, options, n=1) if isinstance(value, str) else []
+        hint_text = f" (did you mean {close[0]}?)" if close else ""
+        wrong = self.fail(path, value, f"expected {expected(hint, spec)}, got {value!r}{hint_text}")
         text = isinstance(value, EnvText)
         if origin is tuple:
             if not isinstance(value, list | tuple):
