@@ -51,7 +51,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-__all__ = ["Bound", "EnvText", "RuleError", "SettingsError", "key", "read"]
+__all__ = ["Bound", "EnvText", "RuleError", "SettingsError", "declared", "key", "read"]
 
 _T = TypeVar("_T")
 _NOTHING: Any = dataclasses.MISSING
@@ -168,6 +168,12 @@ def key(
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+def declared(f: dataclasses.Field[Any]) -> tuple[Bound | None, tuple[str, ...] | None]:
+    """The bound and the choices declared on a field with :func:`key` (for generated docs)."""
+    spec = _spec(f)
+    return spec.bound, spec.allowed()
 
 
 def read(
