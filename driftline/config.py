@@ -34,7 +34,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
-from driftline.keys import EnvText, SettingsError, key, read
+from driftline.keys import EnvText, SettingsError, key, read, yaml_problem
 
 __all__ = [
     "Config",
@@ -421,7 +421,9 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {yaml_problem(exc)}"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         raw = loaded

@@ -52,7 +52,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-__all__ = ["Bound", "EnvText", "RuleError", "SettingsError", "declared", "key", "read"]
+__all__ = [
+    "Bound",
+    "EnvText",
+    "RuleError",
+    "SettingsError",
+    "declared",
+    "key",
+    "read",
+    "yaml_problem",
+]
 
 _T = TypeVar("_T")
 _NOTHING: Any = dataclasses.MISSING
@@ -189,6 +198,14 @@ def read(
     in the file, ``base`` an instance (or mapping) giving the absent keys' values, ``error``
     the exception class raised."""
     return typing.cast(_T, _Reader(error).dataclass(cls, raw, path, base, ()))
+
+
+def yaml_problem(exc: Exception) -> str:
+    """A YAML parser's error in one line: where and what (PyYAML's own text spans lines)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 # -- the reader -------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from driftline.cli._base import (
     kafka_checked,
     subcommand,
 )
-from driftline.config import Config
+from driftline.config import DEFAULT_CONFIG_PATH, Config
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -58,7 +58,8 @@ def settings_files(config: Config) -> list[str]:
 def cmd_config_check(args: argparse.Namespace) -> int:
     config = config_of(args)
     checked = settings_files(config)
-    print(f"{args.config or 'built-in config'}: ok, with the DRIFTLINE_* variables")
+    used = args.config or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    print(f"{used or 'no config file, built-in defaults'}: ok, with the DRIFTLINE_* variables")
     print("\n".join(checked))
     return 0
 

@@ -93,7 +93,7 @@ import yaml
 
 from driftline.detectors.importance import ImportanceThresholds
 from driftline.detectors.stats.registry import REGISTRY, names
-from driftline.keys import Bound, SettingsError, key, read
+from driftline.keys import Bound, SettingsError, key, read, yaml_problem
 
 __all__ = [
     "DEFAULT_TESTS",
@@ -212,7 +212,7 @@ def load_thresholds(path: str | Path) -> DriftThresholds:
         try:
             data = yaml.safe_load(handle)
         except yaml.YAMLError as exc:
-            raise ThresholdsError(f"{path}: not valid YAML: {exc}") from None
+            raise ThresholdsError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     try:
         return thresholds_from_dict(data)
     except ThresholdsError as exc:
