@@ -3,7 +3,7 @@
 Every settings file of driftline is read by :func:`read` from the dataclass that holds it: the
 dataclass's fields are the allowed keys, their type hints the expected types and their
 defaults the defaults; a bound, a choice list or an extra rule is declared once, on the field,
-with :func:`key`. So adding a key is adding a field. Pure: no I/O. One module of ~440 lines on purpose: every
+with :func:`key`. So adding a key is adding a field. Pure: no I/O. One module of ~460 lines on purpose: every
 supported type's check and message is here, once, instead of in each settings module.
 
 What it does, the same way for every file:
