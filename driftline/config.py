@@ -4,15 +4,18 @@ Every setting has a documented default, so an empty file is a valid config for t
 Each key `section.key` can be overridden by the variable `DRIFTLINE_<SECTION>_<KEY>` (upper case),
 for example `DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS` or `DRIFTLINE_POSTGRES_URL`.
 
-Validation happens here, once, at start: an unknown key, a wrong type or a missing required value
-raises `ConfigError` with a message that names the key. Secrets (passwords, URLs with credentials,
+Validation happens here, once, at start: an unknown key, a wrong type, an out-of-range value or a
+missing required value raises `ConfigError` with a message that names the file and the key (or the
+variable). The keys are read by the one key reader, `driftline.keys.read`, from the dataclasses
+below: a field is a key, its type hint the expected type, its default the default, and a bound or
+choice list is declared once on the field with `key(...)`. Secrets (passwords, URLs with credentials,
 webhook URLs) are wrapped in `Secret`, whose `repr`/`str` never shows the value. Every secret `x`
 can instead be read from a file with the key `x_file` (`DRIFTLINE_<SECTION>_<X>_FILE`), the way
 Docker and Kubernetes mount secrets; the file's content, without a trailing newline, is the value.
 
-Why one module of ~700 lines: it is the config's schema, one dataclass per section whose fields
-are the keys with their defaults and whose ``__post_init__`` checks them (through `_check`), plus
-the generic loader. Most lines are declarations; keeping every key, default and bound in one
+Why one module of ~600 lines: it is the config's schema, one dataclass per section whose fields
+are the keys with their defaults and bounds (``__post_init__`` keeps the rules across keys), plus
+the environment and secret-file overlay. Most lines are declarations; keeping every key, default and bound in one
 place is the point (one config loader, one place to add a key).
 """
 
@@ -22,14 +25,16 @@ import dataclasses
 import difflib
 import os
 import ssl
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from types import ModuleType
+from typing import Any, Literal, get_args
 
 import yaml
+
+from driftline.keys import EnvText, SettingsError, key, read, yaml_problem
 
 __all__ = [
     "Config",
@@ -64,7 +69,7 @@ NON_CONFIG_VARIABLES = frozenset(
 )
 
 
-class ConfigError(ValueError):
+class ConfigError(SettingsError):
     """The configuration is invalid. The message names the offending key."""
 
 
@@ -174,42 +179,25 @@ class TopicsConfig:
     alerts: str = "driftline.alerts"
     dlq: str = "driftline.dlq"
     metrics: str = "driftline.metrics"
-    partitions: int = 4
-    replication_factor: int = 1
-
-    def __post_init__(self) -> None:
-        _check(
-            "topics", "at least 1", partitions=self.partitions,
-            replication_factor=self.replication_factor,
-        )  # fmt: skip
+    partitions: int = key(4, ge=1)
+    replication_factor: int = key(1, ge=1)
 
 
 @dataclass(frozen=True)
 class WorkerConfig:
     app_id: str = "driftline"
-    batch_size: int = 5000
-    batch_timeout_seconds: float = 0.5
-    checkpoint_interval_seconds: float = 2.0
-    dlq_max_payload_bytes: int = 65536
-    metrics_port: int = 9108
+    batch_size: int = key(5000, ge=1)
+    batch_timeout_seconds: float = key(0.5, gt=0)
+    checkpoint_interval_seconds: float = key(2.0, gt=0)
+    dlq_max_payload_bytes: int = key(65536, ge=0)
+    metrics_port: int = key(9108, ge=1)
     data_dir: str = ".cache/worker"
     reference_dir: str = "config/references"
-    reference_rescan_seconds: float = 10.0  # new model versions' profiles picked up; 0: never
+    # new model versions' profiles picked up; 0: never
+    reference_rescan_seconds: float = key(10.0, ge=0)
     thresholds_file: str = "config/drift_thresholds.yaml"
-    session_timeout_seconds: float = 45.0  # librdkafka's default
-
-    def __post_init__(self) -> None:
-        _check("worker", "at least 1", batch_size=self.batch_size, metrics_port=self.metrics_port)
-        # the broker refuses less than its group.min.session.timeout.ms (6 s by default)
-        _check("worker", "at least 6", session_timeout_seconds=self.session_timeout_seconds)
-        _check(
-            "worker", ">= 0", dlq_max_payload_bytes=self.dlq_max_payload_bytes,
-            reference_rescan_seconds=self.reference_rescan_seconds,  # 0: never
-        )  # fmt: skip
-        _check(
-            "worker", "> 0", batch_timeout_seconds=self.batch_timeout_seconds,
-            checkpoint_interval_seconds=self.checkpoint_interval_seconds,
-        )  # fmt: skip
+    # librdkafka's default; the broker refuses less than group.min.session.timeout.ms (6 s)
+    session_timeout_seconds: float = key(45.0, ge=6)
 
 
 @dataclass(frozen=True)
@@ -240,33 +228,17 @@ class WindowConfig:
 
 @dataclass(frozen=True)
 class LabelsConfig:
-    horizon_seconds: float = 3600.0
-    ttl_seconds: float = 86400.0
-    max_pending_per_partition: int = 1_000_000
-    max_accuracy_drop: float = 0.05
-    max_pending_bytes_per_partition: int = 256 * 1024 * 1024
-    max_checkpointed_pending: int = 100_000
-    provisional_interval_seconds: float = 10.0  # per window: at most one provisional update
-    provisional_min_coverage: float = 0.8  # a provisional window raises performance_drop ...
-    provisional_min_labelled: int = 200  # ... only with this coverage and this many labels
-
-    def __post_init__(self) -> None:
-        _check("labels", "at least 1", max_pending_per_partition=self.max_pending_per_partition)
-        _check(
-            "labels", "at least 1024",
-            max_pending_bytes_per_partition=self.max_pending_bytes_per_partition,
-        )  # fmt: skip
-        _check(
-            "labels", ">= 0", max_checkpointed_pending=self.max_checkpointed_pending,
-            horizon_seconds=self.horizon_seconds,
-        )  # fmt: skip
-        _check("labels", "> 0", ttl_seconds=self.ttl_seconds)
-        _check("labels", "in (0, 1)", max_accuracy_drop=self.max_accuracy_drop)
-        _check(
-            "labels", ">= 0", provisional_interval_seconds=self.provisional_interval_seconds,
-            provisional_min_labelled=self.provisional_min_labelled,
-        )  # fmt: skip
-        _check("labels", "in (0, 1]", provisional_min_coverage=self.provisional_min_coverage)
+    horizon_seconds: float = key(3600.0, ge=0)
+    ttl_seconds: float = key(86400.0, gt=0)
+    max_pending_per_partition: int = key(1_000_000, ge=1)
+    max_accuracy_drop: float = key(0.05, gt=0, lt=1)
+    max_pending_bytes_per_partition: int = key(256 * 1024 * 1024, ge=1024)
+    max_checkpointed_pending: int = key(100_000, ge=0)
+    # per window: at most one provisional update
+    provisional_interval_seconds: float = key(10.0, ge=0)
+    # a provisional window raises performance_drop only with this coverage and this many labels
+    provisional_min_coverage: float = key(0.8, gt=0, le=1)
+    provisional_min_labelled: int = key(200, ge=0)
 
 
 @dataclass(frozen=True)
@@ -285,16 +257,11 @@ class NotificationsConfig:
     smtp_password: Secret | None = None
     email_from: str | None = None
     email_to: str | None = None  # comma-separated
-    escalate_after_windows: int = 3
-    max_per_hour_per_model: int = 20
-    delivery_attempts: int = 3
+    escalate_after_windows: int = key(3, ge=1)
+    max_per_hour_per_model: int = key(20, ge=1)
+    delivery_attempts: int = key(3, ge=1)
 
     def __post_init__(self) -> None:
-        _check(
-            "notifications", "at least 1", escalate_after_windows=self.escalate_after_windows,
-            max_per_hour_per_model=self.max_per_hour_per_model,
-            delivery_attempts=self.delivery_attempts,
-        )  # fmt: skip
         if self.smtp_host and not (self.email_from and self.email_to):
             raise ConfigError(
                 "notifications.email_from and notifications.email_to: required with smtp_host"
@@ -311,7 +278,7 @@ class PostgresConfig:
     url: Secret = field(
         default_factory=lambda: Secret("postgresql://driftline:driftline@127.0.0.1:5432/driftline")
     )
-    retention_days: int = 90
+    retention_days: int = key(90, ge=1)
     # TLS (libpq's names). sslmode defaults to verify-full when a CA (sslrootcert) is configured,
     # else to libpq's own default (prefer: TLS if the server offers it, unverified).
     sslmode: PgSslMode | None = None
@@ -320,7 +287,6 @@ class PostgresConfig:
     sslkey: str | None = None
 
     def __post_init__(self) -> None:
-        _check("postgres", "at least 1", retention_days=self.retention_days)
         _files_exist(
             "postgres", sslrootcert=self.sslrootcert, sslcert=self.sslcert, sslkey=self.sslkey
         )
@@ -365,58 +331,23 @@ class RetrainingConfig:
     registry: Literal["postgres", "mlflow"] = "postgres"
     mlflow_tracking_uri: str | None = None  # with registry: mlflow, e.g. http://mlflow:5000
     control_topic: str = "driftline.model-control"
-    sample_rate: float = 0.1  # share of predictions kept in training_samples
-    sample_rates: dict[str, float] = field(default_factory=dict)  # per model
-    sample_max_rows_per_version: int = 200_000
-    sample_retention_days: int = 30
-    holdout_fraction: float = 0.2  # newest share of the labelled sample held out
-    min_offline_improvement: float = 0.0  # accuracy points a candidate must gain offline
-    challenger_traffic_share: float = 0.2
-    ab_alpha: float = 0.05
-    ab_min_detectable_effect: float = 0.03
-    ab_min_samples_per_arm: int = 200
-    ab_max_duration_seconds: float = 86_400.0
-    ab_max_error_rate_increase: float = 0.02
-    ab_max_latency_p99_ratio: float = 1.5
-    ab_min_guardrail_samples: int = 100
-    evaluate_interval_seconds: float = 30.0
+    sample_rate: float = key(0.1, gt=0, le=1)  # share of predictions kept in training_samples
+    sample_rates: dict[str, float] = key(factory=dict, gt=0, le=1)  # per model
+    sample_max_rows_per_version: int = key(200_000, ge=1)
+    sample_retention_days: int = key(30, ge=1)
+    holdout_fraction: float = key(0.2, gt=0, lt=1)  # newest share of the labelled sample held out
+    min_offline_improvement: float = key(0.0, ge=0)  # accuracy points a candidate must gain offline
+    challenger_traffic_share: float = key(0.2, gt=0, le=1)
+    ab_alpha: float = key(0.05, gt=0, lt=1)
+    ab_min_detectable_effect: float = key(0.03, gt=0, lt=1)
+    ab_min_samples_per_arm: int = key(200, ge=1)
+    ab_max_duration_seconds: float = key(86_400.0, gt=0)
+    ab_max_error_rate_increase: float = key(0.02, ge=0)
+    ab_max_latency_p99_ratio: float = key(1.5, gt=0)
+    ab_min_guardrail_samples: int = key(100, ge=1)
+    evaluate_interval_seconds: float = key(30.0, gt=0)
 
     def __post_init__(self) -> None:
-        _check(
-            "retraining",
-            "at least 1",
-            sample_max_rows_per_version=self.sample_max_rows_per_version,
-            sample_retention_days=self.sample_retention_days,
-            ab_min_samples_per_arm=self.ab_min_samples_per_arm,
-            ab_min_guardrail_samples=self.ab_min_guardrail_samples,
-        )
-        _check(
-            "retraining",
-            "in (0, 1]",
-            sample_rate=self.sample_rate,
-            **{f"sample_rates.{m}": r for m, r in self.sample_rates.items()},
-            challenger_traffic_share=self.challenger_traffic_share,
-        )
-        _check(
-            "retraining",
-            "in (0, 1)",
-            holdout_fraction=self.holdout_fraction,
-            ab_alpha=self.ab_alpha,
-            ab_min_detectable_effect=self.ab_min_detectable_effect,
-        )
-        _check(
-            "retraining",
-            "> 0",
-            ab_max_duration_seconds=self.ab_max_duration_seconds,
-            ab_max_latency_p99_ratio=self.ab_max_latency_p99_ratio,
-            evaluate_interval_seconds=self.evaluate_interval_seconds,
-        )
-        _check(
-            "retraining",
-            ">= 0",
-            ab_max_error_rate_increase=self.ab_max_error_rate_increase,
-            min_offline_improvement=self.min_offline_improvement,
-        )
         if self.registry == "mlflow" and not self.mlflow_tracking_uri:
             raise ConfigError("retraining.mlflow_tracking_uri: required with registry: mlflow")
         module, sep, function = self.pipeline.partition(":")
@@ -434,35 +365,28 @@ class RetrainingConfig:
 class FormatsConfig:
     """Wire formats of the input topics (`driftline.streams.formats`, docs/FORMATS.md)."""
 
-    predictions: str = "driftline"  # driftline | cloudevents | oip
-    labels: str = "driftline"  # driftline | cloudevents
+    predictions: str = key("driftline", choices=lambda: _formats().PREDICTION_FORMATS)
+    labels: str = key("driftline", choices=lambda: _formats().LABEL_FORMATS)
     oip_model: str | None = None  # model name for oip records (default: response model_name)
     oip_columns: dict[str, str] = field(default_factory=dict)  # tensor -> "col1 col2 ..."
     oip_prediction_output: str | None = None  # output tensor holding the prediction
     oip_require_response: bool = True  # false: requests alone become records (no join)
-    oip_max_pending: int = 10_000  # request/response halves waiting for their other half
-    oip_max_pending_bytes: int = 64 * 1024 * 1024
-    oip_max_wait_seconds: float = 300.0
+    # request/response halves waiting for their other half
+    oip_max_pending: int = key(10_000, ge=1)
+    oip_max_pending_bytes: int = key(64 * 1024 * 1024, ge=1)
+    oip_max_wait_seconds: float = key(300.0, gt=0)
 
     def __post_init__(self) -> None:
-        from driftline.streams.formats import LABEL_FORMATS, PREDICTION_FORMATS
-
-        for key, value, known in (
-            ("predictions", self.predictions, PREDICTION_FORMATS),
-            ("labels", self.labels, LABEL_FORMATS),
-        ):
-            if value not in known:
-                raise ConfigError(
-                    f"formats.{key}: expected one of {', '.join(known)}, got {value!r}"
-                )
-        _check(
-            "formats", "at least 1", oip_max_pending=self.oip_max_pending,
-            oip_max_pending_bytes=self.oip_max_pending_bytes,
-        )  # fmt: skip
-        _check("formats", "> 0", oip_max_wait_seconds=self.oip_max_wait_seconds)
         for tensor, names in self.oip_columns.items():
             if not names.split():
                 raise ConfigError(f"formats.oip_columns.{tensor}: expected column names")
+
+
+def _formats() -> ModuleType:
+    """The input formats' registry (imported late: it imports this module)."""
+    from driftline.streams import formats
+
+    return formats
 
 
 @dataclass(frozen=True)
@@ -486,7 +410,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     >>> load_config(environ={"DRIFTLINE_TOPICS_PARTITIONS": "many"})
     Traceback (most recent call last):
     ...
-    driftline.config.ConfigError: topics.partitions (from DRIFTLINE_TOPICS_PARTITIONS): expected an integer, got 'many'
+    driftline.config.ConfigError: topics.partitions (from DRIFTLINE_TOPICS_PARTITIONS): expected an integer >= 1, got 'many'
     """
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
@@ -497,12 +421,19 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {yaml_problem(exc)}"
+            ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {path}: expected a mapping at the top level")
         raw = loaded
     _check_environment(environ)
-    return _build(Config, raw, prefix="", environ=environ)
+    try:
+        return read(Config, _with_environment(Config, raw, "", environ), error=ConfigError)
+    except ConfigError as exc:  # name the file, unless the value came from a variable
+        if path is None or "(from DRIFTLINE_" in str(exc):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 def environment_variables(cls: type[Any] = Config, prefix: str = "") -> dict[str, str]:
@@ -541,10 +472,7 @@ def _check_environment(environ: Mapping[str, str]) -> None:
         raise ConfigError(f"unknown environment variable {name}{hint}")
 
 
-_T = TypeVar("_T")
-
-
-# The bounds `_check` knows; "at least N" (any whole N) besides.
+# The bounds `_check` knows (WindowConfig's; the other sections declare theirs with `key`).
 _BOUNDS: dict[str, Callable[[float], bool]] = {
     "> 0": lambda v: v > 0,
     ">= 0": lambda v: v >= 0,
@@ -571,40 +499,36 @@ def _check(section: str, bound: str, **values: float) -> None:
         within: Callable[[float], bool] = lambda v: v >= minimum  # noqa: E731
     else:
         within = _BOUNDS[bound]
-    for key, value in values.items():
+    for name, value in values.items():
         if not within(value):
-            raise ConfigError(f"{section}.{key}: must be {bound}, got {value}")
+            raise ConfigError(f"{section}.{name}: must be {bound}, got {value}")
 
 
-def _build(cls: type[_T], raw: Any, prefix: str, environ: Mapping[str, str]) -> _T:
+def _with_environment(cls: type[Any], raw: Any, prefix: str, environ: Mapping[str, str]) -> Any:
+    """``raw`` with the ``DRIFTLINE_*`` variables and the secret files applied: a secret read
+    from ``x_file`` (variable first) wins over a variable, which wins over the file's value."""
     if not isinstance(raw, dict):
-        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {raw!r}")
+        return raw  # the reader names the key and what it expected
+    raw = dict(raw)
     hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    secret_files = {f"{name}_file": name for name in fields if _is_secret(hints[name])}
-    for key in raw:
-        if key not in fields and key not in secret_files:
-            close = difflib.get_close_matches(str(key), fields, n=1)
-            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key '{prefix}{key}'{hint}")
-    values: dict[str, Any] = {}
-    for name in fields:
-        key = f"{prefix}{name}"
-        hint = hints[name]
+    for f in dataclasses.fields(cls):
+        name, hint, key_path = f.name, hints[f.name], f"{prefix}{f.name}"
         if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, raw.get(name, {}), f"{key}.", environ)  # type: ignore[arg-type]
-            continue
-        env_name = ENV_PREFIX + key.replace(".", "_").upper()
-        secret_file = _secret_file(name, key, raw, environ) if _is_secret(hint) else None
-        if secret_file is not None:
-            values[name] = secret_file
-        elif env_name in environ:
-            values[name] = _coerce(
-                environ[env_name], hint, f"{key} (from {env_name})", from_env=True
+            given = raw.get(name)
+            raw[name] = _with_environment(
+                typing.cast(type, hint), {} if given is None else given, f"{key_path}.", environ
             )
-        elif name in raw:
-            values[name] = _coerce(raw[name], hint, key, from_env=False)
-    return cls(**values)
+            continue
+        variable = ENV_PREFIX + key_path.replace(".", "_").upper()
+        secret = None
+        if _is_secret(hint):
+            secret = _secret_file(name, key_path, raw, environ)
+            raw.pop(f"{name}_file", None)
+        if secret is not None:
+            raw[name] = secret
+        elif variable in environ:
+            raw[name] = EnvText(environ[variable], variable)
+    return raw
 
 
 def _is_secret(hint: Any) -> bool:
@@ -630,76 +554,6 @@ def _secret_file(name: str, key: str, raw: dict[str, Any], environ: Mapping[str,
 
 
 def _files_exist(section: str, **paths: str | None) -> None:
-    for key, path in paths.items():
+    for name, path in paths.items():
         if path and not Path(path).is_file():
-            raise ConfigError(f"{section}.{key}: file {path} does not exist")
-
-
-def _coerce(value: Any, hint: Any, key: str, *, from_env: bool) -> Any:
-    origin, args = get_origin(hint), get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        if value is None or (from_env and value == ""):
-            if type(None) in args:
-                return None
-            raise ConfigError(f"{key}: a value is required")
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(value, inner, key, from_env=from_env)
-    if value is None:
-        raise ConfigError(f"{key}: a value is required")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: expected one of {', '.join(map(str, args))}, got {value!r}")
-        return value
-    if hint is Secret:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key}: expected a non-empty string")
-        return Secret(value)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if from_env and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
-            return value.lower() in {"1", "true", "yes"}
-        raise ConfigError(f"{key}: expected true or false, got {value!r}")
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if from_env:
-            try:
-                return int(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected an integer, got {value!r}")
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if from_env:
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ConfigError(f"{key}: expected a number, got {value!r}")
-    if hint is str:
-        if isinstance(value, str) and value:
-            return value
-        raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
-    if origin is dict:
-        key_type, value_type = args
-        if from_env:  # "fraud=60,credit=3600"
-            pairs = [item.partition("=") for item in value.split(",") if item.strip()]
-            if any(not sep for _, sep, _ in pairs):
-                raise ConfigError(f"{key}: expected NAME=VALUE[,NAME=VALUE...], got {value!r}")
-            value = {name.strip(): item.strip() for name, _, item in pairs}
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        base, _, source = key.partition(" (from ")
-
-        def inner(name: Any) -> str:
-            return f"{base}.{name}" + (f" (from {source}" if source else "")
-
-        return {
-            _coerce(k, key_type, inner(k), from_env=False): _coerce(
-                v, value_type, inner(k), from_env=from_env
-            )
-            for k, v in value.items()
-        }
-    raise ConfigError(f"{key}: unsupported type {hint!r}")  # pragma: no cover - schema bug
+            raise ConfigError(f"{section}.{name}: file {path} does not exist")

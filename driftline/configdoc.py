@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from driftline.config import ENV_PREFIX, NON_CONFIG_VARIABLES, Config, Secret
+from driftline.keys import declared
 
 __all__ = ["describe_keys", "render_reference"]
 
@@ -93,6 +94,14 @@ def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
 
 
+def _constrained(type_name: str, f: dataclasses.Field[Any]) -> str:
+    """The type with the bound or the choices declared on the field (`keys.key`)."""
+    bound, choices = declared(f)
+    if choices is not None:
+        return "one of " + " \\| ".join(f"`{c}`" for c in choices)
+    return f"{type_name}, {bound}" if bound else type_name
+
+
 def _default(f: dataclasses.Field[Any]) -> str:
     if f.default is not dataclasses.MISSING:
         value = f.default
@@ -126,7 +135,7 @@ def describe_keys(yaml_text: str | None = None) -> list[dict[str, str]]:
                     "section": section.name,
                     "key": key,
                     "env": ENV_PREFIX + key.replace(".", "_").upper(),
-                    "type": _type_name(hints[f.name]),
+                    "type": _constrained(_type_name(hints[f.name]), f),
                     "default": _default(f),
                     "description": EXTRA.get(key) or comments.get(key, ""),
                 }
@@ -148,7 +157,10 @@ def render_reference(yaml_text: str | None = None) -> str:
         "for the local stack. An unknown key, an unknown `DRIFTLINE_*` variable, a wrong type or",
         "an out-of-range value stops every command at start with a message naming it (with a",
         '"did you mean" when one is close). Secrets are never printed: `driftline config show`',
-        "prints the effective configuration as YAML with them masked.",
+        "prints the effective configuration as YAML with them masked. `driftline config check`",
+        "validates this file, the variables, the thresholds file and the retraining policies",
+        "without connecting. The type column shows each key's bounds, declared once on the",
+        "field in driftline/config.py and checked by the key reader (driftline/keys.py).",
         "",
         "Environment values are parsed by type: numbers as numbers, booleans as",
         "`true/false/yes/no/1/0`, an empty value clears an optional key, and mappings as",

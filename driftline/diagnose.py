@@ -20,7 +20,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from driftline.config import Config, ConfigError, Secret
+from driftline.config import Config, Secret
+from driftline.keys import SettingsError
 
 __all__ = [
     "CommandError",
@@ -149,7 +150,7 @@ def expected(exc: BaseException) -> bool:
 
     known = (
         CommandError,
-        ConfigError,
+        SettingsError,  # ConfigError, ThresholdsError, ConceptConfigError
         TableError,
         OSError,
         KafkaException,
@@ -169,7 +170,7 @@ def explain(exc: BaseException, config: Config | None = None) -> str:
 
     if isinstance(exc, KafkaConnectionError) and str(exc).startswith("cannot reach"):
         return str(exc)  # the settings may be right and the broker down: no "configuration"
-    if isinstance(exc, ConfigError):
+    if isinstance(exc, SettingsError):
         return f"configuration error: {exc}"
     from driftline.tabular import TableError
 

@@ -85,10 +85,10 @@ def _command_path(args: argparse.Namespace) -> str:
 
 
 def _is_usage_error(exc: BaseException) -> bool:
-    from driftline.config import ConfigError
+    from driftline.keys import SettingsError
     from driftline.security import KafkaConnectionError
     from driftline.tabular import TableError
 
     if isinstance(exc, KafkaConnectionError):  # the settings may be right, the broker down
         return False
-    return isinstance(exc, ConfigError | TableError | FileNotFoundError)
+    return isinstance(exc, SettingsError | TableError | FileNotFoundError)

@@ -11,9 +11,11 @@ from driftline.cli._base import (
     kafka_checked,
     subcommand,
 )
+from driftline.config import DEFAULT_CONFIG_PATH, Config
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    settings_files(config_of(args))  # a wrong key fails before anything connects
     config = kafka_checked(
         args
     )  # before the worker's imports: an unreachable broker fails in seconds
@@ -29,6 +31,36 @@ def cmd_topics_create(args: argparse.Namespace) -> int:
     created = ensure_topics(config)
     print(f"created: {', '.join(created) if created else 'nothing (all topics exist)'}")
     print(f"predictions/labels co-partitioned over {check_copartitioned(config)} partitions")
+    return 0
+
+
+def settings_files(config: Config) -> list[str]:
+    """Read and validate every settings file the config names (the thresholds file with its
+    ``concept_drift`` section, the retraining policies): what was checked, one line each."""
+    from driftline.detectors.thresholds import load_thresholds
+    from driftline.retrain.policy import load_policies
+    from driftline.streams.outcomes import load_concept_config
+
+    checked = []
+    thresholds = Path(config.worker.thresholds_file)
+    if thresholds.exists():
+        load_thresholds(thresholds)
+        load_concept_config(thresholds)
+        checked.append(f"{thresholds}: drift_thresholds and concept_drift ok")
+    else:
+        checked.append(f"{thresholds}: absent, the built-in thresholds apply")
+    policies = Path(config.retraining.policies_file)
+    load_policies(policies)
+    checked.append(f"{policies}: {'ok' if policies.exists() else 'absent, default policies'}")
+    return checked
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    config = config_of(args)
+    checked = settings_files(config)
+    used = args.config or (DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None)
+    print(f"{used or 'no config file, built-in defaults'}: ok, with the DRIFTLINE_* variables")
+    print("\n".join(checked))
     return 0
 
 
@@ -118,6 +150,10 @@ def add_service_commands(commands: Subparsers) -> None:
         config_commands, "show", "print the validated config as YAML (secrets masked)"
     )
     show.set_defaults(func=cmd_config_show)
+    check = subcommand(
+        config_commands, "check", "validate the config, the thresholds and the policies files"
+    )
+    check.set_defaults(func=cmd_config_check)
     reference_doc = subcommand(
         config_commands, "reference", "print the configuration reference (docs/CONFIGURATION.md)"
     )

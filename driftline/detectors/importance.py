@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.stats import spearmanr
+
+from driftline.keys import SettingsError, key, read
 
 if TYPE_CHECKING:
     from driftline.detectors.profile import ReferenceProfile
@@ -328,7 +330,7 @@ make the reference's own noise small next to a window's."""
 MAX_LISTED_MISSING = 20
 
 
-class ImportanceConfigError(ValueError):
+class ImportanceConfigError(SettingsError):
     """Invalid ``importance`` thresholds; the message starts with the offending key path."""
 
 
@@ -357,57 +359,27 @@ class ImportanceThresholds:
     """
 
     enabled: bool = True
-    min_share_change: float = 0.05
-    min_share_change_proxy: float = 0.2
-    top_k: int = 3
-    min_records: int = 500
-    max_features: int = 30
-
-
-_THRESHOLD_KEYS = tuple(f.name for f in fields(ImportanceThresholds))
+    min_share_change: float = key(0.05, gt=0, le=1)
+    min_share_change_proxy: float = key(0.2, gt=0, le=1)
+    top_k: int = key(3, ge=1)
+    min_records: int = key(500, ge=1)
+    max_features: int = key(30, ge=1)
 
 
 def importance_thresholds_from_dict(
     path: str, raw: Any, base: ImportanceThresholds | None = None
 ) -> ImportanceThresholds:
-    """Validate the ``importance`` mapping found at ``path`` over ``base`` (pure).
+    """Validate the ``importance`` mapping found at ``path`` over ``base`` (pure; the keys are
+    the fields of :class:`ImportanceThresholds`, read by :func:`driftline.keys.read`).
 
     >>> importance_thresholds_from_dict("x.importance", {"min_share_change": 0.1}).min_share_change
     0.1
     >>> importance_thresholds_from_dict("x.importance", {"top": 2})
     Traceback (most recent call last):
     ...
-    driftline.detectors.importance.ImportanceConfigError: x.importance.top: unknown key (allowed: enabled, min_share_change, min_share_change_proxy, top_k, min_records, max_features)
+    driftline.detectors.importance.ImportanceConfigError: x.importance.top: unknown key, did you mean top_k? (allowed: enabled, min_share_change, min_share_change_proxy, top_k, min_records, max_features)
     """
-    base = base or ImportanceThresholds()
-    if raw is None:
-        return base
-    if not isinstance(raw, Mapping):
-        raise ImportanceConfigError(f"{path}: expected a mapping, got {raw!r}")
-    changes: dict[str, Any] = {}
-    for key, value in raw.items():
-        where = f"{path}.{key}"
-        if key == "enabled":
-            if not isinstance(value, bool):
-                raise ImportanceConfigError(f"{where}: expected true or false, got {value!r}")
-            changes[key] = value
-        elif key in ("min_share_change", "min_share_change_proxy"):
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not 0.0 < value <= 1.0
-            ):
-                raise ImportanceConfigError(f"{where}: expected a number in (0, 1], got {value!r}")
-            changes[key] = float(value)
-        elif key in ("top_k", "min_records", "max_features"):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ImportanceConfigError(f"{where}: expected an integer >= 1, got {value!r}")
-            changes[key] = value
-        else:
-            raise ImportanceConfigError(
-                f"{where}: unknown key (allowed: {', '.join(_THRESHOLD_KEYS)})"
-            )
-    return replace(base, **changes)
+    return read(ImportanceThresholds, raw, path, base=base, error=ImportanceConfigError)
 
 
 def importance_shares(importance: Mapping[str, float | None]) -> dict[str, float]:

@@ -4,7 +4,9 @@ The file ``config/drift_thresholds.yaml`` has one root key, ``drift_thresholds``
 ``defaults`` (every model) and ``models.<model>`` (overrides, same keys, plus
 ``features.<feature>``). Every unknown key and every wrong type is refused with an error
 naming the key path, e.g.
-``drift_thresholds.models.fraud.features.amount.psi: expected a number, got 'high'``.
+``drift_thresholds.models.fraud.features.amount.psi: expected a number > 0, got 'high'``.
+The keys, their types, bounds and defaults are the fields of the dataclasses below, read by
+the one key reader (:mod:`driftline.keys`).
 
 Keys (defaults in brackets, where they come from in parentheses):
 
@@ -65,7 +67,7 @@ Keys (defaults in brackets, where they come from in parentheses):
   that apply to one feature (registered for numeric or categorical features).
 * ``importance``: feature-importance drift, a mapping whose keys (``min_share_change``,
   ``min_share_change_proxy``, ``top_k``, ``min_records``, ``max_features``, ``enabled``) are
-  validated by :func:`driftline.detectors.importance.importance_thresholds_from_dict`.
+  the fields of :class:`driftline.detectors.importance.ImportanceThresholds`.
 
 >>> t = thresholds_from_dict({"drift_thresholds": {
 ...     "defaults": {"min_samples": 1000},
@@ -77,12 +79,11 @@ Keys (defaults in brackets, where they come from in parentheses):
 ...     "amount": {"psi": "high"}}}}}})
 Traceback (most recent call last):
 ...
-driftline.detectors.thresholds.ThresholdsError: drift_thresholds.models.fraud.features.amount.psi: expected a number, got 'high'
+driftline.detectors.thresholds.ThresholdsError: drift_thresholds.models.fraud.features.amount.psi: expected a number > 0, got 'high'
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -90,12 +91,9 @@ from typing import Any, Literal
 
 import yaml
 
-from driftline.detectors.importance import (
-    ImportanceConfigError,
-    ImportanceThresholds,
-    importance_thresholds_from_dict,
-)
+from driftline.detectors.importance import ImportanceThresholds
 from driftline.detectors.stats.registry import REGISTRY, names
+from driftline.keys import Bound, SettingsError, key, read, yaml_problem
 
 __all__ = [
     "DEFAULT_TESTS",
@@ -115,18 +113,30 @@ EFFECT_TESTS = names(kind="effect")
 FEATURE_TESTS = names(scopes=("numeric", "categorical"))
 NUMERIC_TESTS = names(kind="p_value", scopes=("numeric",))  # choices of numeric_test
 DEFAULT_TESTS: dict[str, float] = {t.name: t.default for t in REGISTRY}
+SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
 
 
-class ThresholdsError(ValueError):
+class ThresholdsError(SettingsError):
     """Invalid thresholds configuration; the message starts with the offending key path."""
+
+
+def _test_bounds(tests: tuple[str, ...]) -> dict[str, Bound | None]:
+    """A p-value test's key is its alpha, in (0, 1); an effect test's its threshold, > 0."""
+    return {t: Bound(gt=0, lt=1) if t in P_VALUE_TESTS else Bound(gt=0) for t in tests}
+
+
+def _band_problem(band: tuple[float, float]) -> str | None:
+    if any(abs(e / SCORE_BIN_WIDTH - round(e / SCORE_BIN_WIDTH)) > 1e-9 for e in band):
+        return f"expected edges that are multiples of 0.02 (the score bins), got {list(band)}"
+    return None if band[0] < band[1] else f"expected low < high, got {list(band)}"
 
 
 @dataclass(frozen=True, slots=True)
 class FeatureThresholds:
     """Resolved thresholds of one feature."""
 
-    tests: dict[str, float]
-    min_effect: float | None = None  # None: the model's numeric/categorical minimum
+    tests: dict[str, float] = key(factory=dict, spread=lambda: _test_bounds(FEATURE_TESTS))
+    min_effect: float | None = key(None, ge=0)  # None: the model's numeric/categorical minimum
     critical: bool = False
 
 
@@ -134,32 +144,34 @@ class FeatureThresholds:
 class ModelThresholds:
     """Resolved thresholds of one model (defaults with the model's overrides applied)."""
 
-    tests: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_TESTS))
-    numeric_test: str = "ks_binned"  # one of NUMERIC_TESTS
-    min_effect_numeric: float = 0.12
-    min_effect_categorical: float = 0.075
-    min_effect_correlation: float = 0.1
-    multivariate_alpha: float = 0.01
+    tests: dict[str, float] = key(
+        factory=lambda: dict(DEFAULT_TESTS), spread=lambda: _test_bounds(tuple(DEFAULT_TESTS))
+    )
+    numeric_test: str = key("ks_binned", choices=NUMERIC_TESTS)
+    min_effect_numeric: float = key(0.12, ge=0)
+    min_effect_categorical: float = key(0.075, ge=0)
+    min_effect_correlation: float = key(0.1, ge=0)
+    multivariate_alpha: float = key(0.01, gt=0, lt=1)
     correction: Correction = "holm"
-    drift_share: float = 0.0
-    min_samples: int = 500
+    drift_share: float = key(0.0, ge=0, le=1)
+    min_samples: int = key(500, ge=1)
     multivariate: bool = True
-    max_error_rate: float = 0.05  # share of predictions that failed (error field) in a window
-    max_latency_p99_seconds: float = 0.5  # serving latency p99 of a window
+    max_error_rate: float = key(0.05, ge=0, le=1)  # share of failed predictions in a window
+    max_latency_p99_seconds: float = key(0.5, gt=0)  # serving latency p99 of a window
     output_drift: bool = True
-    output_alpha: float = 0.005
-    min_effect_score: float = 0.02
-    min_effect_class: float = 0.02
-    min_effect_confidence: float = 0.05
-    min_effect_prediction: float = 0.12
-    low_confidence_band: tuple[float, float] = (0.4, 0.6)
-    max_estimated_accuracy_drop: float = 0.05
+    output_alpha: float = key(0.005, gt=0, lt=1)
+    min_effect_score: float = key(0.02, ge=0)
+    min_effect_class: float = key(0.02, ge=0)
+    min_effect_confidence: float = key(0.05, ge=0)
+    min_effect_prediction: float = key(0.12, ge=0)
+    low_confidence_band: tuple[float, float] = key((0.4, 0.6), ge=0, le=1, check=_band_problem)
+    max_estimated_accuracy_drop: float = key(0.05, gt=0, le=1)
     data_quality: bool = True
-    quality_alpha: float = 0.01
-    min_missing_change: float = 0.1
-    max_type_error_rate: float = 0.01
-    max_out_of_range: float = 0.01
-    min_new_category_share: float = 0.02
+    quality_alpha: float = key(0.01, gt=0, lt=1)
+    min_missing_change: float = key(0.1, gt=0, le=1)
+    max_type_error_rate: float = key(0.01, gt=0, le=1)
+    max_out_of_range: float = key(0.01, gt=0, le=1)
+    min_new_category_share: float = key(0.02, gt=0, le=1)
     features: dict[str, FeatureThresholds] = field(default_factory=dict)
     importance: ImportanceThresholds = field(default_factory=ImportanceThresholds)
 
@@ -173,217 +185,34 @@ class ModelThresholds:
 
 @dataclass(frozen=True, slots=True)
 class DriftThresholds:
-    """All thresholds: defaults and per-model overrides."""
+    """All thresholds: defaults and per-model overrides (each model starts from the defaults;
+    ``features`` are per model only)."""
 
-    defaults: ModelThresholds = field(default_factory=ModelThresholds)
-    models: dict[str, ModelThresholds] = field(default_factory=dict)
+    defaults: ModelThresholds = key(factory=ModelThresholds, without=("features",))
+    models: dict[str, ModelThresholds] = key(factory=dict, base="defaults")
 
     def for_model(self, model: str) -> ModelThresholds:
         return self.models.get(model, self.defaults)
 
 
-# -- validation ------------------------------------------------------------------------------
-
-
-def _fail(path: str, expected: str, got: Any) -> ThresholdsError:
-    return ThresholdsError(f"{path}: expected {expected}, got {got!r}")
-
-
-def _number(path: str, value: Any, low: float, high: float, *, open_low: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(path, "a number", value)
-    ok = (value > low if open_low else value >= low) and value <= high
-    if not ok:
-        bound = f"({low:g}, {high:g}]" if open_low else f"[{low:g}, {high:g}]"
-        raise _fail(path, f"a number in {bound}", value)
-    return float(value)
-
-
-def _alpha(path: str, value: Any) -> float:
-    v = _number(path, value, -math.inf, math.inf, open_low=True)
-    if not 0.0 < v < 1.0:
-        raise _fail(path, "a number in (0, 1)", value)
-    return v
-
-
-def _mapping(path: str, value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _fail(path, "a mapping", value)
-    for key in value:
-        if not isinstance(key, str):
-            raise _fail(path, "string keys", key)
-    return value
-
-
-def _test_value(path: str, key: str, value: Any) -> float:
-    if key in P_VALUE_TESTS:
-        return _alpha(path, value)
-    return _number(path, value, 0.0, math.inf, open_low=True)
-
-
-def _choice(path: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise _fail(path, "one of " + ", ".join(allowed), value)
-    return str(value)
-
-
-def _feature(path: str, raw: Any) -> FeatureThresholds:
-    data = _mapping(path, raw)
-    tests: dict[str, float] = {}
-    min_effect: float | None = None
-    critical = False
-    for key, value in data.items():
-        p = f"{path}.{key}"
-        if key in FEATURE_TESTS:
-            tests[key] = _test_value(p, key, value)
-        elif key == "min_effect":
-            min_effect = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key == "critical":
-            if not isinstance(value, bool):
-                raise _fail(p, "true or false", value)
-            critical = value
-        else:
-            raise ThresholdsError(
-                f"{p}: unknown key (allowed: {', '.join([*FEATURE_TESTS, 'min_effect', 'critical'])})"
-            )
-    return FeatureThresholds(tests=tests, min_effect=min_effect, critical=critical)
-
-
-_MODEL_KEYS = (
-    *P_VALUE_TESTS,
-    *EFFECT_TESTS,
-    "numeric_test",
-    "min_effect_numeric",
-    "min_effect_categorical",
-    "min_effect_correlation",
-    "multivariate_alpha",
-    "correction",
-    "drift_share",
-    "min_samples",
-    "multivariate",
-    "max_error_rate",
-    "max_latency_p99_seconds",
-    "output_drift",
-    "output_alpha",
-    "min_effect_score",
-    "min_effect_class",
-    "min_effect_confidence",
-    "min_effect_prediction",
-    "low_confidence_band",
-    "max_estimated_accuracy_drop",
-    "data_quality",
-    "quality_alpha",
-    "min_missing_change",
-    "max_type_error_rate",
-    "max_out_of_range",
-    "min_new_category_share",
-    "importance",
-)
-SCORE_BIN_WIDTH = 0.02  # the score histogram's bins (profile.SCORE_BINS = 50 over [0, 1])
-
-
-def _band(path: str, value: Any) -> tuple[float, float]:
-    if not isinstance(value, list | tuple) or len(value) != 2:
-        raise _fail(path, "[low, high]", value)
-    low = _number(f"{path}[0]", value[0], 0.0, 1.0, open_low=False)
-    high = _number(f"{path}[1]", value[1], 0.0, 1.0, open_low=False)
-    for edge in (low, high):
-        if abs(edge / SCORE_BIN_WIDTH - round(edge / SCORE_BIN_WIDTH)) > 1e-9:
-            raise _fail(path, "edges that are multiples of 0.02 (the score bins)", value)
-    if not low < high:
-        raise _fail(path, "low < high", value)
-    return (low, high)
-
-
-def _model(path: str, raw: Any, base: ModelThresholds, *, allow_features: bool) -> ModelThresholds:
-    data = _mapping(path, raw)
-    tests = dict(base.tests)
-    changes: dict[str, Any] = {}
-    for key, value in data.items():
-        p = f"{path}.{key}"
-        if key in DEFAULT_TESTS:
-            tests[key] = _test_value(p, key, value)
-        elif key == "numeric_test":
-            changes[key] = _choice(p, value, NUMERIC_TESTS)
-        elif key == "correction":
-            changes[key] = _choice(p, value, ("holm", "bh", "bonferroni"))
-        elif key in ("min_effect_numeric", "min_effect_categorical", "min_effect_correlation"):
-            changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key in (
-            "min_missing_change",
-            "max_type_error_rate",
-            "max_out_of_range",
-            "min_new_category_share",
-        ):
-            changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
-        elif key in ("multivariate_alpha", "output_alpha", "quality_alpha"):
-            changes[key] = _alpha(p, value)
-        elif key in (
-            "min_effect_score",
-            "min_effect_class",
-            "min_effect_confidence",
-            "min_effect_prediction",
-        ):
-            changes[key] = _number(p, value, 0.0, math.inf, open_low=False)
-        elif key == "max_estimated_accuracy_drop":
-            changes[key] = _number(p, value, 0.0, 1.0, open_low=True)
-        elif key == "low_confidence_band":
-            changes[key] = _band(p, value)
-        elif key in ("drift_share", "max_error_rate"):
-            changes[key] = _number(p, value, 0.0, 1.0, open_low=False)
-        elif key == "max_latency_p99_seconds":
-            changes[key] = _number(p, value, 0.0, math.inf, open_low=True)
-        elif key == "min_samples":
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise _fail(p, "an integer >= 1", value)
-            changes[key] = value
-        elif key in ("multivariate", "output_drift", "data_quality"):
-            if not isinstance(value, bool):
-                raise _fail(p, "true or false", value)
-            changes[key] = value
-        elif key == "importance":  # parsed by the importance module, which owns its keys
-            try:
-                changes[key] = importance_thresholds_from_dict(p, value, base.importance)
-            except ImportanceConfigError as exc:
-                raise ThresholdsError(str(exc)) from None
-        elif key == "features" and allow_features:
-            feats = _mapping(p, value)
-            changes[key] = {name: _feature(f"{p}.{name}", f) for name, f in feats.items()}
-        else:
-            allowed = [*_MODEL_KEYS, *(["features"] if allow_features else [])]
-            raise ThresholdsError(f"{p}: unknown key (allowed: {', '.join(allowed)})")
-    return replace(base, tests=tests, **changes)
+@dataclass(frozen=True, slots=True)
+class _ThresholdsFile:
+    drift_thresholds: DriftThresholds = field(default_factory=DriftThresholds)
+    concept_drift: Mapping[str, Any] | None = None  # read by detectors/concept/settings.py
 
 
 def thresholds_from_dict(data: Any) -> DriftThresholds:
     """Validate a parsed configuration (``{"drift_thresholds": {...}}``); pure function."""
-    root = _mapping("<root>", data)
-    for key in root:
-        if key not in ("drift_thresholds", "concept_drift"):  # concept_drift: detectors/concept/settings.py
-            raise ThresholdsError(f"{key}: unknown key (allowed: drift_thresholds, concept_drift)")
-    body = _mapping("drift_thresholds", root.get("drift_thresholds"))
-    for key in body:
-        if key not in ("defaults", "models"):
-            raise ThresholdsError(
-                f"drift_thresholds.{key}: unknown key (allowed: defaults, models)"
-            )
-    defaults = _model(
-        "drift_thresholds.defaults", body.get("defaults"), ModelThresholds(), allow_features=False
-    )
-    models_raw = _mapping("drift_thresholds.models", body.get("models"))
-    models = {
-        name: _model(f"drift_thresholds.models.{name}", raw, defaults, allow_features=True)
-        for name, raw in models_raw.items()
-    }
-    return DriftThresholds(defaults=defaults, models=models)
+    return read(_ThresholdsFile, data, error=ThresholdsError).drift_thresholds
 
 
 def load_thresholds(path: str | Path) -> DriftThresholds:
     """Read and validate a YAML thresholds file (see the module docstring for the keys)."""
     with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
+        try:
+            data = yaml.safe_load(handle)
+        except yaml.YAMLError as exc:
+            raise ThresholdsError(f"{path}: not valid YAML: {yaml_problem(exc)}") from None
     try:
         return thresholds_from_dict(data)
     except ThresholdsError as exc:

@@ -126,7 +126,7 @@ def load_policies(path: str | Path | None) -> tuple[Policy, ...]:
     >>> [p.name for p in load_policies("/nonexistent.yaml")]
     ['manual', 'degradation']
     """
-    from driftline.config import _build
+    from driftline.keys import read
 
     if path is None or not Path(path).exists():
         return DEFAULT_POLICIES
@@ -136,11 +136,13 @@ def load_policies(path: str | Path | None) -> tuple[Policy, ...]:
         raise ConfigError(f"policies file {path} is not valid YAML: {exc}") from exc
     if not isinstance(raw, dict) or not isinstance(raw.get("policies"), list):
         raise ConfigError(f"policies file {path}: expected `policies:` with a list of policies")
-    policies = []
-    for i, item in enumerate(raw["policies"]):
-        if isinstance(item, dict) and "name" not in item:
-            raise ConfigError(f"policies[{i}].name: a value is required")
-        policies.append(_build(Policy, item, prefix=f"policies[{i}].", environ={}))
+    try:
+        policies = [
+            read(Policy, item, f"policies[{i}]", error=ConfigError)
+            for i, item in enumerate(raw["policies"])
+        ]
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     names = [p.name for p in policies]
     if len(set(names)) != len(names):
         raise ConfigError(f"policies file {path}: policy names must be unique, got {names}")

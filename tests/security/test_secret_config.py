@@ -32,7 +32,9 @@ def test_every_secret_can_come_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
     with pytest.raises(ConfigError, match="is empty"):
         load_config(environ={"DRIFTLINE_POSTGRES_URL_FILE": str(tmp_path / "empty")})
-    with pytest.raises(ConfigError, match=r"unknown config key 'kafka\.ssl_cafile_file'"):
+    with pytest.raises(
+        ConfigError, match=r"kafka\.ssl_cafile_file: unknown key, did you mean ssl_cafile\?"
+    ):
         (tmp_path / "d.yaml").write_text("kafka:\n  ssl_cafile_file: x\n")  # not a secret
         load_config(tmp_path / "d.yaml")
 

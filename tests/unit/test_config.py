@@ -60,11 +60,17 @@ def test_secrets_never_show_in_repr() -> None:
     [
         (
             "kafka:\n  bootstrap_server: x\n",
-            "unknown config key 'kafka.bootstrap_server' (did you mean 'kafka.bootstrap_servers'?)",
+            "driftline.yaml: kafka.bootstrap_server: unknown key, did you mean bootstrap_servers?",
         ),
-        ("kafkaa: {}\n", "unknown config key 'kafkaa' (did you mean 'kafka'?)"),
-        ("topics:\n  partitions: high\n", "topics.partitions: expected an integer, got 'high'"),
-        ("topics:\n  partitions: 0\n", "topics.partitions: must be at least 1, got 0"),
+        (
+            "kafkaa: {}\n",
+            "driftline.yaml: kafkaa: unknown key, did you mean kafka? (allowed: kafka,",
+        ),
+        (
+            "topics:\n  partitions: high\n",
+            "topics.partitions: expected an integer >= 1, got 'high'",
+        ),
+        ("topics:\n  partitions: 0\n", "topics.partitions: expected an integer >= 1, got 0"),
         (
             "kafka:\n  security_protocol: TLS\n",
             "kafka.security_protocol: expected one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, got 'TLS'",
@@ -72,11 +78,11 @@ def test_secrets_never_show_in_repr() -> None:
         ("postgres:\n  url:\n", "postgres.url: a value is required"),
         (
             "worker:\n  batch_timeout_seconds: fast\n",
-            "worker.batch_timeout_seconds: expected a number, got 'fast'",
+            "worker.batch_timeout_seconds: expected a number > 0, got 'fast'",
         ),
         (
             "worker:\n  session_timeout_seconds: 2\n",
-            "worker.session_timeout_seconds: must be at least 6, got 2",
+            "worker.session_timeout_seconds: expected a number >= 6, got 2",
         ),
         ("worker: 3\n", "worker: expected a mapping, got 3"),
         ("- a list\n", "expected a mapping at the top level"),

@@ -132,7 +132,7 @@ def test_thresholds_file_and_errors(tmp_path: Path) -> None:
     shipped = load_thresholds(REPO / "config" / "drift_thresholds.yaml")
     assert shipped.defaults == ModelThresholds()
     cases = {
-        "drift_thresholds.models.fraud.features.amount.psi: expected a number, got 'high'": {
+        "drift_thresholds.models.fraud.features.amount.psi: expected a number > 0, got 'high'": {
             "models": {"fraud": {"features": {"amount": {"psi": "high"}}}}
         },
         "drift_thresholds.defaults.colour: unknown key": {"defaults": {"colour": 1}},

@@ -532,7 +532,10 @@ def test_formats_are_chosen_per_topic_in_config() -> None:
 @pytest.mark.parametrize(
     ("env", "words"),
     [
-        ({"DRIFTLINE_FORMATS_PREDICTIONS": "avro"}, "formats.predictions: expected one of"),
+        (
+            {"DRIFTLINE_FORMATS_PREDICTIONS": "avro"},
+            r"formats.predictions \(from DRIFTLINE_FORMATS_PREDICTIONS\): expected one of",
+        ),
         ({"DRIFTLINE_FORMATS_LABELS": "oip"}, "formats.labels"),
         ({"DRIFTLINE_FORMATS_OIP_MAX_PENDING": "0"}, "formats.oip_max_pending"),
         ({"DRIFTLINE_FORMATS_OIP_MAX_WAIT_SECONDS": "-1"}, "formats.oip_max_wait_seconds"),

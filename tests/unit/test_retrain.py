@@ -39,7 +39,7 @@ def test_shipped_policies_file_is_valid() -> None:
         ),
         (
             "policies:\n  - name: a\n    triggers: manual\n    cooldown: 5\n",
-            "unknown config key 'policies[0].cooldown' (did you mean 'policies[0].cooldown_seconds'?)",
+            "policies.yaml: policies[0].cooldown: unknown key, did you mean cooldown_seconds?",
         ),
         (
             "policies:\n  - name: a\n    triggers: manual\n    min_new_labels: many\n",
@@ -60,7 +60,10 @@ def test_bad_policies_fail_naming_the_key(tmp_path: Path, text: str, message: st
 def test_retraining_config_is_validated() -> None:
     config = load_config(ROOT / "config" / "driftline.yaml", environ={})
     assert config.retraining.challenger_traffic_share == 0.2
-    with pytest.raises(ConfigError, match=r"retraining.challenger_traffic_share: must be in"):
+    with pytest.raises(
+        ConfigError,
+        match=r"retraining.challenger_traffic_share \(from DRIFTLINE_RETRAINING_CHALLENGER_TRAFFIC_SHARE\): expected a number in \(0, 1\]",
+    ):
         load_config(environ={"DRIFTLINE_RETRAINING_CHALLENGER_TRAFFIC_SHARE": "1.5"})
     with pytest.raises(
         ConfigError, match=r"retraining\.pipeline: expected package\.module:function"

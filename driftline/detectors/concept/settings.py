@@ -4,13 +4,13 @@ defaults (:data:`DEFAULT_CONCEPT_DRIFT`)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from driftline.detectors.concept.checkpoint import encode
 from driftline.detectors.concept.monitor import BINARY_KINDS, DETECTOR_KINDS, ConceptDriftMonitor
+from driftline.keys import RuleError, SettingsError, key, read
 
 __all__ = [
     "DEFAULT_CONCEPT_DRIFT",
@@ -31,36 +31,52 @@ and ``loss`` (classification: log loss of the score as P(label "1"); regression:
 error)."""
 
 
-class ConceptConfigError(ValueError):
+class ConceptConfigError(SettingsError):
     """The ``concept_drift`` section is wrong; the message names the key."""
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorSpec:
-    """One detector of a model's suite: a river detector ``kind`` on one ``stream``."""
+    """One detector of a model's suite: a river detector ``kind`` on one ``stream``; read from
+    the file by :func:`driftline.keys.read` (``name`` defaults to ``<kind>_<stream>``)."""
 
-    name: str
-    kind: str
-    stream: str = "error"
+    name: str = key(derive=lambda given: f"{given['kind']}_{given['stream']}")
+    kind: str = key(choices=DETECTOR_KINDS)
+    stream: str = key("error", choices=STREAMS)
     params: Mapping[str, Any] = field(default_factory=dict)
-    standardise: bool = False
+    standardise: bool = key(False, derive=lambda given: given["kind"] == "page_hinkley")
     """Non-binary kinds: feed z-scores, with the mean/std of the first ``calibration`` values
     after a start or reset (Page-Hinkley's threshold is in the data's units)."""
+
+    def __post_init__(self) -> None:
+        if self.kind in BINARY_KINDS and self.stream != "error":
+            raise RuleError("stream", f"{self.kind} takes the 0/1 error stream only")
+        if self.standardise and self.kind in BINARY_KINDS:
+            raise RuleError("standardise", f"{self.kind} takes 0/1 values, not z-scores")
+        try:
+            ConceptDriftMonitor(self.kind, **self.params)
+        except (TypeError, ValueError) as exc:
+            raise RuleError("params", str(exc)) from None
+
+
+def _unique_names(detectors: tuple[DetectorSpec, ...]) -> str | None:
+    names = [d.name for d in detectors]
+    return None if len(set(names)) == len(names) else f"names must be unique, got {names}"
 
 
 @dataclass(frozen=True, slots=True)
 class ConceptSettings:
     """The concept-drift suite of one model and what happens after a detection."""
 
-    detectors: tuple[DetectorSpec, ...]
-    cooldown_records: int = 0
+    detectors: tuple[DetectorSpec, ...] = key(check=_unique_names)
+    cooldown_records: int = key(0, ge=0)
     """After an event, detections on the next this many labelled predictions are suppressed."""
-    cooldown_seconds: float = 0.0
+    cooldown_seconds: float = key(0.0, ge=0)
     """... and those within this many seconds of event time (both must have passed)."""
     reset_on_detection: bool = True
     """An event resets every detector of the suite (they learn the new error level)."""
-    calibration: int = 500
-    critical_increase: float = 0.5
+    calibration: int = key(500, ge=2)
+    critical_increase: float = key(0.5, gt=0)
     """An event is critical when the error after the change point exceeds the error before it
     by this fraction of it (0.5: 50 % more errors), else a warning."""
 
@@ -103,117 +119,10 @@ class ConceptDriftConfig:
     """Defaults and per-model suites (a model's entry overrides the keys it names)."""
 
     defaults: ConceptSettings = DEFAULT_CONCEPT_DRIFT
-    models: Mapping[str, ConceptSettings] = field(default_factory=dict)
+    models: Mapping[str, ConceptSettings] = key(factory=dict, base="defaults")
 
     def for_model(self, model: str) -> ConceptSettings:
         return self.models.get(model, self.defaults)
-
-
-_SETTINGS_KEYS: Final = (
-    "detectors",
-    "cooldown_records",
-    "cooldown_seconds",
-    "reset_on_detection",
-    "calibration",
-    "critical_increase",
-)
-_DETECTOR_KEYS: Final = ("name", "kind", "stream", "params", "standardise")
-
-
-def _mapping_at(path: str, value: Any) -> Mapping[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConceptConfigError(f"{path}: expected a mapping, got {value!r}")
-    return value
-
-
-def _integer(path: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConceptConfigError(f"{path}: expected an integer >= {low}, got {value!r}")
-    return value
-
-
-def _real(path: str, value: Any, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ConceptConfigError(f"{path}: expected a number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ConceptConfigError(f"{path}: expected a number {'>' if positive else '>='} 0")
-    return float(value)
-
-
-def _detector_spec(path: str, raw: Any) -> DetectorSpec:
-    body = _mapping_at(path, raw)
-    for key in body:
-        if key not in _DETECTOR_KEYS:
-            raise ConceptConfigError(
-                f"{path}.{key}: unknown key (allowed: {', '.join(_DETECTOR_KEYS)})"
-            )
-    kind = body.get("kind")
-    if kind not in DETECTOR_KINDS:
-        raise ConceptConfigError(
-            f"{path}.kind: expected one of {', '.join(DETECTOR_KINDS)}, got {kind!r}"
-        )
-    stream = body.get("stream", "error")
-    if stream not in STREAMS:
-        raise ConceptConfigError(
-            f"{path}.stream: expected one of {', '.join(STREAMS)}, got {stream!r}"
-        )
-    if kind in BINARY_KINDS and stream != "error":
-        raise ConceptConfigError(f"{path}.stream: {kind} takes the 0/1 error stream only")
-    params = dict(_mapping_at(f"{path}.params", body.get("params")))
-    try:
-        ConceptDriftMonitor(kind, **params)
-    except (TypeError, ValueError) as exc:
-        raise ConceptConfigError(f"{path}.params: {exc}") from None
-    standardise = body.get("standardise", kind == "page_hinkley")
-    if not isinstance(standardise, bool):
-        raise ConceptConfigError(f"{path}.standardise: expected true or false, got {standardise!r}")
-    if standardise and kind in BINARY_KINDS:
-        raise ConceptConfigError(f"{path}.standardise: {kind} takes 0/1 values, not z-scores")
-    name = body.get("name", f"{kind}_{stream}")
-    if not isinstance(name, str) or not name:
-        raise ConceptConfigError(f"{path}.name: expected a non-empty string, got {name!r}")
-    return DetectorSpec(name, kind, stream, params, standardise)
-
-
-def _settings(path: str, raw: Any, base: ConceptSettings) -> ConceptSettings:
-    body = _mapping_at(path, raw)
-    for key in body:
-        if key not in _SETTINGS_KEYS:
-            raise ConceptConfigError(
-                f"{path}.{key}: unknown key (allowed: {', '.join(_SETTINGS_KEYS)})"
-            )
-    detectors = base.detectors
-    if "detectors" in body:
-        listed = body["detectors"]
-        if not isinstance(listed, list):
-            raise ConceptConfigError(f"{path}.detectors: expected a list, got {listed!r}")
-        detectors = tuple(_detector_spec(f"{path}.detectors[{i}]", d) for i, d in enumerate(listed))
-        names = [d.name for d in detectors]
-        if len(set(names)) != len(names):
-            raise ConceptConfigError(f"{path}.detectors: names must be unique, got {names}")
-    reset = body.get("reset_on_detection", base.reset_on_detection)
-    if not isinstance(reset, bool):
-        raise ConceptConfigError(f"{path}.reset_on_detection: expected true or false")
-    return ConceptSettings(
-        detectors,
-        _integer(
-            f"{path}.cooldown_records", body.get("cooldown_records", base.cooldown_records), 0
-        ),
-        _real(
-            f"{path}.cooldown_seconds",
-            body.get("cooldown_seconds", base.cooldown_seconds),
-            positive=False,
-        ),
-        reset,
-        _integer(f"{path}.calibration", body.get("calibration", base.calibration), 2),
-        _real(
-            f"{path}.critical_increase",
-            body.get("critical_increase", base.critical_increase),
-            positive=True,
-        ),
-    )
 
 
 def concept_config_from_dict(section: Any) -> ConceptDriftConfig:
@@ -228,15 +137,4 @@ def concept_config_from_dict(section: Any) -> ConceptDriftConfig:
     ...
     driftline.detectors.concept.settings.ConceptConfigError: concept_drift.defaults.detectors[0].stream: ddm takes the 0/1 error stream only
     """
-    body = _mapping_at("concept_drift", section)
-    for key in body:
-        if key not in ("defaults", "models"):
-            raise ConceptConfigError(
-                f"concept_drift.{key}: unknown key (allowed: defaults, models)"
-            )
-    defaults = _settings("concept_drift.defaults", body.get("defaults"), DEFAULT_CONCEPT_DRIFT)
-    models = {
-        str(name): _settings(f"concept_drift.models.{name}", raw, defaults)
-        for name, raw in _mapping_at("concept_drift.models", body.get("models")).items()
-    }
-    return ConceptDriftConfig(defaults, models)
+    return read(ConceptDriftConfig, section, "concept_drift", error=ConceptConfigError)
