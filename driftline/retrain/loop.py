@@ -12,7 +12,6 @@ import time
 from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
-import orjson
 from confluent_kafka import Consumer
 from prometheus_client import Counter
 
@@ -20,6 +19,7 @@ from driftline.config import Config
 from driftline.retrain.control import ensure_control_topic
 from driftline.sinks import prometheus as metrics
 from driftline.sinks.store import PostgresStore
+from driftline.streams.reader import decode_object
 
 if TYPE_CHECKING:
     from driftline.retrain.service import RetrainService
@@ -52,12 +52,9 @@ def handle_alert(
     While it retries, nothing else runs in `retrain serve` (one thread: the A/B looks wait too).
     """
     try:
-        event = orjson.loads(value or b"")
-    except orjson.JSONDecodeError:
-        log.warning("alerts topic: a message that is not JSON, skipped")
-        return True
-    if not isinstance(event, dict):
-        log.warning("alerts topic: a message that is not a JSON object, skipped")
+        event = decode_object(value)
+    except ValueError as exc:
+        log.warning("alerts topic: a message skipped: %s", exc)
         return True
     delay = first_delay
     while not stop.is_set():

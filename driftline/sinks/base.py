@@ -30,7 +30,7 @@ The base owns the rest, modelled on quixstreams' ``BatchingSink`` and its checkp
   its headers (as the worker does), and its offset is committed with the batch.
 
 Metrics are defined once in :mod:`driftline.sinks.prometheus`; backlog and pause state are read
-from the running sinks at scrape time. The loop is one module of about 400 lines on purpose:
+from the running sinks at scrape time. The loop is one module of about 440 lines on purpose:
 buffer, retry, pause and the checkpoint order read in one place (dead letters: deadletter.py).
 """
 
@@ -38,25 +38,28 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Generic, TypeVar, cast
+from types import FrameType
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
-import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
 from driftline.sinks.deadletter import send_dead_letters
+from driftline.streams.reader import decode_object
 
 __all__ = [
     "BatchingSink",
     "MalformedMessageError",
     "SinkBackpressureError",
     "SinkSettings",
+    "json_object",
 ]
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,21 @@ class SinkBackpressureError(Exception):
     def __init__(self, retry_after: float, reason: str = "destination asks to slow down"):
         super().__init__(reason)
         self.retry_after = retry_after
+
+
+def json_object(value: bytes | None) -> dict[str, Any]:
+    """A message of driftline's own topics as one JSON object (`reader.decode_object`), or
+    :class:`MalformedMessageError` saying why not.
+
+    >>> json_object(b"[1]")
+    Traceback (most recent call last):
+    ...
+    driftline.sinks.base.MalformedMessageError: a JSON list, not an object
+    """
+    try:
+        return decode_object(value)
+    except ValueError as exc:
+        raise MalformedMessageError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -168,14 +186,8 @@ class BatchingSink(ABC, Generic[T]):
 
     def decode(self, topic: str, value: bytes | None) -> T:
         """One message's item; :class:`MalformedMessageError` if it is not one. Default: a JSON
-        object."""
-        try:
-            payload = orjson.loads(value or b"")
-        except orjson.JSONDecodeError as exc:
-            raise MalformedMessageError(f"invalid JSON: {exc}") from exc
-        if not isinstance(payload, dict):
-            raise MalformedMessageError(f"expected a JSON object, got {type(payload).__name__}")
-        return cast(T, payload)
+        object (:func:`json_object`)."""
+        return cast(T, json_object(value))
 
     def setup(self) -> None:
         """Run once at start (e.g. migrations), retried while :meth:`is_transient`."""
@@ -221,6 +233,24 @@ class BatchingSink(ABC, Generic[T]):
         finally:
             metrics.SINK_STATE.untrack(self)
             self.consumer.close()
+
+    def run_until_signalled(self, metrics_port: int | None = None) -> int:
+        """The job of a `driftline sink <name>` process: serve /metrics on ``metrics_port`` (if
+        any), :meth:`run` until SIGTERM or SIGINT, then stop after the current batch; 0."""
+        if metrics_port:
+            metrics.serve(metrics_port)
+            log.info("%s sink metrics on http://127.0.0.1:%d/metrics", self.name, metrics_port)
+        stop = threading.Event()
+
+        def _stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %d: stopping after the current batch", signum)
+            stop.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        log.info("%s sink: group %s, topics %s", self.name, self.group_id, ", ".join(self.topics))
+        self.run(stop)
+        return 0
 
     @property
     def backlog(self) -> int:

@@ -16,10 +16,7 @@ owns the tables, drops expired ones (otherwise `driftline db retention` does, as
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from collections.abc import Mapping, Sequence
-from types import FrameType
 from typing import Any, ClassVar, Literal
 
 import psycopg
@@ -100,24 +97,8 @@ def run_postgres_sink(
     schema: str | None = None,
 ) -> int:
     """The `driftline sink postgres` process: serve /metrics, run until SIGTERM/SIGINT."""
-    from driftline.sinks.prometheus import serve
-
-    if metrics_port:
-        serve(metrics_port)
-        log.info("sink metrics on http://127.0.0.1:%d/metrics", metrics_port)
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the current batch", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     store = PostgresStore(config.postgres.dsn(), schema=schema)
     try:
-        sink = PostgresSink(config, store, settings)
-        log.info("PostgreSQL sink: group %s, topics %s", sink.group_id, ", ".join(sink.topics))
-        sink.run(stop)
+        return PostgresSink(config, store, settings).run_until_signalled(metrics_port)
     finally:
         store.close()
-    return 0

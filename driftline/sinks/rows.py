@@ -25,9 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import orjson
-
-from driftline.sinks.base import MalformedMessageError
+from driftline.sinks.base import MalformedMessageError, json_object
 
 __all__ = [
     "MalformedMessageError",
@@ -399,11 +397,7 @@ def rows_from_message(kind: Literal["metrics", "alerts"], value: bytes | None) -
     ...
     driftline.sinks.base.MalformedMessageError: unknown metrics message type 'something_else'
     """
-    try:
-        payload = orjson.loads(value or b"")
-    except orjson.JSONDecodeError as exc:
-        raise MalformedMessageError(f"invalid JSON: {exc}") from exc
-    payload = _mapping(payload, "message")
+    payload = json_object(value)
     if kind == "alerts":
         return event_rows(payload)
     kind_of = payload.get("type")

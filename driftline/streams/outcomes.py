@@ -21,6 +21,11 @@ Exactly once in effect. Outcomes are replaced by (order time, id, version) while
 dropped (counted as `late`) once the fed frontier has passed them: a replay after a crash of
 either stage changes nothing, and an outcome arriving after its sources' watermark promised
 otherwise (a label later than the lateness allows) is counted instead of reordering history.
+
+Longer than ~400 lines: `ModelOutcomes`' release, pruning and checkpoint share the buffer's key
+(order time, id, version) and must change together; the rest is the outcome payload
+(`outcome_payloads`), the streams fed at release (`outcome_streams`, `error_ranks`: pure numpy,
+the first to move to `detectors/concept/` if this grows) and the event of a detection.
 """
 
 from __future__ import annotations

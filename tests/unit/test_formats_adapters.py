@@ -684,12 +684,17 @@ def test_deep_nesting_is_rejected_as_invalid_json_by_every_decoder(
     """msgspec raises RecursionError on deep nesting (the reviewer's `b'[' * 1000`): every
     registered decoder and both parse functions must reject, not raise."""
     config = Config().formats
-    decoders = [make(config) for make in (*PREDICTION_FORMATS.values(), *LABEL_FORMATS.values())]
-    results = [decoder.decode(value, headers) for decoder in decoders]
-    results += [parse_predictions(value), parse_labels(value)]
-    for decoded in results:
+    makers = [*PREDICTION_FORMATS.items(), *LABEL_FORMATS.items()]
+    results = [(name, make(config).decode(value, headers)) for name, make in makers]
+    results += [("driftline", parse_predictions(value)), ("driftline", parse_labels(value))]
+    for name, decoded in results:
         assert decoded.records == []
-        assert [r.kind for r in decoded.rejected] == ["invalid_json"], decoded
+        kinds = [r.kind for r in decoded.rejected]
+        # a JSON format calls it invalid JSON; any other registered format rejects it somehow
+        assert kinds == ["invalid_json"] if name in _JSON_FORMATS else len(kinds) == 1, decoded
+
+
+_JSON_FORMATS = {"driftline", "cloudevents", "oip"}
 
 
 def test_an_unexpected_error_inside_a_decoder_is_a_rejection_not_a_crash() -> None:

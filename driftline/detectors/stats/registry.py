@@ -11,8 +11,8 @@ Derived from :data:`REGISTRY`, so they cannot disagree with it:
 
 * ``thresholds.py``: the test keys accepted at model and feature level, how each is validated
   (alpha or positive threshold), the defaults, the choices of ``numeric_test``;
-* ``evaluate.py``: the tests run on every numeric and categorical feature and on the joint
-  sample, in registry order;
+* ``window_tests.py`` (called by ``evaluate.py``): the tests run on every numeric and
+  categorical feature and on the joint sample, in registry order;
 * the table of tests in ``docs/DRIFT_DETECTION.md`` (:func:`render_table`; a unit test checks
   the committed table is current);
 * ``tests/unit/test_stat_registry.py``: the conformance checks every entry must pass (valid
