@@ -34,6 +34,7 @@ from typing import Any, Literal, get_args
 
 import yaml
 
+from driftline.detectors.abtest import ABSettings
 from driftline.keys import EnvText, SettingsError, key, read, yaml_problem
 
 __all__ = [
@@ -338,14 +339,27 @@ class RetrainingConfig:
     holdout_fraction: float = key(0.2, gt=0, lt=1)  # newest share of the labelled sample held out
     min_offline_improvement: float = key(0.0, ge=0)  # accuracy points a candidate must gain offline
     challenger_traffic_share: float = key(0.2, gt=0, le=1)
-    ab_alpha: float = key(0.05, gt=0, lt=1)
-    ab_min_detectable_effect: float = key(0.03, gt=0, lt=1)
-    ab_min_samples_per_arm: int = key(200, ge=1)
-    ab_max_duration_seconds: float = key(86_400.0, gt=0)
-    ab_max_error_rate_increase: float = key(0.02, ge=0)
-    ab_max_latency_p99_ratio: float = key(1.5, gt=0)
-    ab_min_guardrail_samples: int = key(100, ge=1)
+    # the A/B test's settings (detectors/abtest.py's ABSettings, whose defaults these are)
+    ab_alpha: float = key(ABSettings.alpha, gt=0, lt=1)
+    ab_min_detectable_effect: float = key(ABSettings.mde, gt=0, lt=1)
+    ab_min_samples_per_arm: int = key(ABSettings.min_samples_per_arm, ge=1)
+    ab_max_duration_seconds: float = key(ABSettings.max_duration_seconds, gt=0)
+    ab_max_error_rate_increase: float = key(ABSettings.max_error_rate_increase, ge=0)
+    ab_max_latency_p99_ratio: float = key(ABSettings.max_latency_p99_ratio, gt=0)
+    ab_min_guardrail_samples: int = key(ABSettings.min_guardrail_samples, ge=1)
     evaluate_interval_seconds: float = key(30.0, gt=0)
+
+    def ab_settings(self) -> ABSettings:
+        """The ``ab_*`` keys as the A/B test's settings."""
+        return ABSettings(
+            alpha=self.ab_alpha,
+            mde=self.ab_min_detectable_effect,
+            min_samples_per_arm=self.ab_min_samples_per_arm,
+            max_duration_seconds=self.ab_max_duration_seconds,
+            max_error_rate_increase=self.ab_max_error_rate_increase,
+            max_latency_p99_ratio=self.ab_max_latency_p99_ratio,
+            min_guardrail_samples=self.ab_min_guardrail_samples,
+        )
 
     def __post_init__(self) -> None:
         if self.registry == "mlflow" and not self.mlflow_tracking_uri:

@@ -34,7 +34,6 @@ import orjson
 from confluent_kafka import Producer
 
 from driftline.config import Config
-from driftline.detectors.abtest import ABSettings
 from driftline.retrain import training
 from driftline.retrain.control import (
     RoutingNotConfirmedError,
@@ -120,15 +119,7 @@ class RetrainService:
 
             assert self.settings.mlflow_tracking_uri is not None  # checked by the config
             self.mlflow = MlflowRegistry(self.settings.mlflow_tracking_uri)
-        self.ab_settings = ABSettings(
-            alpha=self.settings.ab_alpha,
-            mde=self.settings.ab_min_detectable_effect,
-            min_samples_per_arm=self.settings.ab_min_samples_per_arm,
-            max_duration_seconds=self.settings.ab_max_duration_seconds,
-            max_error_rate_increase=self.settings.ab_max_error_rate_increase,
-            max_latency_p99_ratio=self.settings.ab_max_latency_p99_ratio,
-            min_guardrail_samples=self.settings.ab_min_guardrail_samples,
-        )
+        self.ab_settings = self.settings.ab_settings()
 
     def close(self) -> None:
         self._producer.flush(30)
