@@ -1,11 +1,21 @@
-"""Prometheus metrics exported by the worker (prometheus-client), named the Prometheus way.
+"""Prometheus metrics exported by driftline's processes (prometheus-client), named the Prometheus
+way.
 
-One module-level registry so every metric is defined once, here; `serve()` exposes it on
-`worker.metrics_port`. Operational metrics (`driftline_*`) carry only labels driftline controls
-(topics, reasons from a fixed set); per-model metrics (`model_*`) carry bounded model, feature
-and error-type labels (see below).
+Two kinds, both defined here only:
 
-One module of ~550 lines on purpose: the definitions are declarative (one metric each, with its
+- `WorkerMetrics`: the worker pipeline's metrics, one object built with a `CollectorRegistry`
+  and handed to the stages (`streams/context.py`, `Shared.metrics`). Events are counters the
+  stages increment; each closed window sets the gauges of its verdict; state the pipeline
+  already holds (label-join outcomes, consumer lag) is read when Prometheus scrapes
+  (`PipelineStateCollector`), never `set()` on a batch. The worker builds one on `REGISTRY`;
+  a test builds its own registry and reads it with `registry.get_sample_value`.
+- module-level metrics of the other processes (sinks, `retrain serve`, logging), on `REGISTRY`.
+
+`serve()` exposes `REGISTRY` on `worker.metrics_port`. Operational metrics (`driftline_*`)
+carry only labels driftline controls (topics, reasons from a fixed set); per-model metrics
+(`model_*`) carry bounded model, feature and error-type labels (see `WorkerMetrics`).
+
+One module of ~600 lines on purpose: the definitions are declarative (one metric each, with its
 help text) and the one place an operator reads to learn what driftline exports.
 """
 
@@ -13,7 +23,7 @@ from __future__ import annotations
 
 import weakref
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -24,103 +34,24 @@ __all__ = [
     "AB_DECISIONS",
     "AB_P_VALUE",
     "AB_TRAFFIC_SHARE",
-    "ACCURACY",
-    "BASELINE_ACCURACY",
-    "CONSUMER_LAG",
-    "DATA_QUALITY_ISSUES",
     "DLQ_RECORDS",
-    "DRIFT_DETECTED",
-    "DRIFT_EVENTS",
-    "DRIFT_SCORE",
-    "ERRORS",
-    "ESTIMATED_ACCURACY",
-    "F1",
-    "FEATURE_IMPORTANCE",
-    "FEATURE_MISSING_RATIO",
-    "IMPORTANCE_DRIFT_DETECTED",
-    "LABELS_PROCESSED",
-    "LABEL_COVERAGE",
-    "LABEL_JOIN",
-    "LATENCY",
-    "LATE_RECORDS",
+    "LABEL_JOIN_OUTCOMES",
     "LOG_WRITE_ERRORS",
-    "LOW_CONFIDENCE_RATIO",
-    "OUTPUT_DRIFT_DETECTED",
-    "OUTPUT_DRIFT_SEVERITY",
-    "PRECISION",
-    "PREDICTIONS",
-    "PREDICTION_CLASS_RATIO",
-    "RECALL",
-    "RECORDS_PROCESSED",
-    "RECORDS_WITHOUT_REFERENCE",
     "REGISTRY",
     "RETRAINING_EVALUATIONS",
     "RETRAINING_RUNS",
-    "SCORE_DRIFT",
     "SINK_REJECTED",
     "SINK_ROWS_WRITTEN",
     "SINK_STATE",
     "SINK_WRITE_FAILURES",
-    "WINDOWS_CLOSED",
-    "export_importance",
-    "export_output",
-    "export_performance",
-    "export_predictions",
-    "export_quality",
-    "export_window",
+    "PipelineState",
+    "PipelineStateCollector",
+    "WorkerMetrics",
+    "observe_all",
     "serve",
 ]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
-
-RECORDS_PROCESSED = Counter(
-    "driftline_records_processed",
-    "Records parsed and accepted by the worker.",
-    ["topic"],
-    registry=REGISTRY,
-)
-DLQ_RECORDS = Counter(
-    "driftline_dlq_records",
-    "Records sent to the dead-letter topic, by reason class.",
-    ["topic", "reason"],
-    registry=REGISTRY,
-)
-
-RECORDS_WITHOUT_REFERENCE = Counter(
-    "driftline_records_without_reference",
-    "Records of model versions that have no reference profile (counted, not windowed).",
-    registry=REGISTRY,
-)
-LABELS_PROCESSED = Counter(
-    "driftline_labels_processed",
-    "Label records parsed and handed to the join.",
-    registry=REGISTRY,
-)
-LABEL_JOIN = Gauge(
-    "driftline_label_join_records",
-    "Label join outcomes since the state began (summed over this worker's partitions): "
-    "joined, evicted (join index full), expired (no label within the time-to-live), "
-    "unmatched_labels, late_labels (performance window already final).",
-    ["outcome"],
-    registry=REGISTRY,
-)
-LATE_RECORDS = Counter(
-    "driftline_late_records",
-    "Records whose event-time window had already closed when they arrived.",
-    registry=REGISTRY,
-)
-WINDOWS_CLOSED = Counter(
-    "driftline_windows_closed",
-    "Windows closed and evaluated, by status (evaluated, insufficient_samples).",
-    ["status"],
-    registry=REGISTRY,
-)
-DRIFT_EVENTS = Counter(
-    "driftline_drift_events",
-    "Drift events published to the alerts topic.",
-    ["type", "severity"],
-    registry=REGISTRY,
-)
 
 
 def serve(port: int, addr: str = "127.0.0.1") -> None:
@@ -128,143 +59,448 @@ def serve(port: int, addr: str = "127.0.0.1") -> None:
     start_http_server(port, addr=addr, registry=REGISTRY)
 
 
-# -- per-model metrics ----------------------------------------------------------------------------
+def _dead_letters(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "driftline_dlq_records",
+        "Records sent to the dead-letter topic, by reason class.",
+        ["topic", "reason"],
+        registry=registry,
+    )
+
+
+# The worker's rejected records and the sinks' dead letters (sinks/deadletter.py) are one family.
+DLQ_RECORDS = _dead_letters(REGISTRY)
+
+
+# -- the worker's pipeline (driftline/streams/) ---------------------------------------------------
 # Labels are bounded: only models with a reference profile are exported (the worker windows
 # nothing else), at most MAX_FEATURE_LABELS features each, and error types beyond
 # MAX_ERROR_TYPES per model are exported as "other".
 
 MAX_FEATURE_LABELS = 50
 MAX_ERROR_TYPES = 20
+MAX_CLASS_LABELS = 20
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-DRIFT_SCORE = Gauge(
-    "model_drift_score",
-    "Statistic of each drift test of a feature in the model's last closed window.",
-    ["model_name", "feature_name", "test_type"],
-    registry=REGISTRY,
-)
-DRIFT_DETECTED = Gauge(
-    "model_drift_detected",
-    "1 if the feature drifted in the model's last closed window (after correction and effect "
-    "gates), else 0. feature_name=__multivariate__ for the joint tests.",
-    ["model_name", "feature_name"],
-    registry=REGISTRY,
-)
-ACCURACY = Gauge(
-    "model_accuracy",
-    "Accuracy of the last final performance window.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-PRECISION = Gauge(
-    "model_precision",
-    "Precision of the last final performance window.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-RECALL = Gauge(
-    "model_recall",
-    "Recall of the last final performance window.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-F1 = Gauge(
-    "model_f1", "F1 of the last final performance window.", ["model_name"], registry=REGISTRY
-)
-BASELINE_ACCURACY = Gauge(
-    "model_baseline_accuracy", "Accuracy on the reference data.", ["model_name"], registry=REGISTRY
-)
-LABEL_COVERAGE = Gauge(
-    "model_label_coverage",
-    "Share of the last final window's predictions that got a label.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-ESTIMATED_ACCURACY = Gauge(
-    "model_estimated_accuracy",
-    "Label-free (CBPE) accuracy estimate of the model's last closed window.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-PREDICTIONS = Counter(
-    "model_predictions", "Predictions received per model.", ["model_name"], registry=REGISTRY
-)
-ERRORS = Counter(
-    "model_errors",
-    "Failed predictions per model and error type.",
-    ["model_name", "error_type"],
-    registry=REGISTRY,
-)
-LATENCY = Histogram(
-    "model_inference_latency_seconds",
-    "Serving latency reported with each prediction.",
-    ["model_name"],
-    buckets=LATENCY_BUCKETS,
-    registry=REGISTRY,
-)
-CONSUMER_LAG = Gauge(
-    "driftline_consumer_lag_records",
-    "Records on the predictions topic not yet processed, per partition this worker owns.",
-    ["partition"],
-    registry=REGISTRY,
-)
+LABEL_JOIN_OUTCOMES = ("joined", "evicted", "expired", "unmatched_labels", "late_labels")
+_OUTPUT_SEVERITY = {None: 0.0, "warning": 1.0, "critical": 2.0}
 
 
-def export_window(evaluation: dict[str, Any], estimated_accuracy: float | None) -> None:
-    """Gauges of one closed window (`WindowEvaluation.to_dict()`)."""
-    model = evaluation["model"]
-    for name, feature in list(evaluation["features"].items())[:MAX_FEATURE_LABELS]:
-        DRIFT_DETECTED.labels(model, name).set(1.0 if feature["drifted"] else 0.0)
-        for test, result in feature["tests"].items():
-            if result.get("statistic") is not None:
-                DRIFT_SCORE.labels(model, name, test).set(result["statistic"])
-    multivariate = evaluation.get("multivariate")
-    if multivariate is not None:
-        DRIFT_DETECTED.labels(model, "__multivariate__").set(
-            1.0 if multivariate["drifted"] else 0.0
+class JoinCounts(Protocol):
+    """A partition's label-join counters since its state began (`streams/labels.py`)."""
+
+    joined: int
+    evicted: int
+    expired: int
+    unmatched_labels: int
+    late_labels: int
+
+
+class PipelineState(Protocol):
+    """What `PipelineStateCollector` reads from the worker's pipeline (`streams/pipeline.py`)."""
+
+    @property
+    def labels(self) -> Mapping[int, JoinCounts]: ...
+
+    @property
+    def end_offsets(self) -> Mapping[int, int]: ...
+
+    def processed_offset(self, partition: int) -> int | None: ...
+
+
+class PipelineStateCollector(Collector):
+    """``driftline_label_join_records`` and ``driftline_consumer_lag_records``, read from the
+    pipeline when Prometheus scrapes (from the HTTP server's thread: the dicts are copied in
+    one C call before they are read, and the pipeline never mutates an `end_offsets` it
+    handed out)."""
+
+    def __init__(self) -> None:
+        self._pipeline: weakref.ref[PipelineState] | None = None
+
+    def watch(self, pipeline: PipelineState) -> None:
+        self._pipeline = weakref.ref(pipeline)
+
+    def collect(self) -> Iterable[Metric]:
+        joins = GaugeMetricFamily(
+            "driftline_label_join_records",
+            "Label join outcomes since the state began (summed over this worker's partitions): "
+            "joined, evicted (join index full), expired (no label within the time-to-live), "
+            "unmatched_labels, late_labels (performance window already final).",
+            labels=["outcome"],
         )
-    export_output(model, evaluation.get("output"))
-    export_quality(model, evaluation.get("data_quality"))
-    export_importance(model, evaluation.get("importance"))
-    if estimated_accuracy is not None:
-        ESTIMATED_ACCURACY.labels(model).set(estimated_accuracy)
+        lag = GaugeMetricFamily(
+            "driftline_consumer_lag_records",
+            "Records on the predictions topic not yet processed, per partition this worker owns.",
+            labels=["partition"],
+        )
+        pipeline = self._pipeline() if self._pipeline is not None else None
+        if pipeline is not None:
+            states = list(pipeline.labels.values())
+            for outcome in LABEL_JOIN_OUTCOMES:
+                joins.add_metric([outcome], sum(getattr(s, outcome) for s in states))
+            for partition, end in sorted(pipeline.end_offsets.items()):
+                processed = pipeline.processed_offset(partition)
+                if processed is not None:
+                    lag.add_metric([str(partition)], max(end - processed, 0))
+        return [joins, lag]
 
 
-def export_performance(
-    model: str, metrics: dict[str, float | None], coverage: float | None, baseline: float | None
-) -> None:
-    for gauge, value in (
-        (ACCURACY, metrics.get("accuracy")),
-        (PRECISION, metrics.get("precision")),
-        (RECALL, metrics.get("recall")),
-        (F1, metrics.get("f1")),
-        (LABEL_COVERAGE, coverage),
-        (BASELINE_ACCURACY, baseline),
-    ):
-        if value is not None:
-            gauge.labels(model).set(value)
+class WorkerMetrics:
+    """The worker pipeline's metrics, all in `registry` (a new one by default: a test's own).
 
+    >>> from prometheus_client import CollectorRegistry
+    >>> registry = CollectorRegistry()
+    >>> metrics = WorkerMetrics(registry)
+    >>> metrics.records_processed.labels("predictions").inc(3)
+    >>> registry.get_sample_value("driftline_records_processed_total", {"topic": "predictions"})
+    3.0
+    """
 
-_error_types: dict[str, set[str]] = {}
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        registry = CollectorRegistry(auto_describe=True) if registry is None else registry
+        self.registry = registry
 
+        # -- events of the stages (counters) -------------------------------------------------
+        self.records_processed = Counter(
+            "driftline_records_processed",
+            "Records parsed and accepted by the worker.",
+            ["topic"],
+            registry=registry,
+        )
+        # one family per registry: in the worker's, the sinks' dead letters count there too
+        self.dlq_records = DLQ_RECORDS if registry is REGISTRY else _dead_letters(registry)
+        self.records_without_reference = Counter(
+            "driftline_records_without_reference",
+            "Records of model versions that have no reference profile (counted, not windowed).",
+            registry=registry,
+        )
+        self.labels_processed = Counter(
+            "driftline_labels_processed",
+            "Label records parsed and handed to the join.",
+            registry=registry,
+        )
+        self.late_records = Counter(
+            "driftline_late_records",
+            "Records whose event-time window had already closed when they arrived.",
+            registry=registry,
+        )
+        self.windows_closed = Counter(
+            "driftline_windows_closed",
+            "Windows closed and evaluated, by status (evaluated, insufficient_samples).",
+            ["status"],
+            registry=registry,
+        )
+        self.drift_events = Counter(
+            "driftline_drift_events",
+            "Drift events published to the alerts topic.",
+            ["type", "severity"],
+            registry=registry,
+        )
+        self.checkpoints_dropped = Counter(
+            "driftline_checkpoints_dropped",
+            "Checkpoints that could not be restored (corrupt, or written by another version) "
+            "and were dropped: the partition (stage1) or model (stage2) started fresh.",
+            ["stage"],
+            registry=registry,
+        )
+        self.concept_outcomes_late = Counter(
+            "driftline_concept_outcomes_late",
+            "Joined predictions not fed to the concept-drift detectors because the model's "
+            "ordered stream had already passed them (a replay after a restart, or a label later "
+            "than windows.allowed_lateness_seconds allows).",
+            registry=registry,
+        )
+        self.predictions = Counter(
+            "model_predictions",
+            "Predictions received per model.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "model_errors",
+            "Failed predictions per model and error type.",
+            ["model_name", "error_type"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "model_inference_latency_seconds",
+            "Serving latency reported with each prediction.",
+            ["model_name"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
 
-def export_predictions(model: str, latency_seconds: Any, errors: Any) -> None:
-    """Counters of one batch of a model's predictions (numpy arrays)."""
-    import numpy as np
+        # -- state the pipeline holds, read at scrape time -----------------------------------
+        self.state = PipelineStateCollector()
+        registry.register(self.state)
 
-    from driftline.detectors.sketch import error_type  # one rule for the type, as windows keep it
+        # -- the verdict of each model's last closed window (set when it closes) -------------
+        self.drift_score = Gauge(
+            "model_drift_score",
+            "Statistic of each drift test of a feature in the model's last closed window.",
+            ["model_name", "feature_name", "test_type"],
+            registry=registry,
+        )
+        self.drift_detected = Gauge(
+            "model_drift_detected",
+            "1 if the feature drifted in the model's last closed window (after correction and "
+            "effect gates), else 0. feature_name=__multivariate__ for the joint tests.",
+            ["model_name", "feature_name"],
+            registry=registry,
+        )
+        self.accuracy = Gauge(
+            "model_accuracy",
+            "Accuracy of the last final performance window.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.precision = Gauge(
+            "model_precision",
+            "Precision of the last final performance window.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.recall = Gauge(
+            "model_recall",
+            "Recall of the last final performance window.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.f1 = Gauge(
+            "model_f1",
+            "F1 of the last final performance window.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.baseline_accuracy = Gauge(
+            "model_baseline_accuracy",
+            "Accuracy on the reference data.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.label_coverage = Gauge(
+            "model_label_coverage",
+            "Share of the last final window's predictions that got a label.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.estimated_accuracy = Gauge(
+            "model_estimated_accuracy",
+            "Label-free (CBPE) accuracy estimate of the model's last closed window.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.provisional_accuracy = Gauge(
+            "model_provisional_accuracy",
+            "Accuracy of the model's latest provisional performance window (labels so far, "
+            "before the label horizon; model_accuracy is the last final one).",
+            ["model_name"],
+            registry=registry,
+        )
+        self.provisional_label_coverage = Gauge(
+            "model_provisional_label_coverage",
+            "Share of the latest provisional performance window's predictions labelled so far.",
+            ["model_name"],
+            registry=registry,
+        )
+        # output drift (detectors/output.py)
+        self.score_drift = Gauge(
+            "model_score_drift",
+            "1-Wasserstein distance (score units) between the score histogram of the model's "
+            "last closed window and the reference's.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.prediction_class_ratio = Gauge(
+            "model_prediction_class_ratio",
+            "Share of each predicted class in the model's last closed window (at most 20 classes).",
+            ["model_name", "class"],
+            registry=registry,
+        )
+        self.low_confidence_ratio = Gauge(
+            "model_low_confidence_ratio",
+            "Share of the last closed window's predictions whose score lies in "
+            "low_confidence_band.",
+            ["model_name"],
+            registry=registry,
+        )
+        self.output_drift_detected = Gauge(
+            "model_output_drift_detected",
+            "1 if the output signal drifted in the model's last closed window (Holm over the "
+            "output signals and effect gates), else 0. signal: score, class_balance, "
+            "low_confidence, prediction (regression) or probability:<class>.",
+            ["model_name", "signal"],
+            registry=registry,
+        )
+        self.output_drift_severity = Gauge(
+            "model_output_drift_severity",
+            "Output-drift verdict of the model's last closed window: 0 none, 1 warning, "
+            "2 critical (output drift and a CBPE-estimated accuracy drop agree).",
+            ["model_name"],
+            registry=registry,
+        )
+        # data quality (detectors/quality.py)
+        self.feature_missing_ratio = Gauge(
+            "model_feature_missing_ratio",
+            "Share of the model's last closed window's records in which the feature was "
+            "missing (null, NaN or absent).",
+            ["model_name", "feature_name"],
+            registry=registry,
+        )
+        self.data_quality_issues = Gauge(
+            "model_data_quality_issues",
+            "Features with a data-quality finding in the model's last closed window, per "
+            "check: absent, missing_rate, type_errors, out_of_range, constant, new_feature "
+            "(reported only).",
+            ["model_name", "check"],
+            registry=registry,
+        )
+        # feature importance (detectors/importance.py)
+        self.feature_importance = Gauge(
+            "model_feature_importance",
+            "Share of the model's total feature importance held by each feature in its last "
+            "judged window (mean |attribution|, or mutual information with the prediction "
+            "without attributions); at most `importance.max_features` features per model.",
+            ["model_name", "feature_name"],
+            registry=registry,
+        )
+        self.importance_drift_detected = Gauge(
+            "model_importance_drift_detected",
+            "1 when the feature importances of the model's last judged window moved "
+            "(importance_drift).",
+            ["model_name"],
+            registry=registry,
+        )
+        # label sets exported so far, to keep them bounded
+        self._error_types: dict[str, set[str]] = {}
+        self._importance_features: dict[str, set[str]] = {}
 
-    PREDICTIONS.labels(model).inc(len(latency_seconds))
-    observe_all(LATENCY.labels(model), latency_seconds[np.isfinite(latency_seconds)])
-    known = _error_types.setdefault(model, set())
-    for error, count in Tally(e for e in errors.tolist() if e is not None).items():
-        kind = error_type(error)
-        if kind not in known:
-            if len(known) >= MAX_ERROR_TYPES:
-                kind = "other"
-            else:
-                known.add(kind)
-        ERRORS.labels(model, kind).inc(count)
+    def watch(self, pipeline: PipelineState) -> None:
+        """Read the label-join outcomes and consumer lag from `pipeline` at scrape time."""
+        self.state.watch(pipeline)
+
+    # -- a batch of predictions ------------------------------------------------------------
+
+    def export_predictions(self, model: str, latency_seconds: Any, errors: Any) -> None:
+        """Counters of one batch of a model's predictions (numpy arrays)."""
+        import numpy as np
+
+        from driftline.detectors.sketch import error_type  # one rule for the type, as windows
+
+        self.predictions.labels(model).inc(len(latency_seconds))
+        observe_all(self.latency.labels(model), latency_seconds[np.isfinite(latency_seconds)])
+        known = self._error_types.setdefault(model, set())
+        for error, count in Tally(e for e in errors.tolist() if e is not None).items():
+            kind = error_type(error)
+            if kind not in known:
+                if len(known) >= MAX_ERROR_TYPES:
+                    kind = "other"
+                else:
+                    known.add(kind)
+            self.errors.labels(model, kind).inc(count)
+
+    # -- a closed window -------------------------------------------------------------------
+
+    def export_window(self, evaluation: dict[str, Any], estimated_accuracy: float | None) -> None:
+        """Gauges of one closed window (`WindowEvaluation.to_dict()`)."""
+        model = evaluation["model"]
+        for name, feature in list(evaluation["features"].items())[:MAX_FEATURE_LABELS]:
+            self.drift_detected.labels(model, name).set(1.0 if feature["drifted"] else 0.0)
+            for test, result in feature["tests"].items():
+                if result.get("statistic") is not None:
+                    self.drift_score.labels(model, name, test).set(result["statistic"])
+        multivariate = evaluation.get("multivariate")
+        if multivariate is not None:
+            self.drift_detected.labels(model, "__multivariate__").set(
+                1.0 if multivariate["drifted"] else 0.0
+            )
+        self.export_output(model, evaluation.get("output"))
+        self.export_quality(model, evaluation.get("data_quality"))
+        self.export_importance(model, evaluation.get("importance"))
+        if estimated_accuracy is not None:
+            self.estimated_accuracy.labels(model).set(estimated_accuracy)
+
+    def export_output(self, model: str, output: dict[str, Any] | None) -> None:
+        """Gauges of a window's output verdict (`OutputEvaluation.to_dict()`); nothing when the
+        window had no output evaluation."""
+        if output is None:
+            return
+        severity = _OUTPUT_SEVERITY.get(output.get("severity"), 0.0)
+        self.output_drift_severity.labels(model).set(severity)
+        signals = output.get("signals") or {}
+        for name, signal in list(signals.items())[: MAX_CLASS_LABELS + 4]:
+            self.output_drift_detected.labels(model, name).set(1.0 if signal["drifted"] else 0.0)
+        score = signals.get("score")
+        if score is not None and score.get("effect") is not None:
+            self.score_drift.labels(model).set(score["effect"])
+        # classes of the reference absent from this window are exported as 0, not left stale
+        ratios = {k: 0.0 for k in output.get("reference_class_ratio") or {}}
+        ratios.update(output.get("class_ratio") or {})
+        for name, ratio in list(ratios.items())[:MAX_CLASS_LABELS]:
+            self.prediction_class_ratio.labels(model, name).set(ratio)
+        low = (output.get("confidence") or {}).get("low_confidence_ratio")
+        if low is not None:
+            self.low_confidence_ratio.labels(model).set(low)
+
+    def export_quality(self, model: str, quality: dict[str, Any] | None) -> None:
+        """Gauges of a window's data-quality verdict (`DataQualityEvaluation.to_dict()`)."""
+        if quality is None:
+            return
+        missing = list((quality.get("missing_rate") or {}).items())[:MAX_FEATURE_LABELS]
+        for name, rate in missing:
+            self.feature_missing_ratio.labels(model, name).set(rate)
+        for check, count in (quality.get("issues") or {}).items():
+            self.data_quality_issues.labels(model, check).set(count)
+
+    def export_importance(self, model: str, importance: dict[str, Any] | None) -> None:
+        """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`): one
+        series per listed feature (bounded by the verdict's `max_features`); features no longer
+        listed are removed so the series of a model stay bounded over time. A window closed
+        without a verdict keeps the last shares but clears the drift flag: an alert on it must
+        not fire for ever once windows stop being judged (attributions no longer sent, too few
+        records)."""
+        if importance is None or importance.get("status") != "evaluated":
+            if model in self._importance_features:
+                self.importance_drift_detected.labels(model).set(0.0)
+            return
+        shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
+        shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])
+        for name in self._importance_features.get(model, set()) - set(shares):
+            self.feature_importance.remove(model, name)
+        for name, share in shares.items():
+            self.feature_importance.labels(model, name).set(share)
+        self._importance_features[model] = set(shares)
+        drifted = 1.0 if importance.get("drifted") else 0.0
+        self.importance_drift_detected.labels(model).set(drifted)
+
+    # -- a performance window --------------------------------------------------------------
+
+    def export_performance(
+        self,
+        model: str,
+        metrics: dict[str, float | None],
+        coverage: float | None,
+        baseline: float | None,
+    ) -> None:
+        """Gauges of a final performance window."""
+        for gauge, value in (
+            (self.accuracy, metrics.get("accuracy")),
+            (self.precision, metrics.get("precision")),
+            (self.recall, metrics.get("recall")),
+            (self.f1, metrics.get("f1")),
+            (self.label_coverage, coverage),
+            (self.baseline_accuracy, baseline),
+        ):
+            if value is not None:
+                gauge.labels(model).set(value)
+
+    def export_provisional_performance(
+        self, model: str, accuracy: float | None, coverage: float | None
+    ) -> None:
+        """Gauges of a provisional performance window (the final gauges stay as they are)."""
+        if accuracy is not None:
+            self.provisional_accuracy.labels(model).set(accuracy)
+        if coverage is not None:
+            self.provisional_label_coverage.labels(model).set(coverage)
 
 
 def observe_all(histogram: Histogram, values: Any) -> None:
@@ -320,97 +556,6 @@ RETRAINING_RUNS = Counter(
     ["model_name", "status"],
     registry=REGISTRY,
 )
-
-
-# -- output drift (detectors/output.py) -----------------------------------------------------------
-
-MAX_CLASS_LABELS = 20
-_OUTPUT_SEVERITY = {None: 0.0, "warning": 1.0, "critical": 2.0}
-
-SCORE_DRIFT = Gauge(
-    "model_score_drift",
-    "1-Wasserstein distance (score units) between the score histogram of the model's last "
-    "closed window and the reference's.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-PREDICTION_CLASS_RATIO = Gauge(
-    "model_prediction_class_ratio",
-    "Share of each predicted class in the model's last closed window (at most 20 classes).",
-    ["model_name", "class"],
-    registry=REGISTRY,
-)
-LOW_CONFIDENCE_RATIO = Gauge(
-    "model_low_confidence_ratio",
-    "Share of the last closed window's predictions whose score lies in low_confidence_band.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-OUTPUT_DRIFT_DETECTED = Gauge(
-    "model_output_drift_detected",
-    "1 if the output signal drifted in the model's last closed window (Holm over the output "
-    "signals and effect gates), else 0. signal: score, class_balance, low_confidence, "
-    "prediction (regression) or probability:<class>.",
-    ["model_name", "signal"],
-    registry=REGISTRY,
-)
-OUTPUT_DRIFT_SEVERITY = Gauge(
-    "model_output_drift_severity",
-    "Output-drift verdict of the model's last closed window: 0 none, 1 warning, 2 critical "
-    "(output drift and a CBPE-estimated accuracy drop agree).",
-    ["model_name"],
-    registry=REGISTRY,
-)
-
-
-def export_output(model: str, output: dict[str, Any] | None) -> None:
-    """Gauges of a window's output verdict (`OutputEvaluation.to_dict()`); nothing when the
-    window had no output evaluation."""
-    if output is None:
-        return
-    OUTPUT_DRIFT_SEVERITY.labels(model).set(_OUTPUT_SEVERITY.get(output.get("severity"), 0.0))
-    signals = output.get("signals") or {}
-    for name, signal in list(signals.items())[: MAX_CLASS_LABELS + 4]:
-        OUTPUT_DRIFT_DETECTED.labels(model, name).set(1.0 if signal["drifted"] else 0.0)
-    score = signals.get("score")
-    if score is not None and score.get("effect") is not None:
-        SCORE_DRIFT.labels(model).set(score["effect"])
-    # classes of the reference absent from this window are exported as 0, not left stale
-    ratios = {k: 0.0 for k in output.get("reference_class_ratio") or {}}
-    ratios.update(output.get("class_ratio") or {})
-    for name, ratio in list(ratios.items())[:MAX_CLASS_LABELS]:
-        PREDICTION_CLASS_RATIO.labels(model, name).set(ratio)
-    low = (output.get("confidence") or {}).get("low_confidence_ratio")
-    if low is not None:
-        LOW_CONFIDENCE_RATIO.labels(model).set(low)
-
-
-# -- data quality (detectors/quality.py) ----------------------------------------------------------
-
-FEATURE_MISSING_RATIO = Gauge(
-    "model_feature_missing_ratio",
-    "Share of the model's last closed window's records in which the feature was missing "
-    "(null, NaN or absent).",
-    ["model_name", "feature_name"],
-    registry=REGISTRY,
-)
-DATA_QUALITY_ISSUES = Gauge(
-    "model_data_quality_issues",
-    "Features with a data-quality finding in the model's last closed window, per check: "
-    "absent, missing_rate, type_errors, out_of_range, constant, new_feature (reported only).",
-    ["model_name", "check"],
-    registry=REGISTRY,
-)
-
-
-def export_quality(model: str, quality: dict[str, Any] | None) -> None:
-    """Gauges of a window's data-quality verdict (`DataQualityEvaluation.to_dict()`)."""
-    if quality is None:
-        return
-    for name, rate in list((quality.get("missing_rate") or {}).items())[:MAX_FEATURE_LABELS]:
-        FEATURE_MISSING_RATIO.labels(model, name).set(rate)
-    for check, count in (quality.get("issues") or {}).items():
-        DATA_QUALITY_ISSUES.labels(model, check).set(count)
 
 
 # -- sinks (driftline/sinks/base.py) --------------------------------------------------------------
@@ -475,59 +620,6 @@ class SinkStateCollector(Collector):
 
 SINK_STATE = SinkStateCollector()
 REGISTRY.register(SINK_STATE)
-CHECKPOINTS_DROPPED = Counter(
-    "driftline_checkpoints_dropped",
-    "Checkpoints that could not be restored (corrupt, or written by another version) and were "
-    "dropped: the partition (stage1) or model (stage2) started fresh.",
-    ["stage"],
-    registry=REGISTRY,
-)
-CONCEPT_OUTCOMES_LATE = Counter(
-    "driftline_concept_outcomes_late",
-    "Joined predictions not fed to the concept-drift detectors because the model's ordered "
-    "stream had already passed them (a replay after a restart, or a label later than "
-    "windows.allowed_lateness_seconds allows).",
-    registry=REGISTRY,
-)
-
-
-# -- feature importance (detectors/importance.py) -------------------------------------------------
-
-FEATURE_IMPORTANCE = Gauge(
-    "model_feature_importance",
-    "Share of the model's total feature importance held by each feature in its last judged "
-    "window (mean |attribution|, or mutual information with the prediction without "
-    "attributions); at most `importance.max_features` features per model.",
-    ["model_name", "feature_name"],
-    registry=REGISTRY,
-)
-IMPORTANCE_DRIFT_DETECTED = Gauge(
-    "model_importance_drift_detected",
-    "1 when the feature importances of the model's last judged window moved (importance_drift).",
-    ["model_name"],
-    registry=REGISTRY,
-)
-_importance_features: dict[str, set[str]] = {}
-
-
-def export_importance(model: str, importance: dict[str, Any] | None) -> None:
-    """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`): one series
-    per listed feature (bounded by the verdict's `max_features`); features no longer listed
-    are removed so the series of a model stay bounded over time. A window closed without a
-    verdict keeps the last shares but clears the drift flag: an alert on it must not fire for
-    ever once windows stop being judged (attributions no longer sent, too few records)."""
-    if importance is None or importance.get("status") != "evaluated":
-        if model in _importance_features:
-            IMPORTANCE_DRIFT_DETECTED.labels(model).set(0.0)
-        return
-    shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
-    shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])
-    for name in _importance_features.get(model, set()) - set(shares):
-        FEATURE_IMPORTANCE.remove(model, name)
-    for name, share in shares.items():
-        FEATURE_IMPORTANCE.labels(model, name).set(share)
-    _importance_features[model] = set(shares)
-    IMPORTANCE_DRIFT_DETECTED.labels(model).set(1.0 if importance.get("drifted") else 0.0)
 
 
 LOG_WRITE_ERRORS = Counter(
@@ -536,28 +628,3 @@ LOG_WRITE_ERRORS = Counter(
     "the process goes on without them and says how many it lost once it can write again.",
     registry=REGISTRY,
 )
-
-
-PROVISIONAL_ACCURACY = Gauge(
-    "model_provisional_accuracy",
-    "Accuracy of the model's latest provisional performance window (labels so far, before "
-    "the label horizon; model_accuracy is the last final one).",
-    ["model_name"],
-    registry=REGISTRY,
-)
-PROVISIONAL_LABEL_COVERAGE = Gauge(
-    "model_provisional_label_coverage",
-    "Share of the latest provisional performance window's predictions labelled so far.",
-    ["model_name"],
-    registry=REGISTRY,
-)
-
-
-def export_provisional_performance(
-    model: str, accuracy: float | None, coverage: float | None
-) -> None:
-    """Gauges of a provisional performance window (the final gauges stay as they are)."""
-    if accuracy is not None:
-        PROVISIONAL_ACCURACY.labels(model).set(accuracy)
-    if coverage is not None:
-        PROVISIONAL_LABEL_COVERAGE.labels(model).set(coverage)

@@ -15,6 +15,7 @@ from typing import Any
 
 from driftline.config import Config
 from driftline.detectors.thresholds import DriftThresholds, load_thresholds
+from driftline.sinks.prometheus import WorkerMetrics
 from driftline.streams.checkpoint import checkpoint_topic, partials_topic
 from driftline.streams.pipeline import Pipeline, Send, Topics
 from driftline.streams.profiles import ProfileDirectory
@@ -49,8 +50,9 @@ def build_pipeline(
     n_sources: int,
     send: Send,
     load_checkpoints: Callable[[], Awaitable[dict[str, Any]]],
+    metrics: WorkerMetrics | None = None,
 ) -> Pipeline:
-    """The pipeline of a validated config, sending through `send`."""
+    """The pipeline of a validated config, sending through `send`, counting in `metrics`."""
     profiles = ProfileDirectory(config.worker.reference_dir, config.worker.reference_rescan_seconds)
     return Pipeline(
         config,
@@ -69,4 +71,5 @@ def build_pipeline(
         send=send,
         load_checkpoints=load_checkpoints,
         clock=_clock(),
+        metrics=metrics,
     )

@@ -53,7 +53,6 @@ from confluent_kafka import (
 )
 
 from driftline.config import Config
-from driftline.sinks import prometheus as metrics
 from driftline.streams.checkpoint import MAX_CHECKPOINT_BYTES, partials_topic, read_checkpoints
 from driftline.streams.pipeline import Message, Pipeline
 
@@ -410,10 +409,7 @@ class IngestWorker:
         unknown = [p for p in assigned if p not in ends]  # nothing fetched yet
         if unknown:
             ends.update(await self._in_thread(None, self._end_offsets, unknown, False))
-        for partition, end in ends.items():
-            processed = pipeline.processed_offset(partition)
-            if processed is not None:
-                metrics.CONSUMER_LAG.labels(str(partition)).set(max(end - processed, 0))
+        pipeline.end_offsets = ends  # the consumer lag, read when Prometheus scrapes
         quiet = pipeline.quiet_partitions()
         if quiet:
             tps = [TopicPartition(self.topics.predictions, p) for p in quiet]

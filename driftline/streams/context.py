@@ -1,6 +1,6 @@
 """What both stages of the pipeline share: the message shape they read, the output topics, the
-producer's `send`, the clock, the monitored profiles and the checkpoint cache (no state of
-either stage: that lives in stage1.py and stage2.py)."""
+producer's `send`, the clock, the monitored profiles, the checkpoint cache and the metrics (no
+state of either stage: that lives in stage1.py and stage2.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import orjson
 
 from driftline.config import Config
 from driftline.detectors.profile import ReferenceProfile
-from driftline.sinks import prometheus as metrics
+from driftline.sinks.prometheus import WorkerMetrics
 from driftline.streams.events import operational_event
 from driftline.streams.profiles import ProfileDirectory
 
@@ -87,7 +87,8 @@ class Checkpoints:
 
 @dataclass
 class Shared:
-    """What both stages use: config, topics, output, clock, profiles, checkpoints."""
+    """What both stages use: config, topics, output, clock, profiles, checkpoints, and the
+    metrics they count events in (`WorkerMetrics`: the worker's on its registry, a test's own)."""
 
     config: Config
     topics: Topics
@@ -95,16 +96,19 @@ class Shared:
     monitored: Monitored
     checkpoints: Checkpoints
     clock: Callable[[], float] = time.time
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     async def alert(self, key: str, event: dict[str, Any]) -> None:
         """One event to the alerts topic (keyed by model), counted by type and severity."""
         await self.send(self.topics.alerts, key.encode(), orjson.dumps(event), None)
-        metrics.DRIFT_EVENTS.labels(event["type"], event["severity"]).inc()
+        self.metrics.drift_events.labels(event["type"], event["severity"]).inc()
 
     async def checkpoint_dropped(
         self, stage: str, key: str, saved: Any, error: str | None, model: str = ""
     ) -> None:
-        """An `operational` event on the alerts topic: state was lost and re-fills from here."""
+        """An `operational` event on the alerts topic, and counted: state was lost and re-fills
+        from here."""
+        self.metrics.checkpoints_dropped.labels(stage).inc()
         detail = {"stage": stage, "checkpoint_key": key, "error": error, "checkpoint": saved}
         event = operational_event("checkpoint_dropped", key, detail, self.clock(), model)
         await self.alert(model or key, event)

@@ -15,7 +15,6 @@ import orjson
 
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
-from driftline.sinks import prometheus as metrics
 from driftline.streams.context import Message
 from driftline.streams.labels import PartitionLabels
 from driftline.streams.windows import PartitionWindows
@@ -150,9 +149,10 @@ def time_reason(index: int, t: float, earliest: float, latest: float) -> str:
 def restore_partition(
     partition: int, saved: Mapping[str, Any] | None, joins: PartitionLabels
 ) -> tuple[PartitionWindows | None, str | None]:
-    """A partition's state from its checkpoint; None (with a warning and a metric) if it has
-    none or it cannot be restored (corrupt, written by another version): the partition then
-    starts fresh from its committed offset instead of failing every batch."""
+    """A partition's state from its checkpoint; None if it has none, or (with a warning and
+    the error) if it cannot be restored (corrupt, written by another version): the partition
+    then starts fresh from its committed offset instead of failing every batch (the caller
+    reports it: `Shared.checkpoint_dropped`)."""
     if saved is None:
         return None, None
     try:
@@ -167,7 +167,6 @@ def restore_partition(
             type(exc).__name__,
             exc,
         )
-        metrics.CHECKPOINTS_DROPPED.labels("stage1").inc()
         return None, f"{type(exc).__name__}: {exc}"
 
 

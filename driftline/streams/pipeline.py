@@ -24,6 +24,7 @@ from driftline.config import Config
 from driftline.detectors.concept import ConceptDriftConfig
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.thresholds import DriftThresholds
+from driftline.sinks.prometheus import WorkerMetrics
 from driftline.streams.context import (
     Checkpoints,
     LoadCheckpoints,
@@ -67,6 +68,7 @@ class Pipeline:
         clock: Callable[[], float] = time.time,
         profile_directory: ProfileDirectory | None = None,
         concept: ConceptDriftConfig | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self.config = config
         # concept-drift suites (`concept_drift` in the thresholds file): a bad key fails here
@@ -81,9 +83,18 @@ class Pipeline:
             Monitored(dict(profiles), profile_directory),
             Checkpoints(load_checkpoints),
             clock,
+            metrics or WorkerMetrics(),  # the worker's, or a registry of this pipeline's own
         )
         self.intake = PartitionStage(self.shared)
         self.merge = ModelStage(self.shared, thresholds, self.concept, n_sources)
+        # end offsets of the predictions partitions, replaced (never mutated) by the shell
+        # every second: the consumer lag is end - processed, computed when Prometheus scrapes
+        self.end_offsets: dict[int, int] = {}
+        self.metrics.watch(self)
+
+    @property
+    def metrics(self) -> WorkerMetrics:
+        return self.shared.metrics
 
     # -- state, for the shell and tests -------------------------------------------------------
 

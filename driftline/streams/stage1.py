@@ -27,7 +27,6 @@ import orjson
 
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
-from driftline.sinks import prometheus as metrics
 from driftline.streams.context import Message, Shared
 from driftline.streams.formats import label_decoder, prediction_decoder
 from driftline.streams.intake import (
@@ -77,8 +76,6 @@ class PartitionStage:
         """(key, value) of every partition changed since the last call."""
         partitions = sorted(self.dirty & self.partitions.keys())
         self.dirty.clear()
-        if partitions:
-            self._export_join_counts()
         return [
             (
                 f"s1/{p}".encode(),
@@ -249,7 +246,7 @@ class PartitionStage:
                         self.shared.config.worker.reference_dir,
                     )
                 state.unknown_records += len(records)
-                metrics.RECORDS_WITHOUT_REFERENCE.inc(len(records))
+                self.shared.metrics.records_without_reference.inc(len(records))
                 accepted += len(records)
                 continue
             batch, records = columns_of(records, keys, profile, fresh, rejects)
@@ -258,16 +255,16 @@ class PartitionStage:
                 accepted += len(records)
         for position, found in sorted(rejects.items()):
             await self._dead_letter(fresh[position], found)
-        metrics.RECORDS_PROCESSED.labels(topic).inc(accepted)
+        self.shared.metrics.records_processed.labels(topic).inc(accepted)
         # phase 2: apply (no record can fail here: what could is rejected above)
         joins = self.joins[partition]
         max_time = -np.inf
         outcomes: list[Outcome] = []
         for model, version, profile, batch, records in prepared:
-            metrics.export_predictions(model, batch.latency_seconds, batch.error)
+            self.shared.metrics.export_predictions(model, batch.latency_seconds, batch.error)
             late_before = state.late_records
             state.add(model, version, batch, profile)
-            metrics.LATE_RECORDS.inc(state.late_records - late_before)
+            self.shared.metrics.late_records.inc(state.late_records - late_before)
             outcomes += joins.add_columns(
                 model,
                 version,
@@ -323,11 +320,6 @@ class PartitionStage:
                 await send(partials, model.encode(), mark, None)
         await self._save_partition(partition)
 
-    def _export_join_counts(self) -> None:
-        states = self.joins.values()
-        for outcome in ("joined", "evicted", "expired", "unmatched_labels", "late_labels"):
-            metrics.LABEL_JOIN.labels(outcome).set(sum(getattr(s, outcome) for s in states))
-
     async def on_labels(self, messages: list[Message]) -> None:
         """Join labels to their predictions (same partition number: co-partitioned topics)."""
         async with self.lock:
@@ -379,7 +371,7 @@ class PartitionStage:
                     rejects.append(("timestamp_out_of_range", reason, i))
             if rejects:
                 await self._dead_letter(message, rejects)
-        metrics.LABELS_PROCESSED.inc(len(labels))
+        self.shared.metrics.labels_processed.inc(len(labels))
         await self._send_outcomes(self.partitions[partition], joins.add_labels(labels))
         joins.last_label_offset = fresh[-1].offset
         await self._hand_on(self.partitions[partition])  # label time may close performance
@@ -453,5 +445,5 @@ class PartitionStage:
         limit = self.shared.config.worker.dlq_max_payload_bytes
         headers = dead_letter_headers(message, rejects, limit)
         for k, _, _ in rejects:
-            metrics.DLQ_RECORDS.labels(message.topic, k).inc()
+            self.shared.metrics.dlq_records.labels(message.topic, k).inc()
         await self.shared.send(self.shared.topics.dlq, message.key, payload[:limit], headers)

@@ -25,7 +25,6 @@ from driftline.detectors.performance import binary_metrics, relative_drop, roc_a
 from driftline.detectors.profile import SCORE_BINS
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
-from driftline.sinks import prometheus as metrics
 from driftline.streams.context import Message, Shared
 from driftline.streams.events import (
     estimated_performance_drop_event,
@@ -97,7 +96,6 @@ class ModelStage:
                         type(exc).__name__,
                         exc,
                     )
-                    metrics.CHECKPOINTS_DROPPED.labels("stage2").inc()
                     error = f"{type(exc).__name__}: {exc}"
                     await self.shared.checkpoint_dropped(
                         "stage2", f"s2/{model}", saved, error, model
@@ -126,7 +124,7 @@ class ModelStage:
                     changed.add(model)
                 elif isinstance(payload, OutcomesMessage):
                     late = state.outcome_state().add(payload.outcomes)
-                    metrics.CONCEPT_OUTCOMES_LATE.inc(late)
+                    self.shared.metrics.concept_outcomes_late.inc(late)
                     changed.add(model)
                 if isinstance(payload, WatermarkMessage | OutcomesMessage):
                     # re-sent every second: not worth a save
@@ -211,6 +209,7 @@ class ModelStage:
             "accuracy_drop": drop,
             "final": final,
         }
+        metrics = self.shared.metrics
         if final:
             metrics.export_performance(merged.model, realised, coverage, baseline)
         else:
@@ -287,14 +286,14 @@ class ModelStage:
             "evaluation": evaluated,
         }
         if evaluation.status == "evaluated":
-            metrics.export_window(evaluated, estimate.get("accuracy"))
+            self.shared.metrics.export_window(evaluated, estimate.get("accuracy"))
         await self.shared.send(
             self.shared.topics.metrics,
             sketch.model.encode(),
             orjson.dumps(summary, option=orjson.OPT_SERIALIZE_NUMPY),
             None,
         )
-        metrics.WINDOWS_CLOSED.labels(evaluation.status).inc()
+        self.shared.metrics.windows_closed.labels(evaluation.status).inc()
         log.info(
             "window %s/%s [%s, %s) closed: %d records, %s%s",
             sketch.model,

@@ -30,8 +30,12 @@ def run_worker(config: Config) -> int:
         faulthandler.register(signal.SIGUSR1, all_threads=True)
     log.info("predictions and labels co-partitioned over %d partitions", partitions)
     ensure_internal_topics(config)
+    pipeline_metrics = metrics.WorkerMetrics(metrics.REGISTRY)  # once: names are unique in it
     metrics.serve(config.worker.metrics_port)
     log.info("metrics on http://127.0.0.1:%d/metrics", config.worker.metrics_port)
-    worker = IngestWorker(config, lambda send, load: build_pipeline(config, partitions, send, load))
+    worker = IngestWorker(
+        config,
+        lambda send, load: build_pipeline(config, partitions, send, load, pipeline_metrics),
+    )
     asyncio.run(worker.run())  # SIGTERM/SIGINT: checkpoint, commit, leave the group, exit 0
     return 0

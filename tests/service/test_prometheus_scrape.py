@@ -123,6 +123,15 @@ def test_prometheus_scrapes_the_worker(scraped_worker: Config, prometheus_url: s
     dead = wait_for_series(prometheus_url, f'driftline_dlq_records_total{{topic="{topic}"}}')
     assert dead[0]["metric"]["reason"] == "invalid_json"
     assert float(dead[0]["value"][1]) == 1
+    # state the pipeline holds, read by the worker's collector when Prometheus scrapes: every
+    # label joined (timestamps 10 s after the prediction's), a lag per partition it owns
+    instance = up[0]["metric"]["instance"]
+    joined = f'driftline_label_join_records{{instance="{instance}", outcome="joined"}}'
+    wait_for_series(prometheus_url, f"{joined} == {N_RECORDS}")
+    lag = wait_for_series(
+        prometheus_url, f'driftline_consumer_lag_records{{instance="{instance}"}}'
+    )
+    assert {s["metric"]["partition"] for s in lag} == {str(p) for p in range(len(lag))}
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from driftline.detectors.importance import ImportanceThresholds
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds
-from driftline.sinks import prometheus
+from driftline.sinks.prometheus import MAX_FEATURE_LABELS, WorkerMetrics
 from driftline.sinks.rows import window_rows
 from driftline.sinks.schema import TABLES
 from driftline.streams.events import window_events
@@ -85,10 +85,10 @@ def test_window_summary_maps_to_feature_importance_rows() -> None:
     assert "feature_importance" not in window_rows({**message, "evaluation": off.to_dict()})
 
 
-def _series(model: str) -> dict[str, float]:
+def _series(metrics: WorkerMetrics, model: str) -> dict[str, float]:
     return {
         s.labels["feature_name"]: s.value
-        for metric in prometheus.REGISTRY.collect()
+        for metric in metrics.registry.collect()
         if metric.name == "model_feature_importance"
         for s in metric.samples
         if s.labels["model_name"] == model
@@ -96,28 +96,26 @@ def _series(model: str) -> dict[str, float]:
 
 
 def test_feature_importance_gauge_is_bounded_and_drops_stale_features() -> None:
-    model = "gauge-test"
+    model, metrics = "gauge-test", WorkerMetrics()
     features = [
         {"feature": f"f{i}", "share": 1.0 / 100} for i in range(100)
     ]  # more than the label cap
-    prometheus.export_importance(
-        model, {"status": "evaluated", "drifted": True, "features": features}
-    )
-    first = _series(model)
-    assert len(first) == prometheus.MAX_FEATURE_LABELS
-    prometheus.export_importance(
+    metrics.export_importance(model, {"status": "evaluated", "drifted": True, "features": features})
+    first = _series(metrics, model)
+    assert len(first) == MAX_FEATURE_LABELS
+    metrics.export_importance(
         model,
         {"status": "evaluated", "drifted": True, "features": [{"feature": "f0", "share": 1.0}]},
     )
-    assert _series(model) == {"f0": 1.0} and _drifted(model) == 1.0
-    prometheus.export_importance(model, {"status": "insufficient_samples", "features": []})
-    prometheus.export_importance(model, None)
-    assert _series(model) == {"f0": 1.0}  # a window not judged keeps the last judged one
-    assert _drifted(model) == 0.0  # ... but no alert fires for ever on an old verdict
+    assert _series(metrics, model) == {"f0": 1.0} and _drifted(metrics, model) == 1.0
+    metrics.export_importance(model, {"status": "insufficient_samples", "features": []})
+    metrics.export_importance(model, None)
+    assert _series(metrics, model) == {"f0": 1.0}  # a window not judged keeps the last judged
+    assert _drifted(metrics, model) == 0.0  # ... but no alert fires for ever on an old verdict
 
 
-def _drifted(model: str) -> float | None:
-    return prometheus.REGISTRY.get_sample_value(
+def _drifted(metrics: WorkerMetrics, model: str) -> float | None:
+    return metrics.registry.get_sample_value(
         "model_importance_drift_detected", {"model_name": model}
     )
 

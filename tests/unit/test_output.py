@@ -14,7 +14,7 @@ from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds, ThresholdsError, thresholds_from_dict
-from driftline.sinks import prometheus as metrics
+from driftline.sinks.prometheus import WorkerMetrics
 from driftline.sinks.rows import window_rows
 from driftline.streams.events import suppress_combined, window_events
 
@@ -225,8 +225,9 @@ def test_output_metrics_and_rows(profile: ReferenceProfile) -> None:
         profile, _window(profile, rng, 10_000, shift=0.05), ModelThresholds()
     ).to_dict()
     evaluation["model"] = "metrics-test"
+    metrics = WorkerMetrics()
     metrics.export_window(evaluation, None)
-    sample = metrics.REGISTRY.get_sample_value
+    sample = metrics.registry.get_sample_value
     assert sample("model_output_drift_severity", {"model_name": "metrics-test"}) in (1.0, 2.0)
     assert (
         sample("model_output_drift_detected", {"model_name": "metrics-test", "signal": "score"})

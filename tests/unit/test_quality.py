@@ -12,7 +12,7 @@ from driftline.detectors.evaluate import WindowEvaluation, evaluate_window
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds
-from driftline.sinks import prometheus as metrics
+from driftline.sinks.prometheus import WorkerMetrics
 from driftline.sinks.rows import window_rows
 from driftline.streams.events import window_events
 
@@ -101,8 +101,9 @@ def test_new_feature_is_reported_not_a_drift(profile: ReferenceProfile) -> None:
 def test_quality_metrics_and_rows(profile: ReferenceProfile) -> None:
     evaluation = _evaluate(profile, "gone").to_dict()
     evaluation["model"] = "quality-metrics"
+    metrics = WorkerMetrics()
     metrics.export_window(evaluation, None)
-    sample = metrics.REGISTRY.get_sample_value
+    sample = metrics.registry.get_sample_value
     labels = {"model_name": "quality-metrics"}
     assert sample("model_data_quality_issues", {**labels, "check": "absent"}) == 1.0
     assert sample("model_data_quality_issues", {**labels, "check": "constant"}) == 0.0
