@@ -13,7 +13,6 @@ from types import FrameType
 from typing import TYPE_CHECKING, Literal
 
 from confluent_kafka import Consumer
-from prometheus_client import Counter
 
 from driftline.config import Config
 from driftline.retrain.control import ensure_control_topic
@@ -24,15 +23,9 @@ from driftline.streams.reader import decode_object
 if TYPE_CHECKING:
     from driftline.retrain.service import RetrainService
 
-__all__ = ["ALERT_FAILURES", "handle_alert", "serve"]
+__all__ = ["handle_alert", "serve"]
 
 log = logging.getLogger("driftline.retrain.service")  # the logger of these lines before the split
-
-ALERT_FAILURES = Counter(
-    "driftline_retrain_alert_failures",
-    "Attempts of `retrain serve` to handle an alert that failed (retried; never skipped).",
-    registry=metrics.REGISTRY,
-)
 
 
 def handle_alert(
@@ -62,7 +55,7 @@ def handle_alert(
             service.handle_event(event)
             return True
         except Exception:
-            ALERT_FAILURES.inc()
+            metrics.RETRAIN_ALERT_FAILURES.inc()
             log.exception(
                 "handling alert %s failed; retrying in %.1f s (its offset is not committed)",
                 event.get("event_id"),

@@ -38,7 +38,6 @@ from types import FrameType
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
-from prometheus_client import Counter
 
 from driftline.config import Config
 from driftline.retrain.sample_table import (
@@ -50,7 +49,7 @@ from driftline.retrain.sample_table import (
     sampled,
     write_batch,
 )
-from driftline.sinks.prometheus import REGISTRY
+from driftline.sinks.prometheus import TRAINING_SAMPLE_REJECTED
 from driftline.sinks.store import PostgresStore
 from driftline.streams.records import parse_labels, parse_predictions
 
@@ -64,13 +63,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-REJECTED = Counter(
-    "driftline_training_sample_rejected",
-    "Records the training sample sink skipped and dead-lettered, by topic and rejection kind.",
-    ["topic", "kind"],
-    registry=REGISTRY,
-)
 
 
 class _Item:
@@ -149,7 +141,7 @@ class TrainingSampleSink:
             "" if index is None else f" record {index}",
             reason,
         )
-        REJECTED.labels(topic, kind).inc()
+        TRAINING_SAMPLE_REJECTED.labels(topic, kind).inc()
         self.rejected[kind] = self.rejected.get(kind, 0) + 1
         headers: dict[str, str | bytes | None] = {
             "driftline.reason.kind": kind.encode(),

@@ -41,7 +41,7 @@ from driftline.retrain.control import (
     publish_routing,
     routing_of,
 )
-from driftline.retrain.loop import ALERT_FAILURES, handle_alert, serve
+from driftline.retrain.loop import handle_alert, serve
 from driftline.retrain.pipeline import load_artifact
 from driftline.retrain.policy import (
     Policy,
@@ -59,7 +59,6 @@ from driftline.sinks import prometheus as metrics
 from driftline.sinks.store import PostgresStore
 
 __all__ = [
-    "ALERT_FAILURES",
     "RetrainService",
     "RoutingNotConfirmedError",
     "TriggerOutcome",

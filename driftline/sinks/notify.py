@@ -37,11 +37,10 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 import orjson
-from prometheus_client import Counter
 
 from driftline.config import Config, NotificationsConfig
 from driftline.sinks.policy import AlertPolicy, Notification, event_problem, summary_problem
-from driftline.sinks.prometheus import REGISTRY
+from driftline.sinks.prometheus import NOTIFICATIONS, NOTIFY_REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +58,6 @@ __all__ = [
     "run_notifier",
     "sign_webhook",
 ]
-
-NOTIFICATIONS = Counter(
-    "driftline_notifications",
-    "Notifications by channel and outcome (sent, failed: retried later).",
-    ["channel", "outcome"],
-    registry=REGISTRY,
-)
-REJECTED = Counter(
-    "driftline_notify_rejected",
-    "Malformed messages the notifier skipped (and sent to the dead-letter topic), by topic.",
-    ["topic", "reason"],
-    registry=REGISTRY,
-)
 
 
 class Channel(Protocol):
@@ -478,7 +464,7 @@ def run_notifier(
             message.offset(),
             reason,
         )
-        REJECTED.labels(topic, reason).inc()  # reasons are a fixed set of messages
+        NOTIFY_REJECTED.labels(topic, reason).inc()  # reasons are a fixed set of messages
         dead_letters.produce(
             config.topics.dlq,
             key=message.key(),

@@ -37,13 +37,17 @@ __all__ = [
     "DLQ_RECORDS",
     "LABEL_JOIN_OUTCOMES",
     "LOG_WRITE_ERRORS",
+    "NOTIFICATIONS",
+    "NOTIFY_REJECTED",
     "REGISTRY",
     "RETRAINING_EVALUATIONS",
     "RETRAINING_RUNS",
+    "RETRAIN_ALERT_FAILURES",
     "SINK_REJECTED",
     "SINK_ROWS_WRITTEN",
     "SINK_STATE",
     "SINK_WRITE_FAILURES",
+    "TRAINING_SAMPLE_REJECTED",
     "PipelineState",
     "PipelineStateCollector",
     "WorkerMetrics",
@@ -554,6 +558,32 @@ RETRAINING_RUNS = Counter(
     "model_retraining_runs",
     "Finished retraining runs, by status (succeeded, failed, rejected).",
     ["model_name", "status"],
+    registry=REGISTRY,
+)
+RETRAIN_ALERT_FAILURES = Counter(
+    "driftline_retrain_alert_failures",
+    "Attempts of `retrain serve` to handle an alert that failed (retried; never skipped).",
+    registry=REGISTRY,
+)
+TRAINING_SAMPLE_REJECTED = Counter(
+    "driftline_training_sample_rejected",
+    "Records the training sample sink skipped and dead-lettered, by topic and rejection kind.",
+    ["topic", "kind"],
+    registry=REGISTRY,
+)
+
+# -- notifications (`driftline notify`, driftline/sinks/notify.py) ----------------------------
+
+NOTIFICATIONS = Counter(
+    "driftline_notifications",
+    "Notifications by channel and outcome (sent, failed: retried later).",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)
+NOTIFY_REJECTED = Counter(
+    "driftline_notify_rejected",
+    "Malformed messages the notifier skipped (and sent to the dead-letter topic), by topic.",
+    ["topic", "reason"],
     registry=REGISTRY,
 )
 

@@ -422,7 +422,7 @@ def test_notify_skips_counts_and_dead_letters_malformed_messages(
     copied to the DLQ with its reason; valid ones around it are still notified."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from driftline.sinks.notify import REJECTED
+    from driftline.sinks.prometheus import NOTIFY_REJECTED as REJECTED
 
     _, env = isolated_config
     env = env | {
