@@ -19,14 +19,16 @@ log = logging.getLogger(__name__)
 
 
 class Letter(Protocol):
-    """A consumed message to dead-letter (the sink base's ``Pending``)."""
+    """A consumed message, or one record of it, to dead-letter (the sink base's ``DeadLetter``)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    rejection: tuple[str, str] | None  # (kind, reason)
+    kind: str
+    reason: str
+    index: int | None  # the record's position in a batch message; None: the whole message
     dead_lettered: bool  # Kafka confirmed it
     in_flight: bool  # produced, not yet confirmed or failed
 
@@ -52,7 +54,7 @@ def dead_letter_headers(
     """
     headers: dict[str, str | bytes | None] = {
         "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode(),
+        "driftline.reason": reason.encode(errors="replace"),
         "driftline.source.topic": topic.encode(),
         "driftline.source.partition": str(partition).encode(),
         "driftline.source.offset": str(offset).encode(),
@@ -73,13 +75,18 @@ def send_dead_letters(
     for letter in letters:
         if letter.dead_lettered or letter.in_flight:
             continue
-        kind, reason = letter.rejection or ("", "")
         producer.produce(
             topic,
             key=letter.key,
             value=letter.value or b"",
             headers=dead_letter_headers(
-                kind, reason, letter.topic, letter.partition, letter.offset, consumer=consumer
+                letter.kind,
+                letter.reason,
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.index,
+                consumer,
             ),
             on_delivery=_on_delivery(letter),
         )
@@ -92,7 +99,7 @@ def _on_delivery(p: Letter) -> Callable[[KafkaError | None, Message], None]:
         p.in_flight = False
         if error is None:
             p.dead_lettered = True
-            metrics.DLQ_RECORDS.labels(p.topic, (p.rejection or ("", ""))[0]).inc()
+            metrics.DLQ_RECORDS.labels(p.topic, p.kind).inc()
         else:
             log.warning("dead letter of %s[%d]@%d not delivered: %s",
                         p.topic, p.partition, p.offset, error)  # fmt: skip
