@@ -101,6 +101,18 @@ def json_object(value: bytes | None) -> dict[str, Any]:
         raise MalformedMessageError(str(exc)) from None
 
 
+def _refusal(exc: Exception) -> str:
+    """Why the destination refused: the error's type, first line and detail (not the rest: a
+    database error's context quotes the data).
+
+    >>> _refusal(ValueError("bad value\\nDETAIL:  NUL cannot be converted\\nCONTEXT:  row 2"))
+    'ValueError: bad value (DETAIL:  NUL cannot be converted)'
+    """
+    lines = str(exc).strip().splitlines() or [""]
+    detail = [line for line in lines[1:] if line.startswith("DETAIL:")]
+    return f"{type(exc).__name__}: {lines[0]}" + (f" ({detail[0]})" if detail else "")
+
+
 @dataclass(frozen=True)
 class SinkSettings:
     batch_messages: int = 1000
@@ -411,12 +423,10 @@ class BatchingSink(ABC, Generic[T]):
             if len(todo) == 1:
                 pending, entry = todo[0]
                 pending.items = [e for e in pending.items if e is not entry]
-                first = (str(exc).strip().splitlines() or [""])[0]
-                self._reject(pending, self.refused_kind, f"{type(exc).__name__}: {first}",
-                             entry[0])  # fmt: skip
+                self._reject(pending, self.refused_kind, _refusal(exc), entry[0])
                 return {}
             log.warning("%s sink: a batch of %d refused (%s); halving it", self.name, len(todo),
-                        exc)  # fmt: skip
+                        _refusal(exc))  # fmt: skip
         total: dict[str, int] = {}
         half = len(todo) // 2
         for part in (todo[:half], todo[half:]):
