@@ -34,7 +34,7 @@ The base owns the rest, modelled on quixstreams' ``BatchingSink`` and its checkp
   does, and its offset is committed with the batch. Never retried forever.
 
 Metrics are defined once in :mod:`driftline.sinks.prometheus`; backlog and pause state are read
-from the running sinks at scrape time. The loop is one module of about 440 lines on purpose:
+from the running sinks at scrape time. The loop is one module of about 500 lines on purpose:
 buffer, retry, pause and the checkpoint order read in one place (dead letters: deadletter.py).
 """
 
@@ -55,7 +55,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
-from driftline.sinks.deadletter import send_dead_letters
+from driftline.sinks.deadletter import DeadLetter, send_dead_letters
 from driftline.streams.formats.base import RejectedRecord
 from driftline.streams.reader import decode_object
 
@@ -135,22 +135,6 @@ class Records(Generic[T]):
 
     items: list[tuple[int | None, T]] = field(default_factory=list)
     rejected: list[RejectedRecord] = field(default_factory=list)
-
-
-@dataclass
-class DeadLetter:
-    """A message to dead-letter, whole or for one of its records (``index``)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None  # the original bytes
-    value: bytes | None
-    kind: str
-    reason: str
-    index: int | None = None
-    dead_lettered: bool = False  # Kafka confirmed it
-    in_flight: bool = False  # in the producer's queue
 
 
 @dataclass

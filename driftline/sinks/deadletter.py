@@ -7,30 +7,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.sinks import prometheus as metrics
 
-__all__ = ["Letter", "dead_letter_headers", "send_dead_letters"]
+__all__ = ["DeadLetter", "dead_letter_headers", "send_dead_letters"]
 
 log = logging.getLogger(__name__)
 
 
-class Letter(Protocol):
-    """A consumed message, or one record of it, to dead-letter (the sink base's ``DeadLetter``)."""
+@dataclass
+class DeadLetter:
+    """A consumed message to dead-letter, whole or for one of its records (``index``)."""
 
     topic: str
     partition: int
     offset: int
-    key: bytes | None
+    key: bytes | None  # the original bytes
     value: bytes | None
     kind: str
     reason: str
-    index: int | None  # the record's position in a batch message; None: the whole message
-    dead_lettered: bool  # Kafka confirmed it
-    in_flight: bool  # produced, not yet confirmed or failed
+    index: int | None = None  # the record's position in a batch message
+    dead_lettered: bool = False  # Kafka confirmed it
+    in_flight: bool = False  # produced, not yet confirmed or failed
 
 
 def dead_letter_headers(
@@ -67,7 +68,7 @@ def dead_letter_headers(
 
 
 def send_dead_letters(
-    producer: Producer, topic: str, letters: Sequence[Letter], timeout: float, consumer: str
+    producer: Producer, topic: str, letters: Sequence[DeadLetter], timeout: float, consumer: str
 ) -> None:
     """Produce ``letters`` to ``topic`` and wait (``flush``) up to ``timeout`` seconds; each one
     Kafka confirms gets ``dead_lettered = True``. A letter already confirmed or still in the
@@ -94,7 +95,7 @@ def send_dead_letters(
     producer.flush(timeout)
 
 
-def _on_delivery(p: Letter) -> Callable[[KafkaError | None, Message], None]:
+def _on_delivery(p: DeadLetter) -> Callable[[KafkaError | None, Message], None]:
     def delivered(error: KafkaError | None, message: Message) -> None:
         p.in_flight = False
         if error is None:
