@@ -22,6 +22,8 @@ for the data itself (psycopg DataError, IntegrityError, a value Python cannot en
 retried: the batch is halved until the refused records are found, those are dead-lettered
 (`store_rejected`) and the rest is written. Only errors of the connection or the server
 (PostgreSQL down, a timeout) are retried, with backoff, and nothing is committed meanwhile.
+The consuming, buffering, backoff, dead letters and commit-after-write are the sink base's
+(:class:`driftline.sinks.base.BatchingSink`); this module decodes, samples and writes.
 
 The tables and the SQL (sampling, write, retention, the stratified read) are in
 :mod:`driftline.retrain.sample_table`; their public names are importable from here too.
@@ -30,14 +32,9 @@ The tables and the SQL (sampling, write, retention, the stratified read) are in
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-import time
-from collections.abc import Iterable, Sequence
-from types import FrameType
-from typing import Any
-
-from confluent_kafka import Consumer, Message, Producer
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from driftline.config import Config
 from driftline.retrain.sample_table import (
@@ -49,11 +46,15 @@ from driftline.retrain.sample_table import (
     sampled,
     write_batch,
 )
+from driftline.sinks.base import BatchingSink, Records, SinkSettings
 from driftline.sinks.prometheus import TRAINING_SAMPLE_REJECTED
 from driftline.sinks.store import PostgresStore
+from driftline.streams.formats import RejectedRecord
 from driftline.streams.records import parse_labels, parse_predictions
 
 __all__ = [
+    "SampleItem",
+    "TrainingSampleSink",
     "hash_unit",
     "normalise_class",
     "read_stratified",
@@ -64,28 +65,23 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-
-class _Item:
-    """A decoded record and where it came from (for the dead-letter headers)."""
-
-    __slots__ = ("index", "is_prediction", "message", "record")
-
-    def __init__(
-        self, record: dict[str, Any], message: Message, index: int | None, is_prediction: bool
-    ) -> None:
-        self.record = record
-        self.message = message
-        self.index = index
-        self.is_prediction = is_prediction
+RETENTION_INTERVAL = 3600.0  # seconds between retention runs
 
 
-def _positions(n_valid: int, rejected: Sequence[Any]) -> list[int | None]:
+@dataclass(frozen=True, slots=True)
+class SampleItem:
+    """A sampled prediction, or a label of a prediction that may be sampled."""
+
+    record: dict[str, Any]
+    is_prediction: bool
+
+
+def _positions(n_valid: int, rejected: Sequence[RejectedRecord]) -> list[int | None]:
     """Where the valid records of a message were: their indexes in a batch, None for a message
     of one record.
 
     >>> _positions(2, [])
     [0, 1]
-    >>> from driftline.streams.formats import RejectedRecord
     >>> _positions(2, [RejectedRecord("schema_violation", "x", 1)])
     [0, 2]
     >>> _positions(1, [])
@@ -98,191 +94,80 @@ def _positions(n_valid: int, rejected: Sequence[Any]) -> list[int | None]:
     return [i for i in range(total) if i not in skipped]
 
 
-def _wait(stop: threading.Event | None, seconds: float) -> bool:
-    """Sleep ``seconds``; True when ``stop`` was set meanwhile."""
-    if stop is not None:
-        return stop.wait(seconds)
-    time.sleep(seconds)
-    return False
+class TrainingSampleSink(BatchingSink[SampleItem]):
+    """`driftline sink training-sample`: the predictions and labels topics into the sample."""
 
+    name: ClassVar[str] = "training-sample"
+    refused_kind: ClassVar[str] = "store_rejected"
 
-class TrainingSampleSink:
-    """The consumer loop of `driftline sink training-sample`."""
-
-    def __init__(self, config: Config, store: PostgresStore, group: str | None = None) -> None:
-        self.config = config
+    def __init__(
+        self,
+        config: Config,
+        store: PostgresStore,
+        group: str | None = None,
+        settings: SinkSettings | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            config,
+            [config.topics.predictions, config.topics.labels],
+            settings or SinkSettings(batch_messages=5000),
+            group_id=group or f"{config.worker.app_id}-training-sample",
+            **kwargs,
+        )
         self.store = store
-        self.group_id = group or f"{config.worker.app_id}-training-sample"
-        settings = config.retraining
-        self.max_label_rate = max([settings.sample_rate, *settings.sample_rates.values()])
-        self.consumer = Consumer(
-            {
-                **config.kafka.confluent_settings(),
-                "group.id": self.group_id,
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-            }
-        )
-        self.consumer.subscribe([config.topics.predictions, config.topics.labels])
-        self.dead_letters = Producer({**config.kafka.confluent_settings(), "log_level": 3})
+        self.dead_letter_consumer = "training-sample"
+        rates = config.retraining
+        # A label is kept if its prediction may be sampled at any model's rate.
+        self.max_label_rate = max([rates.sample_rate, *rates.sample_rates.values()])
         self.written = {"predictions": 0, "labels": 0, "pending": 0, "trimmed": 0}
-        self.rejected: dict[str, int] = {}  # rejection kind -> records skipped
 
-    def _reject(self, message: Message, kind: str, reason: str, index: int | None) -> None:
-        """Skip a message or one record of it: log, count, dead-letter (original key and bytes,
-        the reason in the headers, as docs/FORMATS.md describes)."""
-        topic = str(message.topic())
-        log.warning(
-            "training sample: skipping %s %s[%s]@%s%s: %s",
-            kind,
-            topic,
-            message.partition(),
-            message.offset(),
-            "" if index is None else f" record {index}",
-            reason,
-        )
-        TRAINING_SAMPLE_REJECTED.labels(topic, kind).inc()
-        self.rejected[kind] = self.rejected.get(kind, 0) + 1
-        headers: dict[str, str | bytes | None] = {
-            "driftline.reason.kind": kind.encode(),
-            "driftline.reason": reason.encode(errors="replace"),
-            "driftline.source.topic": topic.encode(),
-            "driftline.source.partition": str(message.partition()).encode(),
-            "driftline.source.offset": str(message.offset()).encode(),
-            "driftline.consumer": b"training-sample",
-        }
-        if index is not None:
-            headers["driftline.source.index"] = str(index).encode()
-        while True:
-            try:
-                self.dead_letters.produce(
-                    self.config.topics.dlq,
-                    key=message.key(),
-                    value=message.value() or b"",
-                    headers=headers,
-                )
-                break
-            except BufferError:
-                self.dead_letters.poll(0.1)
-        self.dead_letters.poll(0)
-
-    def _split(self, messages: Iterable[Message]) -> tuple[list[_Item], list[_Item]]:
+    def decode_records(self, topic: str, value: bytes | None) -> Records[SampleItem]:
+        """The message's sampled predictions (or labels that may be), and its bad records."""
+        is_label = topic == self.config.topics.labels
+        valid, rejected = (parse_labels if is_label else parse_predictions)(value or b"")
+        decoded: Records[SampleItem] = Records(rejected=list(rejected))
         rates = self.config.retraining
-        predictions: list[_Item] = []
-        labels: list[_Item] = []
-        for message in messages:
-            if message.error() is not None:
-                log.warning("consume error: %s", message.error())
-                continue
-            is_label = message.topic() == self.config.topics.labels
-            try:
-                parse = parse_labels if is_label else parse_predictions
-                valid, rejected = parse(message.value() or b"")
-                positions = _positions(len(valid), rejected)
-                for rejection in rejected:
-                    self._reject(message, rejection.kind, rejection.reason, rejection.index)
-                for record, index in zip(valid, positions, strict=True):
-                    prediction_id = str(record["prediction_id"])
-                    if is_label:
-                        if sampled(prediction_id, self.max_label_rate):
-                            labels.append(_Item(record, message, index, False))
-                    elif sampled(prediction_id, rates.sample_rate_for(record["model"])):
-                        predictions.append(_Item(record, message, index, True))
-            except Exception as exc:  # a bug must cost one message, never a crash-loop
-                self._reject(message, "worker_error", f"{type(exc).__name__}: {exc}", None)
-        return predictions, labels
+        for record, index in zip(valid, _positions(len(valid), rejected), strict=True):
+            rate = self.max_label_rate if is_label else rates.sample_rate_for(record["model"])
+            if sampled(str(record["prediction_id"]), rate):
+                decoded.items.append((index, SampleItem(record, not is_label)))
+        return decoded
 
-    def _write(self, predictions: list[_Item], labels: list[_Item]) -> None:
-        """Write the items; rows PostgreSQL refuses are found by halving and dead-lettered.
-        A transient error (connection, server) propagates: the caller retries."""
-        try:
-            counts = write_batch(
-                self.store,
-                [item.record for item in predictions],
-                [item.record for item in labels],
-                max_rows_per_version=self.config.retraining.sample_max_rows_per_version,
-            )
-        except Exception as exc:
-            if not refused_data(exc):
-                raise
-            items = [*predictions, *labels]
-            if len(items) == 1:
-                item = items[0]
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                reason = f"PostgreSQL refused the record: {type(exc).__name__}: {first}"
-                self._reject(item.message, "store_rejected", reason, item.index)
-                return
-            half = len(items) // 2
-            for part in (items[:half], items[half:]):
-                self._write(
-                    [i for i in part if i.is_prediction], [i for i in part if not i.is_prediction]
-                )
-            return
+    def write(self, items: Sequence[SampleItem]) -> Mapping[str, int]:
+        counts = write_batch(
+            self.store,
+            [i.record for i in items if i.is_prediction],
+            [i.record for i in items if not i.is_prediction],
+            max_rows_per_version=self.config.retraining.sample_max_rows_per_version,
+        )
         for key, value in counts.items():
             self.written[key] += value
+        # rows per table: predictions inserted and labels filled in, labels parked
+        return {
+            "training_samples": counts["predictions"] + counts["labels"],
+            "training_pending_labels": counts["pending"],
+        }
 
-    def step(self, timeout: float = 1.0, stop: threading.Event | None = None) -> int:
-        """Consume one batch, write it (retrying with backoff while PostgreSQL is unreachable;
-        isolating and dead-lettering the rows it refuses), commit; returns the messages
-        handled (0 when stopped before the write succeeded: nothing committed)."""
-        messages = self.consumer.consume(5000, timeout=timeout)
-        if not messages:
-            return 0
-        predictions, labels = self._split(messages)
-        delay = 0.5
-        while predictions or labels:
-            try:
-                self._write(predictions, labels)
-                break
-            except Exception:
-                log.exception("training sample write failed; retrying in %.1f s", delay)
-                if _wait(stop, delay):
-                    return 0  # not committed: redelivered after the restart
-                delay = min(delay * 2, 30.0)
-        # The dead letters are out before the offsets move past their messages.
-        while self.dead_letters.flush(10) > 0:
-            log.error("training sample: the dead-letter topic does not confirm; waiting")
-            if _wait(stop, delay):
-                return 0
-        self.consumer.commit(asynchronous=False)
-        return len(messages)
+    def is_transient(self, exc: Exception) -> bool:
+        # Everything but a refusal of the data itself is retried (nothing committed meanwhile).
+        return not refused_data(exc)
 
-    def run(self, stop: threading.Event) -> None:
-        next_retention = 0.0
-        while not stop.is_set():
-            if time.monotonic() >= next_retention:
-                try:
-                    deleted = retention(
-                        self.store,
-                        self.config.retraining.sample_retention_days,
-                        self.config.labels.ttl_seconds,
-                    )
-                    log.info("training sample retention: %d rows deleted", deleted)
-                except Exception:
-                    log.exception("training sample retention failed")
-                next_retention = time.monotonic() + 3600
-            self.step(stop=stop)
+    def count_rejected(self, topic: str, kind: str) -> None:
+        super().count_rejected(topic, kind)
+        TRAINING_SAMPLE_REJECTED.labels(topic, kind).inc()
 
-    def close(self) -> None:
-        self.consumer.close()
-        self.dead_letters.flush(10)
+    def housekeeping(self) -> float:
+        """Retention: rows older than ``sample_retention_days``, parked labels past their TTL."""
+        deleted = retention(
+            self.store, self.config.retraining.sample_retention_days, self.config.labels.ttl_seconds
+        )
+        log.info("training sample retention: %d rows deleted", deleted)
+        return RETENTION_INTERVAL
 
 
 def run_training_sample_sink(config: Config, schema: str | None = None) -> int:
     """`driftline sink training-sample`: run until SIGTERM/SIGINT."""
-    stop = threading.Event()
-
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
     with PostgresStore(config.postgres.dsn(), schema=schema) as store:
         store.upgrade()
-        sink = TrainingSampleSink(config, store)
-        log.info("training sample: group %s", sink.group_id)
-        try:
-            sink.run(stop)
-        finally:
-            sink.close()
-    return 0
+        return TrainingSampleSink(config, store).run_until_signalled()

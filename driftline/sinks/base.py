@@ -2,11 +2,13 @@
 
 A sink is a subclass of :class:`BatchingSink` that implements two methods:
 
-- ``write(items)``: write a batch (one decoded item per Kafka message) durably, or raise;
+- ``write(items)``: write a batch of decoded items durably, or raise;
 - ``is_transient(exc)``: is this error of ``write`` (or ``setup``) worth retrying (the
   destination is down) rather than a refusal of the data?
 
-Optional hooks: ``decode(topic, value)`` (default: a JSON object), ``setup()`` (run at start,
+Optional hooks: ``decode(topic, value)`` (one item per message; default: a JSON object),
+``decode_records(topic, value)`` instead for a message of several records (:class:`Records`:
+its items, and the records rejected with their index and reason), ``setup()`` (run at start,
 retried while transient) and ``housekeeping()`` (at start, then periodically when the buffer is
 empty).
 
@@ -24,13 +26,15 @@ The base owns the rest, modelled on quixstreams' ``BatchingSink`` and its checkp
   :class:`SinkBackpressureError`, the assigned partitions are paused (still polling, so the
   consumer stays in its group) until a write succeeds.
 - **Bad input never kills the sink**: a message ``decode`` rejects
-  (:class:`MalformedMessageError`), or one the destination refuses (a non-transient error of
-  ``write``, found by retrying the batch message by message), is logged, counted in
-  ``driftline_sink_rejected_total{topic}``, sent to the dead-letter topic with the reason in
-  its headers (as the worker does), and its offset is committed with the batch.
+  (:class:`MalformedMessageError`), a record ``decode_records`` rejects, or an item the
+  destination refuses (a non-transient error of ``write``, found by halving the batch until
+  the refused items are alone: a few writes for a few bad rows among thousands) is logged,
+  counted in ``driftline_sink_rejected_total{topic}`` (and by :meth:`count_rejected`), sent to
+  the dead-letter topic with the reason (and the record's index) in its headers, as the worker
+  does, and its offset is committed with the batch. Never retried forever.
 
 Metrics are defined once in :mod:`driftline.sinks.prometheus`; backlog and pause state are read
-from the running sinks at scrape time. The loop is one module of about 440 lines on purpose:
+from the running sinks at scrape time. The loop is one module of about 500 lines on purpose:
 buffer, retry, pause and the checkpoint order read in one place (dead letters: deadletter.py).
 """
 
@@ -51,12 +55,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
-from driftline.sinks.deadletter import send_dead_letters
+from driftline.sinks.deadletter import DeadLetter, send_dead_letters
+from driftline.streams.formats.base import RejectedRecord
 from driftline.streams.reader import decode_object
 
 __all__ = [
     "BatchingSink",
     "MalformedMessageError",
+    "Records",
     "SinkBackpressureError",
     "SinkSettings",
     "json_object",
@@ -95,6 +101,18 @@ def json_object(value: bytes | None) -> dict[str, Any]:
         raise MalformedMessageError(str(exc)) from None
 
 
+def _refusal(exc: Exception) -> str:
+    """Why the destination refused: the error's type, first line and detail (not the rest: a
+    database error's context quotes the data).
+
+    >>> _refusal(ValueError("bad value\\nDETAIL:  NUL cannot be converted\\nCONTEXT:  row 2"))
+    'ValueError: bad value (DETAIL:  NUL cannot be converted)'
+    """
+    lines = str(exc).strip().splitlines() or [""]
+    detail = [line for line in lines[1:] if line.startswith("DETAIL:")]
+    return f"{type(exc).__name__}: {lines[0]}" + (f" ({detail[0]})" if detail else "")
+
+
 @dataclass(frozen=True)
 class SinkSettings:
     batch_messages: int = 1000
@@ -111,18 +129,28 @@ class SinkSettings:
 
 
 @dataclass
+class Records(Generic[T]):
+    """What ``decode_records`` makes of one message: the items to write, each with its index in
+    the message (None for a message of one record), and the records rejected."""
+
+    items: list[tuple[int | None, T]] = field(default_factory=list)
+    rejected: list[RejectedRecord] = field(default_factory=list)
+
+
+@dataclass
 class Pending(Generic[T]):
-    """One consumed message: its decoded item, or why it is dead-lettered."""
+    """One consumed message: its decoded items still to write, and its dead letters."""
 
     topic: str
     partition: int
     offset: int
-    key: bytes | None  # the original bytes: a message refused at write time is dead-lettered
+    key: bytes | None  # the original bytes: a record refused at write time is dead-lettered
     value: bytes | None
-    item: T | None = None
-    rejection: tuple[str, str] | None = None  # (kind, reason)
-    dead_lettered: bool = False
-    in_flight: bool = False  # its dead letter is in the producer's queue
+    items: list[tuple[int | None, T]] = field(default_factory=list)
+    letters: list[DeadLetter] = field(default_factory=list)
+
+
+_Entry = tuple[Pending[T], tuple[int | None, T]]  # an item to write and its message
 
 
 @dataclass
@@ -140,6 +168,8 @@ class BatchingSink(ABC, Generic[T]):
 
     name: ClassVar[str]
     """Short name: consumer group ``<worker.app_id>-sink-<name>``, rows-written label."""
+    refused_kind: ClassVar[str] = "refused_by_sink"
+    """The rejection kind of an item ``write`` refuses (dead-letter header, metrics)."""
 
     def __init__(
         self,
@@ -171,6 +201,8 @@ class BatchingSink(ABC, Generic[T]):
         self.producer = producer or Producer(kafka)  # the dead letters
         self.state: _State[T] = _State()
         self.stats = {"written_messages": 0, "rejected": 0, "write_failures": 0}
+        self.rejected: dict[str, int] = {}  # rejection kind -> messages or records
+        self.dead_letter_consumer = f"sink-{self.name}"  # the driftline.consumer header
 
     # -- what a sink implements ----------------------------------------------------------
 
@@ -182,12 +214,21 @@ class BatchingSink(ABC, Generic[T]):
     @abstractmethod
     def is_transient(self, exc: Exception) -> bool:
         """True if ``exc`` means the destination is unavailable (retry later), False if it
-        refused the data (the batch is retried message by message, the refused dead-lettered)."""
+        refused the data (the batch is halved until the refused items are dead-lettered)."""
 
     def decode(self, topic: str, value: bytes | None) -> T:
         """One message's item; :class:`MalformedMessageError` if it is not one. Default: a JSON
         object (:func:`json_object`)."""
         return cast(T, json_object(value))
+
+    def decode_records(self, topic: str, value: bytes | None) -> Records[T]:
+        """A message's items and rejected records, for a message of several records (or none
+        worth writing). Default: the one item of :meth:`decode`."""
+        return Records([(None, self.decode(topic, value))])
+
+    def count_rejected(self, topic: str, kind: str) -> None:
+        """Count a dead-lettered message or record (a sink may add its own metric)."""
+        metrics.SINK_REJECTED.labels(topic).inc()
 
     def setup(self) -> None:
         """Run once at start (e.g. migrations), retried while :meth:`is_transient`."""
@@ -231,8 +272,12 @@ class BatchingSink(ABC, Generic[T]):
                 log.warning("stopping with %d unwritten messages: not committed, they will be "
                             "read again", len(self.state.buffer))  # fmt: skip
         finally:
-            metrics.SINK_STATE.untrack(self)
-            self.consumer.close()
+            self.close()
+
+    def close(self) -> None:
+        """Leave the group (what is buffered is not committed: read again by the next owner)."""
+        metrics.SINK_STATE.untrack(self)
+        self.consumer.close()
 
     def run_until_signalled(self, metrics_port: int | None = None) -> int:
         """The job of a `driftline sink <name>` process: serve /metrics on ``metrics_port`` (if
@@ -263,7 +308,8 @@ class BatchingSink(ABC, Generic[T]):
 
     # -- one iteration -------------------------------------------------------------------
 
-    def step(self) -> None:
+    def step(self) -> int:
+        """Consume, write and commit what is due; returns the messages committed."""
         s, st = self.settings, self.state
         room = max(1, min(s.batch_messages, s.max_buffer - len(st.buffer)))  # the bound is hard
         for message in self.consumer.consume(num_messages=room, timeout=s.poll_timeout):
@@ -273,14 +319,17 @@ class BatchingSink(ABC, Generic[T]):
             len(st.buffer) >= s.batch_messages
             or (st.oldest is not None and now - st.oldest >= s.flush_interval)
         )
+        committed = 0
         if due and now >= st.retry_at:
-            self._checkpoint()
+            batch = len(st.buffer)
+            committed = batch if self._checkpoint() else 0
         if len(st.buffer) >= s.max_buffer and not st.paused:
             self._pause(f"buffer full ({len(st.buffer)} messages)")
         elif st.paused and (assignment := self.consumer.assignment()):
             self.consumer.pause(assignment)  # partitions assigned since the pause
         if now >= st.next_housekeeping and not st.buffer:
             st.next_housekeeping = now + self._housekeeping()
+        return committed
 
     def _housekeeping(self) -> float:
         try:
@@ -300,28 +349,35 @@ class BatchingSink(ABC, Generic[T]):
             return
         pending: Pending[T] = Pending(topic, partition, offset, message.key(), message.value())
         try:
-            pending.item = self.decode(topic, pending.value)
+            records = self.decode_records(topic, pending.value)
         except Exception as exc:  # a decoder's bug must not stop the sink either
             if not isinstance(exc, MalformedMessageError):
                 log.exception("%s sink: decode failed", self.name)
             self._reject(pending, "malformed_message", str(exc))
+        else:
+            pending.items = records.items
+            for r in records.rejected:
+                self._reject(pending, r.kind, r.reason, r.index)
         if self.state.oldest is None:
             self.state.oldest = self.clock()
         self.state.buffer.append(pending)
 
-    def _reject(self, pending: Pending[T], kind: str, reason: str) -> None:
-        pending.rejection = (kind, reason)
-        metrics.SINK_REJECTED.labels(pending.topic).inc()
+    def _reject(self, p: Pending[T], kind: str, reason: str, index: int | None = None) -> None:
+        p.letters.append(DeadLetter(p.topic, p.partition, p.offset, p.key, p.value, kind, reason,
+                                    index))  # fmt: skip
+        self.count_rejected(p.topic, kind)
         self.stats["rejected"] += 1
-        log.error("%s: message skipped and dead-lettered (%s[%d]@%d): %s", kind,
-                  pending.topic, pending.partition, pending.offset, reason)  # fmt: skip
+        self.rejected[kind] = self.rejected.get(kind, 0) + 1
+        log.error("%s: %s skipped and dead-lettered (%s[%d]@%d): %s", kind,
+                  "message" if index is None else f"record {index}",
+                  p.topic, p.partition, p.offset, reason)  # fmt: skip
 
     # -- the checkpoint: write, then the dead letters, then the offsets -------------------
 
     def _checkpoint(self) -> bool:
         st = self.state
         batch = st.buffer
-        todo = [p for p in batch if p.rejection is None]
+        todo: list[_Entry[T]] = [(p, item) for p in batch for item in p.items]
         written = self._write(todo) if todo else {}
         if written is None or not self._dead_letter(batch):
             return False
@@ -335,11 +391,11 @@ class BatchingSink(ABC, Generic[T]):
             self._resume()
         return True
 
-    def _write(self, todo: list[Pending[T]]) -> dict[str, int] | None:
-        """Write the batch; on a refusal, message by message (the refused are rejected).
-        None if the destination is unavailable (retry later)."""
+    def _write(self, todo: list[_Entry[T]]) -> dict[str, int] | None:
+        """Write the items; on a refusal, each half in turn until the refused items are alone
+        (rejected, and dropped from their message). None if the destination is unavailable."""
         try:
-            return self._counted(self.write([cast(T, p.item) for p in todo]), len(todo))
+            return self._counted(self.write([item for _, (_, item) in todo]), len(todo))
         except SinkBackpressureError as exc:
             self._failed(f"backpressure: {exc}", exc.retry_after)
             self._pause(str(exc))
@@ -348,17 +404,19 @@ class BatchingSink(ABC, Generic[T]):
             if self.is_transient(exc):
                 self._failed(f"destination unavailable: {exc}")
                 return None
-            log.error("%s sink: batch refused (%s); writing message by message", self.name, exc)
+            if len(todo) == 1:
+                pending, entry = todo[0]
+                pending.items = [e for e in pending.items if e is not entry]
+                self._reject(pending, self.refused_kind, _refusal(exc), entry[0])
+                return {}
+            log.warning("%s sink: a batch of %d refused (%s); halving it", self.name, len(todo),
+                        _refusal(exc))  # fmt: skip
         total: dict[str, int] = {}
-        for pending in todo:
-            try:
-                written = self._counted(self.write([cast(T, pending.item)]), 1)
-            except Exception as exc:
-                if isinstance(exc, SinkBackpressureError) or self.is_transient(exc):
-                    self._failed(f"destination unavailable: {exc}")
-                    return None
-                self._reject(pending, "refused_by_sink", f"{type(exc).__name__}: {exc}")
-                continue
+        half = len(todo) // 2
+        for part in (todo[:half], todo[half:]):
+            written = self._write(part)
+            if written is None:
+                return None
             for destination, count in written.items():
                 total[destination] = total.get(destination, 0) + count
         return total
@@ -369,7 +427,7 @@ class BatchingSink(ABC, Generic[T]):
     def _dead_letter(self, batch: list[Pending[T]]) -> bool:
         """Produce the batch's rejected messages to the DLQ and wait for their delivery
         (each is delivered once: a retry sends only the unconfirmed)."""
-        todo = [p for p in batch if p.rejection is not None and not p.dead_lettered]
+        todo = [d for p in batch for d in p.letters if not d.dead_lettered]
         if not todo:
             return True
         try:
@@ -378,7 +436,7 @@ class BatchingSink(ABC, Generic[T]):
                 self.config.topics.dlq,
                 todo,
                 self.settings.dlq_timeout,
-                consumer=f"sink-{self.name}",
+                consumer=self.dead_letter_consumer,
             )
         except (KafkaException, BufferError) as exc:
             self._failed(f"dead-letter topic unavailable: {exc}")

@@ -7,28 +7,31 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.sinks import prometheus as metrics
 
-__all__ = ["Letter", "dead_letter_headers", "send_dead_letters"]
+__all__ = ["DeadLetter", "dead_letter_headers", "send_dead_letters"]
 
 log = logging.getLogger(__name__)
 
 
-class Letter(Protocol):
-    """A consumed message to dead-letter (the sink base's ``Pending``)."""
+@dataclass
+class DeadLetter:
+    """A consumed message to dead-letter, whole or for one of its records (``index``)."""
 
     topic: str
     partition: int
     offset: int
-    key: bytes | None
+    key: bytes | None  # the original bytes
     value: bytes | None
-    rejection: tuple[str, str] | None  # (kind, reason)
-    dead_lettered: bool  # Kafka confirmed it
-    in_flight: bool  # produced, not yet confirmed or failed
+    kind: str
+    reason: str
+    index: int | None = None  # the record's position in a batch message
+    dead_lettered: bool = False  # Kafka confirmed it
+    in_flight: bool = False  # produced, not yet confirmed or failed
 
 
 def dead_letter_headers(
@@ -52,7 +55,7 @@ def dead_letter_headers(
     """
     headers: dict[str, str | bytes | None] = {
         "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode(),
+        "driftline.reason": reason.encode(errors="replace"),
         "driftline.source.topic": topic.encode(),
         "driftline.source.partition": str(partition).encode(),
         "driftline.source.offset": str(offset).encode(),
@@ -65,7 +68,7 @@ def dead_letter_headers(
 
 
 def send_dead_letters(
-    producer: Producer, topic: str, letters: Sequence[Letter], timeout: float, consumer: str
+    producer: Producer, topic: str, letters: Sequence[DeadLetter], timeout: float, consumer: str
 ) -> None:
     """Produce ``letters`` to ``topic`` and wait (``flush``) up to ``timeout`` seconds; each one
     Kafka confirms gets ``dead_lettered = True``. A letter already confirmed or still in the
@@ -73,13 +76,18 @@ def send_dead_letters(
     for letter in letters:
         if letter.dead_lettered or letter.in_flight:
             continue
-        kind, reason = letter.rejection or ("", "")
         producer.produce(
             topic,
             key=letter.key,
             value=letter.value or b"",
             headers=dead_letter_headers(
-                kind, reason, letter.topic, letter.partition, letter.offset, consumer=consumer
+                letter.kind,
+                letter.reason,
+                letter.topic,
+                letter.partition,
+                letter.offset,
+                letter.index,
+                consumer,
             ),
             on_delivery=_on_delivery(letter),
         )
@@ -87,12 +95,12 @@ def send_dead_letters(
     producer.flush(timeout)
 
 
-def _on_delivery(p: Letter) -> Callable[[KafkaError | None, Message], None]:
+def _on_delivery(p: DeadLetter) -> Callable[[KafkaError | None, Message], None]:
     def delivered(error: KafkaError | None, message: Message) -> None:
         p.in_flight = False
         if error is None:
             p.dead_lettered = True
-            metrics.DLQ_RECORDS.labels(p.topic, (p.rejection or ("", ""))[0]).inc()
+            metrics.DLQ_RECORDS.labels(p.topic, p.kind).inc()
         else:
             log.warning("dead letter of %s[%d]@%d not delivered: %s",
                         p.topic, p.partition, p.offset, error)  # fmt: skip

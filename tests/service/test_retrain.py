@@ -116,13 +116,12 @@ def test_training_sample_consumer_keeps_hash_chosen_predictions_and_fills_labels
     producer.flush(30)
 
     sink = TrainingSampleSink(config, store)
+    sink.start()
     try:
         deadline = time.monotonic() + 60
-        handled = idle = 0
-        while (handled < 1902 or idle < 2) and time.monotonic() < deadline:
-            step = sink.step(timeout=1.0)
-            handled += step
-            idle = idle + 1 if step == 0 else 0
+        handled = 0
+        while handled < 1902 and time.monotonic() < deadline:
+            handled += sink.step()  # messages written and committed
     finally:
         sink.close()
     expected = {r["prediction_id"] for r in records if sampled(r["prediction_id"], 0.5)}

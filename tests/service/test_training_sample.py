@@ -1,10 +1,10 @@
 """`driftline sink training-sample` on bad input, on the real Kafka and PostgreSQL: malformed
 messages are skipped, counted and dead-lettered; rows PostgreSQL refuses are isolated and
-dead-lettered instead of being retried forever; the good records of the same batch are kept."""
+dead-lettered instead of being retried forever; the good records of the same batch are kept,
+and the offsets are committed after the write."""
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,10 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.config import Config
-from driftline.retrain.sample import TrainingSampleSink
+from driftline.retrain.sample import SampleItem, TrainingSampleSink
+from driftline.sinks.base import Records
 from driftline.sinks.store import PostgresStore
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
@@ -54,20 +55,52 @@ def _label(i: int, **change: Any) -> dict[str, Any]:
 
 
 def _drain(sink: TrainingSampleSink, expected: int, budget: float = 45.0) -> int:
-    """Step until `expected` messages are handled; a stalled write (the old behaviour: retry
-    forever) is stopped after `budget` seconds and shows as fewer messages handled."""
-    stop = threading.Event()
-    timer = threading.Timer(budget, stop.set)
-    timer.start()
-    handled = idle = 0
-    try:
-        while handled < expected and idle < 10 and not stop.is_set():
-            step = sink.step(timeout=1.0, stop=stop)
-            handled += step
-            idle = idle + 1 if step == 0 else 0
-    finally:
-        timer.cancel()
+    """Step until `expected` messages are written and committed, or `budget` seconds (a stalled
+    write, e.g. retried forever, shows as fewer messages handled)."""
+    sink.start()
+    deadline = time.monotonic() + budget
+    handled = 0
+    while handled < expected and time.monotonic() < deadline:
+        handled += sink.step()
     return handled
+
+
+class _Lenient(TrainingSampleSink):
+    """Puts a NUL into the predictions (labels) of the `poisoned` (`poisoned_labels`) ids after
+    the contract checked them, as a lenient future decoder could: PostgreSQL refuses those rows
+    (defence in depth)."""
+
+    poisoned: frozenset[str] = frozenset()
+    poisoned_labels: frozenset[str] = frozenset()
+
+    def decode_records(self, topic: str, value: bytes | None) -> Records[SampleItem]:
+        decoded = super().decode_records(topic, value)
+        for _, item in decoded.items:
+            pid = item.record["prediction_id"]
+            if item.is_prediction and pid in self.poisoned:
+                item.record["features"]["country"] = "F\x00R"
+            elif not item.is_prediction and pid in self.poisoned_labels:
+                item.record["label"] = "a\x00"
+        return decoded
+
+
+def _committed_everything(config: Config, group: str) -> bool:
+    """Whether `group` committed the end of every partition of the predictions and labels."""
+    consumer = Consumer({**config.kafka.confluent_settings(), "group.id": group})
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        partitions = [
+            TopicPartition(name, p)
+            for name in (config.topics.predictions, config.topics.labels)
+            for p in topics[name].partitions
+        ]
+        for tp in consumer.committed(partitions, timeout=10):
+            _, high = consumer.get_watermark_offsets(tp, timeout=10)
+            if high > 0 and tp.offset != high:
+                return False
+        return True
+    finally:
+        consumer.close()
 
 
 def _dead_letters(config: Config) -> list[dict[str, Any]]:
@@ -136,8 +169,8 @@ def test_malformed_messages_and_nul_strings_are_dead_lettered_and_the_rest_is_ke
 def test_rows_postgresql_refuses_are_isolated_not_retried_forever(
     isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore
 ) -> None:
-    """Defence in depth: a record that passed the contract but that PostgreSQL refuses (here a
-    NUL put into a decoded record, as a lenient future decoder could) costs only itself."""
+    """A record that passed the contract but that PostgreSQL refuses costs only itself: the
+    batch is halved until it is alone (a few writes, no retry loop)."""
     config = _config(isolated_config, tmp_path)
     producer = Producer(config.kafka.confluent_settings())
     producer.produce(
@@ -148,28 +181,60 @@ def test_rows_postgresql_refuses_are_isolated_not_retried_forever(
     producer.produce(config.topics.labels, key=b"l", value=orjson.dumps(_label(3)))
     assert producer.flush(30) == 0
 
-    sink = TrainingSampleSink(config, store)
+    sink = _Lenient(config, store)
+    sink.poisoned, sink.poisoned_labels = frozenset({"p-7"}), frozenset({"p-3"})
     try:
-        messages: list[Any] = []
-        deadline = time.monotonic() + 30
-        while len(messages) < 2 and time.monotonic() < deadline:
-            messages += sink.consumer.consume(10, timeout=1.0)
-        predictions, labels = sink._split(messages)
-        assert len(predictions) == 40 and len(labels) == 1
-        predictions[7].record["features"]["country"] = "F\x00R"
-        labels[0].record["label"] = "a\x00"
         started = time.monotonic()
-        sink._write(predictions, labels)
+        handled = _drain(sink, 2)
         elapsed = time.monotonic() - started
     finally:
         sink.close()
 
-    assert elapsed < 20  # no retry loop: halving finds the two rows in a few writes
+    assert handled == 2 and elapsed < 30  # no retry loop: halving finds the two rows
     with store.pool.connection() as conn:
         ids = {r[0] for r in conn.execute("SELECT prediction_id FROM training_samples")}
     assert ids == {f"p-{i}" for i in range(40)} - {"p-7"}
-    assert sink.rejected == {"store_rejected": 2}
+    assert sink.rejected == {"store_rejected": 2} and sink.stats["write_failures"] == 0
     dead = [d for d in _dead_letters(config) if d.get("driftline.reason.kind") == "store_rejected"]
     assert len(dead) == 2
-    assert all("PostgreSQL refused the record" in d["driftline.reason"] for d in dead)
+    assert all("UntranslatableCharacter" in d["driftline.reason"] for d in dead)
     assert {d.get("driftline.source.index") for d in dead} == {"7", None}
+    assert _committed_everything(config, sink.group_id)
+
+
+def test_a_message_with_a_good_a_malformed_and_a_refused_record(
+    isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore
+) -> None:
+    """One batch message: the good record is written, the malformed one and the one PostgreSQL
+    refuses are dead-lettered (each with its index and reason, counted), offsets committed."""
+    config = _config(isolated_config, tmp_path)
+    producer = Producer(config.kafka.confluent_settings())
+    batch = [_record(0), {"model": "fraud", "prediction_id": "p-1"}, _record(2)]
+    producer.produce(config.topics.predictions, key=b"b", value=orjson.dumps(batch))
+    assert producer.flush(30) == 0
+
+    sink = _Lenient(config, store)
+    sink.poisoned = frozenset({"p-2"})
+    try:
+        assert _drain(sink, 1) == 1
+    finally:
+        sink.close()
+
+    with store.pool.connection() as conn:
+        ids = {r[0] for r in conn.execute("SELECT prediction_id FROM training_samples")}
+    assert ids == {"p-0"}
+    assert sink.rejected == {"schema_violation": 1, "store_rejected": 1}
+    assert sink.written["predictions"] == 1
+    dead = sorted(
+        (d for d in _dead_letters(config) if d.get("driftline.consumer") == "training-sample"),
+        key=lambda d: d["driftline.source.index"],
+    )
+    assert [(d["driftline.source.index"], d["driftline.reason.kind"]) for d in dead] == [
+        ("1", "schema_violation"),
+        ("2", "store_rejected"),
+    ]
+    assert "missing required field" in dead[0]["driftline.reason"]
+    assert "UntranslatableCharacter" in dead[1]["driftline.reason"]
+    assert "cannot be converted" in dead[1]["driftline.reason"]
+    assert all(d["value"] == orjson.dumps(batch) for d in dead)  # the original message
+    assert _committed_everything(config, sink.group_id)

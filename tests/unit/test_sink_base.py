@@ -19,8 +19,9 @@ import pytest
 from confluent_kafka import TopicPartition
 
 from driftline.config import load_config
-from driftline.sinks.base import BatchingSink, SinkBackpressureError, SinkSettings
+from driftline.sinks.base import BatchingSink, Records, SinkBackpressureError, SinkSettings
 from driftline.sinks.prometheus import REGISTRY, SINK_STATE
+from driftline.streams.formats import RejectedRecord
 
 TOPIC = "toy.metrics"
 
@@ -309,3 +310,47 @@ def test_no_commit_until_the_dead_letters_are_confirmed(
     assert consumer.committed == {(TOPIC, 0): 3}
     assert producer.produced == produced and len(producer.delivered) == 1
     assert len(_lines(sink)) == 4  # written twice (idempotent writes are the contract)
+
+
+class RecordsSink(JsonLinesSink):
+    """A sink whose messages hold several records: a JSON list; a record that is not an
+    object is rejected (with its index), the rest are written (a refused one: dead-lettered)."""
+
+    name: ClassVar[str] = "records"
+
+    def decode_records(self, topic: str, value: bytes | None) -> Records[dict[str, Any]]:
+        decoded: Records[dict[str, Any]] = Records()
+        for index, record in enumerate(orjson.loads(value or b"[]")):
+            if isinstance(record, dict):
+                decoded.items.append((index, record))
+            else:
+                decoded.rejected.append(RejectedRecord("schema_violation", "not an object", index))
+        return decoded
+
+
+def test_a_message_of_good_malformed_and_refused_records(harness: Harness) -> None:
+    """One message: its good records are written, the malformed one and the one the
+    destination refuses are dead-lettered with their index and reason, the offset committed."""
+    _, consumer, producer, clock, journal = harness
+    sink = RecordsSink(
+        load_config(environ={}), [TOPIC], SinkSettings(batch_messages=2), clock=clock,
+        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+    )  # fmt: skip
+    sink.path = harness[0].path
+    sink.start()
+    message = orjson.dumps([{"n": 0}, 7, {"n": 2, "refuse": True}, {"n": 3}])
+    consumer.publish(message, orjson.dumps([{"n": 4}]))
+    try:
+        assert sink.step() == 2  # both messages written and committed
+    finally:
+        SINK_STATE.untrack(sink)
+    assert [x["n"] for x in _lines(sink)] == [0, 3, 4]
+    letters = [(m["headers"], m["value"]) for m in producer.delivered]
+    assert [(h["driftline.source.index"], h["driftline.reason.kind"]) for h, _ in letters] == [
+        (b"1", b"schema_violation"),
+        (b"2", b"refused_by_sink"),
+    ]
+    assert letters[1][0]["driftline.reason"].startswith(b"ValueError: this file takes no item")
+    assert all(value == message for _, value in letters)  # the original message, whole
+    assert sink.rejected == {"schema_violation": 1, "refused_by_sink": 1}
+    assert consumer.committed == {(TOPIC, 0): 2} and journal[-1] == ("commit", [2])
