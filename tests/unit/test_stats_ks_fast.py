@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from driftline.detectors.stats import univariate
+from driftline.detectors.stats.counts import pearson_chisquare
 from driftline.detectors.stats.univariate import _ks_2samp_asymp, ks_binned, ks_exact, kstwo_sf
 
 
@@ -57,3 +58,20 @@ def test_ks_binned_limit_equals_kstwobign() -> None:
         limit = float(stats.kstwobign.sf(d * np.sqrt(en)))
         want = limit if limit < 1e-6 else float(stats.kstwo.sf(d, en))
         assert got.p_value == min(max(want, 0.0), 1.0)
+
+
+def test_pearson_chisquare_equals_scipy() -> None:
+    rng = np.random.default_rng(11)
+    for k in (2, 3, 5, 20, 200):
+        for _ in range(40):
+            expected = rng.random(k) * rng.choice([1.0, 50.0, 1e4]) + 0.1
+            observed = rng.multinomial(int(expected.sum()), expected / expected.sum()).astype(float)
+            expected *= observed.sum() / expected.sum()
+            res = stats.chisquare(observed, expected)
+            want = (float(res.statistic), float(res.pvalue))
+            np.testing.assert_equal(pearson_chisquare(observed, expected), want)
+
+
+def test_pearson_chisquare_leaves_disagreeing_sums_to_scipy() -> None:
+    with pytest.raises(ValueError, match="sum of the observed"):
+        pearson_chisquare(np.array([10.0, 20.0]), np.array([10.0, 10.0]))
