@@ -106,6 +106,27 @@ def _nan_if_none(x: float | None) -> float:
     return math.nan if x is None else float(x)
 
 
+def _rows_from_json(rows: Any) -> NDArray[np.float64]:
+    """Reservoir rows from JSON (None = NaN) as floats: numpy converts the rows at once (stage 2
+    reads four partials of 2,000 rows per window); value by value only for what it refuses.
+
+    >>> _rows_from_json([[1, None], [2.5, 3.0]]).tolist()
+    [[1.0, nan], [2.5, 3.0]]
+    """
+    try:
+        return np.array(rows, dtype=np.float64)  # nothing missing
+    except (TypeError, ValueError):
+        pass
+    try:
+        values = np.array(rows, dtype=object)
+        if values.ndim == 2:
+            values[np.equal(values, None)] = np.nan
+            return values.astype(np.float64)
+    except (TypeError, ValueError):
+        pass
+    return np.array([[_nan_if_none(x) for x in r] for r in rows], dtype=np.float64)
+
+
 def _add_capped(target: dict[str, int], key: str, count: int, cap: int) -> None:
     if key in target or len(target) < cap or key == OTHER:
         target[key] = target.get(key, 0) + count
@@ -812,9 +833,7 @@ class WindowSketch:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WindowSketch:
         columns = [str(c) for c in d["reservoir_columns"]]
-        rows = np.array(
-            [[_nan_if_none(x) for x in r] for r in d["reservoir_rows"]], dtype=np.float64
-        ).reshape(-1, len(columns))
+        rows = _rows_from_json(d["reservoir_rows"]).reshape(-1, len(columns))
         t_min, t_max = d["event_time_min"], d["event_time_max"]
         # checkpoints written before the field (or with a damaged one): no prediction per row
         saved = d.get("reservoir_predictions")
