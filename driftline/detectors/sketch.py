@@ -120,7 +120,7 @@ def _rows_from_json(rows: Any) -> NDArray[np.float64]:
     try:
         values = np.array(rows, dtype=object)
         if values.ndim == 2:
-            values[np.equal(values, None)] = np.nan
+            values[values == None] = np.nan  # noqa: E711 (elementwise on an object array)
             return values.astype(np.float64)
     except (TypeError, ValueError):
         pass
