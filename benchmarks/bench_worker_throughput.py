@@ -22,6 +22,12 @@ noisy: the figures that travel are the ratios to the in-run baselines.
    endpoint until the counter reaches N; rate = records counted in that interval / interval.
 5. Peak RSS (VmHWM) of the worker for 1 model (13 features) and for 100 models x 20 numeric
    features (synthetic records spread over m000..m099).
+   The many-models records are packed into 200 s of event time whatever N is: with N = 200,000
+   that is 1,000 records per second of event time and 300 windows (600 records each) evaluated
+   in the run, 13.5x the windows per record of a deployment receiving 15,000 records/s (one
+   60-s window of each model per 900,000 records). ``--many-rate R`` also runs the scenario
+   with event time spaced at R records per second, as such a deployment would see it
+   (docs/BENCHMARKS.md, 2026-12-02 04:49).
 
 Every wait has a timeout; subprocesses are stopped (SIGTERM, then SIGKILL) on the way out.
 """
