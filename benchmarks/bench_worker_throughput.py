@@ -22,6 +22,12 @@ noisy: the figures that travel are the ratios to the in-run baselines.
    endpoint until the counter reaches N; rate = records counted in that interval / interval.
 5. Peak RSS (VmHWM) of the worker for 1 model (13 features) and for 100 models x 20 numeric
    features (synthetic records spread over m000..m099).
+   The many-models records are packed into 200 s of event time whatever N is: with N = 200,000
+   that is 1,000 records per second of event time and 300 windows (600 records each) evaluated
+   in the run, 13.5x the windows per record of a deployment receiving 15,000 records/s (one
+   60-s window of each model per 900,000 records). ``--many-rate R`` also runs the scenario
+   with event time spaced at R records per second, as such a deployment would see it
+   (docs/BENCHMARKS.md, 2026-12-02 04:49).
 
 Every wait has a timeout; subprocesses are stopped (SIGTERM, then SIGKILL) on the way out.
 """
@@ -171,8 +177,13 @@ def fraud_stream(n: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     return records, labels
 
 
-def many_models_stream(n: int, n_models: int, n_features: int, seed: int) -> list[dict[str, Any]]:
-    """Synthetic records with `n_features` numeric features, round-robin over m000..m{n_models-1}."""
+def many_models_stream(
+    n: int, n_models: int, n_features: int, seed: int, rate: float | None = None
+) -> list[dict[str, Any]]:
+    """Synthetic records with `n_features` numeric features, round-robin over m000..m{n_models-1},
+    spread over 200 s of event time whatever n is, or (`rate`) `rate` records per second of
+    event time, as a deployment receiving that many predictions per second would see them."""
+    spacing = 200.0 / n if rate is None else 1.0 / rate
     rng = np.random.default_rng(seed)
     names = [f"f{j:02d}" for j in range(n_features)]
     values = np.round(rng.standard_normal((n, n_features)), 6).tolist()
@@ -184,7 +195,7 @@ def many_models_stream(n: int, n_models: int, n_features: int, seed: int) -> lis
                 "prediction_id": f"s{seed}-{i}",
                 "model": f"m{i % n_models:03d}",
                 "model_version": "1",
-                "timestamp": START + i * (200.0 / n),  # 200 s of event time whatever n is
+                "timestamp": START + i * spacing,
                 "features": dict(zip(names, values[i], strict=True)),
                 "prediction": int(scores[i] >= 0.5),
                 "score": scores[i],
@@ -594,6 +605,14 @@ def main() -> int:
         default=None,
         help="records of the many-models scenario (default: N, or 25,000 with --quick)",
     )
+    parser.add_argument(
+        "--many-rate",
+        type=float,
+        default=None,
+        help="also run the many-models scenario with event time spaced at this many records per "
+        "second (e.g. 15000: a 60 s window then holds 900,000 records, as in a deployment at "
+        "that rate; the default scenario packs N records into 200 s of event time)",
+    )
     parser.add_argument("--skip-many-models", action="store_true")
     parser.add_argument(
         "--profile", metavar="PATH", help="run one worker under cProfile, writing PATH"
@@ -603,6 +622,8 @@ def main() -> int:
         choices=[
             *(s for s in SCENARIOS if s != "faust"),
             *(f"{s}_baseline" for s in SCENARIOS if s not in ("faust", "single_2proc")),
+            "many_rate",
+            "many_rate_baseline",
         ],
         default="single",
     )
@@ -643,6 +664,7 @@ def main() -> int:
         [
             *(single, f"{single}.labels", batch, f"{batch}.labels", many, f"{many}.labels"),
             *(labelled, f"{labelled}.labels", f"{prefix}.single2", f"{prefix}.single2.labels"),
+            *(f"{many}.rate", f"{many}.rate.labels"),
         ]
     )
     results: dict[str, Any] = {
@@ -740,30 +762,45 @@ def main() -> int:
             )
             many_n = args.many_n or (25_000 if args.quick else n)
             results["many_n"] = many_n
-            stream = many_models_stream(many_n, args.models, args.features, seed=2)
-            produce(many, single_messages(stream))
-            del stream
-            for key, code in (
-                [("worker_many_baseline", args.baseline)] if args.baseline is not None else []
-            ) + [("worker_many", None)]:
-                label = key.removeprefix("worker_")
-                env = worker_env(label, suffix, many, many_refs, tmp, free_port())
-                results[key] = run_worker(
-                    label,
-                    env,
-                    many_n,
-                    tmp,
-                    args.timeout,
-                    args.profile if args.profile_scenario == label else None,
-                    windows=3 * args.models,
-                    scrape_every=SCRAPE_EVERY_MANY_MODELS,
-                    code=code,
+            variants: list[tuple[str, str, float | None, int]] = [
+                ("many", many, None, 3 * args.models)
+            ]
+            if args.many_rate:
+                results["many_rate"] = args.many_rate
+                # windows of 60 s that the watermark (max event time - 5 s) closes
+                closing = max(int((many_n / args.many_rate - 5.0) // 60.0), 0)
+                variants.append(
+                    ("many_rate", f"{many}.rate", args.many_rate, closing * args.models)
                 )
-                w = results[key]
-                log(
-                    f"worker ({label}: {args.models} models x {args.features} features): "
-                    f"{w['rate']:,.0f} predictions/s, VmHWM {w['vm_hwm_mib']:.0f} MiB"
-                )
+            for variant, topic, rate, windows in variants:
+                stream = many_models_stream(many_n, args.models, args.features, seed=2, rate=rate)
+                produce(topic, single_messages(stream))
+                del stream
+                for key, code in (
+                    [(f"worker_{variant}_baseline", args.baseline)]
+                    if args.baseline is not None
+                    else []
+                ) + [(f"worker_{variant}", None)]:
+                    label = key.removeprefix("worker_")
+                    env = worker_env(label, suffix, topic, many_refs, tmp, free_port())
+                    results[key] = run_worker(
+                        label,
+                        env,
+                        many_n,
+                        tmp,
+                        args.timeout,
+                        args.profile if args.profile_scenario == label else None,
+                        windows=windows,
+                        scrape_every=SCRAPE_EVERY_MANY_MODELS,
+                        code=code,
+                    )
+                    w = results[key]
+                    log(
+                        f"worker ({label}: {args.models} models x {args.features} features): "
+                        f"{w['rate']:,.0f} predictions/s, "
+                        f"{w['cpu_seconds_per_million']:.1f} CPU s per million, "
+                        f"VmHWM {w['vm_hwm_mib']:.0f} MiB, windows closed {w['windows_closed']:.0f}"
+                    )
     finally:
         if not args.keep_topics:
             delete_topics(prefix)
@@ -794,6 +831,14 @@ def report(r: dict[str, Any], args: argparse.Namespace) -> None:
             (
                 f"worker, {args.models} models x {args.features} feat., single, N={r['many_n']:,}",
                 "worker_many",
+                "predictions/s",
+            )
+        )
+    if "worker_many_rate" in r:
+        rows.append(
+            (
+                f"same, event time at {r['many_rate']:,.0f} records/s",
+                "worker_many_rate",
                 "predictions/s",
             )
         )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy import special as _special
 from scipy import stats as _st
 
 from driftline.detectors.stats.base import (
@@ -127,8 +128,38 @@ def chi_square(
         exp_b.append(pooled_e)
     if len(obs_b) < 2:
         return TestResult("chi_square", 0.0, 1.0, alpha, False)
-    res = _st.chisquare(np.asarray(obs_b), np.asarray(exp_b))
-    return p_result("chi_square", float(res.statistic), float(res.pvalue), alpha)
+    statistic, p_value = pearson_chisquare(np.asarray(obs_b), np.asarray(exp_b))
+    return p_result("chi_square", statistic, p_value, alpha)
+
+
+_SUM_RTOL = float(np.finfo(np.float64).eps) ** 0.5  # scipy's sum check
+
+
+def pearson_chisquare(
+    observed: NDArray[np.float64], expected: NDArray[np.float64]
+) -> tuple[float, float]:
+    """``scipy.stats.chisquare(observed, expected)`` on finite 1-D float counts whose sums
+    agree: the same sum and ``chdtrc`` call, so the same statistic and p-value to the bit,
+    without scipy's array-API and NaN-policy wrappers (~2 ms a call, a tenth of a window's
+    evaluation). Anything else goes to scipy itself (which raises on sums that disagree).
+
+    >>> obs, exp = np.array([40.0, 30.0, 30.0]), np.array([50.0, 30.0, 20.0])
+    >>> res = _st.chisquare(obs, exp)
+    >>> pearson_chisquare(obs, exp) == (float(res.statistic), float(res.pvalue))
+    True
+    """
+    obs_sum, exp_sum = float(np.sum(observed)), float(np.sum(expected))
+    if (
+        observed.ndim != 1
+        or observed.shape != expected.shape
+        or not (math.isfinite(obs_sum) and math.isfinite(exp_sum))
+        or not min(obs_sum, exp_sum) > 0.0
+        or not abs(obs_sum - exp_sum) / min(obs_sum, exp_sum) <= _SUM_RTOL
+    ):
+        res = _st.chisquare(observed, expected)
+        return float(res.statistic), float(res.pvalue)
+    statistic = np.sum((observed - expected) ** 2 / expected)
+    return float(statistic), float(_special.chdtrc(float(observed.size - 1), statistic))
 
 
 def jensen_shannon(
