@@ -15,7 +15,8 @@ PostgreSQL panels for history beyond Prometheus' retention.
 
 SQL panels use Grafana's macros ``$__timeFilter(column)``, ``$__timeFrom()``, ``$__timeTo()``
 and the variables ``$model`` / ``$version``; :func:`expand_sql` expands them the way Grafana
-does, for the tests.
+does, for the tests (:func:`expand_promql` the variables of PromQL panels: the importance
+metrics carry a ``model_version`` label, so the board's ``version`` selection applies to them).
 
 Modules: :mod:`~driftline.dashboards.boards` (the declarations), :mod:`~driftline.dashboards.
 queries` (every query, for the tests), :mod:`~driftline.dashboards.grafana` (rendering, writing).
@@ -23,13 +24,14 @@ queries` (every query, for the tests), :mod:`~driftline.dashboards.grafana` (ren
 
 from driftline.dashboards.boards import DASHBOARD_DIR, DASHBOARDS, Dashboard, Panel
 from driftline.dashboards.grafana import render, write_dashboards
-from driftline.dashboards.queries import expand_sql, promql_panels, sql_panels
+from driftline.dashboards.queries import expand_promql, expand_sql, promql_panels, sql_panels
 
 __all__ = [
     "DASHBOARDS",
     "DASHBOARD_DIR",
     "Dashboard",
     "Panel",
+    "expand_promql",
     "expand_sql",
     "promql_panels",
     "render",

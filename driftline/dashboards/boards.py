@@ -40,6 +40,9 @@ class Dashboard:
 
 MODEL = 'model_name=~"$model"'
 VERSION_FILTER = "model = '$model' AND model_version IN ($version)"
+# metrics with a model_version label (importance): Grafana formats the multi-value $version as
+# a regex alternation for Prometheus, so the board's version selection applies to them too
+MODEL_VERSION = f'{MODEL}, model_version=~"$version"'
 
 OPERATIONS = Dashboard(
     uid="driftline-operations",
@@ -275,30 +278,31 @@ FEATURE_IMPORTANCE = Dashboard(
     panels=(
         Panel(
             "Feature importance share (last judged window)",
-            f"sort_desc(max by (feature_name) (model_feature_importance{{{MODEL}}}))",
+            f"sort_desc(max by (feature_name, model_version) (model_feature_importance{{{MODEL_VERSION}}}))",
             unit="percentunit",
             kind="bargauge",
-            legend="{{feature_name}}",
+            legend="{{feature_name}} v{{model_version}}",
         ),
         Panel(
             "Feature importance share over time",
-            f"max by (feature_name) (model_feature_importance{{{MODEL}}})",
+            f"max by (feature_name, model_version) (model_feature_importance{{{MODEL_VERSION}}})",
             unit="percentunit",
-            legend="{{feature_name}}",
+            legend="{{feature_name}} v{{model_version}}",
         ),
         Panel(
             "Importance drift in the last judged window",
-            f"max by (model_name) (model_importance_drift_detected{{{MODEL}}})",
+            f"max by (model_name, model_version) (model_importance_drift_detected{{{MODEL_VERSION}}})",
             kind="stat",
-            legend="{{model_name}}",
+            legend="{{model_name}} v{{model_version}}",
             description="1 when a feature's share of the importance moved by at least "
             "importance.min_share_change against the reference.",
         ),
         Panel(
             "Top 5 features, change of share over the last hour",
-            f"topk(5, abs(max by (feature_name) (delta(model_feature_importance{{{MODEL}}}[1h]))))",
+            "topk(5, abs(max by (feature_name, model_version)"
+            f" (delta(model_feature_importance{{{MODEL_VERSION}}}[1h]))))",
             unit="percentunit",
-            legend="{{feature_name}}",
+            legend="{{feature_name}} v{{model_version}}",
         ),
         Panel(
             "History: importance share per feature (window vs reference)",

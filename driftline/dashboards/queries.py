@@ -17,7 +17,7 @@ from driftline.dashboards.boards import (
     Panel,
 )
 
-__all__ = ["expand_sql", "promql_panels", "sql_panels"]
+__all__ = ["expand_promql", "expand_sql", "promql_panels", "sql_panels"]
 
 
 def promql_panels(*, with_data: bool | None = None) -> list[tuple[Dashboard, Panel]]:
@@ -78,3 +78,15 @@ def expand_sql(
 
     pattern = r"\$__timeFilter\(([^)]+)\)|\$__timeFrom\(\)|\$__timeTo\(\)|'\$model'|\$version"
     return re.sub(pattern, replace, query), params
+
+
+def expand_promql(query: str, model: str, versions: list[str]) -> str:
+    """Grafana's variable expansion in PromQL (tests): ``$model`` as given (a single-value
+    variable, so a regex such as ``.+`` works), the multi-value ``$version`` as the regex
+    alternation Grafana makes of it for Prometheus.
+
+    >>> expand_promql('m{model_name=~"$model", model_version=~"$version"}', "fraud", ["1", "2.0"])
+    'm{model_name=~"fraud", model_version=~"(1|2\\\\.0)"}'
+    """
+    alternation = "(" + "|".join(re.escape(v) for v in versions) + ")"
+    return query.replace("$model", model).replace("$version", alternation)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import weakref
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -84,9 +85,21 @@ DLQ_RECORDS = _dead_letters(REGISTRY)
 MAX_FEATURE_LABELS = 50
 MAX_ERROR_TYPES = 20
 MAX_CLASS_LABELS = 20
+# a model version's importance series are removed once another version of the model has been
+# judged this many window lengths after its last judged window (a retired champion/challenger)
+STALE_VERSION_WINDOWS = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABEL_JOIN_OUTCOMES = ("joined", "evicted", "expired", "unmatched_labels", "late_labels")
 _OUTPUT_SEVERITY = {None: 0.0, "warning": 1.0, "critical": 2.0}
+
+
+@dataclass
+class _ImportanceSeries:
+    """The importance series exported for one model version: its features, and the end of its
+    last judged window (event time; None when exported without one)."""
+
+    features: set[str]
+    last_end: float | None
 
 
 class JoinCounts(Protocol):
@@ -363,20 +376,21 @@ class WorkerMetrics:
             "model_feature_importance",
             "Share of the model's total feature importance held by each feature in its last "
             "judged window (mean |attribution|, or mutual information with the prediction "
-            "without attributions); at most `importance.max_features` features per model.",
-            ["model_name", "feature_name"],
+            "without attributions); at most `importance.max_features` features per model "
+            "version. One series per version: a champion and its challenger are judged apart.",
+            ["model_name", "model_version", "feature_name"],
             registry=registry,
         )
         self.importance_drift_detected = Gauge(
             "model_importance_drift_detected",
-            "1 when the feature importances of the model's last judged window moved "
+            "1 when the feature importances of the model version's last judged window moved "
             "(importance_drift).",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         # label sets exported so far, to keep them bounded
         self._error_types: dict[str, set[str]] = {}
-        self._importance_features: dict[str, set[str]] = {}
+        self._importance: dict[str, dict[str, _ImportanceSeries]] = {}  # model -> version
 
     def watch(self, pipeline: PipelineState) -> None:
         """Read the label-join outcomes and consumer lag from `pipeline` at scrape time."""
@@ -419,7 +433,12 @@ class WorkerMetrics:
             )
         self.export_output(model, evaluation.get("output"))
         self.export_quality(model, evaluation.get("data_quality"))
-        self.export_importance(model, evaluation.get("importance"))
+        self.export_importance(
+            model,
+            str(evaluation["model_version"]),
+            evaluation.get("importance"),
+            (evaluation["window_start"], evaluation["window_end"]),
+        )
         if estimated_accuracy is not None:
             self.estimated_accuracy.labels(model).set(estimated_accuracy)
 
@@ -455,26 +474,52 @@ class WorkerMetrics:
         for check, count in (quality.get("issues") or {}).items():
             self.data_quality_issues.labels(model, check).set(count)
 
-    def export_importance(self, model: str, importance: dict[str, Any] | None) -> None:
-        """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`): one
-        series per listed feature (bounded by the verdict's `max_features`); features no longer
-        listed are removed so the series of a model stay bounded over time. A window closed
-        without a verdict keeps the last shares but clears the drift flag: an alert on it must
-        not fire for ever once windows stop being judged (attributions no longer sent, too few
-        records)."""
+    def export_importance(
+        self,
+        model: str,
+        version: str,
+        importance: dict[str, Any] | None,
+        window: tuple[float, float] | None = None,
+    ) -> None:
+        """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`) for one
+        model version (a champion and its challenger run at once: each keeps its own series).
+
+        Bounded: one series per listed feature (at most the verdict's `max_features`); features
+        no longer listed are removed, and so are all series of another version of the model
+        whose last judged window ended more than STALE_VERSION_WINDOWS window lengths before
+        this `window` (start, end) ended: a retired version's shares and drift flag must not
+        stay (nor an alert on them fire) for ever. A window closed without a verdict keeps the
+        last shares but clears the drift flag, for the same reason (attributions no longer
+        sent, too few records)."""
+        versions = self._importance.setdefault(model, {})
+        if window is not None:
+            start, end = window
+            self._forget_stale_versions(model, version, end - STALE_VERSION_WINDOWS * (end - start))
         if importance is None or importance.get("status") != "evaluated":
-            if model in self._importance_features:
-                self.importance_drift_detected.labels(model).set(0.0)
+            if version in versions:
+                self.importance_drift_detected.labels(model, version).set(0.0)
             return
         shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
         shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])
-        for name in self._importance_features.get(model, set()) - set(shares):
-            self.feature_importance.remove(model, name)
+        known = versions.get(version)
+        for name in (known.features if known else set()) - set(shares):
+            self.feature_importance.remove(model, version, name)
         for name, share in shares.items():
-            self.feature_importance.labels(model, name).set(share)
-        self._importance_features[model] = set(shares)
+            self.feature_importance.labels(model, version, name).set(share)
+        last_end = window[1] if window is not None else None
+        versions[version] = _ImportanceSeries(set(shares), last_end)
         drifted = 1.0 if importance.get("drifted") else 0.0
-        self.importance_drift_detected.labels(model).set(drifted)
+        self.importance_drift_detected.labels(model, version).set(drifted)
+
+    def _forget_stale_versions(self, model: str, current: str, judged_before: float) -> None:
+        versions = self._importance[model]
+        for version, series in list(versions.items()):
+            if version == current or series.last_end is None or series.last_end >= judged_before:
+                continue
+            for name in series.features:
+                self.feature_importance.remove(model, version, name)
+            self.importance_drift_detected.remove(model, version)
+            del versions[version]
 
     # -- a performance window --------------------------------------------------------------
 

@@ -11,16 +11,20 @@ they share `drift_event` and the window fields, so they stay in one module.
 from __future__ import annotations
 
 import hashlib
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
 from driftline.detectors.evaluate import WindowEvaluation
 from driftline.detectors.thresholds import ModelThresholds
 
+if TYPE_CHECKING:  # only read here: importing the concept package would load river
+    from driftline.detectors.concept import Detection
+
 __all__ = [
     "SCHEMA_VERSION",
     "EventType",
+    "concept_event",
     "drift_event",
     "drop_severity",
     "estimated_performance_drop_event",
@@ -531,4 +535,51 @@ def estimated_performance_drop_event(
         threshold=limit,
         evidence={"estimate": estimate, "baseline_accuracy": baseline, "relative_drop": drop},
         **_window_fields(evaluation, detected_at),
+    )
+
+
+def concept_event(model: str, version: str, found: Detection, detected_at: float) -> dict[str, Any]:
+    """The ``concept_drift`` event of one detection (``detectors/concept/stage.py``). Its id
+    hashes model, version, detector and the detection's index in the version's ordered stream:
+    a replay gives the same id. ``statistic`` is the change of the error rate (after - before).
+
+    >>> from driftline.detectors.concept import Detection
+    >>> found = Detection("adwin", "ADWIN", "error", 1200, 1.7e9, "p-1200", 1100, 1.69e9,
+    ...                   0.05, 0.25, "critical")
+    >>> event = concept_event("fraud", "3", found, 1.7e9)
+    >>> event["type"], event["severity"], round(event["statistic"], 2), event["evidence"]["labels_seen"]
+    ('concept_drift', 'critical', 0.2, 1201)
+    >>> event["event_id"] == concept_event("fraud", "3", found, 1.8e9)["event_id"]
+    True
+    """
+    change = None
+    if found.error_before is not None and found.error_after is not None:
+        change = found.error_after - found.error_before
+    return drift_event(
+        type="concept_drift",
+        severity=found.severity,
+        model=model,
+        model_version=version,
+        window_start=None,
+        window_end=None,
+        detected_at=detected_at,
+        test=found.detector,
+        statistic=change,
+        evidence={
+            "detector": found.detector,
+            "kind": found.kind,
+            "stream": found.stream,
+            "index": found.index,
+            "sample": found.index,  # the name `alerts tail` and earlier consumers read
+            "labels_seen": found.labels_seen,
+            "prediction_id": found.prediction_id,
+            "event_time": found.event_time,
+            "change_index": found.change_index,
+            "change_time": found.change_time,
+            "error_before": found.error_before,
+            "error_after": found.error_after,
+            "also_fired": list(found.also),
+            "suppressed_by_cooldown": found.suppressed,
+        },
+        identity=f"{found.detector}/{found.index}",
     )

@@ -22,10 +22,11 @@ dropped (counted as `late`) once the fed frontier has passed them: a replay afte
 either stage changes nothing, and an outcome arriving after its sources' watermark promised
 otherwise (a label later than the lateness allows) is counted instead of reordering history.
 
-Longer than ~400 lines: `ModelOutcomes`' release, pruning and checkpoint share the buffer's key
-(order time, id, version) and must change together; the rest is the outcome payload
-(`outcome_payloads`), the streams fed at release (`outcome_streams`, `error_ranks`: pure numpy,
-the first to move to `detectors/concept/` if this grows) and the event of a detection.
+Wiring only: `ModelOutcomes`' release, pruning and checkpoint share the buffer's key (order
+time, id, version) and change together; besides it, the outcome payload (`outcome_payloads`)
+and the concept-drift config's loader. What is fed at release is pure and lives with the
+detectors (`detectors/concept/inputs.py`: `outcome_streams`, `error_ranks`); the event of a
+detection is an event rule (`events.concept_event`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from driftline.detectors.concept import (
@@ -47,9 +47,9 @@ from driftline.detectors.concept import (
     ConceptStage,
     Detection,
     concept_config_from_dict,
+    error_ranks,
+    outcome_streams,
 )
-from driftline.detectors.normalise import class_texts
-from driftline.streams.events import drift_event
 from driftline.streams.payloads import OutcomesMessage
 
 log = logging.getLogger(__name__)
@@ -58,12 +58,9 @@ __all__ = [
     "MAX_BUFFERED",
     "STALE_HORIZONS",
     "ModelOutcomes",
-    "concept_event",
-    "error_ranks",
     "load_concept_config",
     "outcome_columns",
     "outcome_payloads",
-    "outcome_streams",
 ]
 
 STALE_HORIZONS = 24  # a version fed nothing for this many label horizons is pruned (1 h: a day)
@@ -123,75 +120,6 @@ def outcome_columns(rows: Sequence[Outcome]) -> dict[str, list[Any]]:
         "prediction": [r[6] for r in rows],
         "score": [None if r[7] != r[7] else r[7] for r in rows],
     }
-
-
-def _number(value: Any) -> float:
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return x if math.isfinite(x) else math.nan
-
-
-def outcome_streams(
-    labels: Sequence[Any], predictions: Sequence[Any], scores: Sequence[float], regression: bool
-) -> dict[str, np.ndarray[Any, np.dtype[np.float64]]]:
-    """The streams a detector can watch (see `concept.STREAMS`), NaN where undefined.
-
-    >>> s = outcome_streams(["1", "0", "1"], ["1", "1", "0"], [0.9, 0.8, float("nan")], False)
-    >>> s["error"].tolist(), np.round(s["loss"][:2], 3).tolist(), bool(np.isnan(s["loss"][2]))
-    ([0.0, 1.0, 1.0], [0.105, 1.609], True)
-    >>> outcome_streams(["2.5", "x"], [2.0, 1.0], [float("nan")] * 2, True)["error"].tolist()
-    [0.5, nan]
-    """
-    score = np.asarray(scores, dtype=np.float64)
-    if regression:
-        truth = np.array([_number(v) for v in labels], dtype=np.float64)
-        guess = np.array([_number(v) for v in predictions], dtype=np.float64)
-        error = np.abs(truth - guess)
-        return {"error": error, "score": score, "loss": error * error}
-    # the label join's class rule (normalise.py): True, 1, "1", "true", 1.0 are one class
-    truths = class_texts(labels)
-    error = np.array(
-        [t != p for t, p in zip(truths, class_texts(predictions), strict=True)], dtype=np.float64
-    )
-    positive = np.array([t == "1" for t in truths], dtype=bool)
-    p = np.clip(score, 1e-6, 1 - 1e-6)
-    with np.errstate(invalid="ignore"):
-        loss = np.where(positive, -np.log(p), -np.log1p(-p))
-    return {"error": error, "score": score, "loss": loss}
-
-
-def error_ranks(
-    errors: np.ndarray[Any, np.dtype[np.float64]], reference: list[float], calibration: int
-) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A regression model's absolute errors as their mid-rank (empirical CDF, in [0, 1]) among
-    the version's first `calibration` errors, which are collected into `reference` (kept
-    sorted) and fed as NaN (not fed). ADWIN's bound assumes values in [0, 1]: raw errors are
-    unbounded, heavy-tailed and in the label's units (false alarms on a stationary lognormal
-    error, a slow delay at small scales); ranks are bounded and unit-free (0.5 on average while
-    the errors keep their distribution). The reference is never re-learnt (also not after an
-    event): the stream fed is then the same whatever the batches it is released in.
-
-    >>> reference: list[float] = []
-    >>> error_ranks(np.array([3.0, 1.0, 2.0, 1e9, 2.0, np.nan]), reference, 3).tolist()
-    [nan, nan, nan, 1.0, 0.5, nan]
-    >>> reference
-    [1.0, 2.0, 3.0]
-    """
-    ranks = np.full(errors.shape, np.nan)
-    i = 0
-    while len(reference) < calibration and i < errors.size:  # the first errors: the reference
-        if errors[i] == errors[i]:
-            reference.append(float(errors[i]))
-        i += 1
-    reference.sort()
-    if i < errors.size and reference:
-        rest = errors[i:]
-        below = np.searchsorted(reference, rest, side="left")
-        not_above = np.searchsorted(reference, rest, side="right")
-        ranks[i:] = np.where(rest == rest, (below + not_above) / (2.0 * len(reference)), np.nan)
-    return ranks
 
 
 @dataclass
@@ -423,39 +351,3 @@ def _carry_count(stage: ConceptStage, saved: Any) -> None:
     except (KeyError, TypeError, ValueError, IndexError, AttributeError):
         return  # nothing readable to carry
     stage.n_seen, stage.last_event = max(n_seen, 0), last_event
-
-
-def concept_event(model: str, version: str, found: Detection, detected_at: float) -> dict[str, Any]:
-    """The ``concept_drift`` event of one detection. Its id hashes model, version, detector and
-    the detection's index in the version's ordered stream: a replay gives the same id."""
-    change = None
-    if found.error_before is not None and found.error_after is not None:
-        change = found.error_after - found.error_before
-    return drift_event(
-        type="concept_drift",
-        severity=found.severity,
-        model=model,
-        model_version=version,
-        window_start=None,
-        window_end=None,
-        detected_at=detected_at,
-        test=found.detector,
-        statistic=change,
-        evidence={
-            "detector": found.detector,
-            "kind": found.kind,
-            "stream": found.stream,
-            "index": found.index,
-            "sample": found.index,  # the name `alerts tail` and earlier consumers read
-            "labels_seen": found.labels_seen,
-            "prediction_id": found.prediction_id,
-            "event_time": found.event_time,
-            "change_index": found.change_index,
-            "change_time": found.change_time,
-            "error_before": found.error_before,
-            "error_after": found.error_after,
-            "also_fired": list(found.also),
-            "suppressed_by_cooldown": found.suppressed,
-        },
-        identity=f"{found.detector}/{found.index}",
-    )

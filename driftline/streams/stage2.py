@@ -27,6 +27,7 @@ from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import DriftThresholds
 from driftline.streams.context import Message, Shared
 from driftline.streams.events import (
+    concept_event,
     estimated_performance_drop_event,
     performance_drop_event,
     service_events,
@@ -34,7 +35,7 @@ from driftline.streams.events import (
     window_events,
 )
 from driftline.streams.labels import PerformancePartial
-from driftline.streams.outcomes import STALE_HORIZONS, concept_event
+from driftline.streams.outcomes import STALE_HORIZONS
 from driftline.streams.payloads import (
     OutcomesMessage,
     PartialMessage,

@@ -23,6 +23,7 @@ import pytest
 from driftline.dashboards import (
     DASHBOARD_DIR,
     DASHBOARDS,
+    expand_promql,
     expand_sql,
     promql_panels,
     render,
@@ -74,7 +75,7 @@ def test_every_promql_query_is_valid_on_prometheus(
     prometheus_url: str, board: Any, panel: Any
 ) -> None:
     """Valid PromQL everywhere (every panel shows data in test_prometheus_scrape)."""
-    body = _prometheus(prometheus_url, panel.query.replace("$model", "fraud"))
+    body = _prometheus(prometheus_url, expand_promql(panel.query, "fraud", ["1", "2"]))
     assert body["status"] == "success", body
 
 

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Producer
 
 from driftline.config import Config
-from driftline.dashboards import promql_panels
+from driftline.dashboards import expand_promql, promql_panels
 from driftline.local import start_worker_process, stop_worker_processes
 from driftline.simulate import Drift, simulate
 from driftline.streams.topics import ensure_topics
@@ -24,6 +24,7 @@ from tests.conftest import worker_env
 pytestmark = pytest.mark.service
 
 N_RECORDS = 42_000  # 7 minutes at 100/s: six 60-s windows close
+N_CHALLENGER = 8_400  # a second version of the model at 20/s over the same minutes (an A/B test)
 
 
 def query(prometheus_url: str, promql: str) -> dict[str, Any]:
@@ -55,7 +56,8 @@ def scraped_worker(
         LABELS_HORIZON_SECONDS="30",
     )
     model = f"scrape-{suffix}"
-    _reference_with_attributions(references, model)
+    _reference_with_attributions(references, model, "1")
+    _reference_with_attributions(references, model, "2")
     config = load_config(Path("config/driftline.yaml"), environ=env)
     ensure_topics(config)
     producer = Producer(config.kafka.confluent_settings())
@@ -72,7 +74,26 @@ def scraped_worker(
             Drift("abrupt", 180, magnitude=1.0),
         ],
     )
-    for record, label in zip(stream, labels, strict=True):
+    challenger, challenger_labels = simulate(
+        N_CHALLENGER,
+        seed=4,
+        model=model,
+        model_version="2",
+        id_prefix="c",
+        start_time=1_767_225_600.0,
+        rate_per_second=20.0,
+        attributions=True,
+        # the champion's drift too: the other window gauges (model_drift_detected, ...) have
+        # no version label yet, so a quiet challenger would overwrite the champion's verdicts
+        schedule=[Drift("abrupt", 180, magnitude=1.0)],
+    )
+    for record in challenger:  # the challenger leans on another feature: other importances
+        record["attributions"]["amount"] *= 4.0
+    pairs = sorted(
+        [*zip(stream, labels, strict=True), *zip(challenger, challenger_labels, strict=True)],
+        key=lambda pair: float(pair[0]["timestamp"]),
+    )
+    for record, label in pairs:
         producer.produce(
             config.topics.predictions, key=record["prediction_id"], value=orjson.dumps(record)
         )
@@ -91,15 +112,15 @@ def scraped_worker(
         stop_worker_processes([worker])
 
 
-def _reference_with_attributions(references: Path, model: str) -> None:
+def _reference_with_attributions(references: Path, model: str, version: str) -> None:
     """The profile of build_reference (same records), with the records' attributions: the
     reference importances of the feature-importance board."""
     from driftline.detectors.profile import ReferenceProfile
 
     records, labels = simulate(20_000, seed=99, model=model, attributions=True)
     ReferenceProfile.from_records(
-        records, model=model, model_version="1", labels=[x["label"] for x in labels]
-    ).save(references / f"{model}@1.json")
+        records, model=model, model_version=version, labels=[x["label"] for x in labels]
+    ).save(references / f"{model}@{version}.json")
 
 
 def wait_for_series(prometheus_url: str, promql: str, timeout: float = 60) -> list[Any]:
@@ -116,10 +137,11 @@ def test_prometheus_scrapes_the_worker(scraped_worker: Config, prometheus_url: s
     topic = scraped_worker.topics.predictions
     up = wait_for_series(prometheus_url, 'up{job="driftline"} == 1')
     assert up[0]["metric"]["instance"].startswith("127.0.0.1:")
+    total = N_RECORDS + N_CHALLENGER
     accepted = wait_for_series(
-        prometheus_url, f'driftline_records_processed_total{{topic="{topic}"}} >= {N_RECORDS}'
+        prometheus_url, f'driftline_records_processed_total{{topic="{topic}"}} >= {total}'
     )
-    assert float(accepted[0]["value"][1]) == N_RECORDS
+    assert float(accepted[0]["value"][1]) == total
     dead = wait_for_series(prometheus_url, f'driftline_dlq_records_total{{topic="{topic}"}}')
     assert dead[0]["metric"]["reason"] == "invalid_json"
     assert float(dead[0]["value"][1]) == 1
@@ -127,11 +149,29 @@ def test_prometheus_scrapes_the_worker(scraped_worker: Config, prometheus_url: s
     # label joined (timestamps 10 s after the prediction's), a lag per partition it owns
     instance = up[0]["metric"]["instance"]
     joined = f'driftline_label_join_records{{instance="{instance}", outcome="joined"}}'
-    wait_for_series(prometheus_url, f"{joined} == {N_RECORDS}")
+    wait_for_series(prometheus_url, f"{joined} == {total}")
     lag = wait_for_series(
         prometheus_url, f'driftline_consumer_lag_records{{instance="{instance}"}}'
     )
     assert {s["metric"]["partition"] for s in lag} == {str(p) for p in range(len(lag))}
+
+
+def test_champion_and_challenger_have_their_own_importance_series(
+    scraped_worker: Config, prometheus_url: str
+) -> None:
+    """Two versions of one model judged in the same windows: two sets of importance series,
+    with the challenger's own shares (its attributions lean on `amount`), not one overwritten."""
+    model = scraped_worker.worker.app_id  # the fixture names the model after its app id
+    amount = f'model_feature_importance{{model_name="{model}", feature_name="amount"}}'
+    shares = wait_for_series(prometheus_url, f"count by (model_version) ({amount}) == 1")
+    assert {s["metric"]["model_version"] for s in shares} == {"1", "2"}
+    by_version = {
+        s["metric"]["model_version"]: float(s["value"][1])
+        for s in query(prometheus_url, amount)["data"]["result"]
+    }
+    assert by_version["2"] > by_version["1"] + 0.1, by_version
+    flags = query(prometheus_url, f'model_importance_drift_detected{{model_name="{model}"}}')
+    assert {s["metric"]["model_version"] for s in flags["data"]["result"]} == {"1", "2"}
 
 
 @pytest.mark.parametrize(
@@ -140,7 +180,7 @@ def test_prometheus_scrapes_the_worker(scraped_worker: Config, prometheus_url: s
 def test_every_dashboard_query_runs_on_prometheus(
     scraped_worker: Config, prometheus_url: str, panel: Any
 ) -> None:
-    promql = panel.query.replace("$model", ".+")  # the board's `model` variable: any model
+    promql = expand_promql(panel.query, ".+", ["1"])  # `model`: any model; the version fed
     body = query(prometheus_url, promql)
     assert body["status"] == "success", body  # the query parses and runs
     # rate() needs two scrapes of the worker, so data may take a scrape interval to appear.

@@ -9,6 +9,7 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from driftline.cli import main
 from driftline.detectors.batch import RecordBatch
@@ -17,7 +18,7 @@ from driftline.detectors.importance import ImportanceThresholds
 from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.thresholds import ModelThresholds
-from driftline.sinks.prometheus import MAX_FEATURE_LABELS, WorkerMetrics
+from driftline.sinks.prometheus import MAX_FEATURE_LABELS, STALE_VERSION_WINDOWS, WorkerMetrics
 from driftline.sinks.rows import window_rows
 from driftline.sinks.schema import TABLES
 from driftline.streams.events import window_events
@@ -85,38 +86,77 @@ def test_window_summary_maps_to_feature_importance_rows() -> None:
     assert "feature_importance" not in window_rows({**message, "evaluation": off.to_dict()})
 
 
-def _series(metrics: WorkerMetrics, model: str) -> dict[str, float]:
+def _series(metrics: WorkerMetrics, model: str, version: str = "1") -> dict[str, float]:
     return {
         s.labels["feature_name"]: s.value
         for metric in metrics.registry.collect()
         if metric.name == "model_feature_importance"
         for s in metric.samples
-        if s.labels["model_name"] == model
+        if s.labels["model_name"] == model and s.labels["model_version"] == version
     }
 
 
+def _verdict(shares: dict[str, float], drifted: bool = False) -> dict[str, object]:
+    features = [{"feature": name, "share": share} for name, share in shares.items()]
+    return {"status": "evaluated", "drifted": drifted, "features": features}
+
+
 def test_feature_importance_gauge_is_bounded_and_drops_stale_features() -> None:
-    model, metrics = "gauge-test", WorkerMetrics()
-    features = [
-        {"feature": f"f{i}", "share": 1.0 / 100} for i in range(100)
-    ]  # more than the label cap
-    metrics.export_importance(model, {"status": "evaluated", "drifted": True, "features": features})
+    model, metrics = "gauge-test", WorkerMetrics(CollectorRegistry())
+    features = {f"f{i}": 1.0 / 100 for i in range(100)}  # more than the label cap
+    metrics.export_importance(model, "1", _verdict(features, drifted=True))
     first = _series(metrics, model)
     assert len(first) == MAX_FEATURE_LABELS
-    metrics.export_importance(
-        model,
-        {"status": "evaluated", "drifted": True, "features": [{"feature": "f0", "share": 1.0}]},
-    )
+    metrics.export_importance(model, "1", _verdict({"f0": 1.0}, drifted=True))
     assert _series(metrics, model) == {"f0": 1.0} and _drifted(metrics, model) == 1.0
-    metrics.export_importance(model, {"status": "insufficient_samples", "features": []})
-    metrics.export_importance(model, None)
+    metrics.export_importance(model, "1", {"status": "insufficient_samples", "features": []})
+    metrics.export_importance(model, "1", None)
     assert _series(metrics, model) == {"f0": 1.0}  # a window not judged keeps the last judged
     assert _drifted(metrics, model) == 0.0  # ... but no alert fires for ever on an old verdict
 
 
-def _drifted(metrics: WorkerMetrics, model: str) -> float | None:
+def test_champion_and_challenger_importances_are_two_series() -> None:
+    """An A/B test: two versions of one model judged in the same windows keep their own
+    shares and drift flags instead of overwriting each other's."""
+    model, metrics = "ab-test", WorkerMetrics(CollectorRegistry())
+    window = (1_767_225_600.0, 1_767_225_660.0)
+    metrics.export_importance(model, "7", _verdict({"amount": 0.7, "hour": 0.3}), window)
+    metrics.export_importance(
+        model, "8", _verdict({"amount": 0.2, "hour": 0.8}, drifted=True), window
+    )
+    assert _series(metrics, model, "7") == {"amount": 0.7, "hour": 0.3}
+    assert _series(metrics, model, "8") == {"amount": 0.2, "hour": 0.8}
+    assert _drifted(metrics, model, "7") == 0.0 and _drifted(metrics, model, "8") == 1.0
+    # the evaluation of a whole window exports under its version too
+    evaluation = _evaluation([0.8, 1.2, 0.6, 0.0]).to_dict()
+    metrics.export_window({**evaluation, "model": model, "model_version": "9"}, None)
+    assert set(_series(metrics, model, "9")) == set(NAMES)
+
+
+def test_a_retired_version_loses_its_importance_series() -> None:
+    """Once the other version has been judged STALE_VERSION_WINDOWS window lengths after a
+    version's last judged window, that version's series go (its drift flag would otherwise
+    keep ModelFeatureImportanceDrift firing for a model version nobody serves)."""
+    model, metrics = "retired", WorkerMetrics(CollectorRegistry())
+    start, length = 1_767_225_600.0, 60.0
+    metrics.export_importance(model, "1", _verdict({"a": 1.0}, drifted=True), (start, start + 60))
+    for k in range(1, STALE_VERSION_WINDOWS + 2):
+        window = (start + k * length, start + (k + 1) * length)
+        metrics.export_importance(model, "2", _verdict({"a": 0.5, "b": 0.5}), window)
+        stale = k > STALE_VERSION_WINDOWS  # v1's last window ended STALE.. lengths before
+        assert (_series(metrics, model, "1") == {}) is stale, k
+        assert (_drifted(metrics, model, "1") is None) is stale, k
+    assert _series(metrics, model, "2") == {"a": 0.5, "b": 0.5}
+    # another model's versions are not touched
+    metrics.export_importance("other", "1", _verdict({"a": 1.0}), (start, start + 60))
+    later = (start + 100 * length, start + 101 * length)
+    metrics.export_importance(model, "2", _verdict({"a": 1.0}), later)
+    assert _series(metrics, "other", "1") == {"a": 1.0}
+
+
+def _drifted(metrics: WorkerMetrics, model: str, version: str = "1") -> float | None:
     return metrics.registry.get_sample_value(
-        "model_importance_drift_detected", {"model_name": model}
+        "model_importance_drift_detected", {"model_name": model, "model_version": version}
     )
 
 

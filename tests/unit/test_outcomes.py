@@ -17,7 +17,8 @@ from driftline.detectors.concept import (
     DetectorSpec,
     concept_config_from_dict,
 )
-from driftline.streams.outcomes import ModelOutcomes, concept_event, load_concept_config
+from driftline.streams.events import concept_event
+from driftline.streams.outcomes import ModelOutcomes, load_concept_config
 from driftline.streams.windows import ModelWindows
 
 N = 8000
@@ -259,7 +260,7 @@ def test_a_bad_thresholds_file_fails_naming_the_file_and_the_key(tmp_path: Any) 
 
 def test_outcome_error_stream_uses_one_class_rule() -> None:
     """The concept stage's error stream: True/1/"true"/1.0 are the same class (no error)."""
-    from driftline.streams.outcomes import outcome_streams
+    from driftline.detectors.concept import outcome_streams
 
     labels = [True, "true", 1.0, "1", False, "0", "fraud", 1]
     predictions = [1, 1.0, "1", True, "false", 0.0, "fraud", 0]

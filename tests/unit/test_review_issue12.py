@@ -16,11 +16,11 @@ from driftline.detectors.concept import (
     CheckpointVersionError,
     ConceptStage,
     concept_config_from_dict,
+    outcome_streams,
 )
 from driftline.sinks.policy import AlertPolicy
 from driftline.streams.events import operational_event
 from driftline.streams.labels import PartitionLabels
-from driftline.streams.outcomes import outcome_streams
 
 
 def _dropped(key: str, model: str = "") -> dict[str, Any]:

@@ -13,6 +13,8 @@ tight loop; nothing is re-derived.  This package adds what river lacks, one modu
 * ``settings``: the configurable suite of a model (:func:`concept_config_from_dict`: the
   ``concept_drift`` section of ``config/drift_thresholds.yaml``, default
   :data:`DEFAULT_CONCEPT_DRIFT`);
+* ``inputs``: what is fed, from a version's joined outcomes (:func:`outcome_streams`: error,
+  score, loss; :func:`error_ranks`: a regression's errors as ranks in [0, 1]);
 * ``stage``: :class:`ConceptStage`, which runs it on one model version's ordered outcome stream
   with a cooldown, a reset after a detection, a change-point estimate and the error
   before/after (the worker feeds it from ``streams/outcomes.py``).
@@ -50,6 +52,7 @@ from driftline.detectors.concept.river_import import defer_drift_datasets
 defer_drift_datasets()  # before river.drift is first imported: 81 MiB less per worker
 
 from driftline.detectors.concept.checkpoint import CheckpointVersionError  # noqa: E402
+from driftline.detectors.concept.inputs import error_ranks, outcome_streams  # noqa: E402
 from driftline.detectors.concept.monitor import (  # noqa: E402
     BINARY_KINDS,
     DETECTOR_KINDS,
@@ -90,4 +93,6 @@ __all__ = [
     "SuiteMember",
     "change_point",
     "concept_config_from_dict",
+    "error_ranks",
+    "outcome_streams",
 ]

@@ -26,7 +26,7 @@ __all__ = [
 STREAMS: Final[tuple[str, ...]] = ("error", "score", "loss")
 """What a detector can watch, per labelled prediction: ``error`` (classification: 1 if the
 prediction is wrong, else 0; regression: the rank of the absolute error among the version's
-first ``calibration`` errors, fed by streams/outcomes.py), ``score`` (the model's score as sent)
+first ``calibration`` errors: ``inputs.error_ranks``), ``score`` (the model's score as sent)
 and ``loss`` (classification: log loss of the score as P(label "1"); regression: the squared
 error)."""
 
