@@ -29,6 +29,7 @@ from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
 from driftline.streams.context import Message, Shared
 from driftline.streams.formats import label_decoder, prediction_decoder
+from driftline.streams.formats.structs import field_values
 from driftline.streams.intake import (
     FAILED_BATCH,
     MAX_RECORDS_PER_MESSAGE,
@@ -218,14 +219,28 @@ class PartitionStage:
                 rejects.setdefault(position, []).append(("invalid_shape", reason, None))
                 continue
             message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 16)
-            for i, record in enumerate(valid):
-                t = record["timestamp"]
+            if not valid:
+                continue
+            times = field_values(valid, "timestamp")
+            versions = set(field_values(valid, "model", "model_version"))
+            if len(versions) == 1 and earliest <= min(times) and max(times) <= latest:
+                # the usual message: one model version, every time in bounds (read in C)
+                group = groups.get(key := versions.pop())
+                if group is None:
+                    group = groups[key] = ([], [])
+                group[0].extend(valid)
+                group[1].extend(range(message_key, message_key + len(valid)))
+                continue
+            required = field_values(valid, "model", "model_version")
+            for i, (record, t, (model, version)) in enumerate(
+                zip(valid, times, required, strict=True)
+            ):
                 if not earliest <= t <= latest:
                     rejects.setdefault(position, []).append(
                         ("timestamp_out_of_range", time_reason(i, t, earliest, latest), i)
                     )
                     continue
-                key = (record["model"], record["model_version"])
+                key = (model, version)
                 group = groups.get(key)
                 if group is None:
                     group = groups[key] = ([], [])
@@ -268,7 +283,7 @@ class PartitionStage:
             outcomes += joins.add_columns(
                 model,
                 version,
-                [str(r["prediction_id"]) for r in records],
+                list(map(str, field_values(records, "prediction_id"))),
                 batch.event_time,
                 batch.prediction.tolist(),
                 batch.score,

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from operator import attrgetter
+from operator import attrgetter, itemgetter
 from typing import Any, NotRequired, get_args, get_origin, get_type_hints
 
 import msgspec
@@ -40,7 +40,7 @@ from driftline.streams.formats.driftline_json import decode_predictions
 
 log = logging.getLogger(__name__)
 
-__all__ = ["MAX_FIELDS", "StructPredictions"]
+__all__ = ["MAX_FIELDS", "StructPredictions", "field_values"]
 
 MAX_FIELDS = 64
 """Feature names a Struct holds at most. Every record allocates a slot for each of them, and
@@ -144,6 +144,24 @@ class _Record(msgspec.Struct, gc=False):
         if feats:
             present.add("features")
         return top, present, values, absent_masks, extra
+
+
+def field_values(records: Sequence[Any], *names: str) -> list[Any]:
+    """`[record[name] for record in records]` (a tuple per record for several names) of
+    required fields, for dict records and Structs alike: read in C (`attrgetter` on Structs,
+    `itemgetter` on dicts) instead of a Python `__getitem__` per record and field.
+
+    >>> field_values([{"model": "m", "timestamp": 1.0}], "model", "timestamp")
+    [('m', 1.0)]
+    """
+    kinds = set(map(type, records))
+    if kinds and all(issubclass(kind, _Record) for kind in kinds):
+        return list(map(attrgetter(*names), records))
+    if dict in kinds and len(kinds) == 1:
+        return list(map(itemgetter(*names), records))
+    if len(names) == 1:
+        return [record[names[0]] for record in records]
+    return [tuple(record[name] for name in names) for record in records]
 
 
 def _unset_mask(column: list[Any]) -> NDArray[np.bool_] | None:
