@@ -40,6 +40,7 @@ ENTRY_OVERHEAD_BYTES = 150
 F64 = np.ndarray[Any, np.dtype[np.float64]]
 I64 = np.ndarray[Any, np.dtype[np.int64]]
 _MIN_CAPACITY = 1024
+_FEW = 8  # below this many entries, a Python loop is cheaper than numpy's fixed costs
 
 
 def entry_bytes(prediction_id: str, value: Any) -> int:
@@ -168,6 +169,9 @@ class PendingIndex:
         if slots and not slots.keys().isdisjoint(ids):
             self.take([slots.pop(pid) for pid in set(ids) if pid in slots])
         self._reserve(n)
+        if n <= _FEW:
+            self._append_few(code, ids, start, predictions, score, time)
+            return
         tail = len(self._ids)
         end = tail + n
         sizes = np.fromiter(map(len, ids), np.int64, n)
@@ -187,6 +191,30 @@ class PendingIndex:
         if len(slots) != before + n:  # an id twice in `ids`: the last one stays
             dead = [tail + i for i, pid in enumerate(ids) if slots[pid] != tail + i]
             self._kill(np.asarray(dead, dtype=np.intp))
+
+    def _append_few(
+        self, code: int, ids: list[str], start: F64, predictions: list[Any], score: F64, time: F64
+    ) -> None:
+        """`append` of a few entries, one at a time (numpy's per-call cost would dominate)."""
+        slots = self._slot
+        for pid, s, p, sc, t in zip(
+            ids, start.tolist(), predictions, score.tolist(), time.tolist(), strict=True
+        ):
+            old = slots.get(pid)
+            if old is not None:  # twice in `ids`: the last one stays
+                self.take([slots.pop(pid)])
+            slot = len(self._ids)
+            size = len(pid) + ENTRY_OVERHEAD_BYTES + (len(p) if type(p) is str else 0)
+            self._code[slot] = code
+            self._start[slot] = s
+            self._score[slot] = sc
+            self._time[slot] = t
+            self._bytes[slot] = size
+            self._live[slot] = True
+            self._ids.append(pid)
+            self._prediction.append(p)
+            slots[pid] = slot
+            self.nbytes += size
 
     def pop_slot(self, prediction_id: str) -> int | None:
         """Forget an id; its entry stays readable by `take` until the next change."""
@@ -213,6 +241,9 @@ class PendingIndex:
         excess = self.nbytes - max_bytes
         if need <= 0 and excess <= 0:
             return 0
+        few = self._oldest_few(need, excess)
+        if few is not None:
+            return self._remove(few)
         victims = []
         for chunk in self._oldest_chunks():
             cumulative = np.cumsum(self._bytes[chunk])
@@ -269,6 +300,24 @@ class PendingIndex:
         dead = len(ids) - len(self._slot)
         if dead > max(len(self._slot), _MIN_CAPACITY):
             self._compact(len(self._slot))
+
+    def _oldest_few(
+        self, need: int, excess: int
+    ) -> np.ndarray[Any, np.dtype[np.intp]] | None:
+        """The oldest live slots to evict when a few suffice (one at a time: cheaper than
+        numpy's calls then); None if more than `_FEW` slots would have to be looked at."""
+        live, sizes = self._live, self._bytes
+        victims: list[int] = []
+        slot, tail = self._head, len(self._ids)
+        while (need > 0 or excess > 0) and slot < tail:
+            if len(victims) >= _FEW or slot - self._head >= 4 * _FEW:
+                return None
+            if live[slot]:
+                victims.append(slot)
+                need -= 1
+                excess -= int(sizes[slot])
+            slot += 1
+        return np.array(victims, dtype=np.intp)
 
     def _live_slots(self) -> np.ndarray[Any, np.dtype[np.intp]]:
         head = self._head

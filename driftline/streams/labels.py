@@ -192,19 +192,16 @@ class PartitionLabels:
         replaces its entry."""
         code = self.pending.code_of(model, version)
         n = len(prediction_ids)
-        batch = Entries(
-            prediction_ids,
-            np.full(n, code, dtype=np.int32),
-            window_starts(event_time, self.sizes.for_model(model)),  # the one window rule
-            predictions,
-            np.full(n, math.nan) if scores is None else np.asarray(scores, dtype=np.float64),
-            np.asarray(event_time, dtype=np.float64),
-        )
+        starts = window_starts(event_time, self.sizes.for_model(model))  # the one window rule
+        score = np.full(n, math.nan) if scores is None else np.asarray(scores, dtype=np.float64)
+        time = np.asarray(event_time, dtype=np.float64)
         orphans = self.orphans
         if not orphans or orphans.keys().isdisjoint(prediction_ids):
-            self.pending.append(code, *_fields(batch))
+            self.pending.append(code, prediction_ids, starts, predictions, score, time)
             self._evict()
             return []
+        code_column = np.full(n, code, dtype=np.int32)
+        batch = Entries(prediction_ids, code_column, starts, predictions, score, time)
         # labels that came first: joined now, in offset order; the rest waits
         early, labels, times, waiting = [], [], [], []
         for row, pid in enumerate(prediction_ids):

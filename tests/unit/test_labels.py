@@ -99,6 +99,18 @@ def test_a_repeated_prediction_id_replaces_its_entry_without_leaking_bytes() -> 
     assert labels.pending_bytes == _true_bytes(labels)
 
 
+def test_an_id_repeated_within_a_large_batch_keeps_its_last_entry() -> None:
+    labels = _labels()
+    ids = [f"p{i}" for i in range(20)] + ["p3", "p5", "p3"]
+    times = 1000.0 + np.arange(len(ids), dtype=np.float64)
+    labels.add_columns("m", "2", ids, times, [str(i) for i in range(len(ids))], None)
+    assert list(labels.pending)[-3:] == ["p19", "p5", "p3"] and len(labels.pending) == 20
+    assert labels.pending.get("p3").prediction == "22"  # type: ignore[union-attr]
+    assert labels.pending_bytes == _true_bytes(labels)
+    _predict(labels, ids[:12])  # an id already waiting moves to the end with its new entry
+    assert list(labels.pending)[-12:] == ids[:12] and labels.pending_bytes == _true_bytes(labels)
+
+
 def test_entry_overhead_is_of_the_order_the_index_takes() -> None:
     """The fixed overhead estimates an entry's memory besides its id and prediction strings
     (dict slot, slot number, columns and their growth), measured here with tracemalloc."""
