@@ -292,27 +292,35 @@ class PendingIndex:
         """Mark slots dead (their ids already forgotten); drop dead slots when they are many."""
         if not len(slots):
             return
-        self._live[slots] = False
-        self.nbytes -= int(self._bytes[slots].sum())
+        listed = slots.tolist()
+        if len(listed) <= _FEW:
+            live, sizes = self._live, self._bytes
+            for slot in listed:
+                live[slot] = False
+                self.nbytes -= int(sizes[slot])
+        else:
+            self._live[slots] = False
+            self.nbytes -= int(self._bytes[slots].sum())
         ids, predictions = self._ids, self._prediction
-        for slot in slots.tolist():  # let go of the strings now
+        for slot in listed:  # let go of the strings now
             ids[slot] = predictions[slot] = None
         dead = len(ids) - len(self._slot)
         if dead > max(len(self._slot), _MIN_CAPACITY):
             self._compact(len(self._slot))
 
-    def _oldest_few(
-        self, need: int, excess: int
-    ) -> np.ndarray[Any, np.dtype[np.intp]] | None:
+    def _oldest_few(self, need: int, excess: int) -> np.ndarray[Any, np.dtype[np.intp]] | None:
         """The oldest live slots to evict when a few suffice (one at a time: cheaper than
         numpy's calls then); None if more than `_FEW` slots would have to be looked at."""
         live, sizes = self._live, self._bytes
         victims: list[int] = []
         slot, tail = self._head, len(self._ids)
-        while (need > 0 or excess > 0) and slot < tail:
-            if len(victims) >= _FEW or slot - self._head >= 4 * _FEW:
-                return None
+        limit = min(tail, slot + 4 * _FEW)
+        while need > 0 or excess > 0:
+            if slot >= limit or len(victims) >= _FEW:
+                return None if slot < tail else np.array(victims, dtype=np.intp)
             if live[slot]:
+                if not victims:
+                    self._head = slot  # nothing live before
                 victims.append(slot)
                 need -= 1
                 excess -= int(sizes[slot])
