@@ -8,9 +8,10 @@ are dropped when they outnumber the live ones (amortised O(1)). Eviction and exp
 oldest live slots a chunk at a time with numpy, so bounding the index costs no Python loop over
 what stays.
 
-Per entry that is about 120-170 bytes besides the id string (measured by
-`tests/unit/test_labels.py`), where a tuple in an `OrderedDict` took about 330: a dict slot and
-an int for the id, eight bytes per column and a list slot for the prediction.
+Per entry that is about 185 bytes besides the characters of the id and the prediction (the
+id's string object included; measured by `tests/unit/test_labels.py`), where a tuple in an
+`OrderedDict` took about 300: a dict slot and an int for the id, eight bytes per column and a
+list slot for the prediction, whose string is shared with every equal one.
 
 >>> index = PendingIndex()
 >>> code = index.code_of("m", "1")
@@ -35,12 +36,15 @@ __all__ = ["ENTRY_OVERHEAD_BYTES", "Entries", "PendingEntry", "PendingIndex", "e
 
 # Estimated memory of one entry besides its id and its prediction strings: the dict slot and the
 # int of the id's slot, five column cells, a list slot, column growth (measured in the unit test)
-ENTRY_OVERHEAD_BYTES = 150
+ENTRY_OVERHEAD_BYTES = 185
 
 F64 = np.ndarray[Any, np.dtype[np.float64]]
 I64 = np.ndarray[Any, np.dtype[np.int64]]
 _MIN_CAPACITY = 1024
 _FEW = 8  # below this many entries, a Python loop is cheaper than numpy's fixed costs
+# Prediction strings are shared (a parser makes one object per record; class labels repeat):
+# up to this many distinct values, each at most _SHARED_LENGTH characters long
+_SHARED_VALUES, _SHARED_LENGTH = 4096, 64
 
 
 def entry_bytes(prediction_id: str, value: Any) -> int:
@@ -107,6 +111,7 @@ class PendingIndex:
         self._bytes = np.zeros(0, np.int64)
         self._live = np.zeros(0, bool)
         self._head = 0  # no live slot before this one
+        self._shared: dict[str, str] = {}
         self.nbytes = 0
 
     # -- reading --------------------------------------------------------------------------------
@@ -169,6 +174,7 @@ class PendingIndex:
         if slots and not slots.keys().isdisjoint(ids):
             self.take([slots.pop(pid) for pid in set(ids) if pid in slots])
         self._reserve(n)
+        predictions = self._share(predictions)
         if n <= _FEW:
             self._append_few(code, ids, start, predictions, score, time)
             return
@@ -191,6 +197,17 @@ class PendingIndex:
         if len(slots) != before + n:  # an id twice in `ids`: the last one stays
             dead = [tail + i for i, pid in enumerate(ids) if slots[pid] != tail + i]
             self._kill(np.asarray(dead, dtype=np.intp))
+
+    def _share(self, predictions: list[Any]) -> list[Any]:
+        """`predictions` with each short string replaced by the one object kept for its value
+        (saves ~50 bytes per entry for class labels); as is once there are too many values."""
+        shared = self._shared
+        if len(shared) >= _SHARED_VALUES:
+            return predictions
+        return [
+            shared.setdefault(p, p) if type(p) is str and len(p) <= _SHARED_LENGTH else p
+            for p in predictions
+        ]
 
     def _append_few(
         self, code: int, ids: list[str], start: F64, predictions: list[Any], score: F64, time: F64

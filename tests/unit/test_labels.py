@@ -111,27 +111,38 @@ def test_an_id_repeated_within_a_large_batch_keeps_its_last_entry() -> None:
     assert list(labels.pending)[-12:] == ids[:12] and labels.pending_bytes == _true_bytes(labels)
 
 
-def test_entry_overhead_is_of_the_order_the_index_takes() -> None:
-    """The fixed overhead estimates an entry's memory besides its id and prediction strings
-    (dict slot, slot number, columns and their growth), measured here with tracemalloc."""
+def test_equal_prediction_strings_are_kept_once() -> None:
+    labels = _labels()
+    parsed = orjson.loads(b'["fraud", "fraud", "ok"]')  # one object per record, as parsed
+    assert parsed[0] is not parsed[1]
+    labels.add_columns("m", "2", ["a", "b", "c"], np.full(3, 1000.0), parsed, None)
+    a, b = labels.pending.get("a"), labels.pending.get("b")
+    assert a is not None and b is not None and a.prediction is b.prediction
+
+
+def test_entry_overhead_is_the_memory_an_entry_takes_besides_its_characters() -> None:
+    """`entry_bytes` counts an id and a prediction by their length plus a fixed overhead: the
+    index's own memory per entry (dict slot, slot number, columns and their growth) and the id's
+    string object, measured here with tracemalloc as the worker fills the index."""
     n = 50_000
-    ids = [f"prediction-{i:08d}" for i in range(n)]
     times = np.arange(n, dtype=np.float64)
-    predictions = ["1"] * n  # one shared string: only the index's own memory is measured
+    index = PendingIndex()
+    code = index.code_of("m", "1")
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        index = PendingIndex()
-        code = index.code_of("m", "1")
         for first in range(0, n, 100):  # batches, as the worker adds them
+            ids = [f"prediction-{i:08d}" for i in range(first, first + 100)]
             rows = slice(first, first + 100)
-            index.append(code, ids[rows], times[rows], predictions[rows], times[rows], times[rows])
-        measured = (tracemalloc.get_traced_memory()[0] - before) / n
+            index.append(code, ids, times[rows], ["1"] * 100, times[rows], times[rows])
+        del ids
+        held = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert len(index) == n and index.nbytes == sum(entry_bytes(p, "1") for p in ids)
-    assert 0.5 * measured <= ENTRY_OVERHEAD_BYTES <= 2 * measured
-    assert measured < 250  # an entry was ~330 bytes as a tuple in an OrderedDict
+    measured = (held - n * len("prediction-00000000")) / n  # "1": one shared string
+    assert len(index) == n and index.nbytes == n * entry_bytes("prediction-00000000", "1")
+    assert 0.75 * measured <= ENTRY_OVERHEAD_BYTES <= 1.25 * measured
+    assert measured < 250  # a tuple in an OrderedDict took ~330 bytes besides its characters
 
 
 def test_eviction_and_expiry_take_the_oldest_live_entries_across_joins() -> None:
