@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any, NamedTuple, cast
 
 import numpy as np
@@ -174,14 +175,14 @@ class PendingIndex:
         if slots and not slots.keys().isdisjoint(ids):
             self.take([slots.pop(pid) for pid in set(ids) if pid in slots])
         self._reserve(n)
-        predictions = self._share(predictions)
         if n <= _FEW:
             self._append_few(code, ids, start, predictions, score, time)
             return
+        predictions, lengths = self._share(predictions)
         tail = len(self._ids)
         end = tail + n
         sizes = np.fromiter(map(len, ids), np.int64, n)
-        sizes += [len(p) if type(p) is str else 0 for p in predictions]
+        sizes += lengths
         sizes += ENTRY_OVERHEAD_BYTES
         self._code[tail:end] = code
         self._start[tail:end] = start
@@ -198,25 +199,38 @@ class PendingIndex:
             dead = [tail + i for i, pid in enumerate(ids) if slots[pid] != tail + i]
             self._kill(np.asarray(dead, dtype=np.intp))
 
-    def _share(self, predictions: list[Any]) -> list[Any]:
+    def _share(self, predictions: list[Any]) -> tuple[list[Any], np.ndarray[Any, Any]]:
         """`predictions` with each short string replaced by the one object kept for its value
-        (saves ~50 bytes per entry for class labels); as is once there are too many values."""
+        (saves ~50 bytes per entry for class labels; up to `_SHARED_VALUES` values), and the
+        length of each string (0 for other values). By distinct value: a batch's class labels
+        are a handful, so the per-entry work is two `map`s in C."""
+        n = len(predictions)
+        try:
+            distinct = set(predictions)
+        except TypeError:  # an unhashable value (not from the decoders): kept as is
+            return predictions, np.array([len(p) if type(p) is str else 0 for p in predictions])
+        lengths = {p: len(p) for p in distinct if type(p) is str}
+        if not lengths:
+            return predictions, np.zeros(n, np.int64)
         shared = self._shared
-        if len(shared) >= _SHARED_VALUES:
-            return predictions
-        return [
-            shared.setdefault(p, p) if type(p) is str and len(p) <= _SHARED_LENGTH else p
-            for p in predictions
-        ]
+        for value, length in lengths.items():
+            if length <= _SHARED_LENGTH and len(shared) < _SHARED_VALUES:
+                shared.setdefault(value, value)
+        # dict lookups of non-strings (1, True, None) find no str key: 0 and the value itself
+        sizes = np.fromiter(map(lengths.get, predictions, repeat(0)), np.int64, n)
+        return list(map(shared.get, predictions, predictions)), sizes
 
     def _append_few(
         self, code: int, ids: list[str], start: F64, predictions: list[Any], score: F64, time: F64
     ) -> None:
         """`append` of a few entries, one at a time (numpy's per-call cost would dominate)."""
         slots = self._slot
+        shared = self._shared
         for pid, s, p, sc, t in zip(
             ids, start.tolist(), predictions, score.tolist(), time.tolist(), strict=True
         ):
+            if type(p) is str:
+                p = shared.get(p, p)
             old = slots.get(pid)
             if old is not None:  # twice in `ids`: the last one stays
                 self.take([slots.pop(pid)])
