@@ -229,7 +229,9 @@ class PendingIndex:
         for pid, s, p, sc, t in zip(
             ids, start.tolist(), predictions, score.tolist(), time.tolist(), strict=True
         ):
-            if type(p) is str:
+            if type(p) is str and len(p) <= _SHARED_LENGTH and len(shared) < _SHARED_VALUES:
+                p = shared.setdefault(p, p)
+            elif type(p) is str:
                 p = shared.get(p, p)
             old = slots.get(pid)
             if old is not None:  # twice in `ids`: the last one stays
