@@ -418,10 +418,12 @@ class PendingIndex:
         """The newest `limit` entries column-wise: ids, an index into the interned (model,
         version) pairs, then one list per field. A missing score stays NaN (orjson: null)."""
         entries = self.newest(limit)
-        used, code = np.unique(entries.code, return_inverse=True)
+        used = np.flatnonzero(np.bincount(entries.code, minlength=len(self.pairs)))
+        renumber = np.zeros(len(self.pairs), np.int64)
+        renumber[used] = np.arange(len(used))  # the versions in the checkpoint, numbered from 0
         return {
             "ids": entries.ids,
-            "version": code.tolist(),
+            "version": renumber[entries.code].tolist(),
             "versions": [list(self.pairs[c]) for c in used.tolist()],
             "start": entries.start.tolist(),
             "prediction": entries.prediction,
