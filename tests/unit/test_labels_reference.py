@@ -117,7 +117,9 @@ def _run(seed: int) -> None:
             outcomes = labels.add_columns(model, "1", ids, times, list(predictions), scores)
             entries = [
                 (pid, PendingEntry(model, "1", math.floor(t / 60.0) * 60.0, p, s, t))
-                for pid, t, p, s in zip(ids, times.tolist(), predictions, scores.tolist())
+                for pid, t, p, s in zip(
+                    ids, times.tolist(), predictions, scores.tolist(), strict=True
+                )
             ]
             assert [o[2] for o in outcomes] == reference.add(entries), where
         elif action < 0.85:  # labels, some before their prediction, some unknown
