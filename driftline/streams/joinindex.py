@@ -13,6 +13,9 @@ id's string object included; measured by `tests/unit/test_labels.py`), where a t
 `OrderedDict` took about 300: a dict slot and an int for the id, eight bytes per column and a
 list slot for the prediction, whose string is shared with every equal one.
 
+Longer than ~400 lines: the columns, their slots, compaction and checkpoint form are one data
+structure; a third of it is docstrings and doctests.
+
 >>> index = PendingIndex()
 >>> code = index.code_of("m", "1")
 >>> index.append(code, ["a", "b"], np.array([0.0, 60.0]), ["1", 0], np.array([0.9, np.nan]),
