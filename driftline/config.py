@@ -221,10 +221,7 @@ class WindowConfig:
             allowed_lateness_seconds=self.allowed_lateness_seconds,
         )  # fmt: skip
         _check("windows", "> 0", idle_timeout_seconds=self.idle_timeout_seconds)
-
-    def size_for(self, model: str) -> int:
-        """The window size of `model`: its own if configured, else `size_seconds`."""
-        return self.model_sizes.get(model, self.size_seconds)
+        # the size of each model's windows is decided in one place: streams.windows.WindowSizes
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ Predictions and labels are co-partitioned (same key, same partition count), so a
 joined on the partition that saw its prediction. Per partition:
 
 - `pending`: prediction id -> what performance needs (model, version, window, prediction,
-  score, event time); bounded by `max_pending` (oldest evicted first, counted) and by a
-  time-to-live in event time (expired entries are counted as unlabelled);
+  score, event time), kept as compact columns (`joinindex.PendingIndex`); bounded by
+  `max_pending` and `max_pending_bytes` (oldest evicted first, counted) and by a time-to-live
+  in event time (expired entries are counted as unlabelled);
 - `orphans`: labels that arrived before their prediction was processed, bounded the same way;
 - per (model, version, window): a mergeable `PerformancePartial` (confusion counts and score
   histograms by true class, for AUC) of the joined predictions of that window;
@@ -22,8 +23,8 @@ watermark passes it plus the time-to-live. A label for a window already handed o
 counted, not joined. Stage 2 closes a performance window once every partition that contributed
 to its data window has handed on its partial.
 
-Longer than ~400 lines: the join index, its byte bound and its column-wise checkpoint are one
-data structure; half of the length is docstrings and doctests.
+Longer than ~400 lines: the join, its bounds and its checkpoint are one piece of state; half
+of the length is docstrings and doctests (the index itself is `joinindex.py`).
 """
 
 from __future__ import annotations
@@ -31,23 +32,44 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from itertools import islice
-from operator import itemgetter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from driftline.detectors.normalise import class_texts
 from driftline.detectors.performance import ConfusionCounts
 from driftline.detectors.profile import SCORE_BINS, score_bin_index
-from driftline.streams.windows import window_starts
+from driftline.streams.joinindex import (
+    ENTRY_OVERHEAD_BYTES,
+    Entries,
+    PendingEntry,
+    PendingIndex,
+    entry_bytes,
+)
+from driftline.streams.windows import WindowSizes, window_starts
 
-__all__ = ["Outcome", "PartitionLabels", "PerformancePartial"]
+__all__ = [
+    "ENTRY_OVERHEAD_BYTES",
+    "EarlyLabel",
+    "Outcome",
+    "PartitionLabels",
+    "PendingEntry",
+    "PerformancePartial",
+    "entry_bytes",
+]
 
 # one joined prediction: model, version, prediction id, order time (max of the prediction's
 # and the label's time), prediction event time, label, prediction, score (NaN: none)
 Outcome = tuple[str, str, str, float, float, Any, Any, float]
+
+
+class EarlyLabel(NamedTuple):
+    """A label that came before its prediction (an orphan, waiting)."""
+
+    label: Any
+    time: float
 
 
 @dataclass
@@ -104,18 +126,15 @@ class PerformancePartial:
 @dataclass
 class PartitionLabels:
     partition: int
-    window_size: float
+    window_size: InitVar[WindowSizes | float]  # a number: the same size for every model
     horizon: float
     ttl: float
     max_pending: int
-    model_sizes: dict[str, float] = field(default_factory=dict)  # models with their own size
     max_pending_bytes: int = 256 * 1024 * 1024  # pending + orphans, estimated (`entry_bytes`)
     max_checkpointed: int = 100_000  # newest pending entries (and orphans) in a checkpoint
-    pending_bytes: int = 0
-    pending: OrderedDict[str, tuple[str, str, float, Any, float, float]] = field(
-        default_factory=OrderedDict
-    )
-    orphans: OrderedDict[str, tuple[Any, float]] = field(default_factory=OrderedDict)
+    pending: PendingIndex = field(default_factory=PendingIndex)
+    orphans: OrderedDict[str, EarlyLabel] = field(default_factory=OrderedDict)
+    orphan_bytes: int = 0
     windows: dict[tuple[str, str, float], PerformancePartial] = field(default_factory=dict)
     joined: int = 0
     evicted: int = 0
@@ -130,6 +149,15 @@ class PartitionLabels:
     # windows whose partial changed since the last provisional hand-on (not checkpointed: after
     # a restart the next label or the final hand-on brings stage 2 up to date)
     changed: set[tuple[str, str, float]] = field(default_factory=set)
+    sizes: WindowSizes = field(init=False)
+
+    def __post_init__(self, window_size: WindowSizes | float) -> None:
+        self.sizes = WindowSizes.of(window_size)
+
+    @property
+    def pending_bytes(self) -> int:
+        """Estimated bytes of the join index and the early labels (`entry_bytes`)."""
+        return self.pending.nbytes + self.orphan_bytes
 
     # -- predictions -------------------------------------------------------------------------
 
@@ -160,85 +188,86 @@ class PartitionLabels:
         scores: np.ndarray[Any, np.dtype[np.float64]] | None,
     ) -> list[Outcome]:
         """Index one model version's predictions (in offset order) for the join, from the
-        columns of its batch; a prediction whose label came first joins now."""
-        size = self.size_for(model)
-        starts = window_starts(event_time, size).tolist()  # the one window rule (windows.py)
-        times = event_time.tolist()
-        score_list = [math.nan] * len(times) if scores is None else scores.tolist()
-        matched = []  # labels that came first: joined together, in offset order
-        pending, orphans = self.pending, self.orphans
-        # bytes of the strings of the batch, counted in C; corrected below for the rare ids
-        # that join an early label or repeat an id already waiting
-        added = sum(map(len, prediction_ids))
-        added += sum([len(p) for p in predictions if type(p) is str])
-        before = len(pending)
-        for pid, start, prediction, score, t in zip(
-            prediction_ids, starts, predictions, score_list, times, strict=True
-        ):
-            entry = (model, version, start, prediction, score, t)
-            if orphans:
-                orphan = orphans.pop(pid, None)
-                if orphan is not None:
-                    added -= entry_bytes(pid, prediction) + entry_bytes(pid, orphan[0])
-                    added += ENTRY_OVERHEAD_BYTES  # the orphan's (the prediction had none)
-                    matched.append((pid, entry, orphan[0], orphan[1]))
-                    continue
-            if pid in pending:  # a repeated id replaces the entry and its bytes
-                added -= entry_bytes(pid, pending.pop(pid)[3]) - ENTRY_OVERHEAD_BYTES
-            pending[pid] = entry
-        self.pending_bytes += added + ENTRY_OVERHEAD_BYTES * (len(pending) - before)
+        columns of its batch; a prediction whose label came first joins now. A repeated id
+        replaces its entry."""
+        code = self.pending.code_of(model, version)
+        n = len(prediction_ids)
+        starts = window_starts(event_time, self.sizes.for_model(model))  # the one window rule
+        score = np.full(n, math.nan) if scores is None else np.asarray(scores, dtype=np.float64)
+        time = np.asarray(event_time, dtype=np.float64)
+        orphans = self.orphans
+        if not orphans or orphans.keys().isdisjoint(prediction_ids):
+            self.pending.append(code, prediction_ids, starts, predictions, score, time)
+            self._evict()
+            return []
+        code_column = np.full(n, code, dtype=np.int32)
+        batch = Entries(prediction_ids, code_column, starts, predictions, score, time)
+        # labels that came first: joined now, in offset order; the rest waits
+        early, labels, times, waiting = [], [], [], []
+        for row, pid in enumerate(prediction_ids):
+            orphan = orphans.pop(pid, None)
+            if orphan is None:
+                waiting.append(row)
+                continue
+            self.orphan_bytes -= entry_bytes(pid, orphan.label)
+            early.append(row)
+            labels.append(orphan.label)
+            times.append(orphan.time)
+        self.pending.append(code, *_fields(batch.take(waiting)))
         self._evict()
-        return self._join(matched)
+        return self._join(batch.take(early), labels, times)
 
     def _evict(self) -> None:
         """Oldest first, predictions before early labels, until both bounds hold (count per
         index, bytes for the two together); evicted predictions count as `evicted`, evicted
         labels as `unmatched_labels`."""
-        pending, orphans = self.pending, self.orphans
-        while pending and (
-            len(pending) > self.max_pending or self.pending_bytes > self.max_pending_bytes
-        ):
-            pid, entry = pending.popitem(last=False)
-            self.pending_bytes -= entry_bytes(pid, entry[3])
-            self.evicted += 1
+        self.evicted += self.pending.evict(
+            self.max_pending, self.max_pending_bytes - self.orphan_bytes
+        )
+        orphans = self.orphans
         while orphans and (
             len(orphans) > self.max_pending or self.pending_bytes > self.max_pending_bytes
         ):
             pid, (label, _) = orphans.popitem(last=False)
-            self.pending_bytes -= entry_bytes(pid, label)
+            self.orphan_bytes -= entry_bytes(pid, label)
             self.unmatched_labels += 1
 
     # -- labels --------------------------------------------------------------------------------
 
     def add_labels(self, labels: list[dict[str, Any]]) -> list[Outcome]:
         """Join labels (in arrival order) to pending predictions; keep the rest as orphans."""
-        matched = []
+        slots: list[int] = []
+        joined: list[Any] = []
+        times: list[float] = []
+        pop_slot, orphans = self.pending.pop_slot, self.orphans
+        watermark = self.label_watermark
         for label in labels:
             pid = str(label["prediction_id"])
             t = float(label["timestamp"])
-            self.label_watermark = max(self.label_watermark, t)
-            entry = self.pending.pop(pid, None)
-            if entry is None:
-                old = self.orphans.pop(pid, None)
+            if t > watermark:
+                watermark = t
+            slot = pop_slot(pid)
+            if slot is None:
+                old = orphans.pop(pid, None)
                 if old is not None:
-                    self.pending_bytes -= entry_bytes(pid, old[0])
-                self.orphans[pid] = (label["label"], t)
-                self.pending_bytes += entry_bytes(pid, label["label"])
+                    self.orphan_bytes -= entry_bytes(pid, old.label)
+                orphans[pid] = EarlyLabel(label["label"], t)
+                self.orphan_bytes += entry_bytes(pid, label["label"])
                 continue
-            self.pending_bytes -= entry_bytes(pid, entry[3])
-            matched.append((pid, entry, label["label"], t))
+            slots.append(slot)
+            joined.append(label["label"])
+            times.append(t)
+        self.label_watermark = watermark
+        entries = self.pending.take(slots)
         self._evict()
-        return self._join(matched)
-
-    def size_for(self, model: str) -> float:
-        return self.model_sizes.get(model, self.window_size)
+        return self._join(entries, joined, times)
 
     def expect_window(self, model: str, model_version: str, window_start: float) -> None:
         """A data window of this partition closed: its performance partial will be handed on."""
         key = (model, model_version, window_start)
         if key not in self.windows:
             self.windows[key] = PerformancePartial(
-                model, model_version, window_start, window_start + self.size_for(model)
+                model, model_version, window_start, window_start + self.sizes.for_model(model)
             )
         self.changed.add(key)  # published provisionally as soon as the data window closes
 
@@ -258,7 +287,7 @@ class PartitionLabels:
         return [self.windows[k] for k in ready]
 
     def _closed(self, model: str, window_start: float, prediction_watermark: float) -> bool:
-        end = window_start + self.size_for(model)
+        end = window_start + self.sizes.for_model(model)
         return (
             end + self.horizon <= self.label_watermark
             or end + self.horizon + self.ttl <= prediction_watermark
@@ -290,50 +319,62 @@ class PartitionLabels:
             prediction_watermark,
         )
 
-    def _join(
-        self, matched: list[tuple[str, tuple[str, str, float, Any, float, float], Any, float]]
-    ) -> list[Outcome]:
-        if not matched:
+    def _join(self, entries: Entries, labels: list[Any], times: list[float]) -> list[Outcome]:
+        """Add joined predictions (`entries`, with their `labels` and label `times`) to their
+        windows' partials; their outcomes, grouped by model version, in order within each."""
+        if not len(entries):
             return []
-        self.joined += len(matched)
-        by_model: dict[tuple[str, str], list[int]] = {}
-        for i, (_, entry, _, _) in enumerate(matched):
-            by_model.setdefault((entry[0], entry[1]), []).append(i)
+        self.joined += len(entries)
+        codes = entries.code
         outcomes: list[Outcome] = []
-        for (model, version), rows in by_model.items():
-            items = [matched[i] for i in rows]
-            # one class rule for both sides (normalise.py): True, 1, "1", "true", 1.0 are "1"
-            labels = np.array(class_texts([lb for _, _, lb, _ in items]), dtype=object)
-            predictions = np.array(class_texts([e[3] for _, e, _, _ in items]), dtype=object)
-            scores = np.array([e[4] for _, e, _, _ in items], dtype=np.float64)
-            starts = np.array([e[2] for _, e, _, _ in items], dtype=np.float64)
-            for start in np.unique(starts).tolist():
-                mask = starts == start
-                key = (model, version, start)
-                if start < self.closed_before.get((model, version), -math.inf):
-                    self.late_labels += int(mask.sum())
-                    continue
-                partial = self.windows.get(key)
-                if partial is None:
-                    partial = self.windows[key] = PerformancePartial(
-                        model, version, start, start + self.size_for(model)
-                    )
-                partial.confusion.update(labels[mask], predictions[mask])
-                self.changed.add(key)
-                finite = mask & np.isfinite(scores)
-                positive = finite & (labels == "1")
-                negative = finite & (labels != "1")
-                partial.positive_scores += np.bincount(
-                    score_bin_index(scores[positive]), minlength=SCORE_BINS
-                )
-                partial.negative_scores += np.bincount(
-                    score_bin_index(scores[negative]), minlength=SCORE_BINS
-                )
+        for code in dict.fromkeys(codes.tolist()):
+            model, version = self.pending.pairs[code]
+            rows = None if (codes == code).all() else np.flatnonzero(codes == code).tolist()
+            part = entries if rows is None else entries.take(rows)
+            raw = labels if rows is None else [labels[i] for i in rows]
+            label_times = times if rows is None else [times[i] for i in rows]
+            self._update_partials(model, version, part, raw)
             outcomes += [
-                (model, version, pid, max(entry[5], t), entry[5], label, entry[3], entry[4])
-                for pid, entry, label, t in items
+                (model, version, pid, max(t, lt), t, label, prediction, score)
+                for pid, t, lt, label, prediction, score in zip(
+                    part.ids,
+                    part.time.tolist(),
+                    label_times,
+                    raw,
+                    part.prediction,
+                    part.score.tolist(),
+                    strict=True,
+                )
             ]
         return outcomes
+
+    def _update_partials(self, model: str, version: str, part: Entries, raw: list[Any]) -> None:
+        # one class rule for both sides (normalise.py): True, 1, "1", "true", 1.0 are "1"
+        labels = np.array(class_texts(raw), dtype=object)
+        predictions = np.array(class_texts(part.prediction), dtype=object)
+        scores, starts = part.score, part.start
+        for start in np.unique(starts).tolist():
+            mask = starts == start
+            key = (model, version, start)
+            if start < self.closed_before.get((model, version), -math.inf):
+                self.late_labels += int(mask.sum())
+                continue
+            partial = self.windows.get(key)
+            if partial is None:
+                partial = self.windows[key] = PerformancePartial(
+                    model, version, start, start + self.sizes.for_model(model)
+                )
+            partial.confusion.update(labels[mask], predictions[mask])
+            self.changed.add(key)
+            finite = mask & np.isfinite(scores)
+            positive = finite & (labels == "1")
+            negative = finite & (labels != "1")
+            partial.positive_scores += np.bincount(
+                score_bin_index(scores[positive]), minlength=SCORE_BINS
+            )
+            partial.negative_scores += np.bincount(
+                score_bin_index(scores[negative]), minlength=SCORE_BINS
+            )
 
     # -- closing -------------------------------------------------------------------------------
 
@@ -348,22 +389,16 @@ class PartitionLabels:
         for model, version, start in ready:
             key = (model, version)
             self.closed_before[key] = max(
-                self.closed_before.get(key, -math.inf), start + self.size_for(model)
+                self.closed_before.get(key, -math.inf), start + self.sizes.for_model(model)
             )
         limit = watermark - self.ttl
-        while self.pending:
-            pid, entry = next(iter(self.pending.items()))
-            if entry[5] >= limit:
-                break
-            del self.pending[pid]
-            self.pending_bytes -= entry_bytes(pid, entry[3])
-            self.expired += 1
+        self.expired += self.pending.expire(limit)
         while self.orphans:
             pid, (label, t) = next(iter(self.orphans.items()))
             if t >= limit:
                 break
             del self.orphans[pid]
-            self.pending_bytes -= entry_bytes(pid, label)
+            self.orphan_bytes -= entry_bytes(pid, label)
             self.unmatched_labels += 1
         return closed
 
@@ -380,21 +415,23 @@ class PartitionLabels:
         >>> _ = labels.add_labels([{"prediction_id": "b", "label": 0, "timestamp": 70.0}])
         >>> again = PartitionLabels(0, 60.0, 10.0, 3600.0, 100)
         >>> again.restore(labels.to_dict())
-        >>> again.pending == labels.pending and again.orphans == labels.orphans
+        >>> list(again.pending.items()) == list(labels.pending.items())
+        True
+        >>> again.orphans == labels.orphans
         True
         """
-        pending = _newest(self.pending, self.max_checkpointed)
         orphans = _newest(self.orphans, self.max_checkpointed)
+        checkpointed = min(len(self.pending), self.max_checkpointed)
         return {
             "partition": self.partition,
-            "pending": _pending_columns(pending),
+            "pending": self.pending.to_columns(checkpointed),
             "orphans": {
                 "ids": list(orphans),
                 "label": [label for label, _ in orphans.values()],
                 "time": [t for _, t in orphans.values()],
             },
             "not_checkpointed": [
-                len(self.pending) - len(pending),
+                len(self.pending) - checkpointed,
                 len(self.orphans) - len(orphans),
             ],
             "windows": [p.to_dict() for p in self.windows.values()],
@@ -413,21 +450,20 @@ class PartitionLabels:
         }
 
     def restore(self, d: Mapping[str, Any]) -> None:
-        """State from `to_dict`; a checkpoint written before the join index was saved (no
-        `pending`) restores everything else."""
+        """State from `to_dict` (the same form since the join index was first checkpointed); a
+        checkpoint written before that (no `pending`) restores everything else."""
         if "pending" in d:
-            self.pending = _pending_from_columns(d["pending"])
+            self.pending = PendingIndex()
+            self.pending.restore_columns(d["pending"])
             orphans = d["orphans"]
             self.orphans = OrderedDict(
                 zip(
                     map(str, orphans["ids"]),
-                    zip(orphans["label"], map(float, orphans["time"]), strict=True),
+                    map(EarlyLabel, orphans["label"], map(float, orphans["time"])),
                     strict=True,
                 )
             )
-            self.pending_bytes = sum(entry_bytes(p, e[3]) for p, e in self.pending.items()) + sum(
-                entry_bytes(p, o[0]) for p, o in self.orphans.items()
-            )
+            self.orphan_bytes = sum(entry_bytes(p, o.label) for p, o in self.orphans.items())
         for raw in d["windows"]:
             partial = PerformancePartial.from_dict(raw)
             self.windows[(partial.model, partial.model_version, partial.window_start)] = partial
@@ -450,65 +486,14 @@ class PartitionLabels:
         self._evict()  # the bounds may be smaller now
 
 
-ENTRY_OVERHEAD_BYTES = 200  # measured per entry: tuple, floats, dict slot (see the unit test)
+def _fields(entries: Entries) -> tuple[Any, ...]:
+    """`PendingIndex.append`'s arguments after the code."""
+    return entries.ids, entries.start, entries.prediction, entries.score, entries.time
 
 
-def entry_bytes(prediction_id: str, value: Any) -> int:
-    """Estimated memory of one join entry: the id and the prediction (or label) by their
-    length, plus a fixed overhead. An estimate, cheap enough for every record.
-
-    >>> entry_bytes("abc", "yes") == 3 + 3 + ENTRY_OVERHEAD_BYTES
-    True
-    """
-    size = len(prediction_id) + ENTRY_OVERHEAD_BYTES
-    return size + len(value) if type(value) is str else size
-
-
-_V = TypeVar("_V")
-
-
-def _newest(entries: OrderedDict[str, _V], limit: int) -> OrderedDict[str, _V]:
+def _newest(entries: OrderedDict[str, EarlyLabel], limit: int) -> OrderedDict[str, EarlyLabel]:
     """The last `limit` entries (the newest), in order."""
     if len(entries) <= limit:
         return entries
     newest = list(islice(reversed(entries.items()), limit))
     return OrderedDict(reversed(newest))
-
-
-PendingEntry = tuple[str, str, float, Any, float, float]  # model, version, start, prediction,
-# score (NaN: none), event time
-
-
-def _pending_columns(pending: Mapping[str, PendingEntry]) -> dict[str, Any]:
-    """The join index column-wise: ids, an index into the interned (model, version) pairs, then
-    one list per field (`map(itemgetter)`: ~0.1 µs per entry and field). A missing score stays
-    NaN, which orjson writes as null."""
-    entries = list(pending.values())
-    interned: dict[tuple[str, str], int] = {}
-    version = [interned.setdefault((e[0], e[1]), len(interned)) for e in entries]
-    return {
-        "ids": list(pending),
-        "version": version,
-        "versions": [list(pair) for pair in interned],
-        "start": list(map(itemgetter(2), entries)),
-        "prediction": list(map(itemgetter(3), entries)),
-        "score": list(map(itemgetter(4), entries)),
-        "time": list(map(itemgetter(5), entries)),
-    }
-
-
-def _pending_from_columns(d: Mapping[str, Any]) -> OrderedDict[str, PendingEntry]:
-    versions = [(str(m), str(v)) for m, v in d["versions"]]
-    columns = (d["ids"], d["version"], d["start"], d["prediction"], d["score"], d["time"])
-    pending: OrderedDict[str, PendingEntry] = OrderedDict()
-    for pid, version, start, prediction, score, t in zip(*columns, strict=True):
-        model, model_version = versions[version]
-        pending[str(pid)] = (
-            model,
-            model_version,
-            float(start),
-            prediction,
-            math.nan if score is None else float(score),
-            float(t),
-        )
-    return pending

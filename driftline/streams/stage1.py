@@ -44,7 +44,7 @@ from driftline.streams.intake import (
 from driftline.streams.labels import Outcome, PartitionLabels
 from driftline.streams.outcomes import outcome_payloads
 from driftline.streams.payloads import PartialMessage, PerformanceMessage, WatermarkMessage
-from driftline.streams.windows import PartitionWindows
+from driftline.streams.windows import PartitionWindows, WindowSizes
 
 log = logging.getLogger(__name__)
 
@@ -136,18 +136,17 @@ class PartitionStage:
         state = self.partitions.get(partition)
         if state is None:
             windows = self.shared.config.windows
-            model_sizes = {model: float(size) for model, size in windows.model_sizes.items()}
+            sizes = WindowSizes.from_config(windows)
             saved = await self.shared.checkpoints.get(f"s1/{partition}")
             labels = self.shared.config.labels
 
             def fresh_joins() -> PartitionLabels:
                 return PartitionLabels(
                     partition,
-                    float(windows.size_seconds),
+                    sizes,
                     labels.horizon_seconds,
                     labels.ttl_seconds,
                     labels.max_pending_per_partition,
-                    model_sizes,
                     labels.max_pending_bytes_per_partition,
                     labels.max_checkpointed_pending,
                 )
@@ -163,18 +162,13 @@ class PartitionStage:
                     state.last_offset,
                 )
             else:
-                state = PartitionWindows(
-                    partition,
-                    float(windows.size_seconds),
-                    float(windows.allowed_lateness_seconds),
-                    model_sizes,
-                )
+                state = PartitionWindows(partition, sizes, float(windows.allowed_lateness_seconds))
                 if saved is not None:  # unrestorable: start fresh from the committed offset
                     joins = fresh_joins()
                     await self.shared.checkpoint_dropped("stage1", f"s1/{partition}", saved, error)
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
-            state.size, state.model_sizes = float(windows.size_seconds), model_sizes
+            state.sizes = sizes
             self.joins[partition] = joins
             self.partitions[partition] = state
         return state

@@ -30,8 +30,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import InitVar, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -40,7 +40,17 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.streams.outcomes import ModelOutcomes
 
-__all__ = ["ClosedWindow", "ModelWindows", "PartitionWindows", "concat_batches", "window_starts"]
+if TYPE_CHECKING:
+    from driftline.config import WindowConfig
+
+__all__ = [
+    "ClosedWindow",
+    "ModelWindows",
+    "PartitionWindows",
+    "WindowSizes",
+    "concat_batches",
+    "window_starts",
+]
 
 ProfileLookup = Callable[[str, str], ReferenceProfile | None]
 MAX_CLOSED_REMEMBERED = 512
@@ -62,6 +72,38 @@ def window_starts(
     return np.floor(event_time / size) * size
 
 
+@dataclass(frozen=True)
+class WindowSizes:
+    """The window size of each model, in seconds: its own if configured, else `default`. The
+    one place that decides it, for the data windows and for the label join; built once from
+    `windows.size_seconds` and `windows.model_sizes`.
+
+    >>> sizes = WindowSizes(300.0, {"credit": 3600.0})
+    >>> sizes.for_model("credit"), sizes.for_model("fraud")
+    (3600.0, 300.0)
+    >>> WindowSizes.of(60.0) == WindowSizes(60.0)
+    True
+    """
+
+    default: float
+    per_model: Mapping[str, float] = field(default_factory=dict)
+
+    def for_model(self, model: str) -> float:
+        return self.per_model.get(model, self.default)
+
+    @classmethod
+    def of(cls, sizes: WindowSizes | float) -> WindowSizes:
+        """`sizes` itself, or one size for every model."""
+        return sizes if isinstance(sizes, WindowSizes) else cls(float(sizes))
+
+    @classmethod
+    def from_config(cls, config: WindowConfig) -> WindowSizes:
+        return cls(
+            float(config.size_seconds),
+            {model: float(size) for model, size in config.model_sizes.items()},
+        )
+
+
 def _key(model_version: str, window_start: float) -> str:
     return f"{model_version}@{window_start:.3f}"
 
@@ -71,9 +113,8 @@ class PartitionWindows:
     """Open windows of one source partition, for every model seen on it (stage 1)."""
 
     partition: int
-    size: float
+    size: InitVar[WindowSizes | float]  # a number: the same size for every model
     lateness: float
-    model_sizes: dict[str, float] = field(default_factory=dict)  # models with their own size
     max_event_time: float = -math.inf
     last_offset: int = -1
     open: dict[tuple[str, str, float], WindowSketch] = field(default_factory=dict)
@@ -84,12 +125,14 @@ class PartitionWindows:
         default_factory=dict, repr=False
     )
 
+    sizes: WindowSizes = field(init=False)
+
+    def __post_init__(self, size: WindowSizes | float) -> None:
+        self.sizes = WindowSizes.of(size)
+
     @property
     def watermark(self) -> float:
         return self.max_event_time - self.lateness
-
-    def size_for(self, model: str) -> float:
-        return self.model_sizes.get(model, self.size)
 
     def add(
         self,
@@ -99,7 +142,7 @@ class PartitionWindows:
         profile: ReferenceProfile,
     ) -> None:
         """Add one model version's records (in offset order) to their windows."""
-        size = self.size_for(model)
+        size = self.sizes.for_model(model)
         starts = window_starts(batch.event_time, size)
         for start in np.unique(starts[np.isfinite(starts)]).tolist():
             mask = starts == start
@@ -152,8 +195,8 @@ class PartitionWindows:
         self.flush()
         return {
             "partition": self.partition,
-            "size": self.size,
-            "model_sizes": self.model_sizes,
+            "size": self.sizes.default,
+            "model_sizes": dict(self.sizes.per_model),
             "lateness": self.lateness,
             "max_event_time": None
             if not math.isfinite(self.max_event_time)
@@ -168,8 +211,10 @@ class PartitionWindows:
     def from_dict(cls, d: Mapping[str, Any]) -> PartitionWindows:
         state = cls(
             partition=int(d["partition"]),
-            size=float(d["size"]),
-            model_sizes={str(k): float(v) for k, v in d.get("model_sizes", {}).items()},
+            size=WindowSizes(
+                float(d["size"]),
+                {str(k): float(v) for k, v in d.get("model_sizes", {}).items()},
+            ),
             lateness=float(d["lateness"]),
             max_event_time=-math.inf if d["max_event_time"] is None else float(d["max_event_time"]),
             last_offset=int(d["last_offset"]),

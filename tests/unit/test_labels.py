@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import math
-import sys
+import tracemalloc
 
 import numpy as np
 import orjson
 
-from driftline.streams.labels import ENTRY_OVERHEAD_BYTES, PartitionLabels, entry_bytes
+from driftline.streams.joinindex import PendingIndex
+from driftline.streams.labels import (
+    ENTRY_OVERHEAD_BYTES,
+    PartitionLabels,
+    PendingEntry,
+    entry_bytes,
+)
+from driftline.streams.windows import WindowSizes
 
 
 def _labels(**kwargs: int) -> PartitionLabels:
@@ -27,8 +34,8 @@ def _label(pid: str, value: object = "1", t: float = 1100.0) -> dict[str, object
 
 
 def _true_bytes(labels: PartitionLabels) -> int:
-    return sum(entry_bytes(p, e[3]) for p, e in labels.pending.items()) + sum(
-        entry_bytes(p, o[0]) for p, o in labels.orphans.items()
+    return sum(entry_bytes(p, e.prediction) for p, e in labels.pending.items()) + sum(
+        entry_bytes(p, o.label) for p, o in labels.orphans.items()
     )
 
 
@@ -45,7 +52,7 @@ def test_a_restored_index_joins_labels_of_predictions_made_before_the_checkpoint
     again = _restored(labels)
     assert list(again.pending) == list(labels.pending)
     assert again.pending_bytes == labels.pending_bytes
-    assert [str(e) for e in again.pending.values()] == [str(e) for e in labels.pending.values()]
+    assert [str(e) for e in again.pending.items()] == [str(e) for e in labels.pending.items()]
     again.add_labels([_label("p3"), _label("p4", "0")])
     _predict(again, ["early"], t0=1050.0)
     assert again.joined == 3 and len(again.pending) == 8 and not again.orphans
@@ -92,12 +99,126 @@ def test_a_repeated_prediction_id_replaces_its_entry_without_leaking_bytes() -> 
     assert labels.pending_bytes == _true_bytes(labels)
 
 
-def test_entry_overhead_is_of_the_order_python_uses() -> None:
-    """The fixed overhead is an estimate of a pending entry's memory besides its strings: the
-    tuple, two floats and a dict slot (the model and version strings are shared)."""
-    entry = ("m", "2", 60.0, 1, 0.5, 61.0)
-    measured = sys.getsizeof(entry) + 3 * sys.getsizeof(1.0) + 2 * 8 + 50  # + hash-table slot
-    assert 0.5 * measured <= ENTRY_OVERHEAD_BYTES <= 2 * measured
+def test_an_id_repeated_within_a_large_batch_keeps_its_last_entry() -> None:
+    labels = _labels()
+    ids = [f"p{i}" for i in range(20)] + ["p3", "p5", "p3"]
+    times = 1000.0 + np.arange(len(ids), dtype=np.float64)
+    labels.add_columns("m", "2", ids, times, [str(i) for i in range(len(ids))], None)
+    assert list(labels.pending)[-3:] == ["p19", "p5", "p3"] and len(labels.pending) == 20
+    assert labels.pending.get("p3").prediction == "22"  # type: ignore[union-attr]
+    assert labels.pending_bytes == _true_bytes(labels)
+    _predict(labels, ids[:12])  # an id already waiting moves to the end with its new entry
+    assert list(labels.pending)[-12:] == ids[:12] and labels.pending_bytes == _true_bytes(labels)
+
+
+def test_equal_prediction_strings_are_kept_once() -> None:
+    labels = _labels()
+    parsed = orjson.loads(b'["fraud", "fraud", "ok"]')  # one object per record, as parsed
+    assert parsed[0] is not parsed[1]
+    labels.add_columns("m", "2", ["a", "b", "c"], np.full(3, 1000.0), parsed, None)
+    a, b = labels.pending.get("a"), labels.pending.get("b")
+    assert a is not None and b is not None and a.prediction is b.prediction
+
+
+def test_entry_overhead_is_the_memory_an_entry_takes_besides_its_characters() -> None:
+    """`entry_bytes` counts an id and a prediction by their length plus a fixed overhead: the
+    index's own memory per entry (dict slot, slot number, columns and their growth) and the id's
+    string object, measured here with tracemalloc as the worker fills the index."""
+    n = 50_000
+    times = np.arange(n, dtype=np.float64)
+    index = PendingIndex()
+    code = index.code_of("m", "1")
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for first in range(0, n, 100):  # batches, as the worker adds them
+            ids = [f"prediction-{i:08d}" for i in range(first, first + 100)]
+            rows = slice(first, first + 100)
+            index.append(code, ids, times[rows], ["1"] * 100, times[rows], times[rows])
+        del ids
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    measured = (held - n * len("prediction-00000000")) / n  # "1": one shared string
+    assert len(index) == n and index.nbytes == n * entry_bytes("prediction-00000000", "1")
+    assert 0.75 * measured <= ENTRY_OVERHEAD_BYTES <= 1.25 * measured
+    assert measured < 250  # a tuple in an OrderedDict took ~330 bytes besides its characters
+
+
+def test_eviction_and_expiry_take_the_oldest_live_entries_across_joins() -> None:
+    labels = _labels(max_pending=500)
+    _predict(labels, [f"p{i}" for i in range(2000)])  # 1,500 evicted in one batch
+    assert labels.evicted == 1500 and list(labels.pending)[:2] == ["p1500", "p1501"]
+    labels.add_labels([_label(f"p{i}") for i in range(1500, 1900, 2)])  # holes in the index
+    _predict(labels, [f"n{i}" for i in range(350)], t0=5000.0)
+    assert labels.evicted == 1500 + 150  # the 150 oldest live: p1501, p1503, ... p1799
+    kept = list(labels.pending)
+    assert kept[0] == "p1801" and kept[-1] == "n349" and len(kept) == 500
+    assert labels.pending_bytes == _true_bytes(labels)
+    labels.close_ready(watermark=3600.0 + 5000.0, open_windows=set())  # older than 5000 expire
+    assert list(labels.pending) == [f"n{i}" for i in range(350)]
+    assert labels.expired == 150 and labels.pending_bytes == _true_bytes(labels)
+    entry = labels.pending.get("n1")
+    assert entry == PendingEntry("m", "2", 4980.0, "1", 0.8, 5001.0)
+
+
+def test_a_checkpoint_of_the_tuple_based_index_restores() -> None:
+    """Written by the index before it became columns (main on 2026-12-02): same form."""
+    zeros = [0] * 50
+    saved = {
+        "partition": 0,
+        "pending": {
+            "ids": ["p0", "p2", "q0"],
+            "version": [0, 0, 1],
+            "versions": [["m", "2"], ["other", "7"]],
+            "start": [960.0, 1020.0, 960.0],
+            "prediction": ["1", "yes", True],
+            "score": [0.8, 0.3, None],
+            "time": [1000.0, 1062.0, 1003.0],
+        },
+        "orphans": {"ids": ["early"], "label": ["0"], "time": [1100.0]},
+        "not_checkpointed": [0, 0],
+        "windows": [
+            {
+                "model": "m",
+                "model_version": "2",
+                "window_start": 960.0,
+                "window_end": 1020.0,
+                "confusion": {"labels": ["0", "1"], "matrix": [[0, 0], [1, 0]], "n_unlabelled": 0},
+                "positive_scores": zeros,
+                "negative_scores": zeros,
+            }
+        ],
+        "counters": {"joined": 1, "evicted": 0, "expired": 0, "unmatched_labels": 0},
+        "last_label_offset": -1,
+        "label_watermark": 1101.0,
+        "late_labels": 0,
+        "closed_before": [],
+    }
+    labels = _labels()
+    labels.restore(orjson.loads(orjson.dumps(saved)))
+    assert [str(item) for item in labels.pending.items()] == [
+        str(("p0", PendingEntry("m", "2", 960.0, "1", 0.8, 1000.0))),
+        str(("p2", PendingEntry("m", "2", 1020.0, "yes", 0.3, 1062.0))),
+        str(("q0", PendingEntry("other", "7", 960.0, True, math.nan, 1003.0))),
+    ]
+    assert labels.pending_bytes == _true_bytes(labels) and labels.joined == 1
+    outcomes = labels.add_labels([_label("q0", True, 1200.0), _label("p0", "0", 1201.0)])
+    assert [o[:3] for o in outcomes] == [("other", "7", "q0"), ("m", "2", "p0")]
+    labels.add_columns("m", "2", ["early"], np.array([1090.0]), ["0"], None)
+    assert labels.joined == 4 and not labels.orphans
+    assert labels.windows[("m", "2", 960.0)].confusion.n == 2
+    assert labels.to_dict()["pending"]["versions"] == [["m", "2"]]  # the form is unchanged
+
+
+def test_window_sizes_of_the_join_come_from_one_place() -> None:
+    sizes = WindowSizes(60.0, {"slow": 600.0})
+    labels = PartitionLabels(0, sizes, 10.0, 3600.0, 10)
+    labels.add_columns("slow", "1", ["a"], np.array([700.0]), ["1"], None)
+    labels.add_columns("m", "1", ["b"], np.array([700.0]), ["1"], None)
+    assert [e.window_start for _, e in labels.pending.items()] == [600.0, 660.0]
+    labels.expect_window("slow", "1", 600.0)
+    assert labels.windows[("slow", "1", 600.0)].window_end == 1200.0
 
 
 def test_an_old_checkpoint_without_the_index_restores_the_rest() -> None:

@@ -10,7 +10,7 @@ import orjson
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
 from driftline.streams.labels import PartitionLabels
-from driftline.streams.windows import ModelWindows, PartitionWindows
+from driftline.streams.windows import ModelWindows, PartitionWindows, WindowSizes
 
 RNG = np.random.default_rng(0)
 PROFILE = ReferenceProfile.from_columns({"x": RNG.normal(size=2_000)}, model="m", model_version="1")
@@ -152,7 +152,7 @@ def test_a_model_can_have_its_own_window_size() -> None:
     slow = ReferenceProfile.from_columns(
         {"x": RNG.normal(size=500)}, model="slow", model_version="1"
     )
-    state = PartitionWindows(partition=0, size=60.0, lateness=0.0, model_sizes={"slow": 600.0})
+    state = PartitionWindows(partition=0, size=WindowSizes(60.0, {"slow": 600.0}), lateness=0.0)
     state.add("m", "1", batch([10.0]), PROFILE)
     state.add("slow", "1", batch([10.0]), slow)
     state.advance(300.0, 1)
@@ -163,12 +163,22 @@ def test_a_model_can_have_its_own_window_size() -> None:
     assert [(s.model, s.window_end) for s in state.close_ready()] == [("slow", 600.0)]
 
 
+def test_window_sizes_are_checkpointed_in_the_form_old_checkpoints_have() -> None:
+    state = PartitionWindows(partition=1, size=WindowSizes(60.0, {"slow": 600.0}), lateness=5.0)
+    saved = orjson.loads(orjson.dumps(state.to_dict()))
+    assert saved["size"] == 60.0 and saved["model_sizes"] == {"slow": 600.0}
+    assert PartitionWindows.from_dict(saved).sizes == state.sizes
+    del saved["model_sizes"]  # written before models could have their own size
+    assert PartitionWindows.from_dict(saved).sizes == WindowSizes(60.0)
+
+
 def test_model_window_sizes_come_from_config() -> None:
     from driftline.config import ConfigError, load_config
 
     config = load_config(None, environ={"DRIFTLINE_WINDOWS_MODEL_SIZES": "fraud=60, credit=3600"})
     assert config.windows.model_sizes == {"fraud": 60, "credit": 3600}
-    assert config.windows.size_for("credit") == 3600 and config.windows.size_for("other") == 300
+    sizes = WindowSizes.from_config(config.windows)
+    assert sizes.for_model("credit") == 3600.0 and sizes.for_model("other") == 300.0
     try:
         load_config(None, environ={"DRIFTLINE_WINDOWS_MODEL_SIZES": "fraud=fast"})
     except ConfigError as error:
