@@ -13,7 +13,7 @@ Two kinds, both defined here only:
 
 `serve()` exposes `REGISTRY` on `worker.metrics_port`. Operational metrics (`driftline_*`)
 carry only labels driftline controls (topics, reasons from a fixed set); per-model metrics
-(`model_*`) carry bounded model, feature and error-type labels (see `WorkerMetrics`).
+(`model_*`) carry bounded model, version, feature and error-type labels (see `WorkerMetrics`).
 
 One module of ~600 lines on purpose: the definitions are declarative (one metric each, with its
 help text) and the one place an operator reads to learn what driftline exports.
@@ -78,9 +78,10 @@ DLQ_RECORDS = _dead_letters(REGISTRY)
 
 
 # -- the worker's pipeline (driftline/streams/) ---------------------------------------------------
-# Labels are bounded: only models with a reference profile are exported (the worker windows
-# nothing else), at most MAX_FEATURE_LABELS features each, and error types beyond
-# MAX_ERROR_TYPES per model are exported as "other".
+# Labels are bounded: only model versions with a reference profile are exported (the worker
+# windows nothing else), at most MAX_FEATURE_LABELS features each, a retired version's window
+# gauges are removed (VersionedSeries), and error types beyond MAX_ERROR_TYPES per model are
+# exported as "other".
 
 MAX_FEATURE_LABELS = 50
 MAX_ERROR_TYPES = 20
