@@ -40,8 +40,9 @@ class Dashboard:
 
 MODEL = 'model_name=~"$model"'
 VERSION_FILTER = "model = '$model' AND model_version IN ($version)"
-# metrics with a model_version label (importance): Grafana formats the multi-value $version as
-# a regex alternation for Prometheus, so the board's version selection applies to them too
+# metrics with a model_version label (the gauges of closed and performance windows, importance:
+# a champion and its challenger each have their own): Grafana formats the multi-value $version
+# as a regex alternation for Prometheus, so the board's version selection applies to them too
 MODEL_VERSION = f'{MODEL}, model_version=~"$version"'
 
 OPERATIONS = Dashboard(
@@ -90,25 +91,25 @@ MODEL_PERFORMANCE = Dashboard(
     panels=(
         Panel(
             "Accuracy: realised, estimated (no labels needed), baseline",
-            f'label_replace(max by (model_name) (model_accuracy{{{MODEL}}}), "series", "realised", "", "")'
-            f' or label_replace(max by (model_name) (model_estimated_accuracy{{{MODEL}}}), "series", "estimated", "", "")'
-            f' or label_replace(max by (model_name) (model_baseline_accuracy{{{MODEL}}}), "series", "baseline", "", "")',
+            f'label_replace(max by (model_name, model_version) (model_accuracy{{{MODEL_VERSION}}}), "series", "realised", "", "")'
+            f' or label_replace(max by (model_name, model_version) (model_estimated_accuracy{{{MODEL_VERSION}}}), "series", "estimated", "", "")'
+            f' or label_replace(max by (model_name, model_version) (model_baseline_accuracy{{{MODEL_VERSION}}}), "series", "baseline", "", "")',
             unit="percentunit",
-            legend="{{model_name}} {{series}}",
+            legend="{{model_name}} v{{model_version}} {{series}}",
         ),
         Panel(
             "Precision, recall, F1 (last final window)",
-            f'label_replace(max by (model_name) (model_precision{{{MODEL}}}), "metric", "precision", "", "")'
-            f' or label_replace(max by (model_name) (model_recall{{{MODEL}}}), "metric", "recall", "", "")'
-            f' or label_replace(max by (model_name) (model_f1{{{MODEL}}}), "metric", "f1", "", "")',
+            f'label_replace(max by (model_name, model_version) (model_precision{{{MODEL_VERSION}}}), "metric", "precision", "", "")'
+            f' or label_replace(max by (model_name, model_version) (model_recall{{{MODEL_VERSION}}}), "metric", "recall", "", "")'
+            f' or label_replace(max by (model_name, model_version) (model_f1{{{MODEL_VERSION}}}), "metric", "f1", "", "")',
             unit="percentunit",
-            legend="{{model_name}} {{metric}}",
+            legend="{{model_name}} v{{model_version}} {{metric}}",
         ),
         Panel(
             "Label coverage of the last final window",
-            f"max by (model_name) (model_label_coverage{{{MODEL}}})",
+            f"max by (model_name, model_version) (model_label_coverage{{{MODEL_VERSION}}})",
             unit="percentunit",
-            legend="{{model_name}}",
+            legend="{{model_name}} v{{model_version}}",
         ),
         Panel(
             "Predictions per second",
@@ -190,14 +191,16 @@ DRIFT_DETECTION = Dashboard(
     panels=(
         Panel(
             "Drifted features (last closed window)",
-            f"max by (model_name, feature_name) (model_drift_detected{{{MODEL}}}) == 1",
+            "max by (model_name, model_version, feature_name)"
+            f" (model_drift_detected{{{MODEL_VERSION}}}) == 1",
             kind="table",
-            legend="{{model_name}} {{feature_name}}",
+            legend="{{model_name}} v{{model_version}} {{feature_name}}",
         ),
         Panel(
             "Drift score: normalised Wasserstein per feature",
-            f'max by (model_name, feature_name) (model_drift_score{{{MODEL}, test_type="wasserstein"}})',
-            legend="{{model_name}} {{feature_name}}",
+            "max by (model_name, model_version, feature_name)"
+            f' (model_drift_score{{{MODEL_VERSION}, test_type="wasserstein"}})',
+            legend="{{model_name}} v{{model_version}} {{feature_name}}",
         ),
         Panel(
             "Drift events per minute, by type",
@@ -206,27 +209,29 @@ DRIFT_DETECTION = Dashboard(
         ),
         Panel(
             "Output drift: score distance to the reference (1-Wasserstein)",
-            f"max by (model_name) (model_score_drift{{{MODEL}}})",
-            legend="{{model_name}}",
+            f"max by (model_name, model_version) (model_score_drift{{{MODEL_VERSION}}})",
+            legend="{{model_name}} v{{model_version}}",
             description="Warning effect threshold: 0.02 (min_effect_score).",
         ),
         Panel(
             "Output drift: predicted class shares",
-            f"max by (model_name, class) (model_prediction_class_ratio{{{MODEL}}})",
+            "max by (model_name, model_version, class)"
+            f" (model_prediction_class_ratio{{{MODEL_VERSION}}})",
             unit="percentunit",
-            legend="{{model_name}} class {{class}}",
+            legend="{{model_name}} v{{model_version}} class {{class}}",
         ),
         Panel(
             "Output drift: low-confidence share",
-            f"max by (model_name) (model_low_confidence_ratio{{{MODEL}}})",
+            f"max by (model_name, model_version) (model_low_confidence_ratio{{{MODEL_VERSION}}})",
             unit="percentunit",
-            legend="{{model_name}}",
+            legend="{{model_name}} v{{model_version}}",
         ),
         Panel(
             "Data quality: missing values per feature",
-            f"max by (model_name, feature_name) (model_feature_missing_ratio{{{MODEL}}})",
+            "max by (model_name, model_version, feature_name)"
+            f" (model_feature_missing_ratio{{{MODEL_VERSION}}})",
             unit="percentunit",
-            legend="{{model_name}} {{feature_name}}",
+            legend="{{model_name}} v{{model_version}} {{feature_name}}",
         ),
         Panel(
             "History: drift score per feature",

@@ -13,7 +13,7 @@ Two kinds, both defined here only:
 
 `serve()` exposes `REGISTRY` on `worker.metrics_port`. Operational metrics (`driftline_*`)
 carry only labels driftline controls (topics, reasons from a fixed set); per-model metrics
-(`model_*`) carry bounded model, feature and error-type labels (see `WorkerMetrics`).
+(`model_*`) carry bounded model, version, feature and error-type labels (see `WorkerMetrics`).
 
 One module of ~600 lines on purpose: the definitions are declarative (one metric each, with its
 help text) and the one place an operator reads to learn what driftline exports.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import weakref
 from collections import Counter as Tally
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -78,28 +78,105 @@ DLQ_RECORDS = _dead_letters(REGISTRY)
 
 
 # -- the worker's pipeline (driftline/streams/) ---------------------------------------------------
-# Labels are bounded: only models with a reference profile are exported (the worker windows
-# nothing else), at most MAX_FEATURE_LABELS features each, and error types beyond
-# MAX_ERROR_TYPES per model are exported as "other".
+# Labels are bounded: only model versions with a reference profile are exported (the worker
+# windows nothing else), at most MAX_FEATURE_LABELS features each, a retired version's window
+# gauges are removed (VersionedSeries), and error types beyond MAX_ERROR_TYPES per model are
+# exported as "other".
 
 MAX_FEATURE_LABELS = 50
 MAX_ERROR_TYPES = 20
 MAX_CLASS_LABELS = 20
-# a model version's importance series are removed once another version of the model has been
-# judged this many window lengths after its last judged window (a retired champion/challenger)
+# a model version's window gauges are removed once another version of the model has been judged
+# this many window lengths after its last window (a retired champion/challenger: VersionedSeries)
 STALE_VERSION_WINDOWS = 3
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LABEL_JOIN_OUTCOMES = ("joined", "evicted", "expired", "unmatched_labels", "late_labels")
 _OUTPUT_SEVERITY = {None: 0.0, "warning": 1.0, "critical": 2.0}
 
 
-@dataclass
-class _ImportanceSeries:
-    """The importance series exported for one model version: its features, and the end of its
-    last judged window (event time; None when exported without one)."""
+LabelValues = tuple[str, ...]
 
-    features: set[str]
-    last_end: float | None
+
+@dataclass
+class _VersionSeries:
+    """What one model version exported: the label values set per gauge, and the end of its
+    last window (event time; None while it was exported without one)."""
+
+    series: dict[Gauge, set[LabelValues]] = field(default_factory=dict)
+    last_end: float | None = None
+
+
+class VersionedSeries:
+    """The gauges of one kind of window labelled (model_name, model_version, ...), set through
+    here so that what each version exported is known and can be removed with it.
+
+    A champion and its challenger are windowed side by side (an A/B test): each keeps its own
+    series. A version is retired when another version of the same model has been judged
+    `STALE_VERSION_WINDOWS` window lengths after that version's last window: all its series
+    go, so a retired version's verdicts neither linger on the boards nor keep an alert firing.
+    The series of a model are thus bounded by the versions judged within that span (each with
+    the per-version bounds of `WorkerMetrics`); a version exported without a window is never
+    retired (tests).
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> flag = Gauge("flag", "", ["model_name", "model_version"], registry=CollectorRegistry())
+    >>> series = VersionedSeries()
+    >>> series.judged("fraud", "1", (0.0, 60.0)); series.put(flag, ("fraud", "1"), 1.0)
+    >>> series.judged("fraud", "2", (180.0, 240.0)); series.put(flag, ("fraud", "2"), 0.0)
+    >>> sorted(series.versions("fraud"))  # v1's window ended 3 lengths before v2's: not yet
+    ['1', '2']
+    >>> series.judged("fraud", "2", (240.0, 300.0))
+    >>> sorted(series.versions("fraud")), [s.labels for s in flag.collect()[0].samples]
+    (['2'], [{'model_name': 'fraud', 'model_version': '2'}])
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, dict[str, _VersionSeries]] = {}
+
+    def judged(self, model: str, version: str, window: tuple[float, float] | None) -> None:
+        """`version` of `model` was judged on `window` (start, end; event time): other versions
+        of the model whose last window ended more than STALE_VERSION_WINDOWS window lengths
+        before it are retired."""
+        versions = self._models.setdefault(model, {})
+        current = versions.setdefault(version, _VersionSeries())
+        if window is None:
+            return
+        start, end = window
+        judged_before = end - STALE_VERSION_WINDOWS * (end - start)
+        for other, exported in list(versions.items()):
+            last_end = exported.last_end
+            if other != version and last_end is not None and last_end < judged_before:
+                self._retire(model, other)
+        current.last_end = end if current.last_end is None else max(current.last_end, end)
+
+    def put(self, gauge: Gauge, labels: LabelValues, value: float) -> None:
+        """``gauge.labels(*labels).set(value)``; `labels` begin with (model, version)."""
+        gauge.labels(*labels).set(value)
+        model, version = labels[0], labels[1]
+        exported = self._models.setdefault(model, {}).setdefault(version, _VersionSeries())
+        exported.series.setdefault(gauge, set()).add(labels)
+
+    def remove(self, gauge: Gauge, labels: LabelValues) -> None:
+        """Remove one series set through `put` (a feature no longer listed)."""
+        exported = self._models.get(labels[0], {}).get(labels[1])
+        if exported is not None and labels in exported.series.get(gauge, set()):
+            exported.series[gauge].discard(labels)
+            gauge.remove(*labels)
+
+    def exported(self, gauge: Gauge, model: str, version: str) -> set[LabelValues]:
+        """The label values of `gauge` set for this model version (a copy)."""
+        exported = self._models.get(model, {}).get(version)
+        return set(exported.series.get(gauge, set())) if exported is not None else set()
+
+    def versions(self, model: str) -> list[str]:
+        """The versions of `model` whose series are exported."""
+        return list(self._models.get(model, {}))
+
+    def _retire(self, model: str, version: str) -> None:
+        exported = self._models[model].pop(version)
+        for gauge, label_sets in exported.series.items():
+            for labels in label_sets:
+                gauge.remove(*labels)
 
 
 class JoinCounts(Protocol):
@@ -250,73 +327,77 @@ class WorkerMetrics:
         self.state = PipelineStateCollector()
         registry.register(self.state)
 
-        # -- the verdict of each model's last closed window (set when it closes) -------------
+        # -- the verdict of each model version's last window (set when it closes) ------------
+        # labelled model_version: a champion and its challenger are windowed side by side
+        # (an A/B test) and each keeps its own series; a retired version's go (VersionedSeries)
         self.drift_score = Gauge(
             "model_drift_score",
-            "Statistic of each drift test of a feature in the model's last closed window.",
-            ["model_name", "feature_name", "test_type"],
+            "Statistic of each drift test of a feature in the model version's last closed "
+            "window (one series per test).",
+            ["model_name", "model_version", "feature_name", "test_type"],
             registry=registry,
         )
         self.drift_detected = Gauge(
             "model_drift_detected",
-            "1 if the feature drifted in the model's last closed window (after correction and "
-            "effect gates), else 0. feature_name=__multivariate__ for the joint tests.",
-            ["model_name", "feature_name"],
+            "1 if the feature drifted in the model version's last closed window (after "
+            "correction and effect gates), else 0. feature_name=__multivariate__ for the joint "
+            "tests.",
+            ["model_name", "model_version", "feature_name"],
             registry=registry,
         )
         self.accuracy = Gauge(
             "model_accuracy",
             "Accuracy of the last final performance window.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.precision = Gauge(
             "model_precision",
             "Precision of the last final performance window.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.recall = Gauge(
             "model_recall",
             "Recall of the last final performance window.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.f1 = Gauge(
             "model_f1",
             "F1 of the last final performance window.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.baseline_accuracy = Gauge(
             "model_baseline_accuracy",
-            "Accuracy on the reference data.",
-            ["model_name"],
+            "Accuracy of the model version on its reference data.",
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.label_coverage = Gauge(
             "model_label_coverage",
             "Share of the last final window's predictions that got a label.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.estimated_accuracy = Gauge(
             "model_estimated_accuracy",
-            "Label-free (CBPE) accuracy estimate of the model's last closed window.",
-            ["model_name"],
+            "Label-free (CBPE) accuracy estimate of the model version's last closed window.",
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.provisional_accuracy = Gauge(
             "model_provisional_accuracy",
-            "Accuracy of the model's latest provisional performance window (labels so far, "
+            "Accuracy of the model version's latest provisional performance window (labels so far, "
             "before the label horizon; model_accuracy is the last final one).",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.provisional_label_coverage = Gauge(
             "model_provisional_label_coverage",
             "Share of the latest provisional performance window's predictions labelled so far.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         # output drift (detectors/output.py)
@@ -324,51 +405,52 @@ class WorkerMetrics:
             "model_score_drift",
             "1-Wasserstein distance (score units) between the score histogram of the model's "
             "last closed window and the reference's.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.prediction_class_ratio = Gauge(
             "model_prediction_class_ratio",
-            "Share of each predicted class in the model's last closed window (at most 20 classes).",
-            ["model_name", "class"],
+            "Share of each predicted class in the model version's last closed window (at most "
+            "20 classes).",
+            ["model_name", "model_version", "class"],
             registry=registry,
         )
         self.low_confidence_ratio = Gauge(
             "model_low_confidence_ratio",
             "Share of the last closed window's predictions whose score lies in "
             "low_confidence_band.",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         self.output_drift_detected = Gauge(
             "model_output_drift_detected",
-            "1 if the output signal drifted in the model's last closed window (Holm over the "
-            "output signals and effect gates), else 0. signal: score, class_balance, "
+            "1 if the output signal drifted in the model version's last closed window (Holm "
+            "over the output signals and effect gates), else 0. signal: score, class_balance, "
             "low_confidence, prediction (regression) or probability:<class>.",
-            ["model_name", "signal"],
+            ["model_name", "model_version", "signal"],
             registry=registry,
         )
         self.output_drift_severity = Gauge(
             "model_output_drift_severity",
-            "Output-drift verdict of the model's last closed window: 0 none, 1 warning, "
+            "Output-drift verdict of the model version's last closed window: 0 none, 1 warning, "
             "2 critical (output drift and a CBPE-estimated accuracy drop agree).",
-            ["model_name"],
+            ["model_name", "model_version"],
             registry=registry,
         )
         # data quality (detectors/quality.py)
         self.feature_missing_ratio = Gauge(
             "model_feature_missing_ratio",
-            "Share of the model's last closed window's records in which the feature was "
+            "Share of the model version's last closed window's records in which the feature was "
             "missing (null, NaN or absent).",
-            ["model_name", "feature_name"],
+            ["model_name", "model_version", "feature_name"],
             registry=registry,
         )
         self.data_quality_issues = Gauge(
             "model_data_quality_issues",
-            "Features with a data-quality finding in the model's last closed window, per "
+            "Features with a data-quality finding in the model version's last closed window, per "
             "check: absent, missing_rate, type_errors, out_of_range, constant, new_feature "
             "(reported only).",
-            ["model_name", "check"],
+            ["model_name", "model_version", "check"],
             registry=registry,
         )
         # feature importance (detectors/importance.py)
@@ -390,7 +472,11 @@ class WorkerMetrics:
         )
         # label sets exported so far, to keep them bounded
         self._error_types: dict[str, set[str]] = {}
-        self._importance: dict[str, dict[str, _ImportanceSeries]] = {}  # model -> version
+        # versions retire apart per kind of window: performance windows turn final a label
+        # horizon after the closed windows of the same minutes, so judged against those a
+        # live version's accuracy would be retired and come back, window after window
+        self._windows = VersionedSeries()  # the gauges of closed windows
+        self._performance = VersionedSeries()  # of performance windows (final, provisional)
 
     def watch(self, pipeline: PipelineState) -> None:
         """Read the label-join outcomes and consumer lag from `pipeline` at scrape time."""
@@ -419,60 +505,60 @@ class WorkerMetrics:
     # -- a closed window -------------------------------------------------------------------
 
     def export_window(self, evaluation: dict[str, Any], estimated_accuracy: float | None) -> None:
-        """Gauges of one closed window (`WindowEvaluation.to_dict()`)."""
-        model = evaluation["model"]
+        """Gauges of one closed window (`WindowEvaluation.to_dict()`), under its model version."""
+        model, version = evaluation["model"], str(evaluation["model_version"])
+        window = (evaluation["window_start"], evaluation["window_end"])
+        self._windows.judged(model, version, window)
+        put = self._windows.put
         for name, feature in list(evaluation["features"].items())[:MAX_FEATURE_LABELS]:
-            self.drift_detected.labels(model, name).set(1.0 if feature["drifted"] else 0.0)
+            put(self.drift_detected, (model, version, name), 1.0 if feature["drifted"] else 0.0)
             for test, result in feature["tests"].items():
                 if result.get("statistic") is not None:
-                    self.drift_score.labels(model, name, test).set(result["statistic"])
+                    put(self.drift_score, (model, version, name, test), result["statistic"])
         multivariate = evaluation.get("multivariate")
         if multivariate is not None:
-            self.drift_detected.labels(model, "__multivariate__").set(
-                1.0 if multivariate["drifted"] else 0.0
-            )
-        self.export_output(model, evaluation.get("output"))
-        self.export_quality(model, evaluation.get("data_quality"))
-        self.export_importance(
-            model,
-            str(evaluation["model_version"]),
-            evaluation.get("importance"),
-            (evaluation["window_start"], evaluation["window_end"]),
-        )
+            drifted = 1.0 if multivariate["drifted"] else 0.0
+            put(self.drift_detected, (model, version, "__multivariate__"), drifted)
+        self.export_output(model, version, evaluation.get("output"))
+        self.export_quality(model, version, evaluation.get("data_quality"))
+        self.export_importance(model, version, evaluation.get("importance"), window)
         if estimated_accuracy is not None:
-            self.estimated_accuracy.labels(model).set(estimated_accuracy)
+            put(self.estimated_accuracy, (model, version), estimated_accuracy)
 
-    def export_output(self, model: str, output: dict[str, Any] | None) -> None:
+    def export_output(self, model: str, version: str, output: dict[str, Any] | None) -> None:
         """Gauges of a window's output verdict (`OutputEvaluation.to_dict()`); nothing when the
         window had no output evaluation."""
         if output is None:
             return
+        put = self._windows.put
         severity = _OUTPUT_SEVERITY.get(output.get("severity"), 0.0)
-        self.output_drift_severity.labels(model).set(severity)
+        put(self.output_drift_severity, (model, version), severity)
         signals = output.get("signals") or {}
         for name, signal in list(signals.items())[: MAX_CLASS_LABELS + 4]:
-            self.output_drift_detected.labels(model, name).set(1.0 if signal["drifted"] else 0.0)
+            drifted = 1.0 if signal["drifted"] else 0.0
+            put(self.output_drift_detected, (model, version, name), drifted)
         score = signals.get("score")
         if score is not None and score.get("effect") is not None:
-            self.score_drift.labels(model).set(score["effect"])
+            put(self.score_drift, (model, version), score["effect"])
         # classes of the reference absent from this window are exported as 0, not left stale
         ratios = {k: 0.0 for k in output.get("reference_class_ratio") or {}}
         ratios.update(output.get("class_ratio") or {})
         for name, ratio in list(ratios.items())[:MAX_CLASS_LABELS]:
-            self.prediction_class_ratio.labels(model, name).set(ratio)
+            put(self.prediction_class_ratio, (model, version, name), ratio)
         low = (output.get("confidence") or {}).get("low_confidence_ratio")
         if low is not None:
-            self.low_confidence_ratio.labels(model).set(low)
+            put(self.low_confidence_ratio, (model, version), low)
 
-    def export_quality(self, model: str, quality: dict[str, Any] | None) -> None:
+    def export_quality(self, model: str, version: str, quality: dict[str, Any] | None) -> None:
         """Gauges of a window's data-quality verdict (`DataQualityEvaluation.to_dict()`)."""
         if quality is None:
             return
+        put = self._windows.put
         missing = list((quality.get("missing_rate") or {}).items())[:MAX_FEATURE_LABELS]
         for name, rate in missing:
-            self.feature_missing_ratio.labels(model, name).set(rate)
+            put(self.feature_missing_ratio, (model, version, name), rate)
         for check, count in (quality.get("issues") or {}).items():
-            self.data_quality_issues.labels(model, check).set(count)
+            put(self.data_quality_issues, (model, version, check), count)
 
     def export_importance(
         self,
@@ -482,55 +568,42 @@ class WorkerMetrics:
         window: tuple[float, float] | None = None,
     ) -> None:
         """Gauges of a window's importance verdict (`ImportanceEvaluation.to_dict()`) for one
-        model version (a champion and its challenger run at once: each keeps its own series).
+        model version (`window`: start, end; a retired version's series go, `VersionedSeries`).
 
         Bounded: one series per listed feature (at most the verdict's `max_features`); features
-        no longer listed are removed, and so are all series of another version of the model
-        whose last judged window ended more than STALE_VERSION_WINDOWS window lengths before
-        this `window` (start, end) ended: a retired version's shares and drift flag must not
-        stay (nor an alert on them fire) for ever. A window closed without a verdict keeps the
-        last shares but clears the drift flag, for the same reason (attributions no longer
-        sent, too few records)."""
-        versions = self._importance.setdefault(model, {})
-        if window is not None:
-            start, end = window
-            self._forget_stale_versions(model, version, end - STALE_VERSION_WINDOWS * (end - start))
+        no longer listed are removed. A window closed without a verdict keeps the last shares
+        but clears the drift flag: an alert on it must not fire for ever once windows stop
+        being judged (attributions no longer sent, too few records)."""
+        self._windows.judged(model, version, window)
+        flag = (model, version)
         if importance is None or importance.get("status") != "evaluated":
-            if version in versions:
-                self.importance_drift_detected.labels(model, version).set(0.0)
+            if flag in self._windows.exported(self.importance_drift_detected, model, version):
+                self._windows.put(self.importance_drift_detected, flag, 0.0)
             return
         shares = {f["feature"]: f["share"] for f in importance.get("features") or []}
         shares = dict(list(shares.items())[:MAX_FEATURE_LABELS])
-        known = versions.get(version)
-        for name in (known.features if known else set()) - set(shares):
-            self.feature_importance.remove(model, version, name)
+        for labels in self._windows.exported(self.feature_importance, model, version):
+            if labels[2] not in shares:
+                self._windows.remove(self.feature_importance, labels)
         for name, share in shares.items():
-            self.feature_importance.labels(model, version, name).set(share)
-        last_end = window[1] if window is not None else None
-        versions[version] = _ImportanceSeries(set(shares), last_end)
+            self._windows.put(self.feature_importance, (model, version, name), share)
         drifted = 1.0 if importance.get("drifted") else 0.0
-        self.importance_drift_detected.labels(model, version).set(drifted)
-
-    def _forget_stale_versions(self, model: str, current: str, judged_before: float) -> None:
-        versions = self._importance[model]
-        for version, series in list(versions.items()):
-            if version == current or series.last_end is None or series.last_end >= judged_before:
-                continue
-            for name in series.features:
-                self.feature_importance.remove(model, version, name)
-            self.importance_drift_detected.remove(model, version)
-            del versions[version]
+        self._windows.put(self.importance_drift_detected, flag, drifted)
 
     # -- a performance window --------------------------------------------------------------
 
     def export_performance(
         self,
         model: str,
+        version: str,
         metrics: dict[str, float | None],
         coverage: float | None,
         baseline: float | None,
+        window: tuple[float, float] | None = None,
     ) -> None:
-        """Gauges of a final performance window."""
+        """Gauges of a final performance window of one model version (`window`: start, end;
+        a retired version's series go, `VersionedSeries`)."""
+        self._performance.judged(model, version, window)
         for gauge, value in (
             (self.accuracy, metrics.get("accuracy")),
             (self.precision, metrics.get("precision")),
@@ -540,16 +613,22 @@ class WorkerMetrics:
             (self.baseline_accuracy, baseline),
         ):
             if value is not None:
-                gauge.labels(model).set(value)
+                self._performance.put(gauge, (model, version), value)
 
     def export_provisional_performance(
-        self, model: str, accuracy: float | None, coverage: float | None
+        self,
+        model: str,
+        version: str,
+        accuracy: float | None,
+        coverage: float | None,
+        window: tuple[float, float] | None = None,
     ) -> None:
         """Gauges of a provisional performance window (the final gauges stay as they are)."""
+        self._performance.judged(model, version, window)
         if accuracy is not None:
-            self.provisional_accuracy.labels(model).set(accuracy)
+            self._performance.put(self.provisional_accuracy, (model, version), accuracy)
         if coverage is not None:
-            self.provisional_label_coverage.labels(model).set(coverage)
+            self._performance.put(self.provisional_label_coverage, (model, version), coverage)
 
 
 def observe_all(histogram: Histogram, values: Any) -> None:

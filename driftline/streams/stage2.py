@@ -211,10 +211,13 @@ class ModelStage:
             "final": final,
         }
         metrics = self.shared.metrics
+        version, window = merged.model_version, (merged.window_start, merged.window_end)
         if final:
-            metrics.export_performance(merged.model, realised, coverage, baseline)
+            metrics.export_performance(merged.model, version, realised, coverage, baseline, window)
         else:
-            metrics.export_provisional_performance(merged.model, realised["accuracy"], coverage)
+            metrics.export_provisional_performance(
+                merged.model, version, realised["accuracy"], coverage, window
+            )
         labels = self.shared.config.labels
         event = performance_drop_event(
             model=merged.model,

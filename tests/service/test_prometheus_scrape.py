@@ -82,10 +82,7 @@ def scraped_worker(
         id_prefix="c",
         start_time=1_767_225_600.0,
         rate_per_second=20.0,
-        attributions=True,
-        # the champion's drift too: the other window gauges (model_drift_detected, ...) have
-        # no version label yet, so a quiet challenger would overwrite the champion's verdicts
-        schedule=[Drift("abrupt", 180, magnitude=1.0)],
+        attributions=True,  # no drift: the champion's drift flags must stay its own
     )
     for record in challenger:  # the challenger leans on another feature: other importances
         record["attributions"]["amount"] *= 4.0
@@ -174,13 +171,34 @@ def test_champion_and_challenger_have_their_own_importance_series(
     assert {s["metric"]["model_version"] for s in flags["data"]["result"]} == {"1", "2"}
 
 
+def test_the_champion_drifts_and_the_quiet_challenger_does_not_clear_it(
+    scraped_worker: Config, prometheus_url: str
+) -> None:
+    """Every window gauge carries the version: the champion's drift (from minute 3) and the
+    challenger's clean windows are two series, not one overwritten by whichever closed last."""
+    model = scraped_worker.worker.app_id
+    amount = f'model_name="{model}", feature_name="amount"'
+    champion = f'model_drift_detected{{{amount}, model_version="1"}} == 1'
+    wait_for_series(prometheus_url, champion, timeout=90)
+    flags = {
+        s["metric"]["model_version"]: float(s["value"][1])
+        for s in query(prometheus_url, f"model_drift_detected{{{amount}}}")["data"]["result"]
+    }
+    assert flags == {"1": 1.0, "2": 0.0}, flags
+    for gauge in ("model_estimated_accuracy", "model_accuracy", "model_score_drift"):
+        series = wait_for_series(
+            prometheus_url, f'count by (model_version) ({gauge}{{model_name="{model}"}})'
+        )
+        assert {s["metric"]["model_version"] for s in series} == {"1", "2"}, gauge
+
+
 @pytest.mark.parametrize(
     "panel", [p for _, p in promql_panels(with_data=True)], ids=lambda p: p.title
 )
 def test_every_dashboard_query_runs_on_prometheus(
     scraped_worker: Config, prometheus_url: str, panel: Any
 ) -> None:
-    promql = expand_promql(panel.query, ".+", ["1"])  # `model`: any model; the version fed
+    promql = expand_promql(panel.query, ".+", ["1", "2"])  # any model; the versions fed
     body = query(prometheus_url, promql)
     assert body["status"] == "success", body  # the query parses and runs
     # rate() needs two scrapes of the worker, so data may take a scrape interval to appear.

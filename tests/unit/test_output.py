@@ -228,16 +228,12 @@ def test_output_metrics_and_rows(profile: ReferenceProfile) -> None:
     metrics = WorkerMetrics()
     metrics.export_window(evaluation, None)
     sample = metrics.registry.get_sample_value
-    assert sample("model_output_drift_severity", {"model_name": "metrics-test"}) in (1.0, 2.0)
-    assert (
-        sample("model_output_drift_detected", {"model_name": "metrics-test", "signal": "score"})
-        == 1.0
-    )
-    assert sample("model_score_drift", {"model_name": "metrics-test"}) == pytest.approx(
-        0.05, abs=0.01
-    )
-    assert sample("model_low_confidence_ratio", {"model_name": "metrics-test"}) is not None
-    share = sample("model_prediction_class_ratio", {"model_name": "metrics-test", "class": "1"})
+    labels = {"model_name": "metrics-test", "model_version": "1"}
+    assert sample("model_output_drift_severity", labels) in (1.0, 2.0)
+    assert sample("model_output_drift_detected", {**labels, "signal": "score"}) == 1.0
+    assert sample("model_score_drift", labels) == pytest.approx(0.05, abs=0.01)
+    assert sample("model_low_confidence_ratio", labels) is not None
+    share = sample("model_prediction_class_ratio", {**labels, "class": "1"})
     assert share == pytest.approx(0.05, abs=0.01)
     row = window_rows(
         {"type": "window", "sources": [0], "event_ids": [], "evaluation": evaluation}

@@ -119,7 +119,7 @@ def test_the_stages_count_in_the_registry_they_are_given(
     drifted = [name for name, f in windows[-1]["evaluation"]["features"].items() if f["drifted"]]
     assert drifted
     for name in drifted:
-        labels = {"model_name": "fraud", "feature_name": name}
+        labels = {"model_name": "fraud", "model_version": "1", "feature_name": name}
         assert sample("model_drift_detected", labels) == 1.0
 
     # state read when the registry is collected: no checkpoint, no set() since the batch
@@ -166,3 +166,93 @@ def test_each_pipeline_has_its_own_registry_unless_given_one(
     first.metrics.records_processed.labels("predictions").inc(5)
     read = "driftline_records_processed_total"
     assert second.metrics.registry.get_sample_value(read, {"topic": "predictions"}) is None
+
+
+def _window(version: str, drifted: bool, start: float = START) -> dict[str, Any]:
+    """A closed window's evaluation (`WindowEvaluation.to_dict()`), the parts the gauges read."""
+    test = {"statistic": 0.4 if drifted else 0.01}
+    return {
+        "model": "ab",
+        "model_version": version,
+        "window_start": start,
+        "window_end": start + 60.0,
+        "features": {"amount": {"drifted": drifted, "tests": {"ks": test}}},
+        "multivariate": {"drifted": drifted},
+        "output": {"severity": "warning" if drifted else None, "signals": {}},
+        "data_quality": {"missing_rate": {"amount": 0.1}, "issues": {"absent": 0}},
+        "importance": {
+            "status": "evaluated",
+            "drifted": drifted,
+            "features": [{"feature": "amount", "share": 1.0}],
+        },
+    }
+
+
+def test_champion_and_challenger_keep_their_own_window_and_performance_gauges() -> None:
+    """An A/B test: both versions of a model are windowed side by side; a quiet challenger
+    must not clear the champion's drift flag, nor its accuracy overwrite the champion's."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    metrics.export_window(_window("1", drifted=True), 0.81)
+    metrics.export_window(_window("2", drifted=False), 0.93)
+    window = (START, START + 60.0)
+    metrics.export_performance("ab", "1", {"accuracy": 0.8}, 0.5, 0.9, window)
+    metrics.export_performance("ab", "2", {"accuracy": 0.95}, 0.6, 0.92, window)
+    metrics.export_provisional_performance("ab", "1", 0.7, 0.2, (START + 60, START + 120))
+    metrics.export_provisional_performance("ab", "2", 0.9, 0.3, (START + 60, START + 120))
+
+    def values(name: str, **labels: str) -> dict[str, float]:
+        return {
+            s.labels["model_version"]: s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+        }
+
+    amount = {"model_name": "ab", "feature_name": "amount"}
+    assert values("model_drift_detected", **amount) == {"1": 1.0, "2": 0.0}
+    multivariate = {**amount, "feature_name": "__multivariate__"}
+    assert values("model_drift_detected", **multivariate) == {"1": 1.0, "2": 0.0}
+    assert values("model_drift_score", **amount, test_type="ks") == {"1": 0.4, "2": 0.01}
+    assert values("model_estimated_accuracy", model_name="ab") == {"1": 0.81, "2": 0.93}
+    assert values("model_output_drift_severity", model_name="ab") == {"1": 1.0, "2": 0.0}
+    assert values("model_feature_missing_ratio", **amount) == {"1": 0.1, "2": 0.1}
+    assert values("model_accuracy", model_name="ab") == {"1": 0.8, "2": 0.95}
+    assert values("model_baseline_accuracy", model_name="ab") == {"1": 0.9, "2": 0.92}
+    assert values("model_label_coverage", model_name="ab") == {"1": 0.5, "2": 0.6}
+    assert values("model_provisional_accuracy", model_name="ab") == {"1": 0.7, "2": 0.9}
+
+
+def test_a_retired_version_loses_every_window_gauge_at_once() -> None:
+    """One rule for every gauge of a closed window (drift, output, quality, importance,
+    estimate): once another version has been judged STALE_VERSION_WINDOWS window lengths after
+    a version's last window, all that version's series go, and nothing of it keeps an alert
+    firing. Performance gauges retire on performance windows (they turn final later)."""
+    from driftline.sinks.prometheus import STALE_VERSION_WINDOWS
+
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry)
+    metrics.export_window(_window("1", drifted=True), 0.8)
+    metrics.export_performance("ab", "1", {"accuracy": 0.8}, 1.0, 0.9, (START, START + 60))
+
+    def series_of(version: str) -> set[str]:
+        return {
+            metric.name
+            for metric in registry.collect()
+            for s in metric.samples
+            if s.labels.get("model_version") == version
+        }
+
+    window_gauges = series_of("1") - {"model_accuracy", "model_label_coverage"}
+    window_gauges -= {"model_baseline_accuracy"}
+    assert len(window_gauges) >= 8, window_gauges  # drift, score, output, quality, importance
+    for k in range(1, STALE_VERSION_WINDOWS + 2):
+        metrics.export_window(_window("2", drifted=False, start=START + k * 60.0), 0.9)
+        stale = k > STALE_VERSION_WINDOWS
+        assert (series_of("1") & window_gauges == set()) is stale, k
+    # judged on closed windows only: v1's realised accuracy is still the last it had ...
+    assert series_of("1") == {"model_accuracy", "model_label_coverage", "model_baseline_accuracy"}
+    late = (START + 10 * 60.0, START + 11 * 60.0)
+    metrics.export_performance("ab", "2", {"accuracy": 0.9}, 1.0, 0.9, late)
+    assert series_of("1") == set()  # ... until v2's performance windows pass it as well
+    assert "model_accuracy" in series_of("2") and "model_drift_detected" in series_of("2")

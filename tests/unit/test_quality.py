@@ -104,7 +104,7 @@ def test_quality_metrics_and_rows(profile: ReferenceProfile) -> None:
     metrics = WorkerMetrics()
     metrics.export_window(evaluation, None)
     sample = metrics.registry.get_sample_value
-    labels = {"model_name": "quality-metrics"}
+    labels = {"model_name": "quality-metrics", "model_version": "1"}
     assert sample("model_data_quality_issues", {**labels, "check": "absent"}) == 1.0
     assert sample("model_data_quality_issues", {**labels, "check": "constant"}) == 0.0
     assert sample("model_feature_missing_ratio", {**labels, "feature_name": "count"}) == 1.0
