@@ -26,11 +26,8 @@ TOPICS = Topics("predictions", "dlq", "partials", "alerts", "metrics", "ckpt")
 
 
 @pytest.fixture(scope="module")
-def profile() -> ReferenceProfile:
-    records, labels = simulate(3_000, seed=99)
-    return ReferenceProfile.from_records(
-        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
-    )
+def profile(fraud_profile: ReferenceProfile) -> ReferenceProfile:
+    return fraud_profile
 
 
 @pytest.fixture(scope="module")
