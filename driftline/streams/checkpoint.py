@@ -223,28 +223,27 @@ def assemble_checkpoints(raw: dict[str, bytes]) -> CheckpointValues:
         if head is None:
             values[key] = decoded
             continue
-        parts = [
-            chunks.get(f"{key}{CHUNK_MARK}{head['generation']}/{i}") for i in range(head["count"])
-        ]
-        whole = b"".join(p for p in parts if p is not None)
-        if (
-            None in parts
-            or len(whole) != head["bytes"]
-            or (hashlib.sha256(whole).hexdigest() != head["sha256"])
-        ):
-            missing = sum(p is None for p in parts)
-            log.error(
-                "checkpoint %s: generation %s has %d of %d chunks (%d bytes of %d) or a bad "
-                "SHA-256; not restored",
-                key,
-                head["generation"],
-                head["count"] - missing,
-                head["count"],
-                len(whole),
-                head["bytes"],
-            )
+        try:
+            values[key] = orjson.loads(_reassemble(key, head, chunks))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("checkpoint %s: not restored: %s", key, exc)
             # the stage cannot restore this and reports it (`Shared.checkpoint_dropped`)
-            values[key] = {HEAD_FIELD: head, "error": "chunks missing or damaged"}
-            continue
-        values[key] = orjson.loads(whole)
+            values[key] = {HEAD_FIELD: head, "error": str(exc)}
     return CheckpointValues(values, chunk_keys)
+
+
+def _reassemble(key: str, head: dict[str, Any], chunks: dict[str, bytes]) -> bytes:
+    """The value a head names, from the chunks of its generation (ValueError if they are
+    missing or do not match it)."""
+    generation, count = str(head["generation"]), int(head["count"])
+    parts = [chunks.get(f"{key}{CHUNK_MARK}{generation}/{i}") for i in range(count)]
+    missing = sum(p is None for p in parts)
+    whole = b"".join(p for p in parts if p is not None)
+    if missing or len(whole) != int(head["bytes"]):
+        raise ValueError(
+            f"generation {generation}: {count - missing} of {count} chunks, "
+            f"{len(whole)} of {head['bytes']} bytes"
+        )
+    if hashlib.sha256(whole).hexdigest() != head["sha256"]:
+        raise ValueError(f"generation {generation}: SHA-256 does not match")
+    return whole

@@ -9,6 +9,9 @@ import orjson
 import pytest
 
 from driftline.streams.checkpoint import HEAD_FIELD, ChunkedWriter, assemble_checkpoints
+from driftline.streams.intake import restore_partition
+from driftline.streams.labels import PartitionLabels
+from driftline.streams.windows import ModelWindows
 
 
 def _apply(topic: dict[str, bytes], messages: list[tuple[str, bytes | None]]) -> None:
@@ -65,12 +68,15 @@ def test_chunks_missing_or_damaged_are_reported_not_restored() -> None:
     topic: dict[str, bytes] = {}
     _apply(topic, writer.messages("s1/0", orjson.dumps({"x": list(range(30))})))
     chunk = next(k for k in topic if "#chunk/" in k)
-    for damage in ("drop", "flip"):
+    head = orjson.loads(topic["s1/0"])[HEAD_FIELD]
+    for damage in ("drop", "flip", "head"):
         broken = dict(topic)
         if damage == "drop":
             del broken[chunk]
-        else:
+        elif damage == "flip":
             broken[chunk] = b"9" * len(broken[chunk])
+        else:
+            broken["s1/0"] = orjson.dumps({HEAD_FIELD: {**head, "count": "many"}})
         saved = assemble_checkpoints(broken)["s1/0"]
         assert set(saved) == {HEAD_FIELD, "error"}  # from_dict fails: the stage reports it
 
@@ -84,3 +90,16 @@ def test_values_at_and_around_the_limit(size: int) -> None:
     topic: dict[str, bytes] = {}
     _apply(topic, messages)
     assert assemble_checkpoints(topic)["k"] == "a" * size
+
+
+def test_a_head_that_cannot_be_reassembled_is_dropped_and_reported_by_the_stages() -> None:
+    writer = ChunkedWriter(max_value_bytes=20)
+    topic: dict[str, bytes] = {}
+    _apply(topic, writer.messages("s1/0", orjson.dumps({"x": list(range(30))})))
+    del topic[next(k for k in topic if "#chunk/" in k)]
+    saved = assemble_checkpoints(topic)["s1/0"]
+    joins = PartitionLabels(partition=0, window_size=60.0, horizon=0.0, ttl=50.0, max_pending=3)
+    state, error = restore_partition(0, saved, joins)  # stage 1: reported, starts fresh
+    assert state is None and error is not None
+    with pytest.raises(KeyError):  # stage 2 catches any exception of it and reports it
+        ModelWindows.from_dict(saved)
