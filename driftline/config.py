@@ -190,6 +190,9 @@ class WorkerConfig:
     batch_size: int = key(5000, ge=1)
     batch_timeout_seconds: float = key(0.5, gt=0)
     checkpoint_interval_seconds: float = key(2.0, gt=0)
+    # a checkpoint value above this is written in chunks of this size (streams/checkpoint.py);
+    # at most the checkpoint topic's max.message.bytes (64 MiB) less room for key and headers
+    checkpoint_message_bytes: int = key(8 * 1024 * 1024, ge=1024, le=63 * 1024 * 1024)
     dlq_max_payload_bytes: int = key(65536, ge=0)
     metrics_port: int = key(9108, ge=1)
     data_dir: str = ".cache/worker"

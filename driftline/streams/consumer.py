@@ -173,7 +173,11 @@ class IngestWorker:
             self._delivery_errors.append(f"{message.topic()}: {error}")
 
     async def _send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes] | None,
     ) -> None:
         while True:
             try:

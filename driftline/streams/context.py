@@ -15,6 +15,7 @@ import orjson
 from driftline.config import Config
 from driftline.detectors.profile import ReferenceProfile
 from driftline.sinks.prometheus import WorkerMetrics
+from driftline.streams.checkpoint import ChunkedWriter
 from driftline.streams.events import operational_event
 from driftline.streams.profiles import ProfileDirectory
 
@@ -22,7 +23,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Checkpoints", "LoadCheckpoints", "Message", "Monitored", "Send", "Shared", "Topics"]
 
-Send = Callable[[str, bytes | None, bytes, Mapping[str, bytes] | None], Awaitable[None]]
+# a value of None is a tombstone (the checkpoint topic's stale chunks)
+Send = Callable[[str, bytes | None, bytes | None, Mapping[str, bytes] | None], Awaitable[None]]
 LoadCheckpoints = Callable[[], Awaitable[dict[str, Any]]]
 
 
@@ -71,15 +73,26 @@ class Monitored:
 
 @dataclass
 class Checkpoints:
-    """The checkpoint topic's latest values, loaded once (and again after a rebalance)."""
+    """The checkpoint topic's latest values, loaded once (and again after a rebalance), and
+    the messages that write a new value (chunked above `max_value_bytes`: checkpoint.py)."""
 
     load: LoadCheckpoints
     cache: dict[str, Any] | None = None
+    max_value_bytes: int = 8 * 1024 * 1024
+    writer: ChunkedWriter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.writer = ChunkedWriter(self.max_value_bytes)
 
     async def get(self, key: str) -> Any:
         if self.cache is None:
             self.cache = await self.load()
+            self.writer.loaded(self.cache)
         return self.cache.get(key)
+
+    def messages(self, key: bytes, value: bytes) -> list[tuple[bytes, bytes | None]]:
+        """What to send, in order, to store ``value`` under ``key`` (None: a tombstone)."""
+        return [(k.encode(), v) for k, v in self.writer.messages(key.decode(), value)]
 
     def reset(self) -> None:
         self.cache = None

@@ -81,7 +81,7 @@ class Pipeline:
             topics,
             send,
             Monitored(dict(profiles), profile_directory),
-            Checkpoints(load_checkpoints),
+            Checkpoints(load_checkpoints, max_value_bytes=config.worker.checkpoint_message_bytes),
             clock,
             metrics or WorkerMetrics(),  # the worker's, or a registry of this pipeline's own
         )
@@ -194,5 +194,6 @@ class Pipeline:
         async with self.intake.lock, self.merge.lock:
             values = self.intake.checkpoint_values() + self.merge.checkpoint_values()
             for key, value in values:
-                await self.shared.send(self.topics.checkpoints, key, value, None)
+                for part_key, part in self.shared.checkpoints.messages(key, value):
+                    await self.shared.send(self.topics.checkpoints, part_key, part, None)
             return len(values)

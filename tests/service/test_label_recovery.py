@@ -1,6 +1,7 @@
-"""The label join survives a crash: predictions are consumed and checkpointed by a worker, the
-worker is killed with SIGKILL and restarted, then the labels arrive. They join the predictions
-made before the crash (full label coverage), and nothing is counted twice."""
+"""The label join survives a crash: predictions are consumed and checkpointed by a worker (in
+chunks: the checkpoint is above a small `worker.checkpoint_message_bytes`), the worker is killed
+with SIGKILL and restarted, then the labels arrive. They join the predictions made before the
+crash (full label coverage), and nothing is counted twice."""
 
 from __future__ import annotations
 
@@ -69,6 +70,9 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
         WORKER_BATCH_TIMEOUT_SECONDS="0.2",
         # the killed worker's partitions free after 10 s, not librdkafka's 45 s
         WORKER_SESSION_TIMEOUT_SECONDS="10",
+        # s1/0 (the join index of 18,000 predictions, ~1 MB) is written in chunks: the restart
+        # restores a chunked checkpoint (test_pipeline's kill -9 restores whole ones)
+        WORKER_CHECKPOINT_MESSAGE_BYTES="65536",
     )
     config = load_config(ROOT / "config" / "driftline.yaml", environ=env)
     ensure_topics(config)
@@ -97,6 +101,7 @@ def test_labels_after_a_kill_9_join_their_pre_restart_predictions(
             time.sleep(1)
         assert saved.get("last_offset") == N - 1, "the worker never checkpointed all predictions"
         assert len(saved["labels"]["pending"]["ids"]) == N
+        assert read_checkpoints(config).chunk_keys.get("s1/0"), "s1/0 was not chunked"
         time.sleep(3)  # one more checkpoint interval: the offsets are committed too
         worker.send_signal(signal.SIGKILL)
         worker.wait(10)
