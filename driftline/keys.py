@@ -119,12 +119,21 @@ class Bound:
         high = self.le if self.le is not None else self.lt
         if low is not None and high is not None:
             left, right = "[" if self.ge is not None else "(", "]" if self.le is not None else ")"
-            return f"in {left}{low:g}, {high:g}{right}"
+            return f"in {left}{_number(low)}, {_number(high)}{right}"
         if low is not None:
-            return f"{'>=' if self.ge is not None else '>'} {low:g}"
+            return f"{'>=' if self.ge is not None else '>'} {_number(low)}"
         if high is not None:
-            return f"{'<=' if self.le is not None else '<'} {high:g}"
+            return f"{'<=' if self.le is not None else '<'} {_number(high)}"
         return ""
+
+
+def _number(bound: float) -> str:
+    """A bound as a reader writes it: integers whole (66060288, not 6.60603e+07).
+
+    >>> _number(66060288), _number(0.05), _number(1e-6)
+    ('66060288', '0.05', '1e-06')
+    """
+    return str(int(bound)) if float(bound).is_integer() else f"{bound:g}"
 
 
 @dataclass(frozen=True, slots=True)
