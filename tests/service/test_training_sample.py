@@ -18,6 +18,7 @@ from driftline.config import Config
 from driftline.retrain.sample import SampleItem, TrainingSampleSink
 from driftline.sinks.base import Records
 from driftline.sinks.store import PostgresStore
+from driftline.streams.formats import Headers
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
 from tests.service.test_retrain_helpers import config_of, retrain_env, schema_store
@@ -73,8 +74,10 @@ class _Lenient(TrainingSampleSink):
     poisoned: frozenset[str] = frozenset()
     poisoned_labels: frozenset[str] = frozenset()
 
-    def decode_records(self, topic: str, value: bytes | None) -> Records[SampleItem]:
-        decoded = super().decode_records(topic, value)
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[SampleItem]:
+        decoded = super().decode_records(topic, value, headers)
         for _, item in decoded.items:
             pid = item.record["prediction_id"]
             if item.is_prediction and pid in self.poisoned:
