@@ -16,10 +16,10 @@ when a pipeline reads the sample (:func:`read_stratified`).
 Bad input never stops the sink. Messages are decoded, with their Kafka headers, by the input
 format of their topic, as the worker decodes them (`formats.predictions` / `formats.labels`:
 driftline JSON with batches, CloudEvents binary or structured mode, OIP request/response pairs
-joined by id; `driftline.streams.formats`, docs/FORMATS.md); a malformed message or record is skipped,
-counted (`driftline_training_sample_rejected_total{topic,kind}`) and sent to the dead-letter
-topic with the reason in its headers (`driftline.consumer: training-sample`; the worker
-dead-letters the same predictions and labels from its own group). A write PostgreSQL refuses
+joined by id; `driftline.streams.formats`, docs/FORMATS.md); a malformed message or record is
+skipped, counted (`driftline_training_sample_rejected_total{topic,kind}`) and sent to the
+dead-letter topic with the reason in its headers (`driftline.consumer: training-sample`; the
+worker dead-letters the same predictions and labels from its own group). A write PostgreSQL refuses
 for the data itself (psycopg DataError, IntegrityError, a value Python cannot encode) is not
 retried: the batch is halved until the refused records are found, those are dead-lettered
 (`store_rejected`) and the rest is written. Only errors of the connection or the server
