@@ -390,7 +390,8 @@ class BatchingSink(ABC, Generic[T]):
         if written is None or not self._dead_letter(batch):
             return False
         for destination, count in written.items():
-            metrics.SINK_ROWS_WRITTEN.labels(destination).inc(count)
+            if count > 0:  # a negative count (a sink's bug) must not stop the sink after a write
+                metrics.SINK_ROWS_WRITTEN.labels(destination).inc(count)
         self._commit(batch)
         self.stats["written_messages"] += len(batch)
         st.buffer, st.oldest = [], None

@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.config import Config
-from driftline.retrain.sample import SampleItem, TrainingSampleSink
+from driftline.retrain.sample import SampleItem, TrainingSampleSink, write_batch
 from driftline.sinks.base import Records
 from driftline.sinks.store import PostgresStore
 from driftline.streams.formats import Headers
@@ -391,3 +391,16 @@ def test_oip_request_and_response_pairs_land_in_the_sample(
     assert [d["driftline.reason.kind"] for d in dead] == ["invalid_shape"]
     assert "inference 'r-2'" in dead[0]["driftline.reason"]
     assert _committed_everything(config, sink.group_id)
+
+
+def test_predictions_taking_labels_parked_earlier_count_no_negative_pending(
+    store: PostgresStore,
+) -> None:
+    """Labels first (parked), their predictions in a later batch: the second write fills in
+    two labels and leaves none of its own waiting. It once reported -2 pending rows, and the
+    negative count raised in the rows-written counter and killed the sink's thread."""
+    write = dict(max_rows_per_version=100)
+    parked = write_batch(store, [], [_label(1), _label(2), _label(3)], **write)
+    assert (parked["labels"], parked["pending"]) == (0, 3)
+    taken = write_batch(store, [_record(1), _record(2)], [_label(4)], **write)
+    assert (taken["predictions"], taken["labels"], taken["pending"]) == (2, 2, 1)

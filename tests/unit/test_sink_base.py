@@ -403,3 +403,13 @@ def test_the_message_headers_reach_decode_records(harness: Harness) -> None:
     assert _lines(sink) == [{"n": 0, "unit": "ms"}]
     assert [m["headers"]["driftline.reason"] for m in producer.delivered] == [b"no x-unit header"]
     assert sink.rejected == {"invalid_event": 1}
+
+
+def test_a_negative_row_count_from_write_does_not_stop_the_sink(harness: Harness) -> None:
+    """The rows-written counter refuses a negative count; a sink's bad count must not raise
+    out of the loop after the write succeeded (it killed the training sample sink's thread)."""
+    sink, consumer, _, _, _ = harness
+    sink.write = lambda items: {"jsonl": -1}  # type: ignore[method-assign,assignment,return-value]
+    consumer.publish(*_values(0, 1, 2))
+    assert sink.step() == 3
+    assert consumer.committed == {(TOPIC, 0): 3}
