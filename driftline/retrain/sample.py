@@ -13,11 +13,13 @@ go first), and rows older than ``sample_retention_days`` (event time) are delete
 labels expire after ``labels.ttl_seconds``. Stratification (by label and by time) is applied
 when a pipeline reads the sample (:func:`read_stratified`).
 
-Bad input never stops the sink. Messages are decoded with the record contract
-(`parse_predictions`, `parse_labels`: batches too); a malformed message or record is skipped,
-counted (`driftline_training_sample_rejected_total{topic,kind}`) and sent to the dead-letter
-topic with the reason in its headers (`driftline.consumer: training-sample`; the worker
-dead-letters the same predictions and labels from its own group). A write PostgreSQL refuses
+Bad input never stops the sink. Messages are decoded, with their Kafka headers, by the input
+format of their topic, as the worker decodes them (`formats.predictions` / `formats.labels`:
+driftline JSON with batches, CloudEvents binary or structured mode, OIP request/response pairs
+joined by id; `driftline.streams.formats`, docs/FORMATS.md); a malformed message or record is
+skipped, counted (`driftline_training_sample_rejected_total{topic,kind}`) and sent to the
+dead-letter topic with the reason in its headers (`driftline.consumer: training-sample`; the
+worker dead-letters the same predictions and labels from its own group). A write PostgreSQL refuses
 for the data itself (psycopg DataError, IntegrityError, a value Python cannot encode) is not
 retried: the batch is halved until the refused records are found, those are dead-lettered
 (`store_rejected`) and the rest is written. Only errors of the connection or the server
@@ -49,8 +51,7 @@ from driftline.retrain.sample_table import (
 from driftline.sinks.base import BatchingSink, Records, SinkSettings
 from driftline.sinks.prometheus import TRAINING_SAMPLE_REJECTED
 from driftline.sinks.store import PostgresStore
-from driftline.streams.formats import RejectedRecord
-from driftline.streams.records import parse_labels, parse_predictions
+from driftline.streams.formats import Headers, RejectedRecord, label_decoder, prediction_decoder
 
 __all__ = [
     "SampleItem",
@@ -86,12 +87,20 @@ def _positions(n_valid: int, rejected: Sequence[RejectedRecord]) -> list[int | N
     [0, 2]
     >>> _positions(1, [])
     [None]
+    >>> _positions(2, [RejectedRecord("unjoined", "x", 7)])  # an index beyond the message
+    [0, 1]
     """
     skipped = {r.index for r in rejected if r.index is not None}
-    total = n_valid + len(skipped)
-    if total <= 1:
+    if n_valid + len(skipped) <= 1:
         return [None] * n_valid
-    return [i for i in range(total) if i not in skipped]
+    # the first n_valid positions not rejected (an index beyond the message cannot misalign)
+    positions: list[int | None] = []
+    index = 0
+    while len(positions) < n_valid:
+        if index not in skipped:
+            positions.append(index)
+        index += 1
+    return positions
 
 
 class TrainingSampleSink(BatchingSink[SampleItem]):
@@ -120,12 +129,20 @@ class TrainingSampleSink(BatchingSink[SampleItem]):
         rates = config.retraining
         # A label is kept if its prediction may be sampled at any model's rate.
         self.max_label_rate = max([rates.sample_rate, *rates.sample_rates.values()])
+        # The worker's formats (not its hot-path variant), built once: a joining format (oip)
+        # keeps the half of a pair that waits for the other in its decoder.
+        self.predictions_in = prediction_decoder(config)
+        self.labels_in = label_decoder(config)
         self.written = {"predictions": 0, "labels": 0, "pending": 0, "trimmed": 0}
 
-    def decode_records(self, topic: str, value: bytes | None) -> Records[SampleItem]:
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[SampleItem]:
         """The message's sampled predictions (or labels that may be), and its bad records."""
         is_label = topic == self.config.topics.labels
-        valid, rejected = (parse_labels if is_label else parse_predictions)(value or b"")
+        valid, rejected = (self.labels_in if is_label else self.predictions_in).decode(
+            value, headers
+        )
         decoded: Records[SampleItem] = Records(rejected=list(rejected))
         rates = self.config.retraining
         for record, index in zip(valid, _positions(len(valid), rejected), strict=True):

@@ -170,10 +170,13 @@ def write_batch(
             " FROM training_pending_labels p WHERE s.prediction_id = p.prediction_id"
             " RETURNING s.prediction_id)"
             " DELETE FROM training_pending_labels p USING matched m"
-            " WHERE p.prediction_id = m.prediction_id"
+            " WHERE p.prediction_id = m.prediction_id RETURNING p.prediction_id"
         )
-        counts["labels"] = max(cursor.rowcount, 0)
-        counts["pending"] = len(labels) - counts["labels"]
+        matched = {row[0] for row in cursor.fetchall()}
+        counts["labels"] = len(matched)  # labels filled in, some parked by earlier batches
+        # labels of this batch left waiting (not len(labels) - matched: that goes negative
+        # when new predictions take labels parked earlier)
+        counts["pending"] = len({str(x["prediction_id"]) for x in labels} - matched)
         versions = {(str(r["model"]), str(r["model_version"])) for r in predictions}
         for model, version in sorted(versions):
             cursor.execute(

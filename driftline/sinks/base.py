@@ -7,8 +7,9 @@ A sink is a subclass of :class:`BatchingSink` that implements two methods:
   destination is down) rather than a refusal of the data?
 
 Optional hooks: ``decode(topic, value)`` (one item per message; default: a JSON object),
-``decode_records(topic, value)`` instead for a message of several records (:class:`Records`:
-its items, and the records rejected with their index and reason), ``setup()`` (run at start,
+``decode_records(topic, value, headers)`` instead for a message of several records or an input
+format that reads the message's Kafka headers (:class:`Records`: its items, and the records
+rejected with their index and reason), ``setup()`` (run at start,
 retried while transient) and ``housekeeping()`` (at start, then periodically when the buffer is
 empty).
 
@@ -56,7 +57,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from driftline.config import Config
 from driftline.sinks import prometheus as metrics
 from driftline.sinks.deadletter import DeadLetter, send_dead_letters
-from driftline.streams.formats.base import RejectedRecord
+from driftline.streams.formats.base import Headers, RejectedRecord
 from driftline.streams.reader import decode_object
 
 __all__ = [
@@ -221,9 +222,13 @@ class BatchingSink(ABC, Generic[T]):
         object (:func:`json_object`)."""
         return cast(T, json_object(value))
 
-    def decode_records(self, topic: str, value: bytes | None) -> Records[T]:
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[T]:
         """A message's items and rejected records, for a message of several records (or none
-        worth writing). Default: the one item of :meth:`decode`."""
+        worth writing); ``headers`` are the message's Kafka headers (confluent-kafka's list of
+        pairs, or None), for a format that reads them (CloudEvents binary mode). Default: the
+        one item of :meth:`decode`."""
         return Records([(None, self.decode(topic, value))])
 
     def count_rejected(self, topic: str, kind: str) -> None:
@@ -349,7 +354,10 @@ class BatchingSink(ABC, Generic[T]):
             return
         pending: Pending[T] = Pending(topic, partition, offset, message.key(), message.value())
         try:
-            records = self.decode_records(topic, pending.value)
+            # a consumed message's headers are (str, bytes | None) pairs; the stubs' type also
+            # covers the producer's forms (a dict, str values)
+            headers = cast(Headers, message.headers())
+            records = self.decode_records(topic, pending.value, headers)
         except Exception as exc:  # a decoder's bug must not stop the sink either
             if not isinstance(exc, MalformedMessageError):
                 log.exception("%s sink: decode failed", self.name)
@@ -382,7 +390,8 @@ class BatchingSink(ABC, Generic[T]):
         if written is None or not self._dead_letter(batch):
             return False
         for destination, count in written.items():
-            metrics.SINK_ROWS_WRITTEN.labels(destination).inc(count)
+            if count > 0:  # a negative count (a sink's bug) must not stop the sink after a write
+                metrics.SINK_ROWS_WRITTEN.labels(destination).inc(count)
         self._commit(batch)
         self.stats["written_messages"] += len(batch)
         st.buffer, st.oldest = [], None

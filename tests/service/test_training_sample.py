@@ -15,9 +15,10 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from driftline.config import Config
-from driftline.retrain.sample import SampleItem, TrainingSampleSink
+from driftline.retrain.sample import SampleItem, TrainingSampleSink, write_batch
 from driftline.sinks.base import Records
 from driftline.sinks.store import PostgresStore
+from driftline.streams.formats import Headers
 from driftline.streams.reader import TopicReader
 from driftline.streams.topics import ensure_topics
 from tests.service.test_retrain_helpers import config_of, retrain_env, schema_store
@@ -73,8 +74,10 @@ class _Lenient(TrainingSampleSink):
     poisoned: frozenset[str] = frozenset()
     poisoned_labels: frozenset[str] = frozenset()
 
-    def decode_records(self, topic: str, value: bytes | None) -> Records[SampleItem]:
-        decoded = super().decode_records(topic, value)
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[SampleItem]:
+        decoded = super().decode_records(topic, value, headers)
         for _, item in decoded.items:
             pid = item.record["prediction_id"]
             if item.is_prediction and pid in self.poisoned:
@@ -238,3 +241,166 @@ def test_a_message_with_a_good_a_malformed_and_a_refused_record(
     assert "cannot be converted" in dead[1]["driftline.reason"]
     assert all(d["value"] == orjson.dumps(batch) for d in dead)  # the original message
     assert _committed_everything(config, sink.group_id)
+
+
+# -- the input formats of the worker (`formats.predictions` / `formats.labels`) --------------
+
+
+def _ce_binary(kind: str, event_id: str, **change: bytes) -> list[tuple[str, bytes]]:
+    """CloudEvents Kafka binding, binary mode: attributes in `ce_*` headers, data in the value."""
+    headers = {
+        "ce_specversion": b"1.0",
+        "ce_id": event_id.encode(),
+        "ce_source": b"/inference/fraud",
+        "ce_type": f"dev.driftline.{kind}".encode(),
+        "content-type": b"application/json",
+        **change,
+    }
+    return [(k, v) for k, v in headers.items() if v]
+
+
+def _ce_structured(kind: str, event_id: str, data: Any) -> bytes:
+    return orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": event_id,
+            "source": "/inference/fraud",
+            "type": f"dev.driftline.{kind}",
+            "datacontenttype": "application/json",
+            "data": data,
+        }
+    )
+
+
+_STRUCTURED = [("content-type", b"application/cloudevents+json; charset=UTF-8")]
+
+
+def _rows(store: PostgresStore) -> dict[str, tuple[Any, ...]]:
+    with store.pool.connection() as conn:
+        found = conn.execute(
+            "SELECT prediction_id, model, model_version, features, prediction, label,"
+            " latency_ms FROM training_samples"
+        ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in found}
+
+
+def test_cloudevents_predictions_and_labels_land_in_the_sample(
+    isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore
+) -> None:
+    """`formats: cloudevents` on both topics: binary mode (attributes in the headers) and
+    structured mode (the event in the value) are read as the worker reads them; an event
+    without its `id` is dead-lettered as `invalid_event`, as the worker does."""
+    _, base = isolated_config
+    config = config_of(
+        retrain_env(base, tmp_path, FORMATS_PREDICTIONS="cloudevents", FORMATS_LABELS="cloudevents")
+    )
+    ensure_topics(config)
+    producer = Producer(config.kafka.confluent_settings())
+    send = producer.produce
+    send(config.topics.predictions, orjson.dumps(_record(1)), b"k",
+         headers=_ce_binary("prediction", "e-1"))  # fmt: skip
+    send(config.topics.predictions, _ce_structured("prediction", "e-2", [_record(2), _record(3)]),
+         b"k", headers=_STRUCTURED)  # fmt: skip
+    send(config.topics.predictions, orjson.dumps(_record(4)), b"k",
+         headers=_ce_binary("prediction", "e-4", ce_id=b""))  # fmt: skip
+    send(config.topics.labels, orjson.dumps(_label(1)), b"k", headers=_ce_binary("label", "l-1"))
+    send(config.topics.labels, _ce_structured("label", "l-2", _label(2)), b"k",
+         headers=_STRUCTURED)  # fmt: skip
+    assert producer.flush(30) == 0
+
+    sink = TrainingSampleSink(config, store)
+    try:
+        assert _drain(sink, 5) == 5
+    finally:
+        sink.close()
+
+    rows = _rows(store)
+    assert set(rows) == {"p-1", "p-2", "p-3"}
+    assert rows["p-1"][:5] == ("fraud", "1", {"amount": 1.0, "country": "FR"}, 1, 1)
+    assert (rows["p-2"][4], rows["p-3"][4]) == (0, None)  # labels of binary and structured
+    assert sink.rejected == {"invalid_event": 1}
+    dead = [d for d in _dead_letters(config) if d.get("driftline.consumer") == "training-sample"]
+    assert [d["driftline.reason.kind"] for d in dead] == ["invalid_event"]
+    assert "lacks the required attribute 'id'" in dead[0]["driftline.reason"]
+    assert _committed_everything(config, sink.group_id)
+
+
+def _kserve(half: str, request_id: str, time: str) -> list[tuple[str, bytes]]:
+    """KServe's payload logger after Knative's KafkaSink (binary mode)."""
+    return [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", request_id.encode()),
+        ("ce_source", b"http://localhost:9081/"),
+        ("ce_type", f"org.kubeflow.serving.inference.{half}".encode()),
+        ("ce_time", time.encode()),
+        ("ce_inferenceservicename", b"sklearn-iris"),
+        ("content-type", b"application/json"),
+    ]
+
+
+def test_oip_request_and_response_pairs_land_in_the_sample(
+    isolated_config: tuple[Config, dict[str, str]], tmp_path: Path, store: PostgresStore
+) -> None:
+    """`formats.predictions: oip`: a request and its response, consumed by the same sink,
+    join into the rows of the pair (one per row of the batch); a response whose tensor does
+    not match its request is dead-lettered with the reason. Labels stay driftline JSON."""
+    _, base = isolated_config
+    config = config_of(retrain_env(base, tmp_path, FORMATS_PREDICTIONS="oip"))
+    ensure_topics(config)
+    request = {
+        "id": "r-1",
+        "inputs": [
+            {"name": "sepal", "shape": [2, 2], "datatype": "FP32", "data": [[6.8, 2.8], [6.0, 3.4]]}
+        ],
+    }
+    response = {
+        "model_name": "iris",
+        "model_version": "7",
+        "id": "r-1",
+        "outputs": [{"name": "output-0", "shape": [2], "datatype": "INT32", "data": [1, 2]}],
+    }
+    short_output = {"name": "output-0", "shape": [2], "datatype": "INT32", "data": [1]}
+    short = {**response, "id": "r-2", "outputs": [short_output]}  # 2 rows requested, 1 answered
+    producer = Producer(config.kafka.confluent_settings())
+    topic = config.topics.predictions
+    producer.produce(topic, orjson.dumps(request), b"k",
+                     headers=_kserve("request", "r-1", "2026-12-01T10:00:00Z"))  # fmt: skip
+    producer.produce(topic, orjson.dumps({**request, "id": "r-2"}), b"k",
+                     headers=_kserve("request", "r-2", "2026-12-01T10:00:00Z"))  # fmt: skip
+    producer.produce(topic, orjson.dumps(response), b"k",
+                     headers=_kserve("response", "r-1", "2026-12-01T10:00:00.040Z"))  # fmt: skip
+    producer.produce(topic, orjson.dumps(short), b"k",
+                     headers=_kserve("response", "r-2", "2026-12-01T10:00:00.040Z"))  # fmt: skip
+    label = {"prediction_id": "r-1:1", "label": 2, "timestamp": 1_796_119_300}
+    producer.produce(config.topics.labels, orjson.dumps(label), b"k")
+    assert producer.flush(30) == 0
+
+    sink = TrainingSampleSink(config, store)
+    try:
+        assert _drain(sink, 5) == 5
+    finally:
+        sink.close()
+
+    rows = _rows(store)
+    assert rows == {
+        "r-1:0": ("iris", "7", {"sepal_0": 6.8, "sepal_1": 2.8}, 1, None, 40.0),
+        "r-1:1": ("iris", "7", {"sepal_0": 6.0, "sepal_1": 3.4}, 2, 2, 40.0),
+    }
+    assert sink.rejected == {"invalid_shape": 1}
+    dead = [d for d in _dead_letters(config) if d.get("driftline.consumer") == "training-sample"]
+    assert [d["driftline.reason.kind"] for d in dead] == ["invalid_shape"]
+    assert "inference 'r-2'" in dead[0]["driftline.reason"]
+    assert _committed_everything(config, sink.group_id)
+
+
+def test_predictions_taking_labels_parked_earlier_count_no_negative_pending(
+    store: PostgresStore,
+) -> None:
+    """Labels first (parked), their predictions in a later batch: the second write fills in
+    two labels and leaves none of its own waiting. It once reported -2 pending rows, and the
+    negative count raised in the rows-written counter and killed the sink's thread."""
+    write = dict(max_rows_per_version=100)
+    parked = write_batch(store, [], [_label(1), _label(2), _label(3)], **write)
+    assert (parked["labels"], parked["pending"]) == (0, 3)
+    taken = write_batch(store, [_record(1), _record(2)], [_label(4)], **write)
+    assert (taken["predictions"], taken["labels"], taken["pending"]) == (2, 2, 1)

@@ -21,7 +21,7 @@ from confluent_kafka import TopicPartition
 from driftline.config import load_config
 from driftline.sinks.base import BatchingSink, Records, SinkBackpressureError, SinkSettings
 from driftline.sinks.prometheus import REGISTRY, SINK_STATE
-from driftline.streams.formats import RejectedRecord
+from driftline.streams.formats import Headers, RejectedRecord
 
 TOPIC = "toy.metrics"
 
@@ -48,8 +48,15 @@ class JsonLinesSink(BatchingSink[dict[str, Any]]):
 
 
 class FakeMessage:
-    def __init__(self, offset: int, value: bytes, partition: int = 0) -> None:
+    def __init__(
+        self,
+        offset: int,
+        value: bytes,
+        partition: int = 0,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._offset, self._value, self._partition = offset, value, partition
+        self._headers = headers
 
     def error(self) -> None:
         return None
@@ -68,6 +75,9 @@ class FakeMessage:
 
     def value(self) -> bytes:
         return self._value
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
 
 class FakeConsumer:
@@ -318,7 +328,9 @@ class RecordsSink(JsonLinesSink):
 
     name: ClassVar[str] = "records"
 
-    def decode_records(self, topic: str, value: bytes | None) -> Records[dict[str, Any]]:
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[dict[str, Any]]:
         decoded: Records[dict[str, Any]] = Records()
         for index, record in enumerate(orjson.loads(value or b"[]")):
             if isinstance(record, dict):
@@ -354,3 +366,50 @@ def test_a_message_of_good_malformed_and_refused_records(harness: Harness) -> No
     assert all(value == message for _, value in letters)  # the original message, whole
     assert sink.rejected == {"schema_violation": 1, "refused_by_sink": 1}
     assert consumer.committed == {(TOPIC, 0): 2} and journal[-1] == ("commit", [2])
+
+
+class HeaderSink(JsonLinesSink):
+    """A sink whose format is in the Kafka headers, as CloudEvents binary mode: the record's
+    `unit` is the `x-unit` header; a message without it is rejected."""
+
+    name: ClassVar[str] = "headers"
+
+    def decode_records(
+        self, topic: str, value: bytes | None, headers: Headers = None
+    ) -> Records[dict[str, Any]]:
+        pairs = headers if isinstance(headers, list) else []  # confluent-kafka's list of pairs
+        units = [v for k, v in pairs if k == "x-unit" and v is not None]
+        if not units:
+            return Records(rejected=[RejectedRecord("invalid_event", "no x-unit header", None)])
+        return Records([(None, {**orjson.loads(value or b"{}"), "unit": units[0].decode()})])
+
+
+def test_the_message_headers_reach_decode_records(harness: Harness) -> None:
+    _, consumer, producer, clock, _ = harness
+    sink = HeaderSink(
+        load_config(environ={}), [TOPIC], SinkSettings(batch_messages=2), clock=clock,
+        consumer=consumer, producer=producer,  # type: ignore[arg-type]
+    )  # fmt: skip
+    sink.path = harness[0].path
+    sink.start()
+    consumer.waiting += [
+        FakeMessage(0, orjson.dumps({"n": 0}), headers=[("x-unit", b"ms")]),
+        FakeMessage(1, orjson.dumps({"n": 1})),
+    ]
+    try:
+        assert sink.step() == 2
+    finally:
+        SINK_STATE.untrack(sink)
+    assert _lines(sink) == [{"n": 0, "unit": "ms"}]
+    assert [m["headers"]["driftline.reason"] for m in producer.delivered] == [b"no x-unit header"]
+    assert sink.rejected == {"invalid_event": 1}
+
+
+def test_a_negative_row_count_from_write_does_not_stop_the_sink(harness: Harness) -> None:
+    """The rows-written counter refuses a negative count; a sink's bad count must not raise
+    out of the loop after the write succeeded (it killed the training sample sink's thread)."""
+    sink, consumer, _, _, _ = harness
+    sink.write = lambda items: {"jsonl": -1}  # type: ignore[method-assign,assignment,return-value]
+    consumer.publish(*_values(0, 1, 2))
+    assert sink.step() == 3
+    assert consumer.committed == {(TOPIC, 0): 3}
