@@ -147,6 +147,7 @@ class Pending(Generic[T]):
     offset: int
     key: bytes | None  # the original bytes: a record refused at write time is dead-lettered
     value: bytes | None
+    headers: Any = None  # the message's Kafka headers, kept for its dead letters
     items: list[tuple[int | None, T]] = field(default_factory=list)
     letters: list[DeadLetter] = field(default_factory=list)
 
@@ -352,11 +353,13 @@ class BatchingSink(ABC, Generic[T]):
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is None or partition is None or offset is None:
             return
-        pending: Pending[T] = Pending(topic, partition, offset, message.key(), message.value())
+        # a consumed message's headers are (str, bytes | None) pairs; the stubs' type also
+        # covers the producer's forms (a dict, str values)
+        headers = cast(Headers, message.headers())
+        pending: Pending[T] = Pending(
+            topic, partition, offset, message.key(), message.value(), headers
+        )
         try:
-            # a consumed message's headers are (str, bytes | None) pairs; the stubs' type also
-            # covers the producer's forms (a dict, str values)
-            headers = cast(Headers, message.headers())
             records = self.decode_records(topic, pending.value, headers)
         except Exception as exc:  # a decoder's bug must not stop the sink either
             if not isinstance(exc, MalformedMessageError):
@@ -372,7 +375,7 @@ class BatchingSink(ABC, Generic[T]):
 
     def _reject(self, p: Pending[T], kind: str, reason: str, index: int | None = None) -> None:
         p.letters.append(DeadLetter(p.topic, p.partition, p.offset, p.key, p.value, kind, reason,
-                                    index))  # fmt: skip
+                                    index, p.headers))  # fmt: skip
         self.count_rejected(p.topic, kind)
         self.stats["rejected"] += 1
         self.rejected[kind] = self.rejected.get(kind, 0) + 1

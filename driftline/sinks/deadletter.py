@@ -1,13 +1,16 @@
 """Dead letters of the sinks: a message a sink cannot take goes to the dead-letter topic with
 the reason and its origin in headers, the same headers the worker writes
-(``Pipeline.dead_letter``), so one reader serves both (docs/OPERATIONS.md, "Reading the
-dead-letter topic")."""
+(``Pipeline.dead_letter``, built on :func:`dead_letter_headers`), so one reader serves both
+(docs/OPERATIONS.md, "Reading the dead-letter topic"). The message's own headers travel with
+it (a binary-mode CloudEvent keeps its ``ce_*`` attributes, so the copy can be replayed as it
+came); the ``driftline.*`` names are driftline's."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -30,6 +33,7 @@ class DeadLetter:
     kind: str
     reason: str
     index: int | None = None  # the record's position in a batch message
+    headers: Any = None  # the message's own Kafka headers (pairs, a mapping, or None)
     dead_lettered: bool = False  # Kafka confirmed it
     in_flight: bool = False  # produced, not yet confirmed or failed
 
@@ -42,20 +46,24 @@ def dead_letter_headers(
     offset: int,
     index: int | None = None,
     consumer: str | None = None,
-) -> dict[str, str | bytes | None]:
-    """The headers of a dead letter: why, where the message came from, and (for a consumer of
-    driftline's own topics) who rejected it. The worker's ``Pipeline.dead_letter`` writes the
-    same.
+    original: Any = None,
+) -> dict[str, bytes]:
+    """The headers of a dead letter: the message's own (``original``: pairs, a mapping or
+    None; any ``driftline.*`` among them dropped), then why (the reason cut at 4 KiB), where
+    the message came from, and (for a consumer of driftline's own topics) who rejected it.
+    The worker's ``Pipeline.dead_letter`` adds its own details to these.
 
-    >>> dead_letter_headers("malformed_message", "invalid JSON", "driftline.metrics", 2, 41)
+    >>> dead_letter_headers("invalid_event", "no ce_id", "preds", 2, 41,
+    ...                     original=[("ce_type", b"t"), ("driftline.reason", b"forged")])
     ... # doctest: +NORMALIZE_WHITESPACE
-    {'driftline.reason.kind': b'malformed_message', 'driftline.reason': b'invalid JSON',
-     'driftline.source.topic': b'driftline.metrics', 'driftline.source.partition': b'2',
+    {'ce_type': b't', 'driftline.reason.kind': b'invalid_event', 'driftline.reason': b'no ce_id',
+     'driftline.source.topic': b'preds', 'driftline.source.partition': b'2',
      'driftline.source.offset': b'41'}
     """
-    headers: dict[str, str | bytes | None] = {
+    headers = _own_headers(original)
+    headers |= {
         "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode(errors="replace"),
+        "driftline.reason": reason.encode(errors="replace")[:4096],
         "driftline.source.topic": topic.encode(),
         "driftline.source.partition": str(partition).encode(),
         "driftline.source.offset": str(offset).encode(),
@@ -67,6 +75,21 @@ def dead_letter_headers(
     return headers
 
 
+def _own_headers(original: Any) -> dict[str, bytes]:
+    """The message's headers, names as sent, without ``driftline.*`` (ours replace them); a
+    name sent twice keeps its last value."""
+    if callable(original):  # confluent-kafka's Message.headers, uncalled
+        original = original()
+    if not original:
+        return {}
+    pairs = original.items() if isinstance(original, Mapping) else original
+    return {
+        str(name): value.encode() if isinstance(value, str) else (value or b"")
+        for name, value in pairs
+        if not str(name).lower().startswith("driftline.")
+    }
+
+
 def send_dead_letters(
     producer: Producer, topic: str, letters: Sequence[DeadLetter], timeout: float, consumer: str
 ) -> None:
@@ -76,11 +99,8 @@ def send_dead_letters(
     for letter in letters:
         if letter.dead_lettered or letter.in_flight:
             continue
-        producer.produce(
-            topic,
-            key=letter.key,
-            value=letter.value or b"",
-            headers=dead_letter_headers(
+        headers: dict[str, str | bytes | None] = {
+            **dead_letter_headers(
                 letter.kind,
                 letter.reason,
                 letter.topic,
@@ -88,7 +108,14 @@ def send_dead_letters(
                 letter.offset,
                 letter.index,
                 consumer,
-            ),
+                letter.headers,
+            )
+        }
+        producer.produce(
+            topic,
+            key=letter.key,
+            value=letter.value or b"",
+            headers=headers,
             on_delivery=_on_delivery(letter),
         )
         letter.in_flight = True  # after produce: a letter produce refused is tried again

@@ -15,6 +15,7 @@ import orjson
 
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
+from driftline.sinks.deadletter import dead_letter_headers as sinks_dead_letter_headers
 from driftline.streams.context import Message
 from driftline.streams.labels import PartitionLabels
 from driftline.streams.windows import PartitionWindows
@@ -187,18 +188,15 @@ def dead_letter_headers(message: Message, rejects: list[Reject], limit: int) -> 
     kind, reason, index = rejects[0]
     payload = message.value or b""
     listed = orjson.dumps([{"index": i, "kind": k, "reason": r} for k, r, i in rejects])
-    headers = {
-        "driftline.reason.kind": kind.encode(),
-        "driftline.reason": reason.encode()[:4096],
-        "driftline.source.topic": message.topic.encode(),
-        "driftline.source.partition": str(message.partition).encode(),
-        "driftline.source.offset": str(message.offset).encode(),
+    headers = sinks_dead_letter_headers(
+        kind, reason, message.topic, message.partition, message.offset, index,
+        original=message.headers,
+    )  # fmt: skip
+    headers |= {
         "driftline.rejects.count": str(len(rejects)).encode(),
         "driftline.rejects": listed[:16384],
         "driftline.payload.size": str(len(payload)).encode(),
         "driftline.payload.sha256": hashlib.sha256(payload).hexdigest().encode(),
         "driftline.payload.truncated": b"true" if len(payload) > limit else b"false",
     }
-    if index is not None:
-        headers["driftline.source.index"] = str(index).encode()
     return headers

@@ -322,6 +322,9 @@ def test_cloudevents_predictions_and_labels_land_in_the_sample(
     dead = [d for d in _dead_letters(config) if d.get("driftline.consumer") == "training-sample"]
     assert [d["driftline.reason.kind"] for d in dead] == ["invalid_event"]
     assert "lacks the required attribute 'id'" in dead[0]["driftline.reason"]
+    # the event's own attributes travel with it: the copy can be mended and replayed as it came
+    assert dead[0]["ce_type"] == "dev.driftline.prediction"
+    assert dead[0]["ce_specversion"] == "1.0" and dead[0]["content-type"] == "application/json"
     assert _committed_everything(config, sink.group_id)
 
 

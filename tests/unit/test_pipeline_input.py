@@ -220,6 +220,23 @@ def test_one_dead_letter_per_message_whatever_its_bad_records(
     assert windowed(p) == 5
 
 
+def test_a_dead_letter_keeps_the_message_headers(config: Config, profile: ReferenceProfile) -> None:
+    """The DLQ copy carries the message's own headers (a binary-mode CloudEvent keeps its
+    attributes, so it can be replayed as it came); `driftline.*` names are driftline's."""
+    broker = Broker()
+    p = pipeline(config, profile, broker)
+    sent = [("ce_type", b"dev.example.prediction"), ("traceparent", b"00-ab-01"),
+            ("driftline.reason", b"forged by the producer")]  # fmt: skip
+    bad = Message(TOPIC, 0, 0, b"k", b"not json", sent)
+    run(p.on_predictions([bad]))
+    ((value, headers),) = broker.dlq()
+    assert value == b"not json"
+    assert headers["ce_type"] == b"dev.example.prediction"
+    assert headers["traceparent"] == b"00-ab-01"
+    assert headers["driftline.reason.kind"] == b"invalid_json"
+    assert headers["driftline.reason"] != b"forged by the producer"
+
+
 def test_record_keys_are_unique_beyond_4096_records_per_message() -> None:
     keys = {record_key(3, offset, index) for offset in (0, 1) for index in range(20_000)}
     assert len(keys) == 40_000
