@@ -91,6 +91,23 @@ class DeliveryError(RuntimeError):
     """The broker did not confirm an output message: offsets must not be committed."""
 
 
+def batch_messages(consumed: int, consumed_bytes: int, batch_size: int, max_bytes: int) -> int:
+    """How many messages the next `consume` asks for: `batch_size`, or fewer when the messages
+    just consumed were so big that as many would exceed `max_bytes` (a batch's decoded records
+    live at once: peak memory follows the batch's bytes, not its count).
+
+    >>> batch_messages(5000, 5000 * 400, 5000, 32 << 20)  # single-record messages: all
+    5000
+    >>> batch_messages(800, 800 * 40_000, 5000, 32 << 20)  # messages of 100 records: ~840
+    838
+    >>> batch_messages(1, 50 << 20, 5000, 32 << 20)  # one huge message: still one
+    1
+    """
+    if consumed == 0 or consumed_bytes == 0:
+        return batch_size
+    return max(1, min(batch_size, max_bytes * consumed // consumed_bytes))
+
+
 def consumer_settings(config: Config) -> dict[str, Any]:
     """librdkafka settings of the worker's consumer (see the module docstring for why).
 
@@ -165,6 +182,10 @@ class IngestWorker:
         self._rewound: set[int] = set()  # source partitions re-read since this batch failed
         self._last_checkpoint = time.monotonic()
         self.batches = 0
+        # the next consume's count: until a batch has shown the messages' size, as if each were
+        # 64 KiB (the first batch of a backlog is otherwise the biggest of all)
+        self.batch_messages = batch_messages(1, 64 * 1024, config.worker.batch_size,
+                                             config.worker.batch_max_bytes)  # fmt: skip
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -293,7 +314,7 @@ class IngestWorker:
                 raw = await self._in_thread(
                     self._consumer_thread,
                     self.consumer.consume,
-                    worker.batch_size,
+                    self.batch_messages,
                     worker.batch_timeout_seconds,
                 )
                 if raw:
@@ -324,6 +345,12 @@ class IngestWorker:
             by_topic.setdefault(message.topic, []).append(message)
             self._next_offsets[(message.topic, message.partition)] = message.offset + 1
         self.batches += 1
+        self.batch_messages = batch_messages(
+            len(raw),
+            sum(len(m.value or b"") for part in by_topic.values() for m in part),
+            self.config.worker.batch_size,
+            self.config.worker.batch_max_bytes,
+        )
         self._rewound.clear()
         for topic, handler, what in (
             (self.topics.predictions, self.pipeline.on_predictions, "predictions"),
