@@ -227,7 +227,10 @@ class RecordBatch:
             name: _float_column(values[name]) for name, kind in schema.items() if kind == "numeric"
         }
         categorical = {
-            name: (boolean_column if kind == "boolean" else category_column)(values[name])
+            # an object array: normalised already (by `gather_columns`)
+            name: values[name]
+            if isinstance(values[name], np.ndarray)
+            else (boolean_column if kind == "boolean" else category_column)(values[name])
             for name, kind in schema.items()
             if kind in ("categorical", "boolean")
         }

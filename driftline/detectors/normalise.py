@@ -198,10 +198,11 @@ def _object_array(values: Iterable[Any]) -> NDArray[np.object_]:
     return out
 
 
-def _column(values: Sequence[Any], normalise: Any) -> NDArray[np.object_]:
+def _column(values: Sequence[Any], normalise: Any, strings: bool = False) -> NDArray[np.object_]:
     # A column of strings with few distinct values (the usual categorical): normalise each
     # distinct value once. Mixed types go value by value (True == 1 == 1.0 in a set).
-    distinct = set(values) if set(map(type, values)) <= {str} else None
+    # `strings`: the caller has seen that every value is a `str` (saves a pass).
+    distinct = set(values) if strings or set(map(type, values)) <= {str} else None
     if distinct is None:
         return _object_array([normalise(v) for v in values])
     mapping = {v: normalise(v) for v in distinct}
@@ -210,12 +211,18 @@ def _column(values: Sequence[Any], normalise: Any) -> NDArray[np.object_]:
     return _object_array([mapping[v] for v in values])
 
 
-def category_column(values: Sequence[Any]) -> NDArray[np.object_]:
-    return _column(values, category_value)
+def category_column(values: Sequence[Any], *, strings: bool = False) -> NDArray[np.object_]:
+    """Categorical values normalised (`category_value`); `strings`: all are `str` already.
+
+    >>> category_column(["FR", 3, None]).tolist()
+    ['FR', '3', None]
+    """
+    return _column(values, category_value, strings)
 
 
-def boolean_column(values: Sequence[Any]) -> NDArray[np.object_]:
-    return _column(values, boolean_value)
+def boolean_column(values: Sequence[Any], *, strings: bool = False) -> NDArray[np.object_]:
+    """Boolean values normalised (`boolean_value`); `strings`: all are `str` already."""
+    return _column(values, boolean_value, strings)
 
 
 def _is_boolean(value: Any) -> bool:

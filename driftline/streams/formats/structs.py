@@ -21,13 +21,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from operator import attrgetter, itemgetter
+from itertools import chain
+from operator import attrgetter, countOf, itemgetter
 from typing import Any, NotRequired, get_args, get_origin, get_type_hints
 
 import msgspec
 import numpy as np
 from numpy.typing import NDArray
 
+from driftline.detectors.normalise import boolean_column, category_column
 from driftline.streams.formats.base import Decoded, GuardedDecoder, Headers
 from driftline.streams.formats.contract import (
     _PREDICTION_REQUIRED,
@@ -53,6 +55,8 @@ _RECORDS_KEY = b'"records"'
 _FIELDS = frozenset(get_type_hints(PREDICTION_TYPE))  # the record Struct's fields
 _ENVELOPE_HEAD = 32
 _new = tuple.__new__
+_STR = {str}
+_CATEGORICAL = {"categorical": category_column, "boolean": boolean_column}
 
 
 class _Record(msgspec.Struct, gc=False):
@@ -107,19 +111,40 @@ class _Record(msgspec.Struct, gc=False):
             if name == "features" or name not in _FIELDS:
                 top.append([None] * n)
                 continue
-            column = list(map(attrgetter(name), records))
+            getter = attrgetter(name)
+            if (
+                name not in _PREDICTION_REQUIRED
+                and n
+                and getter(records[0]) is UNSET
+                and countOf(map(getter, records), UNSET) == n
+            ):  # an optional field no record has (the usual case): one pass, no list
+                top.append([None] * n)
+                continue
+            column = list(map(getter, records))
             absent = None if name in _PREDICTION_REQUIRED else _unset_mask(column)
             if absent is None or not absent.all():
                 present.add(name)
             top.append(column if absent is None else _none_for_unset(column, absent))
         feats = list(map(attrgetter("features"), records))
         attribute = getattr(cls, "__feature_attributes__", {})
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = _numeric_block(feats, schema, attribute)
         absent_masks: dict[str, NDArray[np.bool_]] = {}
         for name, kind in schema.items():
             attr = attribute.get(name)
             if attr is None:
                 values[name], absent_masks[name] = [None] * n, np.ones(n, dtype=bool)
+                continue
+            if name in values:
+                continue
+            if kind in _CATEGORICAL:
+                column = list(map(attrgetter(attr), feats))
+                if set(map(type, column)) == _STR:  # no UNSET: normalised here, once
+                    values[name] = _CATEGORICAL[kind](column, strings=True)
+                    continue
+                mask = _unset_mask(column)
+                values[name] = column if mask is None else _none_for_unset(column, mask)
+                if mask is not None and mask.any():
+                    absent_masks[name] = mask
                 continue
             if kind == "numeric":
                 try:  # each value as `_float_column` converts it; UNSET (and odd values) fail
@@ -144,6 +169,26 @@ class _Record(msgspec.Struct, gc=False):
         if feats:
             present.add("features")
         return top, present, values, absent_masks, extra
+
+
+def _numeric_block(
+    feats: list[Any], schema: Mapping[str, Any], attribute: Mapping[str, str]
+) -> dict[str, Any]:
+    """The numeric features' columns in one pass over the records (a tuple of every numeric
+    value per record, converted as `np.fromiter` converts each column), or {} when some value
+    is not a plain number (UNSET, a string that is not one...): then column by column."""
+    names = [k for k, kind in schema.items() if kind == "numeric" and k in attribute]
+    if len(names) < 2 or not feats:
+        return {}
+    getter = attrgetter(*(attribute[k] for k in names))
+    try:
+        block = np.fromiter(
+            chain.from_iterable(map(getter, feats)), np.float64, len(feats) * len(names)
+        )
+    except (TypeError, ValueError):
+        return {}
+    rows = block.reshape(len(feats), len(names)).T.copy()  # one contiguous row per feature
+    return dict(zip(names, rows, strict=True))
 
 
 def field_values(records: Sequence[Any], *names: str) -> list[Any]:
