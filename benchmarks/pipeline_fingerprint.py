@@ -1,9 +1,9 @@
 """Fingerprint of what the pipeline writes, for "behaviour unchanged" across a refactor.
 
-Drives `Pipeline` in-process (no broker: a fake `send`, the partials fed back to stage 2, as
-`tests/unit/test_pipeline_flow.py` does) over fixed simulated traffic — covariate, missing-value
-and concept drift, single-record and batch messages of 100, labels after the predictions — and
-prints the SHA-256 of everything written to the metrics and alerts topics (window summaries,
+Drives `Pipeline` in-process (no broker: `tests/unit/test_pipeline_flow.py`'s `Run`, a fake
+`send`, the partials fed back to stage 2) over fixed simulated traffic — covariate,
+missing-value and concept drift, single-record and batch messages of 100, labels after the
+predictions — and prints the SHA-256 of everything written to the metrics and alerts topics (window summaries,
 performance windows, events), canonical JSON. Run it with another checkout's package first on
 the path to compare two commits::
 
@@ -29,13 +29,9 @@ sys.path.insert(0, str(ROOT))  # tests.unit's fake broker of the checkout being 
 
 from driftline.config import load_config  # noqa: E402
 from driftline.detectors.profile import ReferenceProfile  # noqa: E402
-from driftline.detectors.thresholds import thresholds_from_dict  # noqa: E402
 from driftline.simulate import Drift, simulate  # noqa: E402
-from driftline.streams.pipeline import Pipeline, Topics  # noqa: E402
-from tests.unit.test_pipeline_input import Broker, Message  # noqa: E402
+from tests.unit.test_pipeline_flow import START, Run  # noqa: E402
 
-START = 1_767_225_600.0
-TOPICS = Topics("predictions", "dlq", "partials", "alerts", "metrics", "ckpt")
 SCENARIOS: dict[str, list[Drift]] = {
     "stationary": [],
     "covariate": [Drift("abrupt", 120.0, magnitude=1.5)],
@@ -52,49 +48,16 @@ def run(drift: list[Drift], records_per_message: int, profile: ReferenceProfile)
             "DRIFTLINE_LABELS_HORIZON_SECONDS": "30",
         },
     )
-    broker = Broker()
-
-    async def no_checkpoints() -> dict[str, Any]:
-        return {}
-
-    pipeline = Pipeline(
-        config,
-        profiles={("fraud", "1"): profile},
-        thresholds=thresholds_from_dict({}),
-        topics=TOPICS,
-        n_sources=1,
-        send=broker.send,
-        load_checkpoints=no_checkpoints,
-        clock=lambda: START + 3600.0,
-    )
+    flow = Run(config, profile)  # the broker-free pipeline of the unit tests, clock fixed
     stream, truth = simulate(6_000, seed=11, start_time=START, rate_per_second=20.0, schedule=drift)
-    offsets = {"predictions": 0, "labels": 0}
-    replayed = 0
-
-    async def feed(topic: str, payloads: list[Any]) -> None:
-        nonlocal replayed
-        first = offsets[topic]
-        batch = [
-            Message(topic, 0, first + i, b"k", orjson.dumps(p)) for i, p in enumerate(payloads)
-        ]
-        offsets[topic] += len(batch)
-        if topic == "predictions":
-            await pipeline.on_predictions(batch)
-        else:
-            await pipeline.on_labels(batch)
-        partials = broker.sent.get("partials", [])[replayed:]
-        replayed += len(partials)
-        await pipeline.on_partials(
-            [Message("partials", 0, i, key, value) for i, (key, value, _) in enumerate(partials)]
-        )
 
     async def scenario() -> None:
         for first in range(0, len(stream), 1_000):
             chunk = stream[first : first + 1_000]
             if records_per_message == 1:
-                await feed("predictions", chunk)
+                await flow.feed("predictions", chunk)
             else:
-                await feed(
+                await flow.feed(
                     "predictions",
                     [
                         {"records": chunk[i : i + records_per_message]}
@@ -102,14 +65,10 @@ def run(drift: list[Drift], records_per_message: int, profile: ReferenceProfile)
                     ],
                 )
             labels = [{**x, "timestamp": x["timestamp"] + 5} for x in truth[first : first + 1_000]]
-            await feed("labels", labels)
+            await flow.feed("labels", labels)
 
     asyncio.run(scenario())
-    return [
-        [topic, orjson.loads(value)]
-        for topic in ("metrics", "alerts")
-        for _, value, _ in broker.sent.get(topic, [])
-    ]
+    return [[topic, item] for topic in ("metrics", "alerts") for item in flow.out(topic)]
 
 
 def main() -> int:
