@@ -16,7 +16,8 @@ oip            Open Inference Protocol v2 request/response   predictions
 =============  ===========================================  ====================
 
 Adding a format: a module here with a class that has `decode(value, headers) -> Decoded`, and
-one line in `PREDICTION_FORMATS` (and/or `LABEL_FORMATS`) below.
+one line in `PREDICTION_FORMATS` (and/or `LABEL_FORMATS`) below, e.g.
+`"csvline": decoder_from("csvline:CsvLine", "prediction"),` (imported when first built).
 
 >>> from driftline.config import Config
 >>> decoder = prediction_decoder(Config())
@@ -28,7 +29,8 @@ one line in `PREDICTION_FORMATS` (and/or `LABEL_FORMATS`) below.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from driftline.streams.formats.base import (
     REJECTION_KINDS,
@@ -61,11 +63,33 @@ __all__ = [
     "RejectedRecord",
     "check_label",
     "check_prediction",
+    "decoder_from",
     "label_decoder",
     "parse_labels",
     "parse_predictions",
     "prediction_decoder",
 ]
+
+def decoder_from(path: str, *args: Any) -> Callable[[FormatsConfig], Decoder]:
+    """A registry entry for a format module of this package, imported when a decoder is first
+    built (so a new format is one module and one line here): `path` is `module:name`;
+    `name(*args)` builds the decoder, or `name(config)` (the `formats` section, for options of
+    the format's own) when no `args` are given.
+
+    >>> from driftline.config import Config
+    >>> make = decoder_from("cloudevents:CloudEventsJson", "prediction")
+    >>> type(make(Config().formats)).__name__
+    'CloudEventsJson'
+    """
+    module, _, name = path.partition(":")
+
+    def build(config: FormatsConfig) -> Decoder:
+        factory = getattr(import_module(f"{__name__}.{module}"), name)
+        decoder: Decoder = factory(*args) if args else factory(config)
+        return decoder
+
+    return build
+
 
 PREDICTION_FORMATS: dict[str, Callable[[FormatsConfig], Decoder]] = {
     "driftline": lambda _: DriftlineJson("prediction"),
