@@ -17,7 +17,7 @@ oip            Open Inference Protocol v2 request/response   predictions
 
 Adding a format: a module here with a class that has `decode(value, headers) -> Decoded`, and
 one line in `PREDICTION_FORMATS` (and/or `LABEL_FORMATS`) below, e.g.
-`"csvline": decoder_from("csvline:CsvLine", "prediction"),` (imported when first built).
+`"csvline": decoder_from("csvline:CsvLines"),` (imported when first built).
 
 >>> from driftline.config import Config
 >>> decoder = prediction_decoder(Config())
@@ -70,11 +70,13 @@ __all__ = [
     "prediction_decoder",
 ]
 
-def decoder_from(path: str, *args: Any) -> Callable[[FormatsConfig], Decoder]:
+def decoder_from(
+    path: str, *args: Any, with_config: bool = False
+) -> Callable[[FormatsConfig], Decoder]:
     """A registry entry for a format module of this package, imported when a decoder is first
     built (so a new format is one module and one line here): `path` is `module:name`;
-    `name(*args)` builds the decoder, or `name(config)` (the `formats` section, for options of
-    the format's own) when no `args` are given.
+    `name(*args)` builds the decoder, or with `with_config` `name(config, *args)` (`config` is
+    the `formats` section, for options of the format's own).
 
     >>> from driftline.config import Config
     >>> make = decoder_from("cloudevents:CloudEventsJson", "prediction")
@@ -85,7 +87,7 @@ def decoder_from(path: str, *args: Any) -> Callable[[FormatsConfig], Decoder]:
 
     def build(config: FormatsConfig) -> Decoder:
         factory = getattr(import_module(f"{__name__}.{module}"), name)
-        decoder: Decoder = factory(*args) if args else factory(config)
+        decoder: Decoder = factory(config, *args) if with_config else factory(*args)
         return decoder
 
     return build
