@@ -202,14 +202,20 @@ def test_lock_and_cooldown_hold_with_two_processes(
     winner = next(p for p in first if p is not loser)
     out = winner.communicate(timeout=120)[0].decode()
     assert winner.returncode == 0 and "trained credit@2" in out, out
-    # Two more at once, after it: both suppressed by the policy's cooldown.
+    # Two more at once, after it: neither trains. The policy's cooldown suppresses them; one of
+    # the two may instead find the lock held by the other's evaluation (the rule checks the
+    # lock first: `policy.evaluate`), so at least one names the cooldown.
     second = [_run_manual(env, store.schema, "credit", release) for _ in range(2)]
     outputs = [p.communicate(timeout=120)[0].decode() for p in second]
-    assert all("suppressed: cooldown" in out for out in outputs), outputs
+    assert all("suppressed: " in out for out in outputs), outputs
+    assert any("suppressed: cooldown" in out for out in outputs), outputs
     registry = Registry(store)
     evaluations = registry.evaluations("credit")
     reasons = sorted(e["reason"].split(":")[0] for e in evaluations)
-    assert reasons == ["cooldown", "cooldown", "lock", "manual"]
+    assert reasons in (
+        ["cooldown", "cooldown", "lock", "manual"],
+        ["cooldown", "lock", "lock", "manual"],
+    )
     assert [e["fired"] for e in evaluations].count(True) == 1
     assert len(registry.runs("credit")) == 1
     assert [v["status"] for v in registry.versions("credit")] == ["champion"]
