@@ -13,6 +13,13 @@ import os
 import sys
 from collections.abc import Sequence
 
+# One worker process per core is how driftline scales; a multi-threaded BLAS inside each process
+# only oversubscribes the cores (MMD went from 13 ms to 71 ms on 2 busy cores). Set before numpy
+# is imported, so before the subcommands' modules (they import it); an explicit setting in the
+# environment wins. (Set after them, it came too late: OpenBLAS ran 2 threads, and a sketch's
+# `d @ d` over more than 10,000 rows woke them, 7 % of a worker's time with batch messages.)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 from driftline.cli._base import common_options, positive_int, since_arg
 from driftline.cli.operate import add_service_commands, add_tool_commands
 from driftline.cli.reference import add_data_commands
@@ -22,12 +29,6 @@ from driftline.cli.store import add_store_commands
 
 # `format_event`, `positive_int`, `since_arg`: importable from here, as before the split.
 __all__ = ["build_parser", "format_event", "main", "positive_int", "since_arg"]
-
-# One worker process per core is how driftline scales; a multi-threaded BLAS inside each process
-# only oversubscribes the cores (MMD went from 13 ms to 71 ms on 2 busy cores). Set before numpy
-# is imported; an explicit setting in the environment wins.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(

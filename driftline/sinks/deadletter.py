@@ -8,13 +8,14 @@ came); the ``driftline.*`` names are driftline's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
 from driftline.sinks import prometheus as metrics
+from driftline.streams.formats.base import header_map
 
 __all__ = ["DeadLetter", "dead_letter_headers", "send_dead_letters"]
 
@@ -60,7 +61,8 @@ def dead_letter_headers(
      'driftline.source.topic': b'preds', 'driftline.source.partition': b'2',
      'driftline.source.offset': b'41'}
     """
-    headers = _own_headers(original)
+    # the message's headers, names as sent, without ``driftline.*`` (ours replace them)
+    headers = header_map(original, lower_case=False, drop_prefix="driftline.")
     headers |= {
         "driftline.reason.kind": kind.encode(),
         "driftline.reason": reason.encode(errors="replace")[:4096],
@@ -73,21 +75,6 @@ def dead_letter_headers(
     if consumer is not None:
         headers["driftline.consumer"] = consumer.encode()
     return headers
-
-
-def _own_headers(original: Any) -> dict[str, bytes]:
-    """The message's headers, names as sent, without ``driftline.*`` (ours replace them); a
-    name sent twice keeps its last value."""
-    if callable(original):  # confluent-kafka's Message.headers, uncalled
-        original = original()
-    if not original:
-        return {}
-    pairs = original.items() if isinstance(original, Mapping) else original
-    return {
-        str(name): value.encode() if isinstance(value, str) else (value or b"")
-        for name, value in pairs
-        if not str(name).lower().startswith("driftline.")
-    }
 
 
 def send_dead_letters(

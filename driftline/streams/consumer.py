@@ -334,20 +334,22 @@ class IngestWorker:
 
     async def _process(self, raw: list[Any]) -> None:
         by_topic: dict[str, list[Message]] = {}
+        consumed_bytes = 0
         for m in raw:
             error = m.error()
             if error is not None:
                 log.warning("consume: %s", error)
                 continue
-            message = KafkaMessage(
-                m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.headers()
-            )
+            value = m.value()
+            message = KafkaMessage(m.topic(), m.partition(), m.offset(), m.key(), value, m.headers())
+            if value:
+                consumed_bytes += len(value)
             by_topic.setdefault(message.topic, []).append(message)
             self._next_offsets[(message.topic, message.partition)] = message.offset + 1
         self.batches += 1
         self.batch_messages = batch_messages(
             len(raw),
-            sum(len(m.value or b"") for part in by_topic.values() for m in part),
+            consumed_bytes,
             self.config.worker.batch_size,
             self.config.worker.batch_max_bytes,
         )

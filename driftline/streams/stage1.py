@@ -215,19 +215,22 @@ class PartitionStage:
             message_key = partition_key | ((message.offset & 0xFFFFFFFFF) << 16)
             if not valid:
                 continue
-            times = field_values(valid, "timestamp")
-            versions = set(field_values(valid, "model", "model_version"))
-            if len(versions) == 1 and earliest <= min(times) and max(times) <= latest:
+            times, models, versions = field_values(valid, "timestamp", "model", "model_version")
+            if (
+                len(set(models)) == 1
+                and len(set(versions)) == 1
+                and earliest <= min(times)
+                and max(times) <= latest
+            ):
                 # the usual message: one model version, every time in bounds (read in C)
-                group = groups.get(key := versions.pop())
+                group = groups.get(key := (models[0], versions[0]))
                 if group is None:
                     group = groups[key] = ([], [])
                 group[0].extend(valid)
                 group[1].extend(range(message_key, message_key + len(valid)))
                 continue
-            required = field_values(valid, "model", "model_version")
-            for i, (record, t, (model, version)) in enumerate(
-                zip(valid, times, required, strict=True)
+            for i, (record, t, model, version) in enumerate(
+                zip(valid, times, models, versions, strict=True)
             ):
                 if not earliest <= t <= latest:
                     rejects.setdefault(position, []).append(
@@ -277,7 +280,7 @@ class PartitionStage:
             outcomes += joins.add_columns(
                 model,
                 version,
-                list(map(str, field_values(records, "prediction_id"))),
+                list(map(str, field_values(records, "prediction_id")[0])),
                 batch.event_time,
                 batch.prediction.tolist(),
                 batch.score,

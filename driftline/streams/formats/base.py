@@ -128,11 +128,18 @@ class GuardedDecoder:
             setattr(cls, "decode", never_raises(decode))  # noqa: B010 - replaces the method
 
 
-def header_map(headers: Headers) -> dict[str, bytes]:
-    """Headers as a dict with lower-case keys (the last value wins; None becomes b"").
+def header_map(
+    headers: Headers, *, lower_case: bool = True, drop_prefix: str | None = None
+) -> dict[str, bytes]:
+    """Headers as a dict (the last value wins; a str value is encoded, None becomes b""): names
+    in lower case (what the decoders compare), or as sent (`lower_case=False`: the copy a dead
+    letter carries); names starting with `drop_prefix` (compared in lower case) left out.
 
     >>> header_map([("ce_id", b"1"), ("Content-Type", None)])
     {'ce_id': b'1', 'content-type': b''}
+    >>> header_map({"Trace": "x", "Driftline.reason": b"old"}, lower_case=False,
+    ...            drop_prefix="driftline.")
+    {'Trace': b'x'}
     """
     if callable(headers):  # confluent-kafka's Message.headers is a method
         headers = headers()
@@ -141,7 +148,11 @@ def header_map(headers: Headers) -> dict[str, bytes]:
     items: Any = headers.items() if isinstance(headers, Mapping) else headers
     out: dict[str, bytes] = {}
     for key, value in items:
+        name = str(key)
+        lower = name.lower()
+        if drop_prefix is not None and lower.startswith(drop_prefix):
+            continue
         if isinstance(value, str):
             value = value.encode()
-        out[str(key).lower()] = value or b""
+        out[lower if lower_case else name] = value or b""
     return out

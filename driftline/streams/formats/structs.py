@@ -191,22 +191,21 @@ def _numeric_block(
     return dict(zip(names, rows, strict=True))
 
 
-def field_values(records: Sequence[Any], *names: str) -> list[Any]:
-    """`[record[name] for record in records]` (a tuple per record for several names) of
-    required fields, for dict records and Structs alike: read in C (`attrgetter` on Structs,
-    `itemgetter` on dicts) instead of a Python `__getitem__` per record and field.
+def field_values(records: Sequence[Any], *names: str) -> list[list[Any]]:
+    """`[[record[name] for record in records] for name in names]`: one column per name of
+    required fields, for dict records and Structs alike, the records' types looked at once;
+    each column read in C (`attrgetter` on Structs, `itemgetter` on dicts) instead of a Python
+    `__getitem__` per record and field.
 
     >>> field_values([{"model": "m", "timestamp": 1.0}], "model", "timestamp")
-    [('m', 1.0)]
+    [['m'], [1.0]]
     """
     kinds = set(map(type, records))
     if kinds and all(issubclass(kind, _Record) for kind in kinds):
-        return list(map(attrgetter(*names), records))
+        return [list(map(attrgetter(name), records)) for name in names]
     if dict in kinds and len(kinds) == 1:
-        return list(map(itemgetter(*names), records))
-    if len(names) == 1:
-        return [record[names[0]] for record in records]
-    return [tuple(record[name] for name in names) for record in records]
+        return [list(map(itemgetter(name), records)) for name in names]
+    return [[record[name] for record in records] for name in names]
 
 
 def _unset_mask(column: list[Any]) -> NDArray[np.bool_] | None:
