@@ -306,3 +306,37 @@ def test_a_batch_failing_half_way_counts_entirely_or_not_at_all(
     dead = broker.dlq()
     assert sorted(int(h["driftline.source.offset"]) for _, h in dead) == list(range(100, 200))
     assert {h["driftline.reason.kind"] for _, h in dead} == {b"worker_error"}
+
+
+def test_a_piece_failing_stops_its_partition_and_the_rest_is_applied_once(
+    config: Config, profile: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A partition's batch is applied in pieces of `PIECE_BYTES` (cache-sized): when the second
+    piece fails, the first one stays applied, the third is not applied (the shell re-reads
+    from the commit), only the failed piece is dead-lettered, every record counts once."""
+    from driftline.streams import stage1
+    from driftline.streams.labels import PartitionLabels
+
+    stream = messages(good(300))
+    monkeypatch.setattr(stage1, "PIECE_BYTES", sum(len(m.value or b"") for m in stream[:100]))
+    assert [len(piece) for piece in stage1._pieces(stream, stage1.PIECE_BYTES)] == [100] * 3
+    broker = Broker()
+    p = pipeline(config, profile, broker)
+    add_columns = PartitionLabels.add_columns
+    calls = []
+
+    def fail_second(self: PartitionLabels, *args: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a bug")
+        return add_columns(self, *args)
+
+    monkeypatch.setattr(PartitionLabels, "add_columns", fail_second)
+    run(p.on_predictions(stream))
+    assert len(calls) == 2  # the third piece was not applied
+    assert p.rewound == {0} and 0 not in p.stage1
+    p.rewound.clear()
+    run(p.on_predictions(stream))  # re-read from the committed offset 0 (nothing committed)
+    assert windowed(p) == 200
+    dead = broker.dlq()
+    assert sorted(int(h["driftline.source.offset"]) for _, h in dead) == list(range(100, 200))
