@@ -60,6 +60,14 @@ record than in pieces (docs/BENCHMARKS.md). Each piece counts entirely or not at
 batch did."""
 
 
+def _texts(ids: list[Any]) -> list[str]:
+    """Prediction ids as text (ids may be sent as integers); a list of `str` as it is."""
+    return ids if set(map(type, ids)) == _STR else list(map(str, ids))
+
+
+_STR = {str}
+
+
 def _pieces(messages: list[Message], limit: int) -> Iterator[list[Message]]:
     """`messages` cut into runs of about `limit` bytes of values (at least one message each).
 
@@ -307,7 +315,7 @@ class PartitionStage:
             outcomes += joins.add_columns(
                 model,
                 version,
-                list(map(str, field_values(records, "prediction_id")[0])),
+                _texts(field_values(records, "prediction_id")[0]),
                 batch.event_time,
                 batch.prediction.tolist(),
                 batch.score,
