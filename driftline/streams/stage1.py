@@ -51,13 +51,13 @@ log = logging.getLogger(__name__)
 __all__ = ["PartitionStage"]
 
 WATERMARK_INTERVAL_SECONDS = 1.0
-PIECE_BYTES = 1 << 20
+PIECE_BYTES = 1 << 19
 """A partition's predictions are decoded, put into columns and applied in pieces of about this
-many message bytes (~2,000 records of ~470 bytes). Every step makes one pass over the records
-per field: over a consumed batch at once (~17,000 records per partition with batch messages,
-~25 MB of decoded objects) each pass missed the CPU caches, and the whole took ~40 % longer per
-record than in pieces (docs/BENCHMARKS.md). Each piece counts entirely or not at all, as a
-batch did."""
+many message bytes (~1,100 records of ~470 bytes). Every step makes one pass over the records
+per field: over a whole consumed batch (~17,000 records per partition with batch messages,
+~20 MB of decoded objects) each pass missed the CPU caches, and the whole cost 1.5-2x as much
+CPU per record as in pieces of 128 KiB-1 MiB (docs/BENCHMARKS.md). Each piece counts entirely
+or not at all, as a batch did."""
 
 
 def _texts(ids: list[Any]) -> list[str]:
