@@ -127,7 +127,9 @@ def _usable(batch: RecordBatch) -> bool:
     if batch.attributions is not None:
         columns.extend(batch.attributions.values())
     # +/-inf is how the core marks a value that is not a number (counted as invalid): keep it
-    if any((np.abs(c[np.isfinite(c)]) > MAX_MAGNITUDE).any() for c in columns):
+    # (all columns at once: a few numpy calls per batch instead of four per column)
+    magnitude = np.abs(np.concatenate(columns))
+    if (np.isfinite(magnitude) & (magnitude > MAX_MAGNITUDE)).any():
         return False
     # prediction and error are counted by value: scalars only (the schema says so)
     # (a set of the types, built in C: no Python step per record)

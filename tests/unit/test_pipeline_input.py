@@ -340,3 +340,22 @@ def test_a_piece_failing_stops_its_partition_and_the_rest_is_applied_once(
     assert windowed(p) == 200
     dead = broker.dlq()
     assert sorted(int(h["driftline.source.offset"]) for _, h in dead) == list(range(100, 200))
+
+
+@pytest.mark.parametrize(
+    "value, usable",
+    [(1e15, True), (-1e15, True), (1e16, False), (-2e15, False), (math.inf, True), (math.nan, True)],
+)
+def test_columns_beyond_the_magnitude_bound_are_not_usable(value: float, usable: bool) -> None:
+    """`intake._usable` (all columns checked at once): a finite number beyond 1e15 would make
+    a window's sums of squares overflow; +/-inf (how the core marks a non-number) and NaN
+    (missing) are fine, in any of the columns."""
+    from driftline.detectors.batch import RecordBatch
+    from driftline.streams.intake import _usable
+
+    record = {"timestamp": 1.0, "features": {"x": 0.5, "y": 1.0}, "score": 0.5, "latency_ms": 3.0}
+    assert _usable(RecordBatch.from_records([record], {"x": "numeric", "y": "numeric"}))
+    for at in ("x", "y"):
+        bad = {**record, "features": {**record["features"], at: value}}
+        batch = RecordBatch.from_records([record, bad], {"x": "numeric", "y": "numeric"})
+        assert _usable(batch) is usable, at
