@@ -62,6 +62,12 @@ __all__ = ["IngestWorker", "KafkaMessage", "consumer_settings", "producer_settin
 
 T = TypeVar("T")
 IDLE_CHECK_SECONDS = 1.0
+PREFETCH_BYTES = 16 << 20
+"""librdkafka's prefetch queue holds about this much. A batch asks for at most half of it
+(`worker.batch_max_bytes` or less): so `consume` finds its batch waiting while librdkafka
+fetches the next one. A batch bigger than the queue (32 MiB of batch messages) drained it
+and then waited for fetches to refill it, every batch: the event loop sat idle ~10 % of a run
+with batch messages (docs/DESIGN.md, "Ingestion")."""
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: no position yet
 
 
@@ -125,7 +131,7 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "queued.min.messages": 4 * config.worker.batch_size,
-        "queued.max.messages.kbytes": 16_384,  # prefetch at most 16 MiB (librdkafka: 64 MiB)
+        "queued.max.messages.kbytes": PREFETCH_BYTES // 1024,  # (librdkafka: 64 MiB)
         # fetch far ahead (librdkafka's threads), so that `consume` finds a full batch waiting;
         # when the prefetch queue is full, librdkafka waits fetch.queue.backoff.ms (1 s by
         # default) before fetching again: `consume` then stalled ~1 s every few batches here
@@ -184,8 +190,9 @@ class IngestWorker:
         self.batches = 0
         # the next consume's count: until a batch has shown the messages' size, as if each were
         # 64 KiB (the first batch of a backlog is otherwise the biggest of all)
+        self.batch_max_bytes = min(config.worker.batch_max_bytes, PREFETCH_BYTES // 2)
         self.batch_messages = batch_messages(1, 64 * 1024, config.worker.batch_size,
-                                             config.worker.batch_max_bytes)  # fmt: skip
+                                             self.batch_max_bytes)  # fmt: skip
 
     # -- producing -----------------------------------------------------------------------------
 
@@ -351,7 +358,7 @@ class IngestWorker:
             len(raw),
             consumed_bytes,
             self.config.worker.batch_size,
-            self.config.worker.batch_max_bytes,
+            self.batch_max_bytes,
         )
         self._rewound.clear()
         for topic, handler, what in (
