@@ -21,7 +21,7 @@ verdict must use the same estimators and the same share rule, and read best side
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -116,14 +116,21 @@ class AttributionSums:
         return out
 
 
+def _as_categories(values: NDArray[Any], categorical: bool) -> bool:
+    return categorical or values.dtype.kind in "OUSb"
+
+
 def _codes(values: NDArray[Any], categorical: bool, n_bins: int) -> NDArray[np.int64]:
     """Integer codes: category index, or quantile-bin index for numeric values."""
-    if categorical or values.dtype.kind in "OUSb":
+    if _as_categories(values, categorical):
         return np.unique(values.astype(str), return_inverse=True)[1].astype(np.int64).ravel()
     x = values.astype(np.float64)
-    if np.unique(x).size <= n_bins:  # few distinct values: use them as categories
+    ordered = np.sort(x)  # one sort for the count of distinct values and the quantiles
+    distinct = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1])) if x.size else 0
+    if distinct <= n_bins:  # few distinct values: use them as categories
         return np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
-    inner = np.unique(np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
+    # the quantiles of sorted values are those of the values (the same order statistics)
+    inner = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
     return np.searchsorted(inner, x, side="right").astype(np.int64)
 
 
@@ -156,12 +163,44 @@ def mutual_information(
     t = np.asarray(target).ravel()
     if f.shape != t.shape:
         raise ValueError("feature and target differ in length")
+    return _mutual_information(
+        f,
+        t,
+        None,
+        n_bins=n_bins,
+        feature_categorical=feature_categorical,
+        target_categorical=target_categorical,
+        miller_madow=miller_madow,
+    )
+
+
+def _mutual_information(
+    f: NDArray[Any],
+    t: NDArray[Any],
+    target_codes: NDArray[np.int64] | None,
+    *,
+    n_bins: int,
+    feature_categorical: bool,
+    target_categorical: bool,
+    miller_madow: bool,
+) -> float:
+    """:func:`mutual_information` on 1-D arrays of equal length; ``target_codes``: the codes
+    of the whole of ``t`` (no value missing), computed once for many features."""
     keep = ~(_missing(f) | _missing(t))
     f, t = f[keep], t[keep]
     if f.size == 0:
         return 0.0
     a = _codes(f, feature_categorical, n_bins)
-    b = _codes(t, target_categorical, n_bins)
+    if target_codes is None:
+        b = _codes(t, target_categorical, n_bins)
+    elif f.size == target_codes.size:  # nothing dropped: the same values, the same codes
+        b = target_codes
+    elif _as_categories(t, target_categorical):
+        # codes are ranks among the distinct values kept, in the same order: re-ranking the
+        # kept codes gives what coding the kept values gives
+        b = np.unique(target_codes[keep], return_inverse=True)[1].astype(np.int64).ravel()
+    else:  # numeric bins come from the kept values' quantiles
+        b = _codes(t, target_categorical, n_bins)
     n_b = int(b.max()) + 1
     joint = np.bincount(a * n_b + b, minlength=(int(a.max()) + 1) * n_b).reshape(-1, n_b)
     pj = joint / f.size
@@ -216,6 +255,10 @@ def mutual_information_importance(
     if sample_size is not None and n > sample_size:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
         pred = pred[rows]
+    # the prediction's codes once for every feature (when no prediction is missing)
+    target_codes = None
+    if pred.size and not _missing(pred).any():
+        target_codes = _codes(pred, prediction_categorical, n_bins)
     out = {}
     for name, values in features.items():
         v = np.asarray(values).ravel()
@@ -223,9 +266,10 @@ def mutual_information_importance(
             raise ValueError(f"feature {name!r} has {v.size} values, prediction has {n}")
         if rows is not None:
             v = v[rows]
-        out[name] = mutual_information(
+        out[name] = _mutual_information(
             v,
             pred,
+            target_codes,
             n_bins=n_bins,
             feature_categorical=name in categorical,
             target_categorical=prediction_categorical,
@@ -702,7 +746,7 @@ def window_importance(
     if categorical:  # one class per spelling, as the reference's prediction_mi (class_value)
         from driftline.detectors.normalise import class_value
 
-        target = np.array([str(class_value(v)) for v in target[known].tolist()], dtype=str)
+        target = np.array(_class_texts(target[known].tolist(), class_value), dtype=str)
     else:
         target = target[known].astype(np.float64)
     window = proxy_importance(
@@ -715,3 +759,25 @@ def window_importance(
         source="prediction_mi",
         thresholds=thresholds,
     )
+
+
+def _class_texts(values: list[Any], class_value: Callable[[Any], Any]) -> list[str]:
+    """``str(class_value(v))`` for each value, computed once per distinct value (a window's
+    2,000 reservoir predictions hold a handful of classes).
+
+    >>> from driftline.detectors.normalise import class_value
+    >>> _class_texts(["1", "0", "1", 1.0, True, "fraud"], class_value)
+    ['1', '0', '1', '1', '1', 'fraud']
+    """
+    spelled: dict[tuple[type, Any], str] = {}
+    out = []
+    for v in values:
+        try:
+            key = (type(v), v)
+            text = spelled.get(key)
+            if text is None:
+                text = spelled[key] = str(class_value(v))
+        except TypeError:  # unhashable: as it is
+            text = str(class_value(v))
+        out.append(text)
+    return out

@@ -12,6 +12,7 @@ rules across features (correction, the model's verdict) are in
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from driftline.detectors.profile import OTHER, ReferenceProfile, standardised_sa
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.stats import PCAReconstruction, TestResult
 from driftline.detectors.stats.registry import FineHistograms, Scope, TestInput, applicable
+from driftline.detectors.stats.univariate import sorted_finite
 from driftline.detectors.thresholds import FeatureThresholds, ModelThresholds
 
 __all__ = [
@@ -170,6 +172,30 @@ def _uncorrected(
     )
 
 
+# What the tests need of a profile's sample, prepared once per profile and not in every window:
+# id(sample) -> (weak reference to the sample, its column names, per-column sorted finite
+# values). An entry goes when its sample is freed, so a new array at the same id never finds it.
+_PREPARED: dict[int, tuple[weakref.ref[NDArray[np.float64]], tuple[str, ...], Any]] = {}
+
+
+def _prepared(sample: NDArray[np.float64], columns: list[str]) -> dict[str, NDArray[np.float64]]:
+    """Each column of a profile's sample as its finite values, sorted (read-only; see
+    ``TestInput.reference_sorted``), computed once per sample."""
+    key, names = id(sample), tuple(columns)
+    entry = _PREPARED.get(key)
+    if entry is not None and entry[0]() is sample and entry[1] == names:
+        cached: dict[str, NDArray[np.float64]] = entry[2]
+        return cached
+    prepared = {}
+    for j, name in enumerate(names):
+        values = sorted_finite(sample[:, j])
+        values.flags.writeable = False
+        prepared[name] = values
+    _PREPARED[key] = (weakref.ref(sample), names, prepared)
+    weakref.finalize(sample, _PREPARED.pop, key, None)
+    return prepared
+
+
 def numeric_feature(
     profile: ReferenceProfile, sketch: WindowSketch, name: str, thresholds: ModelThresholds
 ) -> FeatureEvaluation:
@@ -190,11 +216,12 @@ def numeric_feature(
     data = TestInput(
         reference_counts=ref.counts,
         window_counts=win.counts,
-        reference_sample=profile.sample[:, profile.sample_columns.index(name)],
+        reference_sample=_prepared(profile.sample, profile.sample_columns)[name],
         window_sample=win_sample,
         reference_std=ref.std,
         fine=fine,
         verdict_test=verdict,
+        reference_sorted=True,
     )
     tests = _run("numeric", data, t.tests, NUMERIC_EFFECT)
     return _uncorrected(

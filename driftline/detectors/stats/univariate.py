@@ -31,6 +31,7 @@ __all__ = [
     "WASSERSTEIN_MIN_SCALE",
     "ks_binned",
     "ks_exact",
+    "sorted_finite",
     "two_proportion",
     "wasserstein",
     "wasserstein_binned",
@@ -48,6 +49,8 @@ def ks_exact(
     window: NDArray[np.float64],
     alpha: float = 0.05,
     method: Literal["auto", "exact", "asymp"] = "auto",
+    *,
+    reference_sorted: bool = False,
 ) -> TestResult:
     """Two-sample Kolmogorov-Smirnov test on raw values (delegates to scipy).
 
@@ -57,6 +60,8 @@ def ks_exact(
     test is conservative. ``alpha=0.05`` is the usual level (Evidently's default too).
     ``method`` is passed to scipy: ``"asymp"`` is ~10x faster on samples of thousands
     (the window evaluation uses it for its reported KS; the verdict uses ``ks_binned``).
+    ``reference_sorted``: ``reference`` is already finite and sorted (a profile's column,
+    prepared once: :func:`sorted_finite`), so it is neither filtered nor sorted again.
 
     >>> rng = np.random.default_rng(0)
     >>> r = ks_exact(rng.normal(size=500), rng.normal(0.5, size=500))
@@ -64,17 +69,29 @@ def ks_exact(
     (True, 0.214)
     """
     alpha = check_level("alpha", alpha)
-    ref, win = finite_1d(reference), finite_1d(window)
+    ref = np.asarray(reference, dtype=np.float64) if reference_sorted else finite_1d(reference)
+    win = finite_1d(window)
     if ref.size == 0 or win.size == 0:
         return TestResult("ks", 0.0, 1.0, alpha, False)
     if method == "asymp":
-        d, p = _ks_2samp_asymp(ref, win)
+        d, p = _ks_2samp_asymp(ref, win, data1_sorted=reference_sorted)
         return p_result("ks", d, p, alpha)
     res = _st.ks_2samp(ref, win, method=method)
     return p_result("ks", float(res.statistic), float(res.pvalue), alpha)
 
 
-def _ks_2samp_asymp(data1: NDArray[np.float64], data2: NDArray[np.float64]) -> tuple[float, float]:
+def sorted_finite(values: ArrayLike) -> NDArray[np.float64]:
+    """The finite values of ``values``, sorted (what ``ks_exact(reference_sorted=True)`` takes).
+
+    >>> sorted_finite([3.0, np.nan, -np.inf, 1.0]).tolist()
+    [1.0, 3.0]
+    """
+    return np.sort(finite_1d(values))
+
+
+def _ks_2samp_asymp(
+    data1: NDArray[np.float64], data2: NDArray[np.float64], *, data1_sorted: bool = False
+) -> tuple[float, float]:
     """``scipy.stats.ks_2samp(data1, data2, method="asymp")`` (two-sided) on non-empty finite
     1-D samples: the same operations in the same order, so the same statistic and p-value to
     the bit, without scipy's argument handling (~0.5 ms a call: a window of 100 models x 20
@@ -86,7 +103,8 @@ def _ks_2samp_asymp(data1: NDArray[np.float64], data2: NDArray[np.float64]) -> t
     >>> _ks_2samp_asymp(a, b) == (float(res.statistic), float(res.pvalue))
     True
     """
-    data1, data2 = np.sort(data1), np.sort(data2)
+    # sorting a sorted array gives the same values, so a presorted data1 is taken as it is
+    data1, data2 = (data1 if data1_sorted else np.sort(data1)), np.sort(data2)
     n1, n2 = data1.shape[0], data2.shape[0]
     data_all = np.concatenate([data1, data2])
     cdf1 = np.searchsorted(data1, data_all, side="right") / n1
