@@ -107,16 +107,28 @@ def _ks_2samp_asymp(
     data1, data2 = (data1 if data1_sorted else np.sort(data1)), np.sort(data2)
     n1, n2 = data1.shape[0], data2.shape[0]
     data_all = np.concatenate([data1, data2])
-    cdf1 = np.searchsorted(data1, data_all, side="right") / n1
-    cdf2 = np.searchsorted(data2, data_all, side="right") / n2
+    cdf1 = data1.searchsorted(data_all, side="right") / n1
+    cdf2 = data2.searchsorted(data_all, side="right") / n2
     cddiffs = cdf1 - cdf2
-    min_s = np.clip(-cddiffs[np.argmin(cddiffs)], 0, 1)
-    max_s = cddiffs[np.argmax(cddiffs)]
-    d = float(min_s if min_s > max_s else max_s)
+    # scalar clips and rounding as Python floats: np.clip/np.round's wrappers on a scalar cost
+    # more than the arithmetic; min(max(x, 0), 1) is np.clip's value, NaN and -0.0 included,
+    # and round() rounds half to even as np.round does
+    min_s = _clip01(-float(cddiffs[cddiffs.argmin()]))
+    max_s = float(cddiffs[cddiffs.argmax()])
+    d = min_s if min_s > max_s else max_s
     m, n = sorted([float(n1), float(n2)], reverse=True)
     en = m * n / (m + n)
-    p = kstwo_sf(d, float(np.round(en)))
-    return d, float(np.clip(p, 0, 1))
+    p = kstwo_sf(d, float(round(en)))
+    return d, _clip01(p)
+
+
+def _clip01(x: float) -> float:
+    """``float(np.clip(x, 0, 1))`` for a scalar (NaN stays NaN, -0.0 stays -0.0).
+
+    >>> [_clip01(x) for x in (-1.0, -0.0, 0.25, 2.0)]
+    [0.0, -0.0, 0.25, 1.0]
+    """
+    return min(max(x, 0.0), 1.0)
 
 
 def kstwo_sf(d: float, n: float) -> float:
