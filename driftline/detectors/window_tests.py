@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,6 +37,8 @@ __all__ = [
     "multivariate_tests",
     "numeric_feature",
 ]
+
+T = TypeVar("T")
 
 NUMERIC_EFFECT = "wasserstein"  # the effect a numeric feature's gate compares (min_effect_numeric)
 CATEGORICAL_VERDICT = "chi_square"  # the p-value test of a categorical feature's verdict
@@ -173,27 +175,54 @@ def _uncorrected(
 
 
 # What the tests need of a profile's sample, prepared once per profile and not in every window:
-# id(sample) -> (weak reference to the sample, its column names, per-column sorted finite
-# values). An entry goes when its sample is freed, so a new array at the same id never finds it.
-_PREPARED: dict[int, tuple[weakref.ref[NDArray[np.float64]], tuple[str, ...], Any]] = {}
+# (id(sample), what) -> (weak reference to the sample, what it was made from, the value). An
+# entry goes when its sample is freed, so a new array at the same id never finds it.
+_PREPARED: dict[tuple[int, str], tuple[weakref.ref[NDArray[np.float64]], Any, Any]] = {}
+
+
+def _per_sample(sample: NDArray[np.float64], what: str, stamp: Any, make: Callable[[], T]) -> T:
+    """``make()``, remembered for ``sample`` while it lives and ``stamp`` (the other inputs
+    of ``make``, comparable with ``==``) is unchanged."""
+    key = (id(sample), what)
+    entry = _PREPARED.get(key)
+    if entry is not None and entry[0]() is sample and entry[1] == stamp:
+        cached: T = entry[2]
+        return cached
+    value = make()
+    _PREPARED[key] = (weakref.ref(sample), stamp, value)
+    weakref.finalize(sample, _PREPARED.pop, key, None)
+    return value
+
+
+def _read_only(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    a.flags.writeable = False
+    return a
 
 
 def _prepared(sample: NDArray[np.float64], columns: list[str]) -> dict[str, NDArray[np.float64]]:
     """Each column of a profile's sample as its finite values, sorted (read-only; see
     ``TestInput.reference_sorted``), computed once per sample."""
-    key, names = id(sample), tuple(columns)
-    entry = _PREPARED.get(key)
-    if entry is not None and entry[0]() is sample and entry[1] == names:
-        cached: dict[str, NDArray[np.float64]] = entry[2]
-        return cached
-    prepared = {}
-    for j, name in enumerate(names):
-        values = sorted_finite(sample[:, j])
-        values.flags.writeable = False
-        prepared[name] = values
-    _PREPARED[key] = (weakref.ref(sample), names, prepared)
-    weakref.finalize(sample, _PREPARED.pop, key, None)
-    return prepared
+    names = tuple(columns)
+
+    def make() -> dict[str, NDArray[np.float64]]:
+        return {name: _read_only(sorted_finite(sample[:, j])) for j, name in enumerate(names)}
+
+    return _per_sample(sample, "sorted columns", names, make)
+
+
+def _reference_joint(
+    profile: ReferenceProfile,
+) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+    """The profile's sample standardised for the multivariate tests and its correlation
+    matrix (None below 3 rows), computed once per profile."""
+    columns = tuple(profile.sample_columns)
+    scales = tuple((profile.numeric[c].mean, profile.numeric[c].std) for c in columns)
+
+    def make() -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
+        ref = _read_only(standardised_sample(profile, profile.sample))
+        return ref, None if ref.shape[0] < 3 else _read_only(_correlations(ref))
+
+    return _per_sample(profile.sample, "standardised", (columns, scales), make)
 
 
 def numeric_feature(
@@ -292,19 +321,25 @@ def _finite(x: float) -> float:
 # -- multivariate ----------------------------------------------------------------------------
 
 
-def _max_correlation_change(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    """Largest |corr_a - corr_b| over feature pairs (constant columns count as uncorrelated)."""
+def _correlations(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Pearson correlations of the columns of ``x`` (a constant column: 0 with every other)."""
+    xc = x - x.mean(axis=0)
+    norm = np.sqrt((xc * xc).sum(axis=0))
+    norm = np.where(norm > 0, norm, np.inf)
+    out: NDArray[np.float64] = (xc.T @ xc) / np.outer(norm, norm)
+    return out
+
+
+def _max_correlation_change(
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    corr_a: NDArray[np.float64] | None = None,
+) -> float:
+    """Largest |corr_a - corr_b| over feature pairs (constant columns count as uncorrelated);
+    ``corr_a``: ``a``'s correlations if already known."""
     if a.shape[0] < 3 or b.shape[0] < 3:
         return 0.0
-
-    def corr(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        xc = x - x.mean(axis=0)
-        norm = np.sqrt((xc * xc).sum(axis=0))
-        norm = np.where(norm > 0, norm, np.inf)
-        out: NDArray[np.float64] = (xc.T @ xc) / np.outer(norm, norm)
-        return out
-
-    diff = np.abs(corr(a) - corr(b))
+    diff = np.abs((_correlations(a) if corr_a is None else corr_a) - _correlations(b))
     np.fill_diagonal(diff, 0.0)
     value = float(np.nanmax(diff)) if diff.size else 0.0
     return value if math.isfinite(value) else 0.0
@@ -315,7 +350,7 @@ def multivariate_tests(
 ) -> MultivariateEvaluation:
     """The registered multivariate tests on the standardised joint samples, Holm among them at
     ``multivariate_alpha``, gated by the largest change of a pairwise correlation."""
-    ref = standardised_sample(profile, profile.sample)
+    ref, ref_correlations = _reference_joint(profile)
     win = standardised_sample(profile, sketch.reservoir_rows)
     data = TestInput(
         reference_sample=ref,
@@ -327,7 +362,7 @@ def multivariate_tests(
     names = list(tests)
     adjusted = adjust_p_values([clean_p(tests[k].p_value) for k in names], method="holm").tolist()
     adjusted_p = {k: clean_p(p) for k, p in zip(names, adjusted, strict=True)}
-    change = _max_correlation_change(ref, win)
+    change = _max_correlation_change(ref, win, ref_correlations)
     alpha = thresholds.multivariate_alpha
     drifted = (
         any(p < alpha for p in adjusted_p.values()) and change >= thresholds.min_effect_correlation

@@ -9,6 +9,7 @@ checkout by ``benchmarks/bench_window_evaluation.py``.
 from __future__ import annotations
 
 import gc
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -165,7 +166,43 @@ def test_profile_columns_prepared_once_and_forgotten_with_the_sample() -> None:
     np.testing.assert_array_equal(first["a"], np.sort(sample[np.isfinite(sample[:, 0]), 0]))
     assert not first["a"].flags.writeable
     assert window_tests._prepared(sample, ["b", "a"])["b"] is not first["b"]  # other columns
-    key = id(sample)
+    key = (id(sample), "sorted columns")
     del sample, first
     gc.collect()
     assert key not in window_tests._PREPARED
+
+
+def test_reference_joint_sample_prepared_once_and_as_computed_in_each_window() -> None:
+    from driftline.detectors.profile import ReferenceProfile, standardised_sample
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_t(3, size=3_000)
+    columns = {"x": x, "y": 0.5 * x + rng.normal(size=3_000), "c": np.ones(3_000)}
+    profile = ReferenceProfile.from_columns(columns, model="m", model_version="1")
+    ref, corr = window_tests._reference_joint(profile)
+    assert window_tests._reference_joint(profile)[0] is ref
+    want = standardised_sample(profile, profile.sample)
+    np.testing.assert_array_equal(ref, want)
+    assert corr is not None
+    np.testing.assert_array_equal(corr, window_tests._correlations(want))
+    win = rng.normal(size=(500, ref.shape[1]))
+    assert window_tests._max_correlation_change(
+        ref, win, corr
+    ) == window_tests._max_correlation_change(want, win)
+    profile.numeric["x"] = replace(profile.numeric["x"], variance=4.0)  # other scales: afresh
+    assert window_tests._reference_joint(profile)[0] is not ref
+
+
+def test_pair_products_in_triu_order() -> None:
+    from driftline.detectors.stats.multivariate import _pair_products
+
+    rng = np.random.default_rng(2)
+    for d in (1, 2, 7, 20):
+        u = rng.standard_t(3, size=(2_000, d))
+        centred = u - u.mean(axis=0)
+        j, k = np.triu_indices(d)
+        got, want = _pair_products(u), centred[:, j] * centred[:, k]
+        np.testing.assert_array_equal(got, want)
+        # the reductions the covariance test takes of them sum in the same order
+        np.testing.assert_array_equal(got.mean(axis=0), want.mean(axis=0))
+        np.testing.assert_array_equal(got.var(axis=0, ddof=1), want.var(axis=0, ddof=1))

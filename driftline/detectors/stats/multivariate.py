@@ -356,6 +356,13 @@ def _whiten(
 def _pair_products(u: NDArray[np.float64]) -> NDArray[np.float64]:
     """Per-row products ``u_j u_l`` for ``j <= l``, centred by column mean."""
     u = u - u.mean(axis=0)
-    j, k = np.triu_indices(u.shape[1])
-    out: NDArray[np.float64] = u[:, j] * u[:, k]
+    n, d = u.shape
+    # column block j holds u_j * u_l for l >= j: the order of np.triu_indices, without
+    # gathering two (n, d(d+1)/2) copies of u first. Column-major, as the gathered product
+    # was: the column means and variances then sum in the same order, to the same bits.
+    out: NDArray[np.float64] = np.empty((n, d * (d + 1) // 2), order="F")
+    start = 0
+    for j in range(d):
+        np.multiply(u[:, j : j + 1], u[:, j:], out=out[:, start : start + d - j])
+        start += d - j
     return out
