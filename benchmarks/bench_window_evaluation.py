@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    .cache/venv/bin/python benchmarks/bench_window_evaluation.py [--repeat 20] \
+    .cache/venv/bin/python benchmarks/bench_window_evaluation.py [--repeat 20] [--warm 0] \
         [--baseline /tmp/base] [--rounds 3] [--json out.json]
 
 The window of the 100-models benchmark (``bench_worker_throughput.py --scenarios many``): one
@@ -12,7 +12,11 @@ so the merged window keeps 75, 600 and 2,000 rows). What is timed is what stage 
 closed window (``streams/windows.py`` ``close_ready`` then ``streams/stage2.py``
 ``_publish_window``): ``orjson.loads`` of the 4 partial messages, ``WindowSketch.from_dict`` +
 ``merge``, ``evaluate_window``, and ``orjson.dumps`` of ``evaluation.to_dict()``; the figures
-are CPU time (``time.process_time``), the median and minimum over ``--repeat`` windows.
+are CPU time (``time.process_time``), the median and minimum over ``--repeat`` windows, each
+a different window (nothing computed from one window can serve the next; what derives from
+the profile can). ``--warm N`` first evaluates N other windows of each size, as a steady
+stream of equal-size windows would have (the KS p-values scipy computes per ``(n, D)`` are
+remembered, see ``stats.univariate.kstwo_sf``); the default, 0, is the cold case.
 
 ``--baseline DIR`` (the code before, e.g. ``git archive main | tar -x -C DIR``) runs the same
 measurement on that code in a subprocess, alternately with this checkout's (``--rounds``
@@ -77,7 +81,7 @@ def partials(profile: Any, rows: list[dict[str, Any]]) -> list[bytes]:
     return messages
 
 
-def measure(repeat: int) -> dict[str, Any]:
+def measure(repeat: int, warm: int = 0) -> dict[str, Any]:
     """Time this interpreter's ``driftline`` (whatever ``sys.path`` finds first)."""
     import driftline
     from driftline.detectors.evaluate import evaluate_window
@@ -107,6 +111,8 @@ def measure(repeat: int) -> dict[str, Any]:
             return body, t1 - t0, time.process_time() - t1
 
         one(windows[-1])  # warm-up (imports, what is kept per profile)
+        for w in range(warm):  # other windows of this size first: a stream's steady state
+            one(partials(profile, records(size, seed=10_000 + w)))
         merge_ms, evaluate_ms, total_ms = [], [], []
         digest = hashlib.sha256()
         for messages in windows[:-1]:
@@ -129,11 +135,11 @@ def measure(repeat: int) -> dict[str, Any]:
     return out
 
 
-def run_child(code: Path | None, repeat: int) -> dict[str, Any]:
+def run_child(code: Path | None, repeat: int, warm: int) -> dict[str, Any]:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     if code is not None:
         env["PYTHONPATH"] = str(code)
-    command = [sys.executable, __file__, "--child", "--repeat", str(repeat)]
+    command = [sys.executable, __file__, "--child", "--repeat", str(repeat), "--warm", str(warm)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     return dict(json.loads(done.stdout))
 
@@ -142,24 +148,32 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=20, help="windows timed per size")
     parser.add_argument("--baseline", type=Path, help="checkout of the code before")
+    parser.add_argument(
+        "--warm",
+        type=int,
+        default=0,
+        help="windows of each size evaluated before the timed ones (remembered KS p-values "
+        "warm, as in a steady stream of equal-size windows)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="interleaved pairs of runs")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.repeat)))
+        print(json.dumps(measure(args.repeat, args.warm)))
         return 0
 
     this = Path(__file__).resolve().parent.parent
     runs: dict[str, list[dict[str, Any]]] = {"this": [], "baseline": []}
     for _ in range(args.rounds if args.baseline else 1):
         if args.baseline:
-            runs["baseline"].append(run_child(args.baseline.resolve(), args.repeat))
-        runs["this"].append(run_child(this, args.repeat))
+            runs["baseline"].append(run_child(args.baseline.resolve(), args.repeat, args.warm))
+        runs["this"].append(run_child(this, args.repeat, args.warm))
     load = os.getloadavg()
     print(
         f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; CPU ms per window, median of "
-        f"{args.repeat} windows, best / worst of {len(runs['this'])} run(s)"
+        f"{args.repeat} windows (after {args.warm} others), best / worst of "
+        f"{len(runs['this'])} run(s)"
     )
     header = "| records (reservoir) | code | merge partials | evaluate + to JSON | total |"
     print(header)
