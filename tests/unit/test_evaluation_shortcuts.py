@@ -172,25 +172,25 @@ def test_profile_columns_prepared_once_and_forgotten_with_the_sample() -> None:
     assert key not in window_tests._PREPARED
 
 
-def test_reference_joint_sample_prepared_once_and_as_computed_in_each_window() -> None:
+def test_reference_correlations_prepared_once_and_as_computed_in_each_window() -> None:
     from driftline.detectors.profile import ReferenceProfile, standardised_sample
 
     rng = np.random.default_rng(4)
     x = rng.standard_t(3, size=3_000)
     columns = {"x": x, "y": 0.5 * x + rng.normal(size=3_000), "c": np.ones(3_000)}
     profile = ReferenceProfile.from_columns(columns, model="m", model_version="1")
-    ref, corr = window_tests._reference_joint(profile)
-    assert window_tests._reference_joint(profile)[0] is ref
-    want = standardised_sample(profile, profile.sample)
-    np.testing.assert_array_equal(ref, want)
+    ref = standardised_sample(profile, profile.sample)
+    corr = window_tests._reference_correlations(profile, ref)
+    assert window_tests._reference_correlations(profile, ref) is corr
     assert corr is not None
-    np.testing.assert_array_equal(corr, window_tests._correlations(want))
+    np.testing.assert_array_equal(corr, window_tests._correlations(ref))
     win = rng.normal(size=(500, ref.shape[1]))
     assert window_tests._max_correlation_change(
         ref, win, corr
-    ) == window_tests._max_correlation_change(want, win)
+    ) == window_tests._max_correlation_change(ref, win)
     profile.numeric["x"] = replace(profile.numeric["x"], variance=4.0)  # other scales: afresh
-    assert window_tests._reference_joint(profile)[0] is not ref
+    other = standardised_sample(profile, profile.sample)
+    assert window_tests._reference_correlations(profile, other) is not corr
 
 
 def test_pair_products_in_triu_order() -> None:
