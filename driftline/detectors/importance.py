@@ -183,14 +183,19 @@ def _mutual_information(
     feature_categorical: bool,
     target_categorical: bool,
     miller_madow: bool,
+    feature_codes: NDArray[np.int64] | None = None,
 ) -> float:
     """:func:`mutual_information` on 1-D arrays of equal length; ``target_codes``: the codes
-    of the whole of ``t`` (no value missing), computed once for many features."""
+    of the whole of ``t`` (no value missing), computed once for many features;
+    ``feature_codes``: those of the whole of ``f`` (no value missing), if already known."""
     keep = ~(_missing(f) | _missing(t))
     f, t = f[keep], t[keep]
     if f.size == 0:
         return 0.0
-    a = _codes(f, feature_categorical, n_bins)
+    if feature_codes is not None and f.size == feature_codes.size:
+        a = feature_codes
+    else:
+        a = _codes(f, feature_categorical, n_bins)
     if target_codes is None:
         b = _codes(t, target_categorical, n_bins)
     elif f.size == target_codes.size:  # nothing dropped: the same values, the same codes
@@ -236,11 +241,13 @@ def mutual_information_importance(
     sample_size: int | None = 5000,
     seed: int = 0,
     miller_madow: bool = False,
+    feature_codes: Mapping[str, NDArray[np.int64]] | None = None,
 ) -> dict[str, float]:
     """Model-agnostic importance: MI between each feature and the prediction.
 
     A uniform random sample of ``sample_size`` records (seeded) is used when the window is
-    larger; the same rows for every feature.
+    larger; the same rows for every feature. ``feature_codes``: the bin codes of features
+    without a missing value, already computed (:func:`proxy_importance`; no sampling then).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -274,6 +281,9 @@ def mutual_information_importance(
             feature_categorical=name in categorical,
             target_categorical=prediction_categorical,
             miller_madow=miller_madow,
+            feature_codes=None
+            if feature_codes is None or rows is not None
+            else feature_codes.get(name),
         )
     return out
 
@@ -645,7 +655,43 @@ def proxy_importance(
         n_bins=n_bins,
         sample_size=None,
         miller_madow=True,
+        feature_codes=_numeric_codes_of_columns(matrix, columns, n_bins),
     )
+
+
+def _numeric_codes_of_columns(
+    matrix: NDArray[np.float64], columns: Sequence[str], n_bins: int
+) -> dict[str, NDArray[np.int64]]:
+    """``_codes`` of every column of ``matrix`` without a missing value, with one sort and one
+    ``np.quantile`` for all of them instead of one per column (the same order statistics and
+    the same interpolation per column, so the same cuts; a cut of -0.0 instead of 0.0 would
+    compare equal, so the codes are the same in any case).
+
+    >>> m = np.array([[1.0, 5.0], [2.0, np.nan], [3.0, 7.0]])
+    >>> {k: v.tolist() for k, v in _numeric_codes_of_columns(m, ["a", "b"], 10).items()}
+    {'a': [0, 1, 2]}
+    """
+    complete = np.flatnonzero(~np.isnan(matrix).any(axis=0))
+    if matrix.shape[0] == 0 or complete.size == 0:
+        return {}
+    ordered = np.sort(matrix[:, complete], axis=0)
+    distinct = 1 + np.count_nonzero(ordered[1:] != ordered[:-1], axis=0)
+    many = np.flatnonzero(distinct > n_bins)
+    quantiles = (
+        np.quantile(ordered[:, many], np.linspace(0.0, 1.0, n_bins + 1)[1:-1], axis=0)
+        if many.size
+        else np.empty((n_bins - 1, 0))
+    )
+    cuts_of = {int(k): quantiles[:, i] for i, k in enumerate(many)}
+    out: dict[str, NDArray[np.int64]] = {}
+    for k, j in enumerate(complete.tolist()):
+        x = matrix[:, j].astype(np.float64)
+        if k in cuts_of:
+            inner = np.unique(cuts_of[k])
+            out[columns[j]] = np.searchsorted(inner, x, side="right").astype(np.int64)
+        else:  # few distinct values: used as categories, as in `_codes`
+            out[columns[j]] = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
+    return out
 
 
 def reference_importance(

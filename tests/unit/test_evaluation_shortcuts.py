@@ -206,3 +206,35 @@ def test_pair_products_in_triu_order() -> None:
         # the reductions the covariance test takes of them sum in the same order
         np.testing.assert_array_equal(got.mean(axis=0), want.mean(axis=0))
         np.testing.assert_array_equal(got.var(axis=0, ddof=1), want.var(axis=0, ddof=1))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numeric_codes_of_columns_at_once_as_one_by_one(seed: int) -> None:
+    from driftline.detectors.importance import _numeric_codes_of_columns, proxy_importance
+
+    rng = np.random.default_rng(seed)
+    n = 2_000
+    matrix = np.column_stack(
+        [
+            rng.standard_t(2, size=n),  # heavy tails
+            np.round(rng.normal(size=n), 1),  # ties
+            rng.integers(0, 5, size=n).astype(np.float64),  # few distinct values
+            np.where(rng.random(n) < 0.5, -0.0, 0.0) + np.round(rng.normal(size=n), 0),
+            np.where(rng.random(n) < 0.01, np.inf, rng.normal(size=n)),
+            np.where(rng.random(n) < 0.2, np.nan, rng.normal(size=n)),  # 20 % missing: skipped
+            np.full(n, 3.0),
+        ]
+    )
+    names = [f"c{j}" for j in range(matrix.shape[1])]
+    got = _numeric_codes_of_columns(matrix, names, 10)
+    assert sorted(got) == sorted(set(names) - {"c5"})
+    for j, name in enumerate(names):
+        if name in got:
+            np.testing.assert_array_equal(got[name], _codes(matrix[:, j].copy(), False, 10))
+    target = np.where(matrix[:, 0] > 0, "1", "0").astype(str)
+    whole = proxy_importance(matrix, names, target)
+    for j, name in enumerate(names):
+        column = matrix[:, j]
+        keep = ~np.isnan(column)
+        want = mutual_information(column[keep], target[keep], miller_madow=True)
+        assert whole[name] == want, name
