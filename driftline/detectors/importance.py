@@ -21,7 +21,7 @@ verdict must use the same estimators and the same share rule, and read best side
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -116,14 +116,21 @@ class AttributionSums:
         return out
 
 
+def _as_categories(values: NDArray[Any], categorical: bool) -> bool:
+    return categorical or values.dtype.kind in "OUSb"
+
+
 def _codes(values: NDArray[Any], categorical: bool, n_bins: int) -> NDArray[np.int64]:
     """Integer codes: category index, or quantile-bin index for numeric values."""
-    if categorical or values.dtype.kind in "OUSb":
+    if _as_categories(values, categorical):
         return np.unique(values.astype(str), return_inverse=True)[1].astype(np.int64).ravel()
     x = values.astype(np.float64)
-    if np.unique(x).size <= n_bins:  # few distinct values: use them as categories
+    ordered = np.sort(x)  # one sort for the count of distinct values and the quantiles
+    distinct = 1 + int(np.count_nonzero(ordered[1:] != ordered[:-1])) if x.size else 0
+    if distinct <= n_bins:  # few distinct values: use them as categories
         return np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
-    inner = np.unique(np.quantile(x, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
+    # the quantiles of sorted values are those of the values (the same order statistics)
+    inner = np.unique(np.quantile(ordered, np.linspace(0.0, 1.0, n_bins + 1)[1:-1]))
     return np.searchsorted(inner, x, side="right").astype(np.int64)
 
 
@@ -156,12 +163,49 @@ def mutual_information(
     t = np.asarray(target).ravel()
     if f.shape != t.shape:
         raise ValueError("feature and target differ in length")
+    return _mutual_information(
+        f,
+        t,
+        None,
+        n_bins=n_bins,
+        feature_categorical=feature_categorical,
+        target_categorical=target_categorical,
+        miller_madow=miller_madow,
+    )
+
+
+def _mutual_information(
+    f: NDArray[Any],
+    t: NDArray[Any],
+    target_codes: NDArray[np.int64] | None,
+    *,
+    n_bins: int,
+    feature_categorical: bool,
+    target_categorical: bool,
+    miller_madow: bool,
+    feature_codes: NDArray[np.int64] | None = None,
+) -> float:
+    """:func:`mutual_information` on 1-D arrays of equal length; ``target_codes``: the codes
+    of the whole of ``t`` (no value missing), computed once for many features;
+    ``feature_codes``: those of the whole of ``f`` (no value missing), if already known."""
     keep = ~(_missing(f) | _missing(t))
     f, t = f[keep], t[keep]
     if f.size == 0:
         return 0.0
-    a = _codes(f, feature_categorical, n_bins)
-    b = _codes(t, target_categorical, n_bins)
+    if feature_codes is not None and f.size == feature_codes.size:
+        a = feature_codes
+    else:
+        a = _codes(f, feature_categorical, n_bins)
+    if target_codes is None:
+        b = _codes(t, target_categorical, n_bins)
+    elif f.size == target_codes.size:  # nothing dropped: the same values, the same codes
+        b = target_codes
+    elif _as_categories(t, target_categorical):
+        # codes are ranks among the distinct values kept, in the same order: re-ranking the
+        # kept codes gives what coding the kept values gives
+        b = np.unique(target_codes[keep], return_inverse=True)[1].astype(np.int64).ravel()
+    else:  # numeric bins come from the kept values' quantiles
+        b = _codes(t, target_categorical, n_bins)
     n_b = int(b.max()) + 1
     joint = np.bincount(a * n_b + b, minlength=(int(a.max()) + 1) * n_b).reshape(-1, n_b)
     pj = joint / f.size
@@ -197,11 +241,13 @@ def mutual_information_importance(
     sample_size: int | None = 5000,
     seed: int = 0,
     miller_madow: bool = False,
+    feature_codes: Mapping[str, NDArray[np.int64]] | None = None,
 ) -> dict[str, float]:
     """Model-agnostic importance: MI between each feature and the prediction.
 
     A uniform random sample of ``sample_size`` records (seeded) is used when the window is
-    larger; the same rows for every feature.
+    larger; the same rows for every feature. ``feature_codes``: the bin codes of features
+    without a missing value, already computed (:func:`proxy_importance`; no sampling then).
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -216,6 +262,10 @@ def mutual_information_importance(
     if sample_size is not None and n > sample_size:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=sample_size, replace=False))
         pred = pred[rows]
+    # the prediction's codes once for every feature (when no prediction is missing)
+    target_codes = None
+    if pred.size and not _missing(pred).any():
+        target_codes = _codes(pred, prediction_categorical, n_bins)
     out = {}
     for name, values in features.items():
         v = np.asarray(values).ravel()
@@ -223,13 +273,17 @@ def mutual_information_importance(
             raise ValueError(f"feature {name!r} has {v.size} values, prediction has {n}")
         if rows is not None:
             v = v[rows]
-        out[name] = mutual_information(
+        out[name] = _mutual_information(
             v,
             pred,
+            target_codes,
             n_bins=n_bins,
             feature_categorical=name in categorical,
             target_categorical=prediction_categorical,
             miller_madow=miller_madow,
+            feature_codes=None
+            if feature_codes is None or rows is not None
+            else feature_codes.get(name),
         )
     return out
 
@@ -601,7 +655,43 @@ def proxy_importance(
         n_bins=n_bins,
         sample_size=None,
         miller_madow=True,
+        feature_codes=_numeric_codes_of_columns(matrix, columns, n_bins),
     )
+
+
+def _numeric_codes_of_columns(
+    matrix: NDArray[np.float64], columns: Sequence[str], n_bins: int
+) -> dict[str, NDArray[np.int64]]:
+    """``_codes`` of every column of ``matrix`` without a missing value, with one sort and one
+    ``np.quantile`` for all of them instead of one per column (the same order statistics and
+    the same interpolation per column, so the same cuts; a cut of -0.0 instead of 0.0 would
+    compare equal, so the codes are the same in any case).
+
+    >>> m = np.array([[1.0, 5.0], [2.0, np.nan], [3.0, 7.0]])
+    >>> {k: v.tolist() for k, v in _numeric_codes_of_columns(m, ["a", "b"], 10).items()}
+    {'a': [0, 1, 2]}
+    """
+    complete = np.flatnonzero(~np.isnan(matrix).any(axis=0))
+    if matrix.shape[0] == 0 or complete.size == 0:
+        return {}
+    ordered = np.sort(matrix[:, complete], axis=0)
+    distinct = 1 + np.count_nonzero(ordered[1:] != ordered[:-1], axis=0)
+    many = np.flatnonzero(distinct > n_bins)
+    quantiles = (
+        np.quantile(ordered[:, many], np.linspace(0.0, 1.0, n_bins + 1)[1:-1], axis=0)
+        if many.size
+        else np.empty((n_bins - 1, 0))
+    )
+    cuts_of = {int(k): quantiles[:, i] for i, k in enumerate(many)}
+    out: dict[str, NDArray[np.int64]] = {}
+    for k, j in enumerate(complete.tolist()):
+        x = matrix[:, j].astype(np.float64)
+        if k in cuts_of:
+            inner = np.unique(cuts_of[k])
+            out[columns[j]] = np.searchsorted(inner, x, side="right").astype(np.int64)
+        else:  # few distinct values: used as categories, as in `_codes`
+            out[columns[j]] = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
+    return out
 
 
 def reference_importance(
@@ -702,7 +792,7 @@ def window_importance(
     if categorical:  # one class per spelling, as the reference's prediction_mi (class_value)
         from driftline.detectors.normalise import class_value
 
-        target = np.array([str(class_value(v)) for v in target[known].tolist()], dtype=str)
+        target = np.array(_class_texts(target[known].tolist(), class_value), dtype=str)
     else:
         target = target[known].astype(np.float64)
     window = proxy_importance(
@@ -715,3 +805,25 @@ def window_importance(
         source="prediction_mi",
         thresholds=thresholds,
     )
+
+
+def _class_texts(values: list[Any], class_value: Callable[[Any], Any]) -> list[str]:
+    """``str(class_value(v))`` for each value, computed once per distinct value (a window's
+    2,000 reservoir predictions hold a handful of classes).
+
+    >>> from driftline.detectors.normalise import class_value
+    >>> _class_texts(["1", "0", "1", 1.0, True, "fraud"], class_value)
+    ['1', '0', '1', '1', '1', 'fraud']
+    """
+    spelled: dict[tuple[type, Any], str] = {}
+    out = []
+    for v in values:
+        try:
+            key = (type(v), v)
+            text = spelled.get(key)
+            if text is None:
+                text = spelled[key] = str(class_value(v))
+        except TypeError:  # unhashable: as it is
+            text = str(class_value(v))
+        out.append(text)
+    return out

@@ -12,9 +12,10 @@ rules across features (correction, the model's verdict) are in
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -25,6 +26,7 @@ from driftline.detectors.profile import OTHER, ReferenceProfile, standardised_sa
 from driftline.detectors.sketch import WindowSketch
 from driftline.detectors.stats import PCAReconstruction, TestResult
 from driftline.detectors.stats.registry import FineHistograms, Scope, TestInput, applicable
+from driftline.detectors.stats.univariate import sorted_finite
 from driftline.detectors.thresholds import FeatureThresholds, ModelThresholds
 
 __all__ = [
@@ -35,6 +37,8 @@ __all__ = [
     "multivariate_tests",
     "numeric_feature",
 ]
+
+T = TypeVar("T")
 
 NUMERIC_EFFECT = "wasserstein"  # the effect a numeric feature's gate compares (min_effect_numeric)
 CATEGORICAL_VERDICT = "chi_square"  # the p-value test of a categorical feature's verdict
@@ -170,6 +174,57 @@ def _uncorrected(
     )
 
 
+# What the tests need of a profile's sample, prepared once per profile and not in every window:
+# (id(sample), what) -> (weak reference to the sample, what it was made from, the value). An
+# entry goes when its sample is freed, so a new array at the same id never finds it.
+_PREPARED: dict[tuple[int, str], tuple[weakref.ref[NDArray[np.float64]], Any, Any]] = {}
+
+
+def _per_sample(sample: NDArray[np.float64], what: str, stamp: Any, make: Callable[[], T]) -> T:
+    """``make()``, remembered for ``sample`` while it lives and ``stamp`` (the other inputs
+    of ``make``, comparable with ``==``) is unchanged."""
+    key = (id(sample), what)
+    entry = _PREPARED.get(key)
+    if entry is not None and entry[0]() is sample and entry[1] == stamp:
+        cached: T = entry[2]
+        return cached
+    value = make()
+    _PREPARED[key] = (weakref.ref(sample), stamp, value)
+    weakref.finalize(sample, _PREPARED.pop, key, None)
+    return value
+
+
+def _read_only(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    a.flags.writeable = False
+    return a
+
+
+def _prepared(sample: NDArray[np.float64], columns: list[str]) -> dict[str, NDArray[np.float64]]:
+    """Each column of a profile's sample as its finite values, sorted (read-only; see
+    ``TestInput.reference_sorted``), computed once per sample."""
+    names = tuple(columns)
+
+    def make() -> dict[str, NDArray[np.float64]]:
+        return {name: _read_only(sorted_finite(sample[:, j])) for j, name in enumerate(names)}
+
+    return _per_sample(sample, "sorted columns", names, make)
+
+
+def _reference_correlations(
+    profile: ReferenceProfile, ref: NDArray[np.float64]
+) -> NDArray[np.float64] | None:
+    """The correlation matrix of the profile's standardised sample ``ref`` (None below 3
+    rows), computed once per profile. Only the d x d matrix is kept: the standardised sample
+    itself is as large as the sample and is rebuilt in each window (~0.1 ms)."""
+    columns = tuple(profile.sample_columns)
+    scales = tuple((profile.numeric[c].mean, profile.numeric[c].std) for c in columns)
+
+    def make() -> NDArray[np.float64] | None:
+        return None if ref.shape[0] < 3 else _read_only(_correlations(ref))
+
+    return _per_sample(profile.sample, "correlations", (columns, scales), make)
+
+
 def numeric_feature(
     profile: ReferenceProfile, sketch: WindowSketch, name: str, thresholds: ModelThresholds
 ) -> FeatureEvaluation:
@@ -190,11 +245,12 @@ def numeric_feature(
     data = TestInput(
         reference_counts=ref.counts,
         window_counts=win.counts,
-        reference_sample=profile.sample[:, profile.sample_columns.index(name)],
+        reference_sample=_prepared(profile.sample, profile.sample_columns)[name],
         window_sample=win_sample,
         reference_std=ref.std,
         fine=fine,
         verdict_test=verdict,
+        reference_sorted=True,
     )
     tests = _run("numeric", data, t.tests, NUMERIC_EFFECT)
     return _uncorrected(
@@ -265,19 +321,25 @@ def _finite(x: float) -> float:
 # -- multivariate ----------------------------------------------------------------------------
 
 
-def _max_correlation_change(a: NDArray[np.float64], b: NDArray[np.float64]) -> float:
-    """Largest |corr_a - corr_b| over feature pairs (constant columns count as uncorrelated)."""
+def _correlations(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Pearson correlations of the columns of ``x`` (a constant column: 0 with every other)."""
+    xc = x - x.mean(axis=0)
+    norm = np.sqrt((xc * xc).sum(axis=0))
+    norm = np.where(norm > 0, norm, np.inf)
+    out: NDArray[np.float64] = (xc.T @ xc) / np.outer(norm, norm)
+    return out
+
+
+def _max_correlation_change(
+    a: NDArray[np.float64],
+    b: NDArray[np.float64],
+    corr_a: NDArray[np.float64] | None = None,
+) -> float:
+    """Largest |corr_a - corr_b| over feature pairs (constant columns count as uncorrelated);
+    ``corr_a``: ``a``'s correlations if already known."""
     if a.shape[0] < 3 or b.shape[0] < 3:
         return 0.0
-
-    def corr(x: NDArray[np.float64]) -> NDArray[np.float64]:
-        xc = x - x.mean(axis=0)
-        norm = np.sqrt((xc * xc).sum(axis=0))
-        norm = np.where(norm > 0, norm, np.inf)
-        out: NDArray[np.float64] = (xc.T @ xc) / np.outer(norm, norm)
-        return out
-
-    diff = np.abs(corr(a) - corr(b))
+    diff = np.abs((_correlations(a) if corr_a is None else corr_a) - _correlations(b))
     np.fill_diagonal(diff, 0.0)
     value = float(np.nanmax(diff)) if diff.size else 0.0
     return value if math.isfinite(value) else 0.0
@@ -300,7 +362,7 @@ def multivariate_tests(
     names = list(tests)
     adjusted = adjust_p_values([clean_p(tests[k].p_value) for k in names], method="holm").tolist()
     adjusted_p = {k: clean_p(p) for k, p in zip(names, adjusted, strict=True)}
-    change = _max_correlation_change(ref, win)
+    change = _max_correlation_change(ref, win, _reference_correlations(profile, ref))
     alpha = thresholds.multivariate_alpha
     drifted = (
         any(p < alpha for p in adjusted_p.values()) and change >= thresholds.min_effect_correlation

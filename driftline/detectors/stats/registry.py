@@ -95,6 +95,9 @@ class TestInput:
     counts (Mappings); the joint sample has standardised rows, the reference's PCA fit (if
     any) and a per-window seed. ``verdict_test`` names the test whose p-value decides the
     feature, so a test that is only reported may take a faster approximation.
+    ``reference_sorted``: the reference sample holds only finite values, sorted (the
+    evaluation prepares each profile's columns so once, not in every window); the tests of
+    one numeric variable do not depend on the order of its values.
     """
 
     __test__ = False  # not a pytest test class despite the name
@@ -108,6 +111,7 @@ class TestInput:
     pca: multivariate.PCAReconstruction | None = None
     seed: int = 0
     verdict_test: str = ""
+    reference_sorted: bool = False  # reference_sample is finite and sorted (a numeric feature)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +169,13 @@ def _ks(x: TestInput, alpha: float) -> TestResult:
     # Reported only (not the verdict): the asymptotic p-value is ~10x cheaper on samples of
     # thousands and accurate there.
     method: Literal["auto", "asymp"] = "auto" if x.verdict_test == "ks" else "asymp"
-    return univariate.ks_exact(x.reference_sample, x.window_sample, alpha=alpha, method=method)
+    return univariate.ks_exact(
+        x.reference_sample,
+        x.window_sample,
+        alpha=alpha,
+        method=method,
+        reference_sorted=x.reference_sorted,
+    )
 
 
 @_calls(univariate.wasserstein_binned)
