@@ -66,7 +66,7 @@ from driftline.detectors.profile import (
     score_bin_index,
 )
 
-__all__ = ["LatencySketch", "SketchMismatchError", "WindowSketch"]
+__all__ = ["RESERVOIR_FIELDS", "LatencySketch", "SketchMismatchError", "WindowSketch"]
 
 MAX_CLASSES = 100
 MAX_SCORE_CLASSES = 20
@@ -75,6 +75,8 @@ MAX_UNSEEN = 100
 MAX_NEW_FEATURES = 50
 MAX_ATTRIBUTION_FEATURES = 500
 ERROR_TYPE_CHARS = 100
+# the fields of `WindowSketch.to_dict` that a checkpoint stores in segments instead
+RESERVOIR_FIELDS = ("reservoir_keys", "reservoir_rows", "reservoir_predictions")
 
 
 class SketchMismatchError(ValueError):
@@ -835,10 +837,12 @@ class WindowSketch:
 
     # -- serialisation -----------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, reservoir: bool = True) -> dict[str, Any]:
         """Plain JSON types only: NaN stored as None, the reservoir's keys and rows as base64 of
-        their float64 bytes (`_packed_floats`; `from_dict` reads the older lists too)."""
-        return {
+        their float64 bytes (`_packed_floats`; `from_dict` reads the older lists too). Without
+        ``reservoir``, the three reservoir fields (`RESERVOIR_FIELDS`) are left out: a
+        checkpoint stores them in segments (`reservoir_segment`, `with_reservoir_union`)."""
+        d: dict[str, Any] = {
             "model": self.model,
             "model_version": self.model_version,
             "window_start": self.window_start,
@@ -847,8 +851,8 @@ class WindowSketch:
             "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
             "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
             "reservoir_columns": list(self.reservoir_columns),
-            "reservoir_keys": _packed_floats(self.reservoir_keys),
-            "reservoir_rows": _packed_floats(self.reservoir_rows),
+            "reservoir_keys": None,  # placeholders, see below
+            "reservoir_rows": None,
             "reservoir_size": self.reservoir_size,
             "seed": self.seed,
             "n_updates": self.n_updates,
@@ -870,8 +874,90 @@ class WindowSketch:
             else self.prediction_values.to_dict(),
             "absent_counts": dict(self.absent_counts),
             "new_features": dict(self.new_features),
-            "reservoir_predictions": self._aligned_predictions().tolist(),
+            "reservoir_predictions": None,
         }
+        if reservoir:  # in place, so that the fields keep their order
+            d.update(self._reservoir_fields(np.ones(len(self.reservoir_keys), dtype=bool)))
+        else:
+            for name in RESERVOIR_FIELDS:
+                del d[name]
+        return d
+
+    def _reservoir_fields(self, rows: NDArray[np.bool_]) -> dict[str, Any]:
+        return {
+            "reservoir_keys": _packed_floats(self.reservoir_keys[rows]),
+            "reservoir_rows": _packed_floats(self.reservoir_rows[rows]),
+            "reservoir_predictions": self._aligned_predictions()[rows].tolist(),
+        }
+
+    def reservoir_segment(self, written: NDArray[np.float64]) -> dict[str, Any] | None:
+        """The reservoir rows whose keys are not in ``written`` (keys already stored in an
+        earlier segment of this window), with their keys and predictions, in `to_dict`'s
+        fields; None when there is none. A checkpoint appends it to the window's segments
+        (`streams/segments.py`).
+
+        >>> rng = np.random.default_rng(0)
+        >>> profile = ReferenceProfile.from_columns({"x": rng.normal(size=100)},
+        ...                                         model="m", model_version="1", bins=4)
+        >>> sketch = WindowSketch.empty(profile, 0.0, 60.0, reservoir_size=5)
+        >>> sketch.update(RecordBatch({"x": rng.normal(size=3)}, {}, np.zeros(3),
+        ...                           np.array(["a"] * 3, dtype=object)))
+        >>> first = sketch.reservoir_segment(np.empty(0))
+        >>> first["reservoir_keys"]["shape"], first["reservoir_predictions"]
+        ([3], ['a', 'a', 'a'])
+        >>> sketch.reservoir_segment(sketch.reservoir_keys) is None
+        True
+        """
+        new = ~np.isin(self.reservoir_keys, written)
+        return self._reservoir_fields(new) if new.any() else None
+
+    @staticmethod
+    def with_reservoir_union(
+        d: Mapping[str, Any], segments: list[Mapping[str, Any]]
+    ) -> tuple[dict[str, Any], NDArray[np.float64]]:
+        """``d`` (a `to_dict` without the reservoir) with the reservoir of the
+        ``reservoir_size`` smallest keys among every row of ``segments``, and the sorted keys
+        of all those rows. When every row that was ever in the sketch's reservoir at a
+        checkpoint is in a segment, that is the reservoir itself, bit for bit: the reservoir is
+        the k smallest keys of every record seen, and the segments hold a superset of it and a
+        subset of those records (docs/DESIGN.md, "Recovery").
+
+        >>> seg = {"reservoir_keys": [0.5, 0.1], "reservoir_rows": [[5.0], [1.0]],
+        ...        "reservoir_predictions": ["b", None]}
+        >>> more = {"reservoir_keys": [0.3], "reservoir_rows": [[3.0]],
+        ...         "reservoir_predictions": ["c"]}
+        >>> d = {"reservoir_columns": ["x"], "reservoir_size": 2}
+        >>> whole, keys = WindowSketch.with_reservoir_union(d, [seg, more])
+        >>> _floats_from_json(whole["reservoir_rows"]).tolist(), whole["reservoir_predictions"]
+        ([[1.0], [3.0]], [None, 'c'])
+        >>> keys.tolist()
+        [0.1, 0.3, 0.5]
+        """
+        width = len(d["reservoir_columns"])
+        keys = [_floats_from_json(s["reservoir_keys"]).reshape(-1) for s in segments]
+        rows = [_floats_from_json(s["reservoir_rows"]).reshape(-1, width) for s in segments]
+        predictions: list[Any] = []
+        for s, part in zip(segments, keys, strict=True):
+            saved = s["reservoir_predictions"]
+            if not isinstance(saved, list) or len(saved) != len(part):
+                raise ValueError(
+                    f"reservoir segment: predictions do not match its {len(part)} rows"
+                )
+            predictions += [None if v is None else str(v) for v in saved]
+        all_keys = np.concatenate([np.empty(0), *keys])
+        all_rows = np.concatenate([np.empty((0, width)), *rows])
+        all_predictions = np.empty(len(predictions), dtype=object)
+        all_predictions[:] = predictions
+        kept_keys, kept_rows, kept_predictions = _smallest(
+            all_keys, all_rows, int(d["reservoir_size"]), all_predictions
+        )
+        whole = {
+            **d,
+            "reservoir_keys": _packed_floats(kept_keys),
+            "reservoir_rows": _packed_floats(kept_rows),
+            "reservoir_predictions": kept_predictions.tolist(),
+        }
+        return whole, np.sort(all_keys)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WindowSketch:

@@ -102,6 +102,17 @@ class ChunkedWriter:
         out += [(k, None) for k in stale if k not in self.live.get(key, ())]
         return out
 
+    def tombstones(self, key: str) -> list[tuple[str, bytes | None]]:
+        """The messages that delete ``key`` and its chunks (a segment no head references).
+
+        >>> writer = ChunkedWriter(max_value_bytes=4)
+        >>> _ = writer.messages("s1/0#seg/a", b"[1,2,3]", generation="g1")
+        >>> writer.tombstones("s1/0#seg/a")
+        [('s1/0#seg/a', None), ('s1/0#seg/a#chunk/g1/0', None), ('s1/0#seg/a#chunk/g1/1', None)]
+        """
+        keys = [key, *self.live.pop(key, [])]
+        return [(k, None) for k in keys]
+
     def loaded(self, values: dict[str, Any]) -> None:
         """The topic's chunk keys as `read_checkpoints` found them (after every own write was
         confirmed): what the next write of each key tombstones."""
