@@ -315,6 +315,11 @@ class NumericSketch:
     edges: tuple[NDArray[np.float64], NDArray[np.float64] | None] | None = field(
         default=None, repr=False, compare=False
     )
+    # `cuts` and `fine_cuts` as `to_dict` writes them, packed once: they never change, and a
+    # window is checkpointed every few seconds (not state: never saved)
+    packed_cuts: tuple[dict[str, Any], dict[str, Any] | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def _edges(self) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         if self.edges is None:
@@ -390,8 +395,12 @@ class NumericSketch:
         return out
 
     def to_dict(self) -> dict[str, Any]:
+        if self.packed_cuts is None:
+            fine = None if self.fine_cuts is None else _packed_floats(self.fine_cuts)
+            self.packed_cuts = (_packed_floats(self.cuts), fine)
+        cuts, fine_cuts = self.packed_cuts
         return {
-            "cuts": _packed_floats(self.cuts),
+            "cuts": cuts,
             "low": self.low,
             "high": self.high,
             "counts": self.counts.tolist(),
@@ -402,7 +411,7 @@ class NumericSketch:
             "max": self.max if self.n else None,
             "missing": self.missing,
             "invalid": self.invalid,
-            "fine_cuts": None if self.fine_cuts is None else _packed_floats(self.fine_cuts),
+            "fine_cuts": fine_cuts,
             "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
         }
 

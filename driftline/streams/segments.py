@@ -26,9 +26,10 @@ checkpoint written by an older version: readers take both forms.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,7 @@ from numpy.typing import NDArray
 from driftline.detectors.sketch import WindowSketch
 
 __all__ = [
+    "EDGES_FIELD",
     "MAX_ROWS_FACTOR",
     "MAX_SEGMENTS",
     "SEGMENTS_FIELD",
@@ -49,6 +51,8 @@ __all__ = [
 
 SEGMENT_MARK = "#seg/"  # in the keys of segments: `<head key>#seg/<id>`
 SEGMENTS_FIELD = "reservoir_segments"  # in a window of the head: its segment keys, in order
+EDGES_FIELD = "numeric_edges"  # in a window of the head: the key of its bin edges' segment
+EDGE_FIELDS = ("cuts", "fine_cuts")  # of each numeric feature, moved to that segment
 MAX_ROWS_FACTOR = 2.0  # consolidate a window's segments above this many reservoirs of rows
 MAX_SEGMENTS = 32  # ... or above this many segments
 
@@ -63,6 +67,7 @@ class WindowSegments:
     keys: tuple[str, ...] = ()
     rows: int = 0
     written: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    edges: str | None = None  # the key of the segment with its bin edges
 
 
 @dataclass
@@ -75,6 +80,7 @@ class SegmentPlan:
     sketches: dict[WindowKey, dict[str, Any]]
     tombstones: list[str]
     windows: dict[WindowKey, WindowSegments]
+    edges: set[str]
 
     def sketch_dict(self, sketch: WindowSketch) -> dict[str, Any]:
         """The head's form of an open window (for `PartitionWindows.to_dict`)."""
@@ -105,8 +111,8 @@ class ReservoirSegments:
     ...     topic.update({k: orjson.loads(v) for k, v in plan.segments})
     ...     head = {"open": [plan.sketch_dict(sketch)]}
     ...     log.commit(plan)
-    >>> len(head["open"][0]["reservoir_segments"]), len(topic)
-    (3, 3)
+    >>> len(head["open"][0]["reservoir_segments"]), len(topic)  # and one of bin edges
+    (3, 4)
     >>> restored, _ = restore_segments("s1/0", head, topic)
     >>> again = WindowSketch.from_dict(restored["open"][0])
     >>> bool((again.reservoir_keys == sketch.reservoir_keys).all())
@@ -115,6 +121,8 @@ class ReservoirSegments:
 
     head: str
     windows: dict[WindowKey, WindowSegments] = field(default_factory=dict)
+    edges: set[str] = field(default_factory=set)
+    """Keys of the bin-edge segments on the topic (each referenced by an open window)."""
     stale: list[str] = field(default_factory=list)
     """Segment keys on the topic that no head of this partition references: tombstoned after
     the next head."""
@@ -129,6 +137,7 @@ class ReservoirSegments:
         sketches: dict[WindowKey, dict[str, Any]] = {}
         tombstones = list(self.stale)
         windows: dict[WindowKey, WindowSegments] = {}
+        written_edges = set(self.edges)
         for key, sketch in open_windows.items():
             before = self.windows.get(key, WindowSegments())
             keys = sketch.reservoir_keys
@@ -143,7 +152,7 @@ class ReservoirSegments:
                 k = sketch.reservoir_size
                 if before.rows + n_new > MAX_ROWS_FACTOR * k or len(before.keys) >= MAX_SEGMENTS:
                     tombstones += before.keys  # consolidated: one segment, the reservoir now
-                    before = WindowSegments()
+                    before = WindowSegments(edges=before.edges)
                     new[:] = True
                 segment = sketch.reservoir_segment(before.written)
                 assert segment is not None  # new rows exist
@@ -153,23 +162,54 @@ class ReservoirSegments:
                     (*before.keys, segment_key),
                     before.rows + int(new.sum()),
                     np.union1d(before.written, keys[new]),
+                    before.edges,
                 )
+            head, edges = _without_edges(sketch.to_dict(reservoir=False))
+            edges_key = window.edges
+            if edges_key is None or edges_key not in written_edges:
+                value = orjson.dumps(edges)  # a new window: its edges, once (content-addressed)
+                digest = hashlib.sha256(value).hexdigest()[:32]
+                edges_key = f"{self.head}{SEGMENT_MARK}edges-{digest}"
+                window = replace(window, edges=edges_key)
+                if edges_key not in written_edges:
+                    segments.append((edges_key, value))
+                    written_edges.add(edges_key)
             windows[key] = window
-            sketches[key] = {**sketch.to_dict(reservoir=False), SEGMENTS_FIELD: list(window.keys)}
+            sketches[key] = {**head, SEGMENTS_FIELD: list(window.keys), EDGES_FIELD: edges_key}
         for key, gone in self.windows.items():
-            if key not in open_windows:
-                tombstones += gone.keys  # closed (handed on) or dropped
-        return SegmentPlan(segments, sketches, tombstones, windows)
+            if key not in windows:
+                tombstones += gone.keys  # closed (handed on), dropped, or stored whole
+        edges_used = {w.edges for w in windows.values() if w.edges is not None}
+        tombstones += sorted(written_edges - edges_used)
+        return SegmentPlan(segments, sketches, tombstones, windows, edges_used)
 
     def commit(self, plan: SegmentPlan) -> None:
         """The plan's segments, head and tombstones are sent (in that order)."""
         self.windows = plan.windows
+        self.edges = plan.edges
         self.stale = []
 
     def keys(self) -> Iterable[str]:
         """Every segment key this partition's head references."""
         for window in self.windows.values():
             yield from window.keys
+        yield from self.edges
+
+
+def _without_edges(d: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A sketch's `to_dict` without the bin edges of its numeric features, and those edges
+    (JSON): they come from the reference profile and never change, so a window writes them
+    once, not at every checkpoint."""
+    numeric, edges = {}, {}
+    for name, feature in d["numeric"].items():
+        edges[name] = {f: feature[f] for f in EDGE_FIELDS}
+        numeric[name] = {f: v for f, v in feature.items() if f not in EDGE_FIELDS}
+    return {**d, "numeric": numeric}, edges
+
+
+def _with_edges(d: Mapping[str, Any], edges: Mapping[str, Any]) -> dict[str, Any]:
+    numeric = {name: {**feature, **edges[name]} for name, feature in d["numeric"].items()}
+    return {**d, "numeric": numeric}
 
 
 def restore_segments(
@@ -189,10 +229,12 @@ def restore_segments(
             if listed is None:
                 opened.append(window)
                 continue
-            missing = [k for k in listed if k not in on_topic]
+            edges = window[EDGES_FIELD]
+            missing = [k for k in [*listed, edges] if k not in on_topic]
             if missing:
-                raise ValueError(f"{len(missing)} of {len(listed)} reservoir segments missing")
-            plain = {k: v for k, v in window.items() if k != SEGMENTS_FIELD}
+                raise ValueError(f"{len(missing)} of {len(listed) + 1} segments missing")
+            plain = {k: v for k, v in window.items() if k not in (SEGMENTS_FIELD, EDGES_FIELD)}
+            plain = _with_edges(plain, on_topic[edges])
             whole, written = WindowSketch.with_reservoir_union(plain, [on_topic[k] for k in listed])
             opened.append(whole)
             key = (
@@ -200,9 +242,12 @@ def restore_segments(
                 str(window["model_version"]),
                 float(window["window_start"]),
             )
-            windows[key] = WindowSegments(tuple(map(str, listed)), len(written), written)
+            windows[key] = WindowSegments(
+                tuple(map(str, listed)), len(written), written, str(edges)
+            )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"reservoir segments: {type(exc).__name__}: {exc}") from exc
-    referenced = {k for w in windows.values() for k in w.keys}
-    stale = sorted(k for k in on_topic if k not in referenced)
-    return {**saved, "open": opened}, ReservoirSegments(head, windows, stale)
+    restored = ReservoirSegments(head, windows, {w.edges for w in windows.values() if w.edges})
+    referenced = set(restored.keys())
+    restored.stale = sorted(k for k in on_topic if k not in referenced)
+    return {**saved, "open": opened}, restored

@@ -20,6 +20,7 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.detectors.sketch import WindowSketch
 from driftline.streams import segments as segments_module
 from driftline.streams.segments import (
+    EDGES_FIELD,
     SEGMENTS_FIELD,
     ReservoirSegments,
     SegmentPlan,
@@ -142,14 +143,15 @@ def test_a_missing_segment_fails_the_restore_and_old_checkpoints_still_restore()
     log = ReservoirSegments("s1/0")
     plan = log.plan({("m", "1", 0.0): sketch})
     head = {"open": [plan.sketch_dict(sketch)]}
-    with pytest.raises(ValueError, match="1 of 1 reservoir segments missing"):
+    with pytest.raises(ValueError, match="2 of 2 segments missing"):
         restore_segments("s1/0", head, {})
     old = {"open": [sketch.to_dict()]}  # written before segments: the reservoir inline
     restored, again = restore_segments("s1/0", old, {})
     assert restored is not None and _same(WindowSketch.from_dict(restored["open"][0]), sketch)
     assert again.windows == {}  # its first incremental checkpoint writes the whole reservoir
     first = again.plan({("m", "1", 0.0): sketch})
-    assert len(first.segments) == 1 and len(first.sketches[("m", "1", 0.0)][SEGMENTS_FIELD]) == 1
+    assert len(first.sketches[("m", "1", 0.0)][SEGMENTS_FIELD]) == 1
+    assert len(first.segments) == 2  # its reservoir, and its bin edges
 
 
 def test_equal_keys_keep_the_reservoir_inside_the_head() -> None:
@@ -186,5 +188,5 @@ def test_the_pipeline_restores_its_windows_bit_for_bit_after_incremental_checkpo
     assert all(_same(back.open[k], live.open[k]) for k in live.open)
     # closed windows' segments are tombstoned: only those of the open windows remain
     heads = saved["s1/0"]["open"]
-    listed = {k for w in heads for k in w[SEGMENTS_FIELD]}
+    listed = {k for w in heads for k in [*w[SEGMENTS_FIELD], w[EDGES_FIELD]]}
     assert listed == {k for k in saved if "#seg/" in k}
