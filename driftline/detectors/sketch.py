@@ -394,13 +394,18 @@ class NumericSketch:
             out._combine(other.n, other.mean, other.m2, other.min, other.max)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
+    def packed_edges(self) -> dict[str, Any]:
+        """`cuts` and `fine_cuts` as `to_dict` writes them (packed once)."""
         if self.packed_cuts is None:
             fine = None if self.fine_cuts is None else _packed_floats(self.fine_cuts)
             self.packed_cuts = (_packed_floats(self.cuts), fine)
-        cuts, fine_cuts = self.packed_cuts
-        return {
-            "cuts": cuts,
+        return {"cuts": self.packed_cuts[0], "fine_cuts": self.packed_cuts[1]}
+
+    def to_dict(self, edges: bool = True) -> dict[str, Any]:
+        """Without ``edges``, `cuts` and `fine_cuts` are left out (see `packed_edges`)."""
+        packed = self.packed_edges() if edges else {"cuts": None, "fine_cuts": None}
+        d = {
+            "cuts": packed["cuts"],
             "low": self.low,
             "high": self.high,
             "counts": self.counts.tolist(),
@@ -411,9 +416,12 @@ class NumericSketch:
             "max": self.max if self.n else None,
             "missing": self.missing,
             "invalid": self.invalid,
-            "fine_cuts": fine_cuts,
+            "fine_cuts": packed["fine_cuts"],
             "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
         }
+        if not edges:
+            del d["cuts"], d["fine_cuts"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericSketch:
@@ -846,18 +854,19 @@ class WindowSketch:
 
     # -- serialisation -----------------------------------------------------------------------
 
-    def to_dict(self, reservoir: bool = True) -> dict[str, Any]:
+    def to_dict(self, reservoir: bool = True, edges: bool = True) -> dict[str, Any]:
         """Plain JSON types only: NaN stored as None, the reservoir's keys and rows as base64 of
         their float64 bytes (`_packed_floats`; `from_dict` reads the older lists too). Without
-        ``reservoir``, the three reservoir fields (`RESERVOIR_FIELDS`) are left out: a
-        checkpoint stores them in segments (`reservoir_segment`, `with_reservoir_union`)."""
+        ``reservoir``, the three reservoir fields (`RESERVOIR_FIELDS`) are left out, without
+        ``edges`` the numeric features' bin edges (`numeric_edges`): a checkpoint stores them in
+        segments (`reservoir_segment`, `with_reservoir_union`, streams/segments.py)."""
         d: dict[str, Any] = {
             "model": self.model,
             "model_version": self.model_version,
             "window_start": self.window_start,
             "window_end": self.window_end,
             "profile_fingerprint": self.profile_fingerprint,
-            "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
+            "numeric": {k: v.to_dict(edges) for k, v in self.numeric.items()},
             "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
             "reservoir_columns": list(self.reservoir_columns),
             "reservoir_keys": None,  # placeholders, see below
@@ -891,6 +900,10 @@ class WindowSketch:
             for name in RESERVOIR_FIELDS:
                 del d[name]
         return d
+
+    def numeric_edges(self) -> dict[str, dict[str, Any]]:
+        """Each numeric feature's bin edges as `to_dict` writes them (`cuts`, `fine_cuts`)."""
+        return {k: v.packed_edges() for k, v in self.numeric.items()}
 
     def _reservoir_fields(self, rows: NDArray[np.bool_]) -> dict[str, Any]:
         return {
