@@ -118,8 +118,12 @@ def stream(args: argparse.Namespace) -> dict[str, Any]:
     from dataclasses import replace
 
     from driftline.streams.labels import PartitionLabels
-    from driftline.streams.segments import ReservoirSegments
     from driftline.streams.windows import PartitionWindows
+
+    try:
+        from driftline.streams.segments import ReservoirSegments
+    except ImportError:  # the code before segments (--baseline): the full value only
+        ReservoirSegments = None  # type: ignore[assignment,misc]  # noqa: N806
 
     rng = np.random.default_rng(7)
     names = [f"f{j:02d}" for j in range(args.features)]
@@ -128,7 +132,7 @@ def stream(args: argparse.Namespace) -> dict[str, Any]:
     )
     profiles = [replace(base, model=f"model{i:03d}") for i in range(args.models)]
     state = PartitionWindows(0, float(args.window), float(args.lateness))
-    log = ReservoirSegments("s1/0")
+    log = None if ReservoirSegments is None else ReservoirSegments("s1/0")
     per_model = args.rate / args.partitions / args.models * args.interval  # records per interval
     carry = 0.0
     t, offset, key = 0.0, 0, 0
@@ -158,25 +162,28 @@ def stream(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.process_time()
         full = orjson.dumps(state.to_dict())
         t1 = time.process_time()
-        plan = log.plan(state.open)
-        head = orjson.dumps(state.to_dict(plan.sketch_dict))
-        t2 = time.process_time()
-        log.commit(plan)
-        written = len(head) + sum(len(v) for _, v in plan.segments)
-        rows.append(
-            {
-                "t": t,
-                "open": len(state.open),
-                "full_bytes": len(full),
-                "full_ms": (t1 - t0) * 1000,
-                "segments_bytes": written,
+        cramjam.lz4.compress(full, level=0)  # the producer's compression (librdkafka's thread)
+        row = {"t": t, "open": len(state.open), "full_bytes": len(full)}
+        row |= {"full_ms": (t1 - t0) * 1000, "full_lz4_ms": (time.process_time() - t1) * 1000}
+        del full
+        if log is not None:
+            t1 = time.process_time()
+            plan = log.plan(state.open)
+            head = orjson.dumps(state.to_dict(plan.sketch_dict))
+            t2 = time.process_time()
+            log.commit(plan)
+            for value in [head] + [v for _, v in plan.segments]:
+                cramjam.lz4.compress(value, level=0)
+            row |= {
+                "segments_bytes": len(head) + sum(len(v) for _, v in plan.segments),
                 "head_bytes": len(head),
                 "segments": len(plan.segments),
                 "tombstones": len(plan.tombstones),
                 "segments_ms": (t2 - t1) * 1000,
+                "segments_lz4_ms": (time.process_time() - t2) * 1000,
             }
-        )
-        del full, head
+            del head, plan
+        rows.append(row)
     steady = [r for r in rows if r["t"] > args.window]  # after the first window closed
     labels = PartitionLabels(0, float(args.window), 60.0, 86400.0, 10**9)
     n = args.pending
@@ -189,7 +196,7 @@ def stream(args: argparse.Namespace) -> dict[str, Any]:
     labels_ms = (time.process_time() - t0) * 1000
 
     def mean(field: str) -> float:
-        return float(np.mean([r[field] for r in steady]))
+        return float(np.mean([r.get(field, np.nan) for r in steady]))
 
     return {
         "models": args.models,
@@ -202,39 +209,47 @@ def stream(args: argparse.Namespace) -> dict[str, Any]:
         "mean_open_windows": mean("open"),
         "full_bytes": mean("full_bytes"),
         "full_ms": mean("full_ms"),
+        "full_lz4_ms": mean("full_lz4_ms"),
         "max_full_bytes": max(r["full_bytes"] for r in rows),
         "segments_bytes": mean("segments_bytes"),
         "head_bytes": mean("head_bytes"),
         "segments_ms": mean("segments_ms"),
-        "max_segments_bytes": max(r["segments_bytes"] for r in rows),
+        "segments_lz4_ms": mean("segments_lz4_ms"),
+        "max_segments_bytes": max(r.get("segments_bytes", 0) for r in rows),
         "pending_entries": n,
         "pending_bytes": len(pending),
         "pending_ms": labels_ms,
     }
 
 
-def print_stream(r: dict[str, Any], partitions: int) -> None:
+def print_stream(results: dict[str, dict[str, Any]], partitions: int) -> None:
     mib = 1024 * 1024
+    r = results["this"]
     print(
         f"load {os.getloadavg()[0]:.2f}; one partition of {partitions}: {r['models']} models x "
-        f"{r['features']} features, {r['rate']:,} records/s in all, {r['window_seconds']}-s "
-        f"windows, {r['steady_checkpoints']} of {r['checkpoints']} checkpoints after the first "
-        f"window closed (mean {r['mean_open_windows']:.0f} open windows)"
+        f"{r['features']} features, {r['rate']:,.0f} records/s in all, {r['window_seconds']:.0f}-s"
+        f" windows, {r['steady_checkpoints']} of {r['checkpoints']} checkpoints after the first "
+        f"window closed (mean {r['mean_open_windows']:.0f} open windows), CPU time"
     )
-    print("per checkpoint of one partition   bytes (mean)   bytes (max)   CPU (mean)")
-    for name, b, m, ms in (
-        ("full value (main)", r["full_bytes"], r["max_full_bytes"], r["full_ms"]),
-        ("segments + head", r["segments_bytes"], r["max_segments_bytes"], r["segments_ms"]),
-    ):
-        print(f"{name:32} {b / mib:9.2f} MiB {m / mib:9.2f} MiB {ms:9.1f} ms")
-    print(f"{'  of which the head':32} {r['head_bytes'] / mib:9.2f} MiB")
+    print("per checkpoint of one partition     bytes (mean)   bytes (max)  to_dict+dumps  lz4")
+    lines = [("full value, this code", r, "full")]
+    if "baseline" in results:
+        lines.insert(0, ("full value, baseline code", results["baseline"], "full"))
+    lines.append(("segments + head, this code", r, "segments"))
+    for name, x, form in lines:
+        print(
+            f"{name:34} {x[f'{form}_bytes'] / mib:9.2f} MiB {x[f'max_{form}_bytes'] / mib:9.2f} "
+            f"MiB {x[f'{form}_ms']:9.1f} ms {x[f'{form}_lz4_ms']:6.1f} ms"
+        )
+    print(f"{'  of which the head':34} {r['head_bytes'] / mib:9.2f} MiB")
     print(
-        f"{'label join, pending index':32} {r['pending_bytes'] / mib:9.2f} MiB {'':13} "
+        f"{'label join, pending index':34} {r['pending_bytes'] / mib:9.2f} MiB {'':13} "
         f"{r['pending_ms']:9.1f} ms  ({r['pending_entries']:,} entries, in the head either way)"
     )
+    before = results.get("baseline", r)["full_ms"]
     print(
-        f"all {partitions} partitions every 2 s: full {partitions * r['full_ms'] / 1000:.2f} CPU s, "
-        f"segments {partitions * r['segments_ms'] / 1000:.3f} CPU s (+ pending index "
+        f"all {partitions} partitions, one checkpoint: full {partitions * before / 1000:.2f} "
+        f"CPU s, segments {partitions * r['segments_ms'] / 1000:.3f} CPU s (+ pending index "
         f"{partitions * r['pending_ms'] / 1000:.3f} s when full)"
     )
 
@@ -262,11 +277,21 @@ def main() -> None:
     parser.add_argument("--pending", type=int, default=100_000, help="label join entries")
     args = parser.parse_args()
     if args.stream:
-        result = stream(args)
-        print_stream(result, args.partitions)
+        streamed = {"this": stream(args)}
+        if args.raw:
+            print(json.dumps(streamed["this"]))
+            return
+        if args.baseline:
+            env = {**os.environ, "PYTHONPATH": args.baseline}
+            command = [sys.executable, __file__, "--raw", *sys.argv[1:]]
+            command = [c for c in command if not c.startswith("--baseline")]
+            command = [c for c in command if c != args.baseline]
+            out = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
+            streamed["baseline"] = json.loads(out.stdout.splitlines()[-1])
+        print_stream(streamed, args.partitions)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(result, f, indent=2)
+                json.dump(streamed, f, indent=2)
         return
     results = {"this": run(args)}
     if args.raw:
