@@ -17,6 +17,10 @@ idempotent, so a reader that sees a head has seen its chunks; a crash between th
 previous head and its chunks intact. `read_checkpoints` reassembles each head from its own
 generation only, and tells the writer (`CheckpointValues.chunk_keys`) which chunk keys are on
 the topic, so the next write tombstones them whoever wrote them.
+
+A stage-1 head does not hold its windows' reservoirs: they are in append-only *segments*
+(`s1/<p>#seg/<id>`, ordinary values here, chunked like any other), written before the head
+that lists them (streams/segments.py; docs/DESIGN.md, "Recovery").
 """
 
 from __future__ import annotations
