@@ -135,6 +135,20 @@ def _floats_from_json(saved: Any) -> NDArray[np.float64]:
     return np.frombuffer(raw, dtype="<f8").astype(np.float64).reshape(shape)
 
 
+def _rows_shaped(rows: NDArray[np.float64], n: int, width: int) -> NDArray[np.float64]:
+    """Reservoir rows as (rows, columns); a model without numeric features has rows of width
+    0, which ``reshape(-1, 0)`` cannot infer (ValueError if the sizes do not match).
+
+    >>> _rows_shaped(np.empty((3, 0)), 3, 0).shape
+    (3, 0)
+    """
+    if width == 0:
+        if rows.size:
+            raise ValueError(f"reservoir: {rows.size} values for rows without columns")
+        return np.empty((n, 0))
+    return rows.reshape(-1, width)
+
+
 def _steps(below: NDArray[np.intp]) -> NDArray[np.intp]:
     """``np.diff(below, prepend=0)`` without its Python layers (a hot spot per feature).
 
@@ -957,7 +971,10 @@ class WindowSketch:
         """
         width = len(d["reservoir_columns"])
         keys = [_floats_from_json(s["reservoir_keys"]).reshape(-1) for s in segments]
-        rows = [_floats_from_json(s["reservoir_rows"]).reshape(-1, width) for s in segments]
+        rows = [
+            _rows_shaped(_floats_from_json(s["reservoir_rows"]), len(part), width)
+            for s, part in zip(segments, keys, strict=True)
+        ]
         predictions: list[Any] = []
         for s, part in zip(segments, keys, strict=True):
             saved = s["reservoir_predictions"]
@@ -984,8 +1001,8 @@ class WindowSketch:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WindowSketch:
         columns = [str(c) for c in d["reservoir_columns"]]
-        rows = _floats_from_json(d["reservoir_rows"]).reshape(-1, len(columns))
         keys = _floats_from_json(d["reservoir_keys"]).reshape(-1)
+        rows = _rows_shaped(_floats_from_json(d["reservoir_rows"]), len(keys), len(columns))
         if len(keys) != len(rows):
             raise ValueError(f"reservoir: {len(keys)} keys for {len(rows)} rows")
         t_min, t_max = d["event_time_min"], d["event_time_max"]

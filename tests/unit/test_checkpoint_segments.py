@@ -190,3 +190,20 @@ def test_the_pipeline_restores_its_windows_bit_for_bit_after_incremental_checkpo
     heads = saved["s1/0"]["open"]
     listed = {k for w in heads for k in [*w[SEGMENTS_FIELD], w[EDGES_FIELD]]}
     assert listed == {k for k in saved if "#seg/" in k}
+
+
+def test_a_model_without_numeric_features_round_trips() -> None:
+    """Reservoir rows of width 0 (only categorical features): `reshape(-1, 0)` cannot infer
+    them, so such a sketch could not be read back, in a checkpoint or a partial."""
+    profile = ReferenceProfile.from_columns(
+        {"c": np.array(["a", "b"] * 50, dtype=object)}, model="m", model_version="1"
+    )
+    sketch = WindowSketch.empty(profile, 0.0, 60.0)
+    values = np.array(["a", "b", "z"], dtype=object)
+    sketch.update(RecordBatch({}, {"c": values}, np.zeros(3), values.copy()))
+    assert _same(WindowSketch.from_dict(sketch.to_dict()), sketch)
+    plan = ReservoirSegments("s1/0").plan({("m", "1", 0.0): sketch})
+    topic = {k: orjson.loads(v) for k, v in plan.segments}
+    restored, _ = restore_segments("s1/0", {"open": [plan.sketch_dict(sketch)]}, topic)
+    assert restored is not None
+    assert _same(WindowSketch.from_dict(restored["open"][0]), sketch)
