@@ -33,7 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -185,7 +191,7 @@ def read_checkpoints(config: Config, timeout: float = 60.0) -> CheckpointValues:
         }
     )
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+        low, high = _watermarks(consumer, topic, timeout)
         if high <= low:
             return CheckpointValues({}, {})
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -210,6 +216,31 @@ def read_checkpoints(config: Config, timeout: float = 60.0) -> CheckpointValues:
         return assemble_checkpoints(raw)
     finally:
         consumer.close()
+
+
+_NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def _watermarks(consumer: Consumer, topic: str, timeout: float) -> tuple[int, int]:
+    """The topic's low and high offsets; retried while the broker answers with a retriable
+    error (a topic created a moment ago has no leader yet: NOT_LEADER_FOR_PARTITION)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if time.monotonic() > deadline or not (
+                error.retriable() or error.code() in _NO_LEADER_YET
+            ):
+                raise
+            log.info("reading %s: %s; retrying", topic, exc.args[0].str())
+            time.sleep(0.2)
 
 
 def assemble_checkpoints(raw: dict[str, bytes]) -> CheckpointValues:
