@@ -66,7 +66,7 @@ from driftline.detectors.profile import (
     score_bin_index,
 )
 
-__all__ = ["LatencySketch", "SketchMismatchError", "WindowSketch"]
+__all__ = ["RESERVOIR_FIELDS", "LatencySketch", "SketchMismatchError", "WindowSketch"]
 
 MAX_CLASSES = 100
 MAX_SCORE_CLASSES = 20
@@ -75,6 +75,8 @@ MAX_UNSEEN = 100
 MAX_NEW_FEATURES = 50
 MAX_ATTRIBUTION_FEATURES = 500
 ERROR_TYPE_CHARS = 100
+# the fields of `WindowSketch.to_dict` that a checkpoint stores in segments instead
+RESERVOIR_FIELDS = ("reservoir_keys", "reservoir_rows", "reservoir_predictions")
 
 
 class SketchMismatchError(ValueError):
@@ -131,6 +133,20 @@ def _floats_from_json(saved: Any) -> NDArray[np.float64]:
         raise ValueError(f"packed array: {len(raw)} bytes for shape {list(shape)}")
     # a writable native-order copy: the sketch keeps updating it in place
     return np.frombuffer(raw, dtype="<f8").astype(np.float64).reshape(shape)
+
+
+def _rows_shaped(rows: NDArray[np.float64], n: int, width: int) -> NDArray[np.float64]:
+    """Reservoir rows as (rows, columns); a model without numeric features has rows of width
+    0, which ``reshape(-1, 0)`` cannot infer (ValueError if the sizes do not match).
+
+    >>> _rows_shaped(np.empty((3, 0)), 3, 0).shape
+    (3, 0)
+    """
+    if width == 0:
+        if rows.size:
+            raise ValueError(f"reservoir: {rows.size} values for rows without columns")
+        return np.empty((n, 0))
+    return rows.reshape(-1, width)
 
 
 def _steps(below: NDArray[np.intp]) -> NDArray[np.intp]:
@@ -313,6 +329,11 @@ class NumericSketch:
     edges: tuple[NDArray[np.float64], NDArray[np.float64] | None] | None = field(
         default=None, repr=False, compare=False
     )
+    # `cuts` and `fine_cuts` as `to_dict` writes them, packed once: they never change, and a
+    # window is checkpointed every few seconds (not state: never saved)
+    packed_cuts: tuple[dict[str, Any], dict[str, Any] | None] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     def _edges(self) -> tuple[NDArray[np.float64], NDArray[np.float64] | None]:
         if self.edges is None:
@@ -387,9 +408,18 @@ class NumericSketch:
             out._combine(other.n, other.mean, other.m2, other.min, other.max)
         return out
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cuts": _packed_floats(self.cuts),
+    def packed_edges(self) -> dict[str, Any]:
+        """`cuts` and `fine_cuts` as `to_dict` writes them (packed once)."""
+        if self.packed_cuts is None:
+            fine = None if self.fine_cuts is None else _packed_floats(self.fine_cuts)
+            self.packed_cuts = (_packed_floats(self.cuts), fine)
+        return {"cuts": self.packed_cuts[0], "fine_cuts": self.packed_cuts[1]}
+
+    def to_dict(self, edges: bool = True) -> dict[str, Any]:
+        """Without ``edges``, `cuts` and `fine_cuts` are left out (see `packed_edges`)."""
+        packed = self.packed_edges() if edges else {"cuts": None, "fine_cuts": None}
+        d = {
+            "cuts": packed["cuts"],
             "low": self.low,
             "high": self.high,
             "counts": self.counts.tolist(),
@@ -400,9 +430,12 @@ class NumericSketch:
             "max": self.max if self.n else None,
             "missing": self.missing,
             "invalid": self.invalid,
-            "fine_cuts": None if self.fine_cuts is None else _packed_floats(self.fine_cuts),
+            "fine_cuts": packed["fine_cuts"],
             "fine_counts": None if self.fine_counts is None else self.fine_counts.tolist(),
         }
+        if not edges:
+            del d["cuts"], d["fine_cuts"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> NumericSketch:
@@ -835,20 +868,23 @@ class WindowSketch:
 
     # -- serialisation -----------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, reservoir: bool = True, edges: bool = True) -> dict[str, Any]:
         """Plain JSON types only: NaN stored as None, the reservoir's keys and rows as base64 of
-        their float64 bytes (`_packed_floats`; `from_dict` reads the older lists too)."""
-        return {
+        their float64 bytes (`_packed_floats`; `from_dict` reads the older lists too). Without
+        ``reservoir``, the three reservoir fields (`RESERVOIR_FIELDS`) are left out, without
+        ``edges`` the numeric features' bin edges (`numeric_edges`): a checkpoint stores them in
+        segments (`reservoir_segment`, `with_reservoir_union`, streams/segments.py)."""
+        d: dict[str, Any] = {
             "model": self.model,
             "model_version": self.model_version,
             "window_start": self.window_start,
             "window_end": self.window_end,
             "profile_fingerprint": self.profile_fingerprint,
-            "numeric": {k: v.to_dict() for k, v in self.numeric.items()},
+            "numeric": {k: v.to_dict(edges) for k, v in self.numeric.items()},
             "categorical": {k: v.to_dict() for k, v in self.categorical.items()},
             "reservoir_columns": list(self.reservoir_columns),
-            "reservoir_keys": _packed_floats(self.reservoir_keys),
-            "reservoir_rows": _packed_floats(self.reservoir_rows),
+            "reservoir_keys": None,  # placeholders, see below
+            "reservoir_rows": None,
             "reservoir_size": self.reservoir_size,
             "seed": self.seed,
             "n_updates": self.n_updates,
@@ -870,14 +906,103 @@ class WindowSketch:
             else self.prediction_values.to_dict(),
             "absent_counts": dict(self.absent_counts),
             "new_features": dict(self.new_features),
-            "reservoir_predictions": self._aligned_predictions().tolist(),
+            "reservoir_predictions": None,
         }
+        if reservoir:  # in place, so that the fields keep their order
+            d.update(self._reservoir_fields(np.ones(len(self.reservoir_keys), dtype=bool)))
+        else:
+            for name in RESERVOIR_FIELDS:
+                del d[name]
+        return d
+
+    def numeric_edges(self) -> dict[str, dict[str, Any]]:
+        """Each numeric feature's bin edges as `to_dict` writes them (`cuts`, `fine_cuts`)."""
+        return {k: v.packed_edges() for k, v in self.numeric.items()}
+
+    def _reservoir_fields(self, rows: NDArray[np.bool_]) -> dict[str, Any]:
+        return {
+            "reservoir_keys": _packed_floats(self.reservoir_keys[rows]),
+            "reservoir_rows": _packed_floats(self.reservoir_rows[rows]),
+            "reservoir_predictions": self._aligned_predictions()[rows].tolist(),
+        }
+
+    def reservoir_segment(self, written: NDArray[np.float64]) -> dict[str, Any] | None:
+        """The reservoir rows whose keys are not in ``written`` (keys already stored in an
+        earlier segment of this window), with their keys and predictions, in `to_dict`'s
+        fields; None when there is none. A checkpoint appends it to the window's segments
+        (`streams/segments.py`).
+
+        >>> rng = np.random.default_rng(0)
+        >>> profile = ReferenceProfile.from_columns({"x": rng.normal(size=100)},
+        ...                                         model="m", model_version="1", bins=4)
+        >>> sketch = WindowSketch.empty(profile, 0.0, 60.0, reservoir_size=5)
+        >>> sketch.update(RecordBatch({"x": rng.normal(size=3)}, {}, np.zeros(3),
+        ...                           np.array(["a"] * 3, dtype=object)))
+        >>> first = sketch.reservoir_segment(np.empty(0))
+        >>> first["reservoir_keys"]["shape"], first["reservoir_predictions"]
+        ([3], ['a', 'a', 'a'])
+        >>> sketch.reservoir_segment(sketch.reservoir_keys) is None
+        True
+        """
+        new = ~np.isin(self.reservoir_keys, written)
+        return self._reservoir_fields(new) if new.any() else None
+
+    @staticmethod
+    def with_reservoir_union(
+        d: Mapping[str, Any], segments: list[Mapping[str, Any]]
+    ) -> tuple[dict[str, Any], NDArray[np.float64]]:
+        """``d`` (a `to_dict` without the reservoir) with the reservoir of the
+        ``reservoir_size`` smallest keys among every row of ``segments``, and the sorted keys
+        of all those rows. When every row that was ever in the sketch's reservoir at a
+        checkpoint is in a segment, that is the reservoir itself, bit for bit: the reservoir is
+        the k smallest keys of every record seen, and the segments hold a superset of it and a
+        subset of those records (docs/DESIGN.md, "Recovery").
+
+        >>> seg = {"reservoir_keys": [0.5, 0.1], "reservoir_rows": [[5.0], [1.0]],
+        ...        "reservoir_predictions": ["b", None]}
+        >>> more = {"reservoir_keys": [0.3], "reservoir_rows": [[3.0]],
+        ...         "reservoir_predictions": ["c"]}
+        >>> d = {"reservoir_columns": ["x"], "reservoir_size": 2}
+        >>> whole, keys = WindowSketch.with_reservoir_union(d, [seg, more])
+        >>> _floats_from_json(whole["reservoir_rows"]).tolist(), whole["reservoir_predictions"]
+        ([[1.0], [3.0]], [None, 'c'])
+        >>> keys.tolist()
+        [0.1, 0.3, 0.5]
+        """
+        width = len(d["reservoir_columns"])
+        keys = [_floats_from_json(s["reservoir_keys"]).reshape(-1) for s in segments]
+        rows = [
+            _rows_shaped(_floats_from_json(s["reservoir_rows"]), len(part), width)
+            for s, part in zip(segments, keys, strict=True)
+        ]
+        predictions: list[Any] = []
+        for s, part in zip(segments, keys, strict=True):
+            saved = s["reservoir_predictions"]
+            if not isinstance(saved, list) or len(saved) != len(part):
+                raise ValueError(
+                    f"reservoir segment: predictions do not match its {len(part)} rows"
+                )
+            predictions += [None if v is None else str(v) for v in saved]
+        all_keys = np.concatenate([np.empty(0), *keys])
+        all_rows = np.concatenate([np.empty((0, width)), *rows])
+        all_predictions = np.empty(len(predictions), dtype=object)
+        all_predictions[:] = predictions
+        kept_keys, kept_rows, kept_predictions = _smallest(
+            all_keys, all_rows, int(d["reservoir_size"]), all_predictions
+        )
+        whole = {
+            **d,
+            "reservoir_keys": _packed_floats(kept_keys),
+            "reservoir_rows": _packed_floats(kept_rows),
+            "reservoir_predictions": kept_predictions.tolist(),
+        }
+        return whole, np.sort(all_keys)
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> WindowSketch:
         columns = [str(c) for c in d["reservoir_columns"]]
-        rows = _floats_from_json(d["reservoir_rows"]).reshape(-1, len(columns))
         keys = _floats_from_json(d["reservoir_keys"]).reshape(-1)
+        rows = _rows_shaped(_floats_from_json(d["reservoir_rows"]), len(keys), len(columns))
         if len(keys) != len(rows):
             raise ValueError(f"reservoir: {len(keys)} keys for {len(rows)} rows")
         t_min, t_max = d["event_time_min"], d["event_time_max"]

@@ -17,6 +17,10 @@ idempotent, so a reader that sees a head has seen its chunks; a crash between th
 previous head and its chunks intact. `read_checkpoints` reassembles each head from its own
 generation only, and tells the writer (`CheckpointValues.chunk_keys`) which chunk keys are on
 the topic, so the next write tombstones them whoever wrote them.
+
+A stage-1 head does not hold its windows' reservoirs: they are in append-only *segments*
+(`s1/<p>#seg/<id>`, ordinary values here, chunked like any other), written before the head
+that lists them (streams/segments.py; docs/DESIGN.md, "Recovery").
 """
 
 from __future__ import annotations
@@ -29,7 +33,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -102,6 +112,17 @@ class ChunkedWriter:
         out += [(k, None) for k in stale if k not in self.live.get(key, ())]
         return out
 
+    def tombstones(self, key: str) -> list[tuple[str, bytes | None]]:
+        """The messages that delete ``key`` and its chunks (a segment no head references).
+
+        >>> writer = ChunkedWriter(max_value_bytes=4)
+        >>> _ = writer.messages("s1/0#seg/a", b"[1,2,3]", generation="g1")
+        >>> writer.tombstones("s1/0#seg/a")
+        [('s1/0#seg/a', None), ('s1/0#seg/a#chunk/g1/0', None), ('s1/0#seg/a#chunk/g1/1', None)]
+        """
+        keys = [key, *self.live.pop(key, [])]
+        return [(k, None) for k in keys]
+
     def loaded(self, values: dict[str, Any]) -> None:
         """The topic's chunk keys as `read_checkpoints` found them (after every own write was
         confirmed): what the next write of each key tombstones."""
@@ -170,7 +191,7 @@ def read_checkpoints(config: Config, timeout: float = 60.0) -> CheckpointValues:
         }
     )
     try:
-        low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+        low, high = _watermarks(consumer, topic, timeout)
         if high <= low:
             return CheckpointValues({}, {})
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
@@ -195,6 +216,31 @@ def read_checkpoints(config: Config, timeout: float = 60.0) -> CheckpointValues:
         return assemble_checkpoints(raw)
     finally:
         consumer.close()
+
+
+_NO_LEADER_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
+
+
+def _watermarks(consumer: Consumer, topic: str, timeout: float) -> tuple[int, int]:
+    """The topic's low and high offsets; retried while the broker answers with a retriable
+    error (a topic created a moment ago has no leader yet: NOT_LEADER_FOR_PARTITION)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if time.monotonic() > deadline or not (
+                error.retriable() or error.code() in _NO_LEADER_YET
+            ):
+                raise
+            log.info("reading %s: %s; retrying", topic, exc.args[0].str())
+            time.sleep(0.2)
 
 
 def assemble_checkpoints(raw: dict[str, bytes]) -> CheckpointValues:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -93,6 +93,20 @@ class Checkpoints:
     def messages(self, key: bytes, value: bytes) -> list[tuple[bytes, bytes | None]]:
         """What to send, in order, to store ``value`` under ``key`` (None: a tombstone)."""
         return [(k.encode(), v) for k, v in self.writer.messages(key.decode(), value)]
+
+    def tombstones(self, key: str) -> list[tuple[bytes, bytes | None]]:
+        """What to send to delete ``key`` (and its chunks, if it was chunked)."""
+        return [(k.encode(), v) for k, v in self.writer.tombstones(key)]
+
+    def under(self, prefix: str) -> dict[str, Any]:
+        """The loaded values whose key starts with ``prefix`` (call after `get`)."""
+        return {k: v for k, v in (self.cache or {}).items() if k.startswith(prefix)}
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Forget loaded values once restored (their state lives in memory now, and is read
+        from the topic again only after `reset`)."""
+        for key in keys:
+            (self.cache or {}).pop(key, None)
 
     def reset(self) -> None:
         self.cache = None

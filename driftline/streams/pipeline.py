@@ -192,8 +192,14 @@ class Pipeline:
         checkpoint topic; returns how many were written. The caller confirms the sends with
         the broker before it commits any input offset."""
         async with self.intake.lock, self.merge.lock:
-            values = self.intake.checkpoint_values() + self.merge.checkpoint_values()
-            for key, value in values:
+            written = 0
+            # stage 1 one partition at a time: its segments, its head, then tombstones
+            for messages in self.intake.checkpoint_messages():
+                for key, value in messages:
+                    await self.shared.send(self.topics.checkpoints, key, value, None)
+                written += 1
+            for key, value in self.merge.checkpoint_values():
                 for part_key, part in self.shared.checkpoints.messages(key, value):
                     await self.shared.send(self.topics.checkpoints, part_key, part, None)
-            return len(values)
+                written += 1
+            return written

@@ -44,6 +44,7 @@ from driftline.streams.intake import (
 from driftline.streams.labels import Outcome, PartitionLabels
 from driftline.streams.outcomes import outcome_payloads
 from driftline.streams.payloads import PartialMessage, PerformanceMessage, WatermarkMessage
+from driftline.streams.segments import SEGMENT_MARK, ReservoirSegments, restore_segments
 from driftline.streams.windows import PartitionWindows, WindowSizes
 
 log = logging.getLogger(__name__)
@@ -102,20 +103,33 @@ class PartitionStage:
         self._idle: set[int] = set()
         self.lock = asyncio.Lock()
         self.dirty: set[int] = set()  # changed since the last checkpoint
+        self.segments: dict[int, ReservoirSegments] = {}  # each partition's, on the topic
         self._poisoned: dict[tuple[str, int], list[tuple[int, int]]] = {}  # see `rewind`
         self.rewound: set[int] = set()  # partitions the shell must re-read (then clears it)
 
-    def checkpoint_values(self) -> list[tuple[bytes, bytes]]:
-        """(key, value) of every partition changed since the last call."""
-        partitions = sorted(self.dirty & self.partitions.keys())
-        self.dirty.clear()
-        return [
-            (
-                f"s1/{p}".encode(),
-                orjson.dumps({**self.partitions[p].to_dict(), "labels": self.joins[p].to_dict()}),
+    def checkpoint_messages(self) -> Iterator[list[tuple[bytes, bytes | None]]]:
+        """Per partition changed since the last call, one at a time (so that one partition's
+        value is in memory at once), the messages that store it, in the order to send them:
+        its new reservoir segments, its head `s1/<p>` (chunked when large), then tombstones of
+        the segments the head no longer references (streams/segments.py). The caller sends a
+        partition's messages before asking for the next: the bookkeeping of its segments
+        advances only then (a failed send leaves it as the topic has it)."""
+        checkpoints = self.shared.checkpoints
+        for p in sorted(self.dirty & self.partitions.keys()):
+            self.dirty.discard(p)
+            state, key = self.partitions[p], f"s1/{p}"
+            state.flush()
+            segments = self.segments.setdefault(p, ReservoirSegments(key))
+            plan = segments.plan(state.open)
+            value = orjson.dumps(
+                {**state.to_dict(plan.sketch_dict), "labels": self.joins[p].to_dict()}
             )
-            for p in partitions
-        ]
+            messages = [m for k, v in plan.segments for m in checkpoints.messages(k.encode(), v)]
+            messages += checkpoints.messages(key.encode(), value)
+            del value
+            messages += [m for k in plan.tombstones for m in checkpoints.tombstones(k)]
+            yield messages
+            segments.commit(plan)
 
     async def _save_partition(self, partition: int) -> None:
         self.dirty.add(partition)  # written by the next checkpoint
@@ -130,6 +144,7 @@ class PartitionStage:
     def forget(self, partition: int) -> None:
         """Drop a revoked source partition's state; whoever gets it restores the checkpoint."""
         self.partitions.pop(partition, None)
+        self.segments.pop(partition, None)
         self.dirty.discard(partition)
         self.joins.pop(partition, None)
         self._last_record_at.pop(partition, None)
@@ -145,6 +160,7 @@ class PartitionStage:
         self._poisoned.setdefault((topic, partition), []).append((first, last))
         self.rewound.add(partition)
         self.partitions.pop(partition, None)
+        self.segments.pop(partition, None)
         self.joins.pop(partition, None)
         self.dirty.discard(partition)
         self._idle.discard(partition)
@@ -169,7 +185,9 @@ class PartitionStage:
         if state is None:
             windows = self.shared.config.windows
             sizes = WindowSizes.from_config(windows)
-            saved = await self.shared.checkpoints.get(f"s1/{partition}")
+            key = f"s1/{partition}"
+            saved = await self.shared.checkpoints.get(key)
+            on_topic = self.shared.checkpoints.under(key + SEGMENT_MARK)
             labels = self.shared.config.labels
 
             def fresh_joins() -> PartitionLabels:
@@ -184,7 +202,15 @@ class PartitionStage:
                 )
 
             joins = fresh_joins()
-            restored, error = restore_partition(partition, saved, joins)
+            try:  # the reservoirs from their segments (a checkpoint of an older version has none)
+                whole, segments = restore_segments(key, saved, on_topic)
+                restored, error = restore_partition(partition, whole, joins)
+            except ValueError as exc:
+                restored, error = None, f"{type(exc).__name__}: {exc}"
+            if restored is None:  # what is on the topic is stale: tombstoned after the next head
+                segments = ReservoirSegments(key, stale=sorted(on_topic))
+            self.segments[partition] = segments
+            self.shared.checkpoints.discard([key, *on_topic])  # in memory from here on
             if restored is not None:
                 state = restored
                 log.info(
@@ -197,7 +223,7 @@ class PartitionStage:
                 state = PartitionWindows(partition, sizes, float(windows.allowed_lateness_seconds))
                 if saved is not None:  # unrestorable: start fresh from the committed offset
                     joins = fresh_joins()
-                    await self.shared.checkpoint_dropped("stage1", f"s1/{partition}", saved, error)
+                    await self.shared.checkpoint_dropped("stage1", key, saved, error)
             # The config decides window sizes, also for a restored state: a changed size applies
             # to windows opened from now on (open ones keep their own end).
             state.sizes = sizes

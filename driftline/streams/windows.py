@@ -191,7 +191,11 @@ class PartitionWindows:
             self._flush(key)
         return [self.open.pop(key) for key in ready]
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(
+        self, sketch_dict: Callable[[WindowSketch], dict[str, Any]] = WindowSketch.to_dict
+    ) -> dict[str, Any]:
+        """JSON-compatible state, buffered rows applied first; ``sketch_dict`` writes each open
+        window (a checkpoint's leaves the reservoir to segments: streams/segments.py)."""
         self.flush()
         return {
             "partition": self.partition,
@@ -204,7 +208,7 @@ class PartitionWindows:
             "last_offset": self.last_offset,
             "late_records": self.late_records,
             "unknown_records": self.unknown_records,
-            "open": [sketch.to_dict() for sketch in self.open.values()],
+            "open": [sketch_dict(sketch) for sketch in self.open.values()],
         }
 
     @classmethod

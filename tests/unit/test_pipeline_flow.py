@@ -144,7 +144,9 @@ def test_predictions_and_labels_in_windows_performance_and_events_out(
 
     # every changed state goes to the checkpoint topic: one partition, one model
     assert asyncio.run(run.pipeline.checkpoint()) == 2  # s1/0 and s2/fraud
-    assert set(run.broker.checkpoints()) == {"s1/0", "s2/fraud"}
+    # (and the reservoir segments of s1/0's open windows, streams/segments.py)
+    heads = {k for k in run.broker.checkpoints() if "#seg/" not in k}
+    assert heads == {"s1/0", "s2/fraud"}
 
 
 def test_a_provisional_window_with_few_labels_does_not_page(

@@ -43,20 +43,27 @@ class Message:
 class Broker:
     """What the pipeline sent, by topic; the checkpoint topic compacted to its latest values."""
 
-    sent: dict[str, list[tuple[bytes | None, bytes, dict[str, bytes]]]] = field(
+    sent: dict[str, list[tuple[bytes | None, bytes | None, dict[str, bytes]]]] = field(
         default_factory=dict
     )
 
     async def send(
-        self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes] | None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Mapping[str, bytes] | None,
     ) -> None:
         self.sent.setdefault(topic, []).append((key, value, dict(headers or {})))
 
     def checkpoints(self) -> dict[str, Any]:
-        return {
-            (key or b"").decode(): orjson.loads(value)
-            for key, value, _ in self.sent.get("ckpt", [])
-        }
+        latest: dict[str, Any] = {}
+        for key, value, _ in self.sent.get("ckpt", []):
+            if value is None:  # a tombstone (a reservoir segment no head references)
+                latest.pop((key or b"").decode(), None)
+            else:
+                latest[(key or b"").decode()] = orjson.loads(value)
+        return latest
 
     def dlq(self) -> list[tuple[bytes, dict[str, bytes]]]:
         return [(value, headers) for _, value, headers in self.sent.get("dlq", [])]
