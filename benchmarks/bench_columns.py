@@ -4,7 +4,10 @@ decoded Structs + `_usable`) on batch messages of 100 simulate() records, as sta
 In-process, no Kafka: run it in this tree and in a baseline tree (e.g. `git archive main`) in
 the same minute and compare the µs per record; the ratio holds on a loaded machine.
 
-Run: .cache/venv/bin/python benchmarks/bench_columns.py [--records 100000] [--repeat 7]
+`--piece N` also times decoding plus `columns_of` over fresh pieces of N records (stage 1 works
+in pieces of ~1,100, `stage1.PIECE_BYTES`): the objects are then as warm as in the worker.
+
+Run: .cache/venv/bin/python benchmarks/bench_columns.py [--records 100000] [--repeat 7] [--piece 1100]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--piece", type=int, default=0, help="records per piece (0: skip)")
     args = parser.parse_args()
     records, _ = simulate(args.records, seed=7)
     decoder = StructPredictions()
@@ -45,6 +49,25 @@ def main() -> None:
         batch, _kept = intake.columns_of(structs, keys, profile, [], {})
         timings["columns_of"].append(time.perf_counter() - t)
         assert batch is not None and len(batch) == len(structs)
+    if args.piece:  # decoded afresh per piece, then its columns, as stage 1 does
+        per_message = 100
+        messages = [
+            orjson.dumps({"records": records[i : i + per_message]})
+            for i in range(0, len(records), per_message)
+        ]
+        step = max(1, args.piece // per_message)
+        timings["decode, pieces"], timings["columns_of, pieces"] = [], []
+        for _ in range(args.repeat):
+            decode = columns = 0.0
+            for first in range(0, len(messages), step):
+                t = time.perf_counter()
+                piece = [r for m in messages[first : first + step] for r in decoder.decode(m).records]
+                t1 = time.perf_counter()
+                intake.columns_of(piece, list(range(len(piece))), profile, [], {})
+                columns += time.perf_counter() - t1
+                decode += t1 - t
+            timings["decode, pieces"].append(decode)
+            timings["columns_of, pieces"].append(columns)
     for name, seconds in timings.items():
         best = min(seconds) / len(structs) * 1e6
         print(f"{name}: {best:.3f} µs/record (best of {args.repeat}, {len(structs):,} records)")
