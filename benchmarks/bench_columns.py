@@ -61,7 +61,9 @@ def main() -> None:
             decode = columns = 0.0
             for first in range(0, len(messages), step):
                 t = time.perf_counter()
-                piece = [r for m in messages[first : first + step] for r in decoder.decode(m).records]
+                piece = [
+                    r for m in messages[first : first + step] for r in decoder.decode(m).records
+                ]
                 t1 = time.perf_counter()
                 intake.columns_of(piece, list(range(len(piece))), profile, [], {})
                 columns += time.perf_counter() - t1

@@ -30,6 +30,7 @@ from driftline.cli.store import add_store_commands
 # `format_event`, `positive_int`, `since_arg`: importable from here, as before the split.
 __all__ = ["build_parser", "format_event", "main", "positive_int", "since_arg"]
 
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="driftline",

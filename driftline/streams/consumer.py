@@ -348,7 +348,9 @@ class IngestWorker:
                 log.warning("consume: %s", error)
                 continue
             value = m.value()
-            message = KafkaMessage(m.topic(), m.partition(), m.offset(), m.key(), value, m.headers())
+            message = KafkaMessage(
+                m.topic(), m.partition(), m.offset(), m.key(), value, m.headers()
+            )
             if value:
                 consumed_bytes += len(value)
             by_topic.setdefault(message.topic, []).append(message)

@@ -351,7 +351,14 @@ def test_a_piece_failing_stops_its_partition_and_the_rest_is_applied_once(
 
 @pytest.mark.parametrize(
     "value, usable",
-    [(1e15, True), (-1e15, True), (1e16, False), (-2e15, False), (math.inf, True), (math.nan, True)],
+    [
+        (1e15, True),
+        (-1e15, True),
+        (1e16, False),
+        (-2e15, False),
+        (math.inf, True),
+        (math.nan, True),
+    ],
 )
 def test_columns_beyond_the_magnitude_bound_are_not_usable(value: float, usable: bool) -> None:
     """`intake._usable` (all columns checked at once): a finite number beyond 1e15 would make
