@@ -190,7 +190,7 @@ class WorkerConfig:
     batch_size: int = key(5000, ge=1)
     # ... and fewer when messages are big, so that one batch's values stay near this many
     # bytes: 5,000 messages of 100 records would be 500,000 decoded records at once
-    batch_max_bytes: int = key(32 * 1024 * 1024, ge=1024)
+    batch_max_bytes: int = key(8 * 1024 * 1024, ge=1024)
     batch_timeout_seconds: float = key(0.5, gt=0)
     checkpoint_interval_seconds: float = key(2.0, gt=0)
     # a checkpoint value above this is written in chunks of this size (streams/checkpoint.py);

@@ -62,12 +62,12 @@ __all__ = ["IngestWorker", "KafkaMessage", "consumer_settings", "producer_settin
 
 T = TypeVar("T")
 IDLE_CHECK_SECONDS = 1.0
-PREFETCH_BYTES = 16 << 20
-"""librdkafka's prefetch queue holds about this much. A batch asks for at most half of it
-(`worker.batch_max_bytes` or less): so `consume` finds its batch waiting while librdkafka
-fetches the next one. A batch bigger than the queue (32 MiB of batch messages) drained it
-and then waited for fetches to refill it, every batch: the event loop sat idle ~10 % of a run
-with batch messages (docs/DESIGN.md, "Ingestion")."""
+PREFETCH_BATCHES = 2
+"""librdkafka's prefetch queue holds this many batches of `worker.batch_max_bytes`: so
+`consume` finds its batch waiting while librdkafka fetches the next one. A batch as big as the
+queue (32 MiB batches, 16 MiB queue) drained it and then waited for fetches to refill it, every
+batch: the event loop sat idle ~10 % of a run with batch messages (docs/DESIGN.md,
+"Ingestion")."""
 NO_OFFSET = -1001  # librdkafka's OFFSET_INVALID: no position yet
 
 
@@ -131,7 +131,8 @@ def consumer_settings(config: Config) -> dict[str, Any]:
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
         "queued.min.messages": 4 * config.worker.batch_size,
-        "queued.max.messages.kbytes": PREFETCH_BYTES // 1024,  # (librdkafka: 64 MiB)
+        # librdkafka's default is 64 MiB; 16 MiB with the default batch bound
+        "queued.max.messages.kbytes": PREFETCH_BATCHES * config.worker.batch_max_bytes // 1024,
         # fetch far ahead (librdkafka's threads), so that `consume` finds a full batch waiting;
         # when the prefetch queue is full, librdkafka waits fetch.queue.backoff.ms (1 s by
         # default) before fetching again: `consume` then stalled ~1 s every few batches here
@@ -190,7 +191,7 @@ class IngestWorker:
         self.batches = 0
         # the next consume's count: until a batch has shown the messages' size, as if each were
         # 64 KiB (the first batch of a backlog is otherwise the biggest of all)
-        self.batch_max_bytes = min(config.worker.batch_max_bytes, PREFETCH_BYTES // 2)
+        self.batch_max_bytes = config.worker.batch_max_bytes
         self.batch_messages = batch_messages(1, 64 * 1024, config.worker.batch_size,
                                              self.batch_max_bytes)  # fmt: skip
 
