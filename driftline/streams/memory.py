@@ -1,53 +1,49 @@
-"""The worker's heap: glibc malloc settings that keep its peak RSS down.
+"""The worker's heap: freed memory handed back to the system between checkpoints.
 
-glibc serves a request of at least `M_MMAP_THRESHOLD` bytes (128 KiB at start) with its own
-`mmap`, returned to the system on `free`; but after such a block is freed it raises the
-threshold to that block's size (up to 32 MiB), so later arrays of that size come from the heap,
-where freed space stays mapped as long as anything above it lives. The worker allocates and
-frees many such blocks: reservoirs and window columns (a 2,000 x 20 float64 array is 312 KiB),
-checkpoint values of several MiB, partials. With the dynamic threshold the freed space of one
-checkpoint or window close stays in the heap and the next peak lands on top of it.
-`tune_malloc` fixes the threshold at 128 KiB and returns freed heap tops above 1 MiB
-(`M_TRIM_THRESHOLD`, default 128 KiB but raised with the mmap threshold): measured in-process on
-the packed 100-models scenario, the pipeline's peak RSS 477-504 -> 430-449 MiB at about the same
-CPU (docs/BENCHMARKS.md, "Memory of the packed scenario").
+glibc keeps freed memory in its heap for the next allocation, and serves a request above its
+mmap threshold with its own mapping only until a freed block of that size raises the threshold
+(dynamically, up to 32 MiB). The worker allocates and frees many blocks of 0.1-10 MiB (window
+columns and reservoirs, checkpoint values and segments, partials, a batch's messages); once
+freed in the middle of the heap they stay resident, and the next checkpoint or window close
+does not always fit in them, so the peak grows on top of memory nobody uses. `release_free_heap`
+(`malloc_trim(0)`: the free pages of every arena back to the system) is called at each
+checkpoint (every `worker.checkpoint_interval_seconds`), when the previous checkpoint's
+messages are confirmed and freed.
 
-The variables glibc reads itself (`MALLOC_MMAP_THRESHOLD_`, `MALLOC_TRIM_THRESHOLD_`,
-`GLIBC_TUNABLES`) win: when one is set, nothing is changed. Without glibc (musl, macOS) this
-does nothing.
+Measured on the packed 100-models scenario (docs/BENCHMARKS.md, "Memory of the packed
+scenario"): in-process, the pipeline's peak RSS 477-504 -> 456 MiB. A fixed mmap threshold
+(`mallopt(M_MMAP_THRESHOLD, 128 KiB)`) gave 430-449 MiB in-process, but the worker then spent
+1.6x the CPU per record (every large numpy temporary a fresh mapping): not adopted.
+
+Without glibc (musl, macOS) this does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import os
+from collections.abc import Callable
 
-__all__ = ["MMAP_THRESHOLD_BYTES", "TRIM_THRESHOLD_BYTES", "tune_malloc"]
-
-# mallopt parameters, glibc's malloc.h
-_M_TRIM_THRESHOLD = -1
-_M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 128 * 1024
-TRIM_THRESHOLD_BYTES = 1024 * 1024
-_ENVIRONMENT = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+__all__ = ["release_free_heap"]
 
 
-def tune_malloc(environ: dict[str, str] | None = None) -> bool:
-    """Fix glibc's mmap threshold and trim threshold (see the module's docstring); True if
-    both were set."""
-    env = os.environ if environ is None else environ
-    if any(name in env for name in _ENVIRONMENT):
-        return False
+def _malloc_trim() -> Callable[[int], int] | None:
     name = ctypes.util.find_library("c")
     if name is None:
-        return False
+        return None
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):  # no glibc
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-        mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES)
-    )
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def release_free_heap() -> bool:
+    """Give the free pages of the heap back to the system (glibc's ``malloc_trim(0)``; the
+    GIL is released meanwhile); True if memory was released, False if none or not glibc."""
+    return _TRIM is not None and bool(_TRIM(0))

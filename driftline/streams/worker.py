@@ -13,7 +13,6 @@ from driftline.sinks import prometheus as metrics
 from driftline.streams.app import build_pipeline
 from driftline.streams.checkpoint import ensure_internal_topics
 from driftline.streams.consumer import IngestWorker
-from driftline.streams.memory import tune_malloc
 from driftline.streams.topics import check_copartitioned
 
 log = logging.getLogger(__name__)
@@ -24,7 +23,6 @@ __all__ = ["run_worker"]
 def run_worker(config: Config) -> int:
     """Run until SIGTERM/SIGINT. Refuses to start when predictions and labels aren't co-partitioned."""
     partitions = check_copartitioned(config)
-    tune_malloc()  # a lower peak RSS (streams/memory.py)
     # `kill -USR1 <pid>` prints every thread's stack to stderr (the worker's log): a stuck
     # worker explains itself without a debugger. (Not possible when stderr is no file, e.g.
     # captured in a test: then it is simply not there.)
