@@ -15,7 +15,7 @@ import math
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -199,15 +199,41 @@ def _read_only(a: NDArray[np.float64]) -> NDArray[np.float64]:
     return a
 
 
-def _prepared(sample: NDArray[np.float64], columns: list[str]) -> dict[str, NDArray[np.float64]]:
-    """Each column of a profile's sample as its finite values, sorted (read-only; see
-    ``TestInput.reference_sorted``), computed once per sample."""
+def _sorted_positions(column: NDArray[np.float64]) -> NDArray[Any]:
+    """The rows of ``column``'s finite values in sorted order (uint16 below 65,536 rows: a
+    quarter of the values' bytes), such that ``column[positions]`` is ``sorted_finite(column)``
+    bit for bit; where it cannot be (argsort put a -0.0 and a 0.0 in the other order than
+    np.sort), the sorted values themselves (float64)."""
+    finite = np.flatnonzero(np.isfinite(column))
+    values = column[finite]
+    positions = finite[np.argsort(values)]
+    if np.array_equal(column[positions].view(np.uint64), np.sort(values).view(np.uint64)):
+        return positions.astype(np.uint16 if column.size <= 65_536 else np.intp)
+    return sorted_finite(column)
+
+
+def _prepared(sample: NDArray[np.float64], columns: list[str]) -> dict[str, NDArray[Any]]:
+    """For each column of a profile's sample, the positions of its finite values in sorted
+    order (`_sorted_positions`; read-only), computed once per sample. Positions and not the
+    sorted values: with 100 profiles of 2,000 x 20 the values took 31 MiB of the worker."""
     names = tuple(columns)
 
-    def make() -> dict[str, NDArray[np.float64]]:
-        return {name: _read_only(sorted_finite(sample[:, j])) for j, name in enumerate(names)}
+    def make() -> dict[str, NDArray[Any]]:
+        return {name: _read_only(_sorted_positions(sample[:, j])) for j, name in enumerate(names)}
 
     return _per_sample(sample, "sorted columns", names, make)
+
+
+def _reference_sorted(
+    sample: NDArray[np.float64], columns: list[str], name: str
+) -> NDArray[np.float64]:
+    """Column ``name`` of a profile's sample as its finite values, sorted (see
+    ``TestInput.reference_sorted``): gathered from the positions prepared once per sample."""
+    prepared = _prepared(sample, columns)[name]
+    if prepared.dtype == np.float64:
+        return cast("NDArray[np.float64]", prepared)
+    gathered: NDArray[np.float64] = sample[:, columns.index(name)][prepared]
+    return gathered
 
 
 def _reference_correlations(
@@ -245,7 +271,7 @@ def numeric_feature(
     data = TestInput(
         reference_counts=ref.counts,
         window_counts=win.counts,
-        reference_sample=_prepared(profile.sample, profile.sample_columns)[name],
+        reference_sample=_reference_sorted(profile.sample, profile.sample_columns, name),
         window_sample=win_sample,
         reference_std=ref.std,
         fine=fine,

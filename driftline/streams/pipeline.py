@@ -36,6 +36,7 @@ from driftline.streams.context import (
 )
 from driftline.streams.intake import MAX_RECORDS_PER_MESSAGE, record_key
 from driftline.streams.labels import PartitionLabels
+from driftline.streams.memory import release_free_heap
 from driftline.streams.outcomes import load_concept_config
 from driftline.streams.profiles import ProfileDirectory
 from driftline.streams.stage1 import PartitionStage
@@ -191,6 +192,9 @@ class Pipeline:
         """Write the state of every partition and model changed since the last call to the
         checkpoint topic; returns how many were written. The caller confirms the sends with
         the broker before it commits any input offset."""
+        # what the last interval freed (its checkpoint's messages, now confirmed, closed
+        # windows) back to the system before this one allocates: a lower peak RSS (memory.py)
+        release_free_heap()
         async with self.intake.lock, self.merge.lock:
             written = 0
             # stage 1 one partition at a time: its segments, its head, then tombstones

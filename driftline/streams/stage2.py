@@ -80,7 +80,7 @@ class ModelStage:
         """(key, value) of every model changed since the last call."""
         models = sorted(self.dirty & self.models.keys())
         self.dirty.clear()
-        return [(f"s2/{m}".encode(), orjson.dumps(self.models[m].to_dict())) for m in models]
+        return [(f"s2/{m}".encode(), self.models[m].to_json()) for m in models]
 
     async def _model_state(self, model: str, partition: int) -> ModelWindows:
         state = self.models.get(model)
@@ -118,7 +118,9 @@ class ModelStage:
                     source, -np.inf if watermark is None else float(watermark), payload.idle
                 )
                 if isinstance(payload, PartialMessage):
-                    state.add_partial(source, payload.sketch)
+                    # kept as received: parsed again when the window closes, written
+                    # unchanged into the checkpoint
+                    state.add_partial(source, payload.sketch, message.value)
                     changed.add(model)
                 elif isinstance(payload, PerformanceMessage):
                     state.add_performance(source, payload.partial, payload.final)

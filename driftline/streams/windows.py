@@ -34,6 +34,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import orjson
 
 from driftline.detectors.batch import RecordBatch
 from driftline.detectors.profile import ReferenceProfile
@@ -106,6 +107,15 @@ class WindowSizes:
 
 def _key(model_version: str, window_start: float) -> str:
     return f"{model_version}@{window_start:.3f}"
+
+
+def _bounds(sketch: Mapping[str, Any]) -> tuple[float, float]:
+    return float(sketch["window_start"]), float(sketch["window_end"])
+
+
+def _pending_sketch(encoded: bytes) -> WindowSketch:
+    """The sketch of a pending partial kept as received ({"sketch": ...}, `ModelWindows`)."""
+    return WindowSketch.from_dict(orjson.loads(encoded)["sketch"])
 
 
 @dataclass
@@ -313,7 +323,11 @@ class ModelWindows:
     n_sources: int
     source_watermarks: dict[int, float] = field(default_factory=dict)
     idle_sources: set[int] = field(default_factory=set)
-    pending: dict[str, dict[int, dict[str, Any]]] = field(default_factory=dict)
+    # window -> source -> the partial as received: the JSON of an object whose "sketch" is the
+    # partial sketch (the partials message itself), parsed when the window closes and written
+    # into the checkpoint unchanged (`to_json`), never re-serialised
+    pending: dict[str, dict[int, bytes]] = field(default_factory=dict)
+    pending_bounds: dict[str, tuple[float, float]] = field(default_factory=dict)  # start, end
     closed: list[str] = field(default_factory=list)  # recent closed keys, oldest first
     late_partials: int = 0
     carry: dict[str, dict[str, Any]] = field(default_factory=dict)  # version -> too-small window
@@ -344,13 +358,20 @@ class ModelWindows:
         else:
             self.idle_sources.discard(source)
 
-    def add_partial(self, source: int, sketch: Mapping[str, Any]) -> bool:
-        """Keep a source's partial sketch of a window; False if that window is already closed."""
+    def add_partial(
+        self, source: int, sketch: Mapping[str, Any], encoded: bytes | None = None
+    ) -> bool:
+        """Keep a source's partial sketch of a window; False if that window is already closed.
+        `encoded`: the JSON of an object whose "sketch" is `sketch` (the partials message it
+        was parsed from), kept instead of the parsed sketch."""
         key = _key(str(sketch["model_version"]), float(sketch["window_start"]))
         if key in self.closed:
             self.late_partials += 1
             return False
-        self.pending.setdefault(key, {})[source] = dict(sketch)  # replace: replays are idempotent
+        if encoded is None:
+            encoded = orjson.dumps({"sketch": sketch})
+        self.pending.setdefault(key, {})[source] = encoded  # replace: replays are idempotent
+        self.pending_bounds[key] = _bounds(sketch)
         return True
 
     def add_performance(self, source: int, partial: Mapping[str, Any], final: bool = True) -> None:
@@ -455,17 +476,18 @@ class ModelWindows:
     def close_ready(self) -> list[ClosedWindow]:
         watermark = self.effective_watermark()
         ready = []
-        for key, partials in self.pending.items():
-            any_partial = next(iter(partials.values()))
-            if float(any_partial["window_end"]) <= watermark:
-                ready.append((float(any_partial["window_start"]), key))
+        for key in self.pending:
+            start, end = self.pending_bounds[key]
+            if end <= watermark:
+                ready.append((start, key))
         closed = []
         for _, key in sorted(ready):
             partials = self.pending.pop(key)
+            del self.pending_bounds[key]
             sources = tuple(sorted(partials))
-            sketch = WindowSketch.from_dict(partials[sources[0]])
+            sketch = _pending_sketch(partials[sources[0]])
             for source in sources[1:]:
-                sketch = sketch.merge(WindowSketch.from_dict(partials[source]))
+                sketch = sketch.merge(_pending_sketch(partials[source]))
             closed.append(ClosedWindow(sketch, sources))
             self.closed.append(key)
             self.window_records[key] = (sketch.n_records, list(sources))
@@ -474,7 +496,16 @@ class ModelWindows:
             del self.window_records[stale]
         return closed
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> bytes:
+        """`to_dict` as JSON, the pending partials written as they were received (not parsed
+        and serialised again: they are most of a stage-2 checkpoint)."""
+        return orjson.dumps(self.to_dict(pending=lambda raw: orjson.Fragment(raw)))
+
+    def to_dict(self, pending: Callable[[bytes], Any] | None = None) -> dict[str, Any]:
+        """The state as JSON-able values; `pending` maps each pending partial's received JSON
+        to what is written (default: the parsed object, {"sketch": ...})."""
+        if pending is None:
+            pending = orjson.loads
         return {
             "model": self.model,
             "n_sources": self.n_sources,
@@ -483,7 +514,8 @@ class ModelWindows:
             },
             "idle_sources": sorted(self.idle_sources),
             "pending": {
-                key: {str(s): p for s, p in parts.items()} for key, parts in self.pending.items()
+                key: {str(s): pending(p) for s, p in parts.items()}
+                for key, parts in self.pending.items()
             },
             "closed": list(self.closed),
             "late_partials": self.late_partials,
@@ -500,6 +532,12 @@ class ModelWindows:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ModelWindows:
+        # a pending partial is {"sketch": ...} (a partials message); in checkpoints of older
+        # versions, the sketch itself
+        pending = {
+            key: {int(s): p if "sketch" in p else {"sketch": p} for s, p in parts.items()}
+            for key, parts in d["pending"].items()
+        }
         return cls(
             model=str(d["model"]),
             n_sources=int(d["n_sources"]),
@@ -509,7 +547,13 @@ class ModelWindows:
             },
             idle_sources={int(s) for s in d["idle_sources"]},
             pending={
-                key: {int(s): p for s, p in parts.items()} for key, parts in d["pending"].items()
+                key: {s: orjson.dumps(p) for s, p in parts.items()}
+                for key, parts in pending.items()
+            },
+            pending_bounds={
+                key: _bounds(next(iter(parts.values()))["sketch"])
+                for key, parts in pending.items()
+                if parts
             },
             closed=[str(k) for k in d["closed"]],
             late_partials=int(d["late_partials"]),

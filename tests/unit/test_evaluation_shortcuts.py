@@ -161,9 +161,14 @@ def test_profile_columns_prepared_once_and_forgotten_with_the_sample() -> None:
     rng = np.random.default_rng(0)
     sample = rng.normal(size=(100, 2))
     sample[3, 0] = np.nan
+    sample[5, 1], sample[6, 1], sample[7, 1] = 0.0, -0.0, 0.0  # ties of +-0.0
     first = window_tests._prepared(sample, ["a", "b"])
     assert window_tests._prepared(sample, ["a", "b"]) is first
-    np.testing.assert_array_equal(first["a"], np.sort(sample[np.isfinite(sample[:, 0]), 0]))
+    assert first["a"].dtype == np.uint16  # positions, not values
+    for j, name in enumerate(["a", "b"]):
+        sorted_values = window_tests._reference_sorted(sample, ["a", "b"], name)
+        expected = np.sort(sample[np.isfinite(sample[:, j]), j])
+        assert sorted_values.view(np.uint64).tolist() == expected.view(np.uint64).tolist()
     assert not first["a"].flags.writeable
     assert window_tests._prepared(sample, ["b", "a"])["b"] is not first["b"]  # other columns
     key = (id(sample), "sorted columns")

@@ -259,3 +259,37 @@ def test_a_window_raises_its_performance_drop_once() -> None:
     assert not state.alert_performance_once("1", 0.0)
     again = ModelWindows.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert not again.alert_performance_once("1", 0.0) and again.alert_performance_once("1", 60.0)
+
+
+def test_pending_partials_are_checkpointed_as_received_and_restore_to_the_same_windows() -> None:
+    from driftline.streams.payloads import PartialMessage, parse_message
+
+    def run(state: ModelWindows) -> list[dict[str, object]]:
+        state.add_watermark(0, 130.0)
+        state.add_watermark(1, 130.0)
+        return [w.sketch.to_dict() for w in state.close_ready()]
+
+    state = ModelWindows("m", n_sources=2)
+    messages = [
+        PartialMessage(s, 65.0, False, partial(s, start, 3 + s)).encode()
+        for start in (60.0, 0.0)
+        for s in (1, 0)
+    ]
+    for value in messages:
+        payload = parse_message(value)
+        assert isinstance(payload, PartialMessage)
+        state.add_partial(payload.source, payload.sketch, value)
+    saved = state.to_json()
+    for value in messages:  # the messages' bytes are in the checkpoint as they came
+        assert value in saved
+    assert orjson.loads(saved) == orjson.loads(orjson.dumps(state.to_dict()))
+    restored = ModelWindows.from_dict(orjson.loads(saved))
+    # a checkpoint of an older version: the pending partials are the sketches themselves
+    old = orjson.loads(saved)
+    for parts in old["pending"].values():
+        for source, message in parts.items():
+            parts[source] = message["sketch"]
+    from_old = ModelWindows.from_dict(old)
+    expected = run(state)
+    assert [w["window_start"] for w in expected] == [0.0, 60.0]
+    assert run(restored) == expected and run(from_old) == expected
