@@ -131,6 +131,9 @@ _TASKS = Path("/proc/self/task")
 _CLIENTS_AT_SETUP = pytest.StashKey[int]()
 _FAILED = pytest.StashKey[bool]()
 _REPORTED: set[int] = set()  # ids of client objects already named by a failure
+# Clients that module- or session-scoped fixtures hold (they outlive a test by design), by
+# fixture: counted when it is set up, forgotten when it is finalized.
+_FIXTURE_CLIENTS: dict[int, int] = {}
 
 
 def live_kafka_clients() -> int:
@@ -141,6 +144,11 @@ def live_kafka_clients() -> int:
             with suppress(OSError):  # a thread that ended meanwhile
                 count += (task / "comm").read_text().strip() == "rdk:main"
     return count
+
+
+def _test_owned_clients() -> int:
+    """Live clients less those of the broader-scoped fixtures set up now."""
+    return live_kafka_clients() - sum(_FIXTURE_CLIENTS.values())
 
 
 def _kafka_client_objects() -> list[str]:
@@ -172,8 +180,23 @@ def _kafka_client_objects() -> list[str]:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
-    item.stash[_CLIENTS_AT_SETUP] = live_kafka_clients()
+    item.stash[_CLIENTS_AT_SETUP] = _test_owned_clients()
     return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[Any]:
+    if fixturedef.scope == "function":
+        return (yield)
+    before = live_kafka_clients()
+    result = yield
+    if (created := live_kafka_clients() - before) > 0:
+        _FIXTURE_CLIENTS[id(fixturedef)] = created
+    return result
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any]) -> None:
+    _FIXTURE_CLIENTS.pop(id(fixturedef), None)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -195,7 +218,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     a failure (pytest keeps the failed test's frames for debugging)."""
     result = yield
     before = item.stash.get(_CLIENTS_AT_SETUP, None)
-    if before is None or item.stash.get(_FAILED, False) or live_kafka_clients() <= before:
+    if before is None or item.stash.get(_FAILED, False) or _test_owned_clients() <= before:
         return result
     import gc
     import time
@@ -203,7 +226,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     # Clients only reachable through a reference cycle go with a collection; the threads of a
     # client being destroyed take a moment to end.
     deadline = time.monotonic() + 1
-    while (left := live_kafka_clients() - before) > 0 and time.monotonic() < deadline:
+    while (left := _test_owned_clients() - before) > 0 and time.monotonic() < deadline:
         gc.collect()
         time.sleep(0.05)
     if left > 0:

@@ -106,12 +106,14 @@ def test_client_errors_name_the_topic_and_the_broker(kafka: Any) -> None:
         logger.log(prediction_id="p-2", model="fraud", model_version="1", features={}, prediction=1)
         with pytest.raises(DeliveryError) as failure:
             logger.flush(2)
+        message = str(failure.value)
+        del failure  # its traceback holds the logger
     finally:
         # The record is still queued: close drops it. Without, the producer kept reconnecting
         # to the closed port for the rest of the session ("Connect to ... failed" on stderr).
         with suppress(DeliveryError):
             logger.close(timeout=0)
-    message = str(failure.value)
+        del logger  # and its producer with it, now (not when the collector runs)
     assert f"still queued after 2 s: Kafka at {down} did not acknowledge them" in message
     assert "Connection refused" in message and "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS" in message
 

@@ -51,27 +51,43 @@ def test_close_drops_queued_records_and_the_producer_goes_with_the_logger() -> N
 
 CONFTEST = """
 from tests.conftest import (  # noqa: F401  the suite's guard
-    pytest_runtest_makereport, pytest_runtest_setup, pytest_runtest_teardown,
+    pytest_fixture_post_finalizer, pytest_fixture_setup, pytest_runtest_makereport,
+    pytest_runtest_setup, pytest_runtest_teardown,
 )
 """
 LEAKY = """
+import pytest
 from confluent_kafka import Producer
 
+SETTINGS = {"bootstrap.servers": "127.0.0.1:PORT", "log_level": 0}
 LEFT = []
 
 
+@pytest.fixture(scope="module")
+def shared_producer():
+    yield Producer(SETTINGS)  # the module's: alive across its tests by design
+
+
+def test_uses_a_module_fixture(shared_producer):
+    assert shared_producer.flush(0) == 0
+
+
 def test_leaves_a_producer_behind():
-    LEFT.append(Producer({"bootstrap.servers": "127.0.0.1:PORT", "log_level": 0}))
+    LEFT.append(Producer(SETTINGS))
 
 
-def test_drops_its_producer():
-    producer = Producer({"bootstrap.servers": "127.0.0.1:PORT", "log_level": 0})
-    assert producer.flush(0) == 0
+def test_uses_the_module_fixture_too(shared_producer):
+    assert shared_producer.flush(0) == 0
 
 
 def test_fails_with_a_client_in_its_frame():
-    producer = Producer({"bootstrap.servers": "127.0.0.1:PORT", "log_level": 0})
+    producer = Producer(SETTINGS)
     assert producer is None
+
+
+def test_drops_its_producer():  # the last of the module: the module fixture goes with it
+    producer = Producer(SETTINGS)
+    assert producer.flush(0) == 0
 """
 
 
@@ -86,7 +102,7 @@ def test_the_guard_fails_a_test_that_leaves_a_client_behind(tmp_path: Path) -> N
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     out = result.stdout
-    assert "1 failed, 2 passed, 1 error" in out, out[-3000:]
+    assert "1 failed, 4 passed, 1 error" in out, out[-3000:]
     assert "ERROR at teardown of test_leaves_a_producer_behind" in out, out[-3000:]
     assert "test_leaves_a_producer_behind left 1 Kafka client(s) alive" in out, out[-3000:]
     assert "New client objects: Producer" in out, out[-3000:]
