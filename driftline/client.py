@@ -27,6 +27,7 @@ Faust, so a label lands on the same partition as its prediction. The producer is
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -87,12 +88,15 @@ class _Logger:
         }
         if bootstrap_servers:
             conf["bootstrap.servers"] = bootstrap_servers
-        conf["error_cb"] = self._on_error  # remembered, to say why records stayed queued
+        # The last error, to say why records stayed queued; kept apart from the logger, which
+        # the producer would otherwise hold (a cycle only the garbage collector breaks).
+        last_error: deque[str] = deque(maxlen=1)
+        conf["error_cb"] = lambda err: last_error.append(err.str())
         conf.update(settings or {})
         # What the producer was given, for inspection and logs (the password masked).
         self.settings = {k: ("***" if "password" in k else v) for k, v in conf.items()}
         self._failures: list[tuple[str, str]] = []
-        self._last_error: str | None = None
+        self._last_error = last_error
         self._producer = Producer(conf)
 
     @classmethod
@@ -109,9 +113,6 @@ class _Logger:
 
     def _configured_topic(self, config: Config) -> str:
         raise NotImplementedError
-
-    def _on_error(self, err: KafkaError) -> None:
-        self._last_error = err.str()
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -156,7 +157,7 @@ class _Logger:
             failures = [(key, self._missing_topic_reason()) for key, _ in failures]
         if remaining:
             servers = self.settings.get("bootstrap.servers")
-            why = f" (last error: {self._last_error})" if self._last_error else ""
+            why = f" (last error: {self._last_error[-1]})" if self._last_error else ""
             failures.append(
                 (
                     "",
@@ -168,8 +169,16 @@ class _Logger:
         if failures:
             raise DeliveryError(failures)
 
-    def close(self) -> None:
-        self.flush()
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush (as `flush`), then drop what is still queued: the producer stops retrying.
+        Each queued record's delivery callback holds this logger, so a record for a broker that
+        is down kept the logger and its producer alive, reconnecting and logging, for as long as
+        the process ran."""
+        try:
+            self.flush(timeout)
+        finally:
+            self._producer.purge()
+            self._producer.poll(0)  # serves the purged records' callbacks: they let go
 
     def __enter__(self) -> Self:
         return self

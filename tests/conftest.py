@@ -120,6 +120,126 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
     return load_config(ROOT / "config" / "driftline.yaml", environ=env), env
 
 
+# -- no Kafka client outlives its test -----------------------------------------------------------
+# A confluent-kafka client (Producer, Consumer, AdminClient, or one inside a driftline object) left
+# alive keeps retrying its broker from librdkafka's native threads: once that broker is gone (a
+# closed port, a private Kafka stopped) it prints `%3|...|rdkafka#producer-N| ... Connect to ...
+# failed` into whatever runs next, for the rest of the session (the demo test checks its output).
+# librdkafka names its threads: one `rdk:main` per client handle, visible in /proc (native
+# threads are not in threading.enumerate()). Counting them costs well under a millisecond.
+_TASKS = Path("/proc/self/task")
+_CLIENTS_AT_SETUP = pytest.StashKey[int]()
+_FAILED = pytest.StashKey[bool]()
+_REPORTED: set[int] = set()  # ids of client objects already named by a failure
+# Clients that module- or session-scoped fixtures hold (they outlive a test by design), by
+# fixture: counted when it is set up, forgotten when it is finalized.
+_FIXTURE_CLIENTS: dict[int, int] = {}
+
+
+def live_kafka_clients() -> int:
+    """librdkafka client handles alive in this process (its `rdk:main` threads)."""
+    count = 0
+    with suppress(OSError):
+        for task in _TASKS.iterdir():
+            with suppress(OSError):  # a thread that ended meanwhile
+                count += (task / "comm").read_text().strip() == "rdk:main"
+    return count
+
+
+def _test_owned_clients() -> int:
+    """Live clients less those of the broader-scoped fixtures set up now."""
+    return live_kafka_clients() - sum(_FIXTURE_CLIENTS.values())
+
+
+def _kafka_client_objects() -> list[str]:
+    """The client objects the collector sees (not those frozen by gc.freeze()), with what
+    holds each, those a failure already named left out."""
+    import gc
+    import sys
+
+    kafka = sys.modules.get("confluent_kafka")
+    if kafka is None:
+        return []
+    kinds: tuple[type, ...] = (kafka.Producer, kafka.Consumer)
+    if (admin := sys.modules.get("confluent_kafka.admin")) is not None:
+        kinds += (admin.AdminClient,)
+    found = [o for o in gc.get_objects() if isinstance(o, kinds) and id(o) not in _REPORTED]
+    here = sys._getframe()
+    described = []
+    for client in found:
+        _REPORTED.add(id(client))
+        holders = {
+            type(r).__name__
+            for r in gc.get_referrers(client)
+            if r is not here and not isinstance(r, dict | list)
+        }
+        held = f" held by {', '.join(sorted(holders))}" if holders else ""
+        described.append(f"{type(client).__name__}{held}")
+    return described
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    item.stash[_CLIENTS_AT_SETUP] = _test_owned_clients()
+    return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_fixture_setup(fixturedef: pytest.FixtureDef[Any]) -> Iterator[Any]:
+    if fixturedef.scope == "function":
+        return (yield)
+    before = live_kafka_clients()
+    result = yield
+    if (created := live_kafka_clients() - before) > 0:
+        _FIXTURE_CLIENTS[id(fixturedef)] = created
+    return result
+
+
+def pytest_fixture_post_finalizer(fixturedef: pytest.FixtureDef[Any]) -> None:
+    _FIXTURE_CLIENTS.pop(id(fixturedef), None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Iterator[pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[_FAILED] = True
+    return report
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    """Fail a test that leaves a librdkafka client of its own alive (not closed, or still
+    referenced) once its fixtures are torn down: close it (Consumer.close(),
+    Producer.flush(timeout), PredictionLogger.close()), stop the thread using it, and drop it.
+
+    Checked after every other teardown (pytest's log capture holds the records of the test, and
+    through an exception's traceback the frames and the clients in them, until then); not after
+    a failure (pytest keeps the failed test's frames for debugging)."""
+    result = yield
+    before = item.stash.get(_CLIENTS_AT_SETUP, None)
+    if before is None or item.stash.get(_FAILED, False) or _test_owned_clients() <= before:
+        return result
+    import gc
+    import time
+
+    # Clients only reachable through a reference cycle go with a collection; the threads of a
+    # client being destroyed take a moment to end.
+    deadline = time.monotonic() + 1
+    while (left := _test_owned_clients() - before) > 0 and time.monotonic() < deadline:
+        gc.collect()
+        time.sleep(0.05)
+    if left > 0:
+        objects = _kafka_client_objects() or ["none the collector sees (frozen, or in C)"]
+        pytest.fail(
+            f"{item.nodeid} left {left} Kafka client(s) alive (librdkafka `rdk:main` threads): "
+            "close and drop every Producer/Consumer/AdminClient it, or the driftline object it "
+            f"drives, creates. New client objects: {'; '.join(objects)}",
+            pytrace=False,
+        )
+    return result
+
+
 # Topics of this run, deleted when it ends: a broker keeps files open for every partition, and
 # a local stack that served a few runs (each test with topics of its own) reached its limit of
 # open files and died ("Too many open files"). Other runs' topics on the same broker are left.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -97,13 +98,22 @@ def test_client_errors_name_the_topic_and_the_broker(kafka: Any) -> None:
     logger.log(prediction_id="p-1", model="fraud", model_version="1", features={}, prediction=1)
     with pytest.raises(DeliveryError, match=f"p-1: topic {topic} does not exist: create it"):
         logger.flush(15)
+    logger.close(timeout=0)
 
     down = f"127.0.0.1:{free_port()}"
     logger = PredictionLogger(down, "any", settings={"message.timeout.ms": 60_000})
-    logger.log(prediction_id="p-2", model="fraud", model_version="1", features={}, prediction=1)
-    with pytest.raises(DeliveryError) as failure:
-        logger.flush(2)
-    message = str(failure.value)
+    try:
+        logger.log(prediction_id="p-2", model="fraud", model_version="1", features={}, prediction=1)
+        with pytest.raises(DeliveryError) as failure:
+            logger.flush(2)
+        message = str(failure.value)
+        del failure  # its traceback holds the logger
+    finally:
+        # The record is still queued: close drops it. Without, the producer kept reconnecting
+        # to the closed port for the rest of the session ("Connect to ... failed" on stderr).
+        with suppress(DeliveryError):
+            logger.close(timeout=0)
+        del logger  # and its producer with it, now (not when the collector runs)
     assert f"still queued after 2 s: Kafka at {down} did not acknowledge them" in message
     assert "Connection refused" in message and "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS" in message
 

@@ -272,6 +272,7 @@ def test_window_close_to_slack_and_email_latency(
     smtp: tuple[int, Mailbox, ssl.SSLContext],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     """Worker -> alerts topic -> `driftline notify` -> Slack and e-mail receivers."""
     smtp_port, mailbox, client_context = smtp
@@ -297,10 +298,20 @@ def test_window_close_to_slack_and_email_latency(
     monkeypatch.setattr(
         "driftline.sinks.notify.ssl.create_default_context", lambda *a, **k: client_context
     )
+    stop_notifier = threading.Event()
     notifier = threading.Thread(
-        target=run_notifier, args=(config,), kwargs={"timeout": 120}, daemon=True
+        target=run_notifier,
+        args=(config,),
+        kwargs={"timeout": 120, "stop": stop_notifier.is_set},
+        daemon=True,
     )
     notifier.start()
+
+    def stop_the_notifier() -> None:  # its consumers and producer close as it returns
+        stop_notifier.set()
+        notifier.join(30)
+
+    request.addfinalizer(stop_the_notifier)
     time.sleep(6)  # the notifier's new consumer groups start at the end of the topics
     stream, _ = simulate(
         42_000,
