@@ -338,6 +338,7 @@ class IngestWorker:
                 await self._in_thread(self._consumer_thread, self.consumer.close)
                 self.producer.flush(30)
                 self._consumer_thread.shutdown()
+                gc.unfreeze()  # what run() froze (its producer among it) can be freed again
             log.info("worker stopped after %d batches", self.batches)
 
     async def _process(self, raw: list[Any]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import signal
 import time
 import urllib.request
@@ -182,9 +181,6 @@ def test_a_batch_failing_half_way_is_re_read_and_counted_once(
         await task
 
     asyncio.run(main())
-    # run() froze the heap (gc.freeze(): right for the worker's own process) and leaves its
-    # producer alive, in a cycle with the worker: thawed, the collector can free both.
-    gc.unfreeze()
     dead_letters = TopicReader(config, config.topics.dlq, start="beginning")
     try:
         dlq = list(dead_letters.messages(timeout=30, idle=3))
