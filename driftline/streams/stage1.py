@@ -18,6 +18,7 @@ each half would need the other's internals. The pure parts are in intake.py.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -58,7 +59,12 @@ many message bytes (~1,100 records of ~470 bytes). Every step makes one pass ove
 per field: over a whole consumed batch (~17,000 records per partition with batch messages,
 ~20 MB of decoded objects) each pass missed the CPU caches, and the whole cost 1.5-2x as much
 CPU per record as in pieces of 128 KiB-1 MiB (docs/BENCHMARKS.md). Each piece counts entirely
-or not at all, as a batch did."""
+or not at all, as a batch did.
+
+Per model version: the columns are built per (model, version) group, so a piece holds this many
+bytes for each group the partition's previous piece had. With 100 models in one partition,
+pieces of 512 KiB left groups of ~9 records, whose fixed costs (columns, window update, label
+index) then took 1.8x the CPU per record of whole batches (docs/BENCHMARKS.md)."""
 
 
 def _texts(ids: list[Any]) -> list[str]:
@@ -69,19 +75,26 @@ def _texts(ids: list[Any]) -> list[str]:
 _STR = {str}
 
 
-def _pieces(messages: list[Message], limit: int) -> Iterator[list[Message]]:
-    """`messages` cut into runs of about `limit` bytes of values (at least one message each).
+def _pieces(messages: list[Message], limit: int | Callable[[], int]) -> Iterator[list[Message]]:
+    """`messages` cut into runs of about `limit` bytes of values (at least one message each);
+    a callable `limit` is asked again for each piece.
 
     >>> from types import SimpleNamespace as M
     >>> [len(p) for p in _pieces([M(value=b"x" * 40)] * 5, 100)]
     [3, 2]
+    >>> limits = iter([40, 1000])
+    >>> [len(p) for p in _pieces([M(value=b"x" * 40)] * 5, lambda: next(limits))]
+    [1, 4]
     """
-    size, first = 0, 0
+    limit_now = limit if callable(limit) else (lambda: limit)
+    size, first, bound = 0, 0, limit_now()
     for i, message in enumerate(messages):
         size += len(message.value or b"")
-        if size >= limit:
+        if size >= bound:
             yield messages[first : i + 1]
             size, first = 0, i + 1
+            if first < len(messages):
+                bound = limit_now()
     if first < len(messages):
         yield messages[first:] if first else messages
 
@@ -101,6 +114,9 @@ class PartitionStage:
         self._provisional_sent_at: dict[int, float] = {}
         self._last_record_at: dict[int, float] = {}  # assigned source partitions -> wall clock
         self._idle: set[int] = set()
+        self._piece_groups: dict[
+            int, int
+        ] = {}  # (model, version) groups in a partition's last piece
         self.lock = asyncio.Lock()
         self.dirty: set[int] = set()  # changed since the last checkpoint
         self.segments: dict[int, ReservoirSegments] = {}  # each partition's, on the topic
@@ -149,6 +165,7 @@ class PartitionStage:
         self.joins.pop(partition, None)
         self._last_record_at.pop(partition, None)
         self._idle.discard(partition)
+        self._piece_groups.pop(partition, None)
 
     def rewind(self, topic: str, partition: int, first: int, last: int) -> None:
         """A batch (offsets `first`..`last` of `topic`, source partition `partition`) failed
@@ -236,10 +253,14 @@ class PartitionStage:
             self.shared.monitored.refresh(self.shared.clock())
             for partition, part in by_partition(messages).items():
                 self._last_record_at[partition] = self.shared.clock()
-                for piece in _pieces(part, PIECE_BYTES):
+                limit = functools.partial(self._piece_bytes, partition)
+                for piece in _pieces(part, limit):
                     await self._isolated("predictions", partition, piece, self._partition_batch)
                     if partition in self.rewound:  # re-read from the last commit: stop here
                         break
+
+    def _piece_bytes(self, partition: int) -> int:
+        return PIECE_BYTES * self._piece_groups.get(partition, 1)
 
     def _time_bounds(self) -> tuple[float, float]:
         """Accepted event times: (earliest, latest) by the worker's clock."""
@@ -304,6 +325,7 @@ class PartitionStage:
                     group = groups[key] = ([], [])
                 group[0].append(record)
                 group[1].append(message_key | i)
+        self._piece_groups[partition] = max(1, len(groups))
         prepared: list[tuple[str, str, ReferenceProfile, RecordBatch, list[dict[str, Any]]]] = []
         accepted = 0
         for (model, version), (records, keys) in versions_as_text(groups).items():

@@ -373,3 +373,30 @@ def test_columns_beyond_the_magnitude_bound_are_not_usable(value: float, usable:
         bad = {**record, "features": {**record["features"], at: value}}
         batch = RecordBatch.from_records([record, bad], {"x": "numeric", "y": "numeric"})
         assert _usable(batch) is usable, at
+
+
+def test_pieces_grow_with_the_model_versions_they_carry(
+    config: Config, profile: ReferenceProfile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A piece holds `PIECE_BYTES` for each (model, version) group of the partition's previous
+    piece: with 4 versions interleaved, the first piece has 100 messages and the next ~400 (with
+    100 models, pieces of 512 KiB left groups of ~9 records, dearer per record than whole
+    batches)."""
+    from driftline.streams import stage1
+
+    records = good(900)
+    for i, record in enumerate(records):
+        record["model_version"] = str(1 + i % 4)
+    stream = messages(records)
+    monkeypatch.setattr(stage1, "PIECE_BYTES", sum(len(m.value or b"") for m in stream[:100]))
+    sizes: list[int] = []
+    apply = stage1.PartitionStage._partition_batch
+
+    async def counted(self: stage1.PartitionStage, partition: int, piece: list[Message]) -> None:
+        sizes.append(len(piece))
+        await apply(self, partition, piece)
+
+    monkeypatch.setattr(stage1.PartitionStage, "_partition_batch", counted)
+    run(pipeline(config, profile, Broker()).on_predictions(stream))
+    assert sum(sizes) == 900 and 99 <= sizes[0] <= 101, sizes
+    assert 390 <= sizes[1] <= 410, sizes
