@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -76,11 +76,14 @@ class ModelStage:
             self.partition_of.pop(model, None)
             self.dirty.discard(model)
 
-    def checkpoint_values(self) -> list[tuple[bytes, bytes]]:
-        """(key, value) of every model changed since the last call."""
+    def checkpoint_values(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of every model changed since the last call, one model's value built
+        at a time (the caller holds `lock`): each is sent and dropped before the next exists.
+        A list of them all held every pending partial of 100 models at once on top of the
+        producer's copy (~76 MiB more at the peak; docs/BENCHMARKS.md)."""
         models = sorted(self.dirty & self.models.keys())
         self.dirty.clear()
-        return [(f"s2/{m}".encode(), self.models[m].to_json()) for m in models]
+        return ((f"s2/{m}".encode(), self.models[m].to_json()) for m in models)
 
     async def _model_state(self, model: str, partition: int) -> ModelWindows:
         state = self.models.get(model)
