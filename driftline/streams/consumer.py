@@ -239,7 +239,7 @@ class IngestWorker:
 
     async def checkpoint(self) -> list[TopicPartition]:
         """Checkpoint changed state, confirm every output; the offsets now safe to commit."""
-        await self.pipeline.checkpoint()
+        await self.pipeline.checkpoint(self._confirm)  # confirmed as it goes: less queued
         await self._confirm()
         self._last_checkpoint = time.monotonic()
         return [

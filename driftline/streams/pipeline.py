@@ -18,7 +18,7 @@ the input offsets: committed offsets are never ahead of the checkpointed state.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from driftline.config import Config
 from driftline.detectors.concept import ConceptDriftConfig
@@ -42,6 +42,13 @@ from driftline.streams.profiles import ProfileDirectory
 from driftline.streams.stage1 import PartitionStage
 from driftline.streams.stage2 import ModelStage
 from driftline.streams.windows import ModelWindows, PartitionWindows
+
+CHECKPOINT_CONFIRM_BYTES = 16 * 1024 * 1024
+"""`Pipeline.checkpoint` waits for `confirm` each time it has sent this many bytes: the
+producer's queue then holds at most ~this much of a checkpoint (its copy of every message,
+compressed batches besides), not all of it. On the packed 100-models scenario a checkpoint
+sent 65 MiB of stage-1 segments and 43 MiB of pending stage-2 partials before the one
+confirmation at its end (docs/BENCHMARKS.md, "Peak of the packed scenario")."""
 
 __all__ = [
     "MAX_RECORDS_PER_MESSAGE",
@@ -188,22 +195,34 @@ class Pipeline:
 
     # -- checkpoint --------------------------------------------------------------------------
 
-    async def checkpoint(self) -> int:
+    async def checkpoint(self, confirm: Callable[[], Awaitable[None]] | None = None) -> int:
         """Write the state of every partition and model changed since the last call to the
         checkpoint topic; returns how many were written. The caller confirms the sends with
-        the broker before it commits any input offset."""
+        the broker before it commits any input offset; ``confirm`` (the shell's: every
+        message sent so far confirmed) is awaited meanwhile after each
+        `CHECKPOINT_CONFIRM_BYTES` sent, so that they are not all queued at once."""
         # what the last interval freed (its checkpoint's messages, now confirmed, closed
         # windows) back to the system before this one allocates: a lower peak RSS (memory.py)
         release_free_heap()
         async with self.intake.lock, self.merge.lock:
             written = 0
+            queued = 0  # bytes sent since the last confirm
+
+            async def send(key: bytes, value: bytes | None) -> None:
+                nonlocal queued
+                await self.shared.send(self.topics.checkpoints, key, value, None)
+                queued += len(key) + len(value or b"")
+                if confirm is not None and queued >= CHECKPOINT_CONFIRM_BYTES:
+                    await confirm()
+                    queued = 0
+
             # stage 1 one partition at a time: its segments, its head, then tombstones
             for messages in self.intake.checkpoint_messages():
                 for key, value in messages:
-                    await self.shared.send(self.topics.checkpoints, key, value, None)
+                    await send(key, value)
                 written += 1
             for key, value in self.merge.checkpoint_values():
                 for part_key, part in self.shared.checkpoints.messages(key, value):
-                    await self.shared.send(self.topics.checkpoints, part_key, part, None)
+                    await send(part_key, part)
                 written += 1
             return written
