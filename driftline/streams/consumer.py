@@ -217,6 +217,11 @@ class IngestWorker:
             except BufferError:  # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
 
+    async def _drain(self) -> None:
+        """Wait until what was produced so far is delivered (or failed: `_confirm` raises for
+        it after the whole checkpoint, so a failure loses no more than before)."""
+        await self._in_thread(None, self.producer.flush, 120.0)
+
     async def _confirm(self) -> None:
         """Wait until the broker confirmed every message produced so far."""
         remaining = await self._in_thread(None, self.producer.flush, 120.0)
@@ -239,7 +244,7 @@ class IngestWorker:
 
     async def checkpoint(self) -> list[TopicPartition]:
         """Checkpoint changed state, confirm every output; the offsets now safe to commit."""
-        await self.pipeline.checkpoint(self._confirm)  # confirmed as it goes: less queued
+        await self.pipeline.checkpoint(self._drain)  # delivered as it goes: less queued
         await self._confirm()
         self._last_checkpoint = time.monotonic()
         return [

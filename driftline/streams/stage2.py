@@ -80,7 +80,7 @@ class ModelStage:
         """(key, value) of every model changed since the last call, one model's value built
         at a time (the caller holds `lock`): each is sent and dropped before the next exists.
         A list of them all held every pending partial of 100 models at once on top of the
-        producer's copy (~76 MiB more at the peak; docs/BENCHMARKS.md)."""
+        producer's copy (up to ~76 MiB in the packed 100-models scenario; BENCHMARKS.md)."""
         models = sorted(self.dirty & self.models.keys())
         self.dirty.clear()
         return ((f"s2/{m}".encode(), self.models[m].to_json()) for m in models)
