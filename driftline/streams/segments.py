@@ -305,6 +305,27 @@ class JoinPlan:
     parts: list[JoinSegment]
 
 
+def _found_ints(values: NDArray[np.int64], written: NDArray[np.int64]) -> NDArray[np.bool_]:
+    """`_found` for arrival numbers: by a table over the range of ``written`` (sorted, unique)
+    when it is dense (a checkpoint's newest entries: contiguous but for the joined ones), which
+    is several times faster than a binary search per value.
+
+    >>> _found_ints(np.array([3, 5, 9, 12]), np.array([5, 6, 9])).tolist()
+    [False, True, True, False]
+    """
+    if not written.size or not values.size:
+        return np.zeros(values.size, dtype=bool)
+    low, high = int(written[0]), int(written[-1])
+    if high - low + 1 > 4 * (written.size + values.size):
+        return _found(values, written)
+    table = np.zeros(high - low + 1, dtype=bool)
+    table[written - low] = True
+    inside = (values >= low) & (values <= high)
+    found = np.zeros(values.size, dtype=bool)
+    found[inside] = table[values[inside] - low]
+    return found
+
+
 def _mask_text(live: NDArray[np.bool_]) -> str | None:
     """A segment's mask in the head: None when every entry is in, else base64 of its bits."""
     return None if bool(live.all()) else base64.b64encode(np.packbits(live).tobytes()).decode()
@@ -359,7 +380,7 @@ class JoinSegments:
         kept: list[JoinSegment] = []
         held = 0  # entries in the kept segments, checkpointed or not
         for part in self.parts:
-            live = _found(part.seqs, seqs)  # joined, evicted, pushed out of the newest N: out
+            live = _found_ints(part.seqs, seqs)  # joined, evicted, pushed out of the newest N: out
             if not live.any():
                 tombstones.append(part.key)
                 continue
@@ -367,11 +388,13 @@ class JoinSegments:
             held += part.seqs.size
         if kept:
             written = np.concatenate([p.seqs[p.live] for p in kept])
-            new = ~_found(seqs, np.sort(written, kind="stable"))
+            new = ~_found_ints(seqs, np.sort(written, kind="stable"))
         else:
             new = np.ones(seqs.size, dtype=bool)
         n_new = int(new.sum())
-        if n_new and (len(kept) + 1 > MAX_SEGMENTS or held + n_new > MAX_ROWS_FACTOR * seqs.size):
+        if kept and (
+            len(kept) + (n_new > 0) > MAX_SEGMENTS or held + n_new > MAX_ROWS_FACTOR * seqs.size
+        ):
             tombstones += [p.key for p in kept]  # consolidated: one segment, the checkpoint now
             kept, new, n_new = [], np.ones(seqs.size, dtype=bool), seqs.size
         segments: list[tuple[str, bytes]] = []
