@@ -153,7 +153,7 @@ def _steady_checkpoints(
     order: str, rate: int = 3750, interval: float = 2.0, keep: int = 100_000, measured: int = 30
 ) -> dict[str, float]:
     """Bytes and CPU per checkpoint of one partition's join index, whole vs incremental."""
-    from driftline.streams.segments import JOIN_FIELD, JoinSegments
+    from driftline.streams.segments import JOIN_FIELD, JoinSegments, restore_join_segments
 
     per_step = int(rate * interval)
     delay_steps = -(-keep // per_step)  # labels come this many checkpoints later (~keep wait)
@@ -168,6 +168,7 @@ def _steady_checkpoints(
         due = np.arange(len(ids)) // per_step + rng.integers(0, 2 * delay_steps, len(ids))
     else:
         due = np.arange(len(ids)) // per_step + delay_steps
+    topic: dict[str, bytes] = {}  # the join segments on the topic
     by_step = np.argsort(due, kind="stable")
     due_sorted = due[by_step]
     totals = {"whole_bytes": 0.0, "whole_cpu_ms": 0.0, "incremental_bytes": 0.0}
@@ -193,6 +194,9 @@ def _steady_checkpoints(
         head = orjson.dumps({**join.to_dict(pending=False), JOIN_FIELD: plan.head})
         log.commit(plan)
         incremental_cpu = time.process_time() - started
+        topic.update(plan.segments)
+        for key in plan.tombstones:
+            del topic[key]
         if step >= warm:
             totals["whole_bytes"] += len(whole)
             totals["whole_cpu_ms"] += 1e3 * whole_cpu
@@ -202,6 +206,17 @@ def _steady_checkpoints(
             totals["segments_live"] += len(log.parts)
     result = {k: v / measured for k, v in totals.items()}
     result["pending"] = float(len(join.pending))
+    started = time.process_time()  # restores of the last checkpoint, both forms
+    _join(keep).restore(orjson.loads(whole))
+    result["whole_restore_ms"] = 1e3 * (time.process_time() - started)
+    started = time.process_time()
+    values = {k: orjson.loads(v) for k, v in topic.items()}
+    saved, _ = restore_join_segments("s1/0", {"labels": orjson.loads(head)}, values)
+    assert saved is not None
+    again = _join(keep)
+    again.restore(saved["labels"])
+    result["incremental_restore_ms"] = 1e3 * (time.process_time() - started)
+    assert list(again.pending) == list(join.pending)[-keep:]
     return result
 
 
