@@ -305,24 +305,28 @@ class JoinPlan:
     parts: list[JoinSegment]
 
 
-def _found_ints(values: NDArray[np.int64], written: NDArray[np.int64]) -> NDArray[np.bool_]:
-    """`_found` for arrival numbers: by a table over the range of ``written`` (sorted, unique)
-    when it is dense (a checkpoint's newest entries: contiguous but for the joined ones), which
-    is several times faster than a binary search per value.
+def _finder(written: NDArray[np.int64]) -> Callable[[NDArray[np.int64]], NDArray[np.bool_]]:
+    """`_found` for arrival numbers, against ``written`` (sorted, unique) many times: by a table
+    over its range when that is dense (a checkpoint's newest entries: contiguous but for the
+    joined ones), several times faster than a binary search per value.
 
-    >>> _found_ints(np.array([3, 5, 9, 12]), np.array([5, 6, 9])).tolist()
+    >>> _finder(np.array([5, 6, 9]))(np.array([3, 5, 9, 12])).tolist()
     [False, True, True, False]
     """
-    if not written.size or not values.size:
-        return np.zeros(values.size, dtype=bool)
+    if not written.size:
+        return lambda values: np.zeros(values.size, dtype=bool)
     low, high = int(written[0]), int(written[-1])
-    if high - low + 1 > 4 * (written.size + values.size):
-        return _found(values, written)
+    if high - low + 1 > 8 * written.size:
+        return lambda values: _found(values, written)
     table = np.zeros(high - low + 1, dtype=bool)
     table[written - low] = True
-    inside = (values >= low) & (values <= high)
-    found = np.zeros(values.size, dtype=bool)
-    found[inside] = table[values[inside] - low]
+
+    def found(values: NDArray[np.int64]) -> NDArray[np.bool_]:
+        inside = (values >= low) & (values <= high)
+        result = np.zeros(values.size, dtype=bool)
+        result[inside] = table[values[inside] - low]
+        return result
+
     return found
 
 
@@ -379,8 +383,9 @@ class JoinSegments:
         tombstones = list(self.stale)
         kept: list[JoinSegment] = []
         held = 0  # entries in the kept segments, checkpointed or not
+        checkpointed = _finder(seqs)
         for part in self.parts:
-            live = _found_ints(part.seqs, seqs)  # joined, evicted, pushed out of the newest N: out
+            live = checkpointed(part.seqs)  # joined, evicted, pushed out of the newest N: out
             if not live.any():
                 tombstones.append(part.key)
                 continue
@@ -388,7 +393,7 @@ class JoinSegments:
             held += part.seqs.size
         if kept:
             written = np.concatenate([p.seqs[p.live] for p in kept])
-            new = ~_found_ints(seqs, np.sort(written, kind="stable"))
+            new = ~_finder(np.sort(written, kind="stable"))(seqs)
         else:
             new = np.ones(seqs.size, dtype=bool)
         n_new = int(new.sum())
