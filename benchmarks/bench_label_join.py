@@ -18,8 +18,20 @@ of the index's own structures, and of everything it keeps alive once the parser'
 dropped (ids and prediction strings included). The inputs are shaped like parsed messages:
 36-character ids, a class label string object per record, 20 % of scores missing.
 
+With `--checkpoints`, instead: the stage-1 checkpoint of one partition's join index in a
+steady state, whole (the index's newest `max_checkpointed` entries inside the head, as before)
+against incremental (`segments.JoinSegments`: the segments of new entries plus the head's
+masks), both measured on the same state at every checkpoint: 3,750 new predictions/s, a
+checkpoint every 2 s, `max_checkpointed` = 100,000, in three scenarios: labels joining 26 s
+after their prediction in arrival order (~100,000 waiting), in random order within 0-53 s
+(~100,000 waiting; masks and consolidations), and labels hours late (none joins in the run;
+the index holds more than is checkpointed, entries leave the newest 100,000 at the back).
+Bytes and CPU (process time) per checkpoint, mean over the measured checkpoints after the index
+is full.
+
 Run: .cache/venv/bin/python benchmarks/bench_label_join.py [-n 200000] [--baseline DIR]
      [--json out.json]
+     .cache/venv/bin/python benchmarks/bench_label_join.py --checkpoints [--json out.json]
 """
 
 from __future__ import annotations
@@ -137,7 +149,81 @@ def _memory(n: int, batch: int) -> dict[str, float]:
     return {"bytes_per_entry_index_only": index_only / n, "bytes_per_entry_retained": retained / n}
 
 
+def _steady_checkpoints(
+    order: str, rate: int = 3750, interval: float = 2.0, keep: int = 100_000, measured: int = 30
+) -> dict[str, float]:
+    """Bytes and CPU per checkpoint of one partition's join index, whole vs incremental."""
+    from driftline.streams.segments import JOIN_FIELD, JoinSegments, restore_join_segments
+
+    per_step = int(rate * interval)
+    delay_steps = -(-keep // per_step)  # labels come this many checkpoints later (~keep wait)
+    warm = delay_steps + 4
+    steps = warm + measured
+    inputs = _inputs(per_step * steps)
+    ids, times = inputs[0], inputs[1]
+    join = _join(keep, max_pending=1_000_000)
+    log = JoinSegments("s1/0")
+    rng = np.random.default_rng(11)
+    if order == "random":  # each label within 0-2x the delay: random order
+        due = np.arange(len(ids)) // per_step + rng.integers(0, 2 * delay_steps, len(ids))
+    else:
+        due = np.arange(len(ids)) // per_step + delay_steps
+    topic: dict[str, bytes] = {}  # the join segments on the topic
+    by_step = np.argsort(due, kind="stable")
+    due_sorted = due[by_step]
+    totals = {"whole_bytes": 0.0, "whole_cpu_ms": 0.0, "incremental_bytes": 0.0}
+    totals |= {"incremental_cpu_ms": 0.0, "segments_written": 0.0, "segments_live": 0.0}
+    for step in range(steps):
+        rows = slice(step * per_step, (step + 1) * per_step)
+        for first in range(rows.start, rows.stop, 100):  # batch messages of 100
+            part = slice(first, min(first + 100, rows.stop))
+            join.add_columns("fraud", "3", ids[part], times[part], inputs[2][part], inputs[3][part])
+        if order != "late":
+            lo, hi = np.searchsorted(due_sorted, [step, step + 1])
+            labels = [
+                {"prediction_id": ids[i], "label": "ok", "timestamp": float(times[i]) + 60.0}
+                for i in by_step[lo:hi].tolist()
+            ]
+            for first in range(0, len(labels), 100):
+                join.add_labels(labels[first : first + 100])
+        started = time.process_time()
+        whole = orjson.dumps(join.to_dict())
+        whole_cpu = time.process_time() - started
+        started = time.process_time()
+        plan = log.plan(join.pending, join.max_checkpointed)
+        head = orjson.dumps({**join.to_dict(pending=False), JOIN_FIELD: plan.head})
+        log.commit(plan)
+        incremental_cpu = time.process_time() - started
+        topic.update(plan.segments)
+        for key in plan.tombstones:
+            del topic[key]
+        if step >= warm:
+            totals["whole_bytes"] += len(whole)
+            totals["whole_cpu_ms"] += 1e3 * whole_cpu
+            totals["incremental_bytes"] += len(head) + sum(len(v) for _, v in plan.segments)
+            totals["incremental_cpu_ms"] += 1e3 * incremental_cpu
+            totals["segments_written"] += len(plan.segments)
+            totals["segments_live"] += len(log.parts)
+    result = {k: v / measured for k, v in totals.items()}
+    result["pending"] = float(len(join.pending))
+    started = time.process_time()  # restores of the last checkpoint, both forms
+    _join(keep).restore(orjson.loads(whole))
+    result["whole_restore_ms"] = 1e3 * (time.process_time() - started)
+    started = time.process_time()
+    values = {k: orjson.loads(v) for k, v in topic.items()}
+    saved, _ = restore_join_segments("s1/0", {"labels": orjson.loads(head)}, values)
+    assert saved is not None
+    again = _join(keep)
+    again.restore(saved["labels"])
+    result["incremental_restore_ms"] = 1e3 * (time.process_time() - started)
+    assert list(again.pending) == list(join.pending)[-keep:]
+    return result
+
+
 def _child(args: argparse.Namespace) -> None:
+    if args.checkpoints:
+        print(json.dumps({o: _steady_checkpoints(o) for o in ("arrival", "random", "late")}))
+        return
     measure = _memory if args.memory else _timed
     print(json.dumps(measure(args.n, args.batch)))
 
@@ -167,8 +253,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--memory", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--checkpoints", action="store_true", help="checkpoint bytes and CPU")
     args = parser.parse_args()
-    if args.child:
+    if args.child or args.checkpoints:
+        load = os.getloadavg()
+        if not args.child:
+            print(f"load {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         _child(args)
         return
     codes: list[tuple[str, Path | None]] = [("this", None)]

@@ -114,6 +114,8 @@ class PendingIndex:
         self._time = np.zeros(0, np.float64)
         self._bytes = np.zeros(0, np.int64)
         self._live = np.zeros(0, bool)
+        self._seq = np.zeros(0, np.int64)  # arrival number of each slot (incremental checkpoints)
+        self._next_seq = 0
         self._head = 0  # no live slot before this one
         self._shared: dict[str, str] = {}
         self.nbytes = 0
@@ -193,6 +195,8 @@ class PendingIndex:
         self._time[tail:end] = time
         self._bytes[tail:end] = sizes
         self._live[tail:end] = True
+        self._seq[tail:end] = np.arange(self._next_seq, self._next_seq + n)
+        self._next_seq += n
         self._ids += ids
         self._prediction += predictions
         before = len(slots)
@@ -247,6 +251,8 @@ class PendingIndex:
             self._time[slot] = t
             self._bytes[slot] = size
             self._live[slot] = True
+            self._seq[slot] = self._next_seq
+            self._next_seq += 1
             self._ids.append(pid)
             self._prediction.append(p)
             slots[pid] = slot
@@ -304,7 +310,20 @@ class PendingIndex:
 
     def newest(self, limit: int) -> Entries:
         """The last `limit` entries (for a checkpoint), in order, not removed."""
-        slots = self._live_slots()[-limit:] if limit else np.zeros(0, np.intp)
+        return self.at(self.newest_slots(limit))
+
+    def newest_slots(self, limit: int) -> np.ndarray[Any, np.dtype[np.intp]]:
+        """The slots of the last `limit` entries, in order (valid until the next change)."""
+        return self._live_slots()[-limit:] if limit else np.zeros(0, np.intp)
+
+    def seqs(self, slots: np.ndarray[Any, np.dtype[np.intp]]) -> I64:
+        """The arrival numbers of live slots: increasing with the slots, unique in the index,
+        kept by a checkpoint and its restore (`to_columns`, `restore_columns`)."""
+        seqs: I64 = self._seq[slots]
+        return seqs
+
+    def at(self, slots: np.ndarray[Any, np.dtype[np.intp]]) -> Entries:
+        """The entries of live slots, in the order given, not removed."""
         listed = slots.tolist()
         # mapped in C: no Python step per entry
         id_at = cast("Callable[[int], str]", self._ids.__getitem__)
@@ -396,7 +415,7 @@ class PendingIndex:
         self._grow(max(_MIN_CAPACITY, 2 * len(self._live), len(self._ids) + n))
 
     def _grow(self, capacity: int) -> None:
-        for name in ("_code", "_start", "_score", "_time", "_bytes", "_live"):
+        for name in ("_code", "_start", "_score", "_time", "_bytes", "_live", "_seq"):
             old = getattr(self, name)
             new = np.zeros(capacity, old.dtype)
             new[: len(self._ids)] = old[: len(self._ids)]
@@ -410,7 +429,7 @@ class PendingIndex:
         self._prediction = [self._prediction[s] for s in listed]
         self._ids = ids
         capacity = max(_MIN_CAPACITY, 2 * room)
-        for name in ("_code", "_start", "_score", "_time", "_bytes", "_live"):
+        for name in ("_code", "_start", "_score", "_time", "_bytes", "_live", "_seq"):
             old = getattr(self, name)
             new = np.zeros(capacity, old.dtype)
             new[: len(live)] = old[live]
@@ -423,7 +442,10 @@ class PendingIndex:
     def to_columns(self, limit: int) -> dict[str, Any]:
         """The newest `limit` entries column-wise: ids, an index into the interned (model,
         version) pairs, then one list per field. A missing score stays NaN (orjson: null)."""
-        entries = self.newest(limit)
+        return self.columns(self.newest(limit))
+
+    def columns(self, entries: Entries) -> dict[str, Any]:
+        """Some entries column-wise, as `to_columns` writes them."""
         used = np.flatnonzero(np.bincount(entries.code, minlength=len(self.pairs)))
         renumber = np.zeros(len(self.pairs), np.int64)
         renumber[used] = np.arange(len(used))  # the versions in the checkpoint, numbered from 0
@@ -439,7 +461,8 @@ class PendingIndex:
 
     def restore_columns(self, d: Mapping[str, Any]) -> None:
         """Add the entries of `to_columns` (or of a checkpoint of the tuple-based index: same
-        form) at the end, in order."""
+        form) at the end, in order. With `seq` (their arrival numbers, increasing: a
+        checkpoint in segments, `segments.restore_join_segments`) the entries keep them."""
         codes = np.array([self.code_of(str(m), str(v)) for m, v in d["versions"]], np.int32)
         ids = [str(pid) for pid in d["ids"]]
         columns = (d["version"], d["start"], d["prediction"], d["score"], d["time"])
@@ -450,8 +473,11 @@ class PendingIndex:
         score = np.array([math.nan if s is None else s for s in d["score"]], dtype=np.float64)
         time = np.asarray(d["time"], dtype=np.float64)
         predictions = list(d["prediction"])
+        # arrival numbers continue after every one on the topic (`next_seq`), also unlisted
+        self._next_seq = max(self._next_seq, int(d.get("next_seq", 0)))
         if not ids:
             return
+        tail = len(self._ids)
         # one append per run of one version (usually one run), in arrival order
         breaks = np.flatnonzero(np.diff(version)) + 1
         for run in np.split(np.arange(len(ids)), breaks):
@@ -464,3 +490,15 @@ class PendingIndex:
                 score[run],
                 time[run],
             )
+        seq = d.get("seq")
+        if seq is not None:
+            numbers = np.asarray(seq, dtype=np.int64)
+            if (
+                len(numbers) != len(ids)
+                or len(self._ids) - tail != len(ids)
+                or bool(np.any(numbers[1:] <= numbers[:-1]))
+                or (tail and int(numbers[0]) < int(self._seq[tail - 1]))
+            ):
+                raise ValueError("join index checkpoint: bad arrival numbers")
+            self._seq[tail : tail + len(ids)] = numbers
+            self._next_seq = max(self._next_seq, int(numbers[-1]) + 1)

@@ -404,10 +404,12 @@ class PartitionLabels:
 
     # -- checkpoint ------------------------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, pending: bool = True) -> dict[str, Any]:
         """JSON-compatible state, the join index included (column-wise: one list per field,
         model versions interned), so that a label arriving after a restart still joins the
-        prediction it belongs to.
+        prediction it belongs to. With `pending=False` the join index is left out: a stage-1
+        checkpoint stores it in segments (`segments.JoinSegments`) and restores it as
+        `pending` (`segments.restore_join_segments`).
 
         >>> labels = PartitionLabels(0, 60.0, 10.0, 3600.0, 100)
         >>> _ = labels.add_predictions([{"prediction_id": "a", "model": "m", "model_version": 1,
@@ -424,7 +426,7 @@ class PartitionLabels:
         checkpointed = min(len(self.pending), self.max_checkpointed)
         return {
             "partition": self.partition,
-            "pending": self.pending.to_columns(checkpointed),
+            **({"pending": self.pending.to_columns(checkpointed)} if pending else {}),
             "orphans": {
                 "ids": list(orphans),
                 "label": [label for label, _ in orphans.values()],

@@ -45,7 +45,15 @@ from driftline.streams.intake import (
 from driftline.streams.labels import Outcome, PartitionLabels
 from driftline.streams.outcomes import outcome_payloads
 from driftline.streams.payloads import PartialMessage, PerformanceMessage, WatermarkMessage
-from driftline.streams.segments import SEGMENT_MARK, ReservoirSegments, restore_segments
+from driftline.streams.segments import (
+    JOIN_FIELD,
+    JOIN_MARK,
+    SEGMENT_MARK,
+    JoinSegments,
+    ReservoirSegments,
+    restore_join_segments,
+    restore_segments,
+)
 from driftline.streams.windows import PartitionWindows, WindowSizes
 
 log = logging.getLogger(__name__)
@@ -120,14 +128,15 @@ class PartitionStage:
         self.lock = asyncio.Lock()
         self.dirty: set[int] = set()  # changed since the last checkpoint
         self.segments: dict[int, ReservoirSegments] = {}  # each partition's, on the topic
+        self.join_segments: dict[int, JoinSegments] = {}  # each partition's join index, too
         self._poisoned: dict[tuple[str, int], list[tuple[int, int]]] = {}  # see `rewind`
         self.rewound: set[int] = set()  # partitions the shell must re-read (then clears it)
 
     def checkpoint_messages(self) -> Iterator[list[tuple[bytes, bytes | None]]]:
         """Per partition changed since the last call, one at a time (so that one partition's
         value is in memory at once), the messages that store it, in the order to send them:
-        its new reservoir segments, its head `s1/<p>` (chunked when large), then tombstones of
-        the segments the head no longer references (streams/segments.py). The caller sends a
+        its new reservoir and join index segments, its head `s1/<p>` (chunked when large), then
+        tombstones of the segments the head no longer references (streams/segments.py). The caller sends a
         partition's messages before asking for the next: the bookkeeping of its segments
         advances only then (a failed send leaves it as the topic has it)."""
         checkpoints = self.shared.checkpoints
@@ -137,15 +146,20 @@ class PartitionStage:
             state.flush()
             segments = self.segments.setdefault(p, ReservoirSegments(key))
             plan = segments.plan(state.open)
-            value = orjson.dumps(
-                {**state.to_dict(plan.sketch_dict), "labels": self.joins[p].to_dict()}
-            )
-            messages = [m for k, v in plan.segments for m in checkpoints.messages(k.encode(), v)]
+            joins = self.joins[p]
+            join_segments = self.join_segments.setdefault(p, JoinSegments(key))
+            join_plan = join_segments.plan(joins.pending, joins.max_checkpointed)
+            labels = {**joins.to_dict(pending=False), JOIN_FIELD: join_plan.head}
+            value = orjson.dumps({**state.to_dict(plan.sketch_dict), "labels": labels})
+            written = plan.segments + join_plan.segments
+            messages = [m for k, v in written for m in checkpoints.messages(k.encode(), v)]
             messages += checkpoints.messages(key.encode(), value)
-            del value
-            messages += [m for k in plan.tombstones for m in checkpoints.tombstones(k)]
+            del value, written
+            gone = plan.tombstones + join_plan.tombstones
+            messages += [m for k in gone for m in checkpoints.tombstones(k)]
             yield messages
             segments.commit(plan)
+            join_segments.commit(join_plan)
 
     async def _save_partition(self, partition: int) -> None:
         self.dirty.add(partition)  # written by the next checkpoint
@@ -161,6 +175,7 @@ class PartitionStage:
         """Drop a revoked source partition's state; whoever gets it restores the checkpoint."""
         self.partitions.pop(partition, None)
         self.segments.pop(partition, None)
+        self.join_segments.pop(partition, None)
         self.dirty.discard(partition)
         self.joins.pop(partition, None)
         self._last_record_at.pop(partition, None)
@@ -178,6 +193,7 @@ class PartitionStage:
         self.rewound.add(partition)
         self.partitions.pop(partition, None)
         self.segments.pop(partition, None)
+        self.join_segments.pop(partition, None)
         self.joins.pop(partition, None)
         self.dirty.discard(partition)
         self._idle.discard(partition)
@@ -205,6 +221,7 @@ class PartitionStage:
             key = f"s1/{partition}"
             saved = await self.shared.checkpoints.get(key)
             on_topic = self.shared.checkpoints.under(key + SEGMENT_MARK)
+            join_on_topic = self.shared.checkpoints.under(key + JOIN_MARK)
             labels = self.shared.config.labels
 
             def fresh_joins() -> PartitionLabels:
@@ -221,13 +238,17 @@ class PartitionStage:
             joins = fresh_joins()
             try:  # the reservoirs from their segments (a checkpoint of an older version has none)
                 whole, segments = restore_segments(key, saved, on_topic)
+                whole, join_segments = restore_join_segments(key, whole, join_on_topic)
                 restored, error = restore_partition(partition, whole, joins)
             except ValueError as exc:
                 restored, error = None, f"{type(exc).__name__}: {exc}"
             if restored is None:  # what is on the topic is stale: tombstoned after the next head
                 segments = ReservoirSegments(key, stale=sorted(on_topic))
+                join_segments = JoinSegments(key, stale=sorted(join_on_topic))
             self.segments[partition] = segments
-            self.shared.checkpoints.discard([key, *on_topic])  # in memory from here on
+            self.join_segments[partition] = join_segments
+            # in memory from here on
+            self.shared.checkpoints.discard([key, *on_topic, *join_on_topic])
             if restored is not None:
                 state = restored
                 log.info(

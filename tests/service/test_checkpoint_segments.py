@@ -54,7 +54,8 @@ class Worker:
             if to != topic:
                 return
             # the crash: the head and what follows it (tombstones) are never sent
-            if self.drop_heads and (value is None or b"#seg/" not in (key or b"")):
+            segment = b"#seg/" in (key or b"") or b"#join/" in (key or b"")
+            if self.drop_heads and (value is None or not segment):
                 return
             self.producer.produce(to, key=key, value=value)
 
