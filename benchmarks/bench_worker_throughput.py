@@ -635,6 +635,12 @@ def main() -> int:
     )
     parser.add_argument("--skip-many-models", action="store_true")
     parser.add_argument(
+        "--skip-packed",
+        action="store_true",
+        help="with --many-rate: only the scenario with event time at that rate (e.g. --many-n "
+        "2000000 --many-rate 15000: reservoirs full, windows closing, as in a deployment)",
+    )
+    parser.add_argument(
         "--profile", metavar="PATH", help="run one worker under cProfile, writing PATH"
     )
     parser.add_argument(
@@ -782,9 +788,11 @@ def main() -> int:
             )
             many_n = args.many_n or (25_000 if args.quick else n)
             results["many_n"] = many_n
-            variants: list[tuple[str, str, float | None, int]] = [
-                ("many", many, None, 3 * args.models)
-            ]
+            variants: list[tuple[str, str, float | None, int]] = (
+                []
+                if args.many_rate and args.skip_packed
+                else [("many", many, None, 3 * args.models)]
+            )
             if args.many_rate:
                 results["many_rate"] = args.many_rate
                 # windows of 60 s that the watermark (max event time - 5 s) closes
