@@ -217,14 +217,15 @@ class IngestWorker:
             except BufferError:  # the local queue is full: let deliveries drain
                 self.producer.poll(0.05)
 
-    async def _drain(self) -> None:
-        """Wait until what was produced so far is delivered (or failed: `_confirm` raises for
-        it after the whole checkpoint, so a failure loses no more than before)."""
-        await self._in_thread(None, self.producer.flush, 120.0)
+    async def _drain(self) -> int:
+        """Wait until what was produced so far is delivered or failed (at most 120 s); how
+        many are still queued. Raises nothing: `_confirm` does, after the whole checkpoint,
+        so a failure loses no more than before."""
+        return await self._in_thread(None, self.producer.flush, 120.0)
 
     async def _confirm(self) -> None:
         """Wait until the broker confirmed every message produced so far."""
-        remaining = await self._in_thread(None, self.producer.flush, 120.0)
+        remaining = await self._drain()
         if remaining or self._delivery_errors:
             errors, self._delivery_errors = self._delivery_errors, []
             raise DeliveryError(

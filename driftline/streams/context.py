@@ -90,9 +90,9 @@ class Checkpoints:
             self.writer.loaded(self.cache)
         return self.cache.get(key)
 
-    def messages(self, key: bytes, value: bytes) -> list[tuple[bytes, bytes | None]]:
+    def messages(self, key: str, value: bytes) -> list[tuple[bytes, bytes | None]]:
         """What to send, in order, to store ``value`` under ``key`` (None: a tombstone)."""
-        return [(k.encode(), v) for k, v in self.writer.messages(key.decode(), value)]
+        return [(k.encode(), v) for k, v in self.writer.messages(key, value)]
 
     def tombstones(self, key: str) -> list[tuple[bytes, bytes | None]]:
         """What to send to delete ``key`` (and its chunks, if it was chunked)."""

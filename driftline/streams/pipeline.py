@@ -195,7 +195,7 @@ class Pipeline:
 
     # -- checkpoint --------------------------------------------------------------------------
 
-    async def checkpoint(self, confirm: Callable[[], Awaitable[None]] | None = None) -> int:
+    async def checkpoint(self, confirm: Callable[[], Awaitable[object]] | None = None) -> int:
         """Write the state of every partition and model changed since the last call to the
         checkpoint topic; returns how many were written. The caller confirms the sends with
         the broker before it commits any input offset; ``confirm`` (the shell's: every
@@ -221,8 +221,8 @@ class Pipeline:
                 for key, value in messages:
                     await send(key, value)
                 written += 1
-            for key, value in self.merge.checkpoint_values():
-                for part_key, part in self.shared.checkpoints.messages(key, value):
+            for model_key, model_value in self.merge.checkpoint_values():
+                for part_key, part in self.shared.checkpoints.messages(model_key, model_value):
                     await send(part_key, part)
                 written += 1
             return written

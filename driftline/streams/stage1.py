@@ -122,9 +122,8 @@ class PartitionStage:
         self._provisional_sent_at: dict[int, float] = {}
         self._last_record_at: dict[int, float] = {}  # assigned source partitions -> wall clock
         self._idle: set[int] = set()
-        self._piece_groups: dict[
-            int, int
-        ] = {}  # (model, version) groups in a partition's last piece
+        # (model, version) groups in each partition's last piece (`_piece_bytes`)
+        self._piece_groups: dict[int, int] = {}
         self.lock = asyncio.Lock()
         self.dirty: set[int] = set()  # changed since the last checkpoint
         self.segments: dict[int, ReservoirSegments] = {}  # each partition's, on the topic
@@ -152,8 +151,8 @@ class PartitionStage:
             labels = {**joins.to_dict(pending=False), JOIN_FIELD: join_plan.head}
             value = orjson.dumps({**state.to_dict(plan.sketch_dict), "labels": labels})
             written = plan.segments + join_plan.segments
-            messages = [m for k, v in written for m in checkpoints.messages(k.encode(), v)]
-            messages += checkpoints.messages(key.encode(), value)
+            messages = [m for k, v in written for m in checkpoints.messages(k, v)]
+            messages += checkpoints.messages(key, value)
             del value, written
             gone = plan.tombstones + join_plan.tombstones
             messages += [m for k in gone for m in checkpoints.tombstones(k)]
@@ -171,15 +170,20 @@ class PartitionStage:
             if topic == self.shared.topics.predictions:
                 self._last_record_at.setdefault(partition, now)
 
-    def forget(self, partition: int) -> None:
-        """Drop a revoked source partition's state; whoever gets it restores the checkpoint."""
+    def _drop_state(self, partition: int) -> None:
+        """Drop a partition's in-memory state (windows, join index, what its checkpoints
+        wrote): the next batch of it restores the checkpoint."""
         self.partitions.pop(partition, None)
         self.segments.pop(partition, None)
         self.join_segments.pop(partition, None)
-        self.dirty.discard(partition)
         self.joins.pop(partition, None)
-        self._last_record_at.pop(partition, None)
+        self.dirty.discard(partition)
         self._idle.discard(partition)
+
+    def forget(self, partition: int) -> None:
+        """Drop a revoked source partition's state; whoever gets it restores the checkpoint."""
+        self._drop_state(partition)
+        self._last_record_at.pop(partition, None)
         self._piece_groups.pop(partition, None)
 
     def rewind(self, topic: str, partition: int, first: int, last: int) -> None:
@@ -191,12 +195,7 @@ class PartitionStage:
         applied once: a batch counts entirely or not at all."""
         self._poisoned.setdefault((topic, partition), []).append((first, last))
         self.rewound.add(partition)
-        self.partitions.pop(partition, None)
-        self.segments.pop(partition, None)
-        self.join_segments.pop(partition, None)
-        self.joins.pop(partition, None)
-        self.dirty.discard(partition)
-        self._idle.discard(partition)
+        self._drop_state(partition)
         self.shared.checkpoints.reset()
 
     def _poisoned_offsets(self, topic: str, partition: int, fresh: list[Message]) -> set[int]:

@@ -76,14 +76,14 @@ class ModelStage:
             self.partition_of.pop(model, None)
             self.dirty.discard(model)
 
-    def checkpoint_values(self) -> Iterator[tuple[bytes, bytes]]:
+    def checkpoint_values(self) -> Iterator[tuple[str, bytes]]:
         """(key, value) of every model changed since the last call, one model's value built
         at a time (the caller holds `lock`): each is sent and dropped before the next exists.
         A list of them all held every pending partial of 100 models at once on top of the
         producer's copy (up to ~76 MiB in the packed 100-models scenario; BENCHMARKS.md)."""
         models = sorted(self.dirty & self.models.keys())
         self.dirty.clear()
-        return ((f"s2/{m}".encode(), self.models[m].to_json()) for m in models)
+        return ((f"s2/{m}", self.models[m].to_json()) for m in models)
 
     async def _model_state(self, model: str, partition: int) -> ModelWindows:
         state = self.models.get(model)
