@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 
 from driftline.config import Config, load_config
+from driftline.detectors.profile import ReferenceProfile
 from driftline.local import free_port
+from driftline.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
@@ -118,6 +120,15 @@ def isolated_config(kafka: KafkaService, tmp_path: Path) -> tuple[Config, dict[s
     }
     _remember_topics(env)
     return load_config(ROOT / "config" / "driftline.yaml", environ=env), env
+
+
+@pytest.fixture(scope="session")
+def fraud_profile() -> ReferenceProfile:
+    """The simulator's fraud model, profiled from 3,000 records (seed 99)."""
+    records, labels = simulate(3_000, seed=99)
+    return ReferenceProfile.from_records(
+        records, model="fraud", model_version="1", labels=[x["label"] for x in labels]
+    )
 
 
 # -- no Kafka client outlives its test -----------------------------------------------------------

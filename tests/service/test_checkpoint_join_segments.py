@@ -18,11 +18,9 @@ from driftline.detectors.profile import ReferenceProfile
 from driftline.simulate import simulate
 from driftline.streams.checkpoint import checkpoint_topic, ensure_internal_topics
 from driftline.streams.labels import PartitionLabels
+from tests.service.checkpoint_worker import START, Worker
 from tests.service.test_checkpoint_chunks import _latest_raw
-from tests.service.test_checkpoint_segments import START, Worker, profile
 from tests.unit.test_pipeline_input import Message
-
-__all__ = ["profile"]  # fixture
 
 pytestmark = pytest.mark.service
 
@@ -68,14 +66,14 @@ def _joins_on_topic(config: Config) -> set[str]:
 
 
 def test_the_join_index_restores_from_its_segments_through_kafka(
-    isolated_config: tuple[Config, dict[str, str]], profile: ReferenceProfile
+    isolated_config: tuple[Config, dict[str, str]], fraud_profile: ReferenceProfile
 ) -> None:
     config, _ = isolated_config
     ensure_internal_topics(config)
     limit = config.labels.max_checkpointed_pending
     rng = np.random.default_rng(5)
     records, _ = simulate(1_500, seed=6, start_time=START, rate_per_second=10.0)
-    live = LabelledWorker(config, profile)
+    live = LabelledWorker(config, fraud_profile)
     for first in range(0, 1_000, 250):
         live.feed(records[first : first + 250], first)
         live.label(records[max(0, first - 250) : first + 250], rng)  # some wait on
@@ -85,7 +83,7 @@ def test_the_join_index_restores_from_its_segments_through_kafka(
     waiting = len(live.joins().pending)
     assert 0 < waiting < 1_000
 
-    restored = LabelledWorker(config, profile)
+    restored = LabelledWorker(config, fraud_profile)
     restored.feed(records[999:1_000], 999)  # already applied: skipped, state restored
     assert _view(restored.joins(), limit) == _view(live.joins(), limit)
 
@@ -98,7 +96,7 @@ def test_the_join_index_restores_from_its_segments_through_kafka(
     orphans = _joins_on_topic(config) - written
     assert orphans  # the new segment made it, the head did not
 
-    after_crash = LabelledWorker(config, profile)
+    after_crash = LabelledWorker(config, fraud_profile)
     after_crash.feed(records[999:1_000], 999)
     assert _view(after_crash.joins(), limit) == before
     after_crash.feed(records[1_000:1_250], 1_000)  # re-read from the committed offset
@@ -108,20 +106,20 @@ def test_the_join_index_restores_from_its_segments_through_kafka(
     head = orjson.loads(raw["s1/0"])
     listed = {s["key"] for s in head["labels"]["pending_segments"]}
     assert _joins_on_topic(config) == listed and not orphans & set(raw)
-    again = LabelledWorker(config, profile)
+    again = LabelledWorker(config, fraud_profile)
     again.feed(records[1_249:1_250], 1_249)
     assert _view(again.joins(), limit) == _view(after_crash.joins(), limit)
 
 
 def test_a_head_with_the_whole_join_index_still_restores(
-    isolated_config: tuple[Config, dict[str, str]], profile: ReferenceProfile
+    isolated_config: tuple[Config, dict[str, str]], fraud_profile: ReferenceProfile
 ) -> None:
     """The value as the code before join segments wrote it: the index inside the head."""
     config, _ = isolated_config
     ensure_internal_topics(config)
     limit = config.labels.max_checkpointed_pending
     records, _ = simulate(600, seed=7, start_time=START, rate_per_second=10.0)
-    live = LabelledWorker(config, profile)
+    live = LabelledWorker(config, fraud_profile)
     live.feed(records, 0)
     live.label(records[:300], np.random.default_rng(8))
     old = {**live.windows().to_dict(), "labels": live.joins().to_dict()}
@@ -129,13 +127,13 @@ def test_a_head_with_the_whole_join_index_still_restores(
     live.producer.produce(checkpoint_topic(config), key=b"s1/0", value=orjson.dumps(old))
     assert live.producer.flush(30) == 0
 
-    restored = LabelledWorker(config, profile)
+    restored = LabelledWorker(config, fraud_profile)
     restored.feed(records[-1:], 599)
     assert _view(restored.joins(), limit)[0] == _view(live.joins(), limit)[0]
     more, _ = simulate(50, seed=9, start_time=START + 60.0, rate_per_second=10.0)
     restored.feed(more, 600)
     restored.checkpoint()  # from now on in segments
     assert len(_joins_on_topic(config)) == 1
-    again = LabelledWorker(config, profile)
+    again = LabelledWorker(config, fraud_profile)
     again.feed(more[-1:], 649)
     assert _view(again.joins(), limit) == _view(restored.joins(), limit)
