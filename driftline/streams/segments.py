@@ -107,6 +107,19 @@ class SegmentPlan:
         return self.sketches[(sketch.model, sketch.model_version, sketch.window_start)]
 
 
+def _consolidate(segments: int, rows: int, live: int) -> bool:
+    """Whether a window's (or a join index's) segments, with the one about to be appended,
+    are to be replaced by one segment of what is live now: above `MAX_SEGMENTS` segments or
+    `MAX_ROWS_FACTOR` x the `live` rows (the reservoir's size, the checkpointed entries).
+
+    >>> _consolidate(32, 10, 10), _consolidate(3, 4_001, 2_000), _consolidate(3, 4_000, 2_000)
+    (False, True, False)
+    >>> _consolidate(33, 10, 10)
+    True
+    """
+    return segments > MAX_SEGMENTS or rows > MAX_ROWS_FACTOR * live
+
+
 def _new_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -171,7 +184,7 @@ class ReservoirSegments:
             n_new = int(new.sum())
             if n_new:
                 k = sketch.reservoir_size
-                if before.rows + n_new > MAX_ROWS_FACTOR * k or len(before.keys) >= MAX_SEGMENTS:
+                if _consolidate(len(before.keys) + 1, before.rows + n_new, k):
                     tombstones += before.keys  # consolidated: one segment, the reservoir now
                     before = WindowSegments(edges=before.edges)
                     new[:] = True
@@ -397,9 +410,7 @@ class JoinSegments:
         else:
             new = np.ones(seqs.size, dtype=bool)
         n_new = int(new.sum())
-        if kept and (
-            len(kept) + (n_new > 0) > MAX_SEGMENTS or held + n_new > MAX_ROWS_FACTOR * seqs.size
-        ):
+        if kept and _consolidate(len(kept) + (n_new > 0), held + n_new, seqs.size):
             tombstones += [p.key for p in kept]  # consolidated: one segment, the checkpoint now
             kept, new, n_new = [], np.ones(seqs.size, dtype=bool), seqs.size
         segments: list[tuple[str, bytes]] = []
